@@ -1,0 +1,2 @@
+"""lrkit: LightReasoner, notebook-first."""
+__version__ = "0.1.0"

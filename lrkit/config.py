@@ -1,0 +1,164 @@
+"""Configuration as plain dataclasses.
+
+Every default is the LightReasoner paper's (or, where the paper is silent, the
+authors' code's); each field is documented once, here. The CLI, the notebooks
+and the Python API all take these objects.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+CODE_SYSTEM_PROMPT = "Please reason step by step."
+PAPER_EVAL_SYSTEM_PROMPT = (
+    "Please reason step by step, and put your final answer within \\boxed{}."
+)
+
+
+@dataclass
+class SampleConfig:
+    """Sampling stage: expert rollouts, divergence, selection, soft labels."""
+
+    alpha: float = 0.2
+    """Plausibility mask: keep tokens with pi_E(a) >= alpha * max pi_E."""
+    beta: float = 0.4
+    """KL(pi_E || pi_A) threshold that marks a step as critical."""
+    kl_inclusive: bool = True
+    """Keep a step when KL >= beta (the authors' code); False keeps KL > beta."""
+    skip_first_step: bool = True
+    """Never keep step 0 (empty prefix), as the authors' code does."""
+    max_new_tokens: int = 128
+    """Length of each greedy expert rollout; generation stops earlier at EOS."""
+    system_prompt: Optional[str] = CODE_SYSTEM_PROMPT
+    """System message of the chat prompt. The code uses "Please reason step by
+    step."; the paper's evaluation cue adds ", and put your final answer within
+    \\boxed{}." (lrkit.config.PAPER_EVAL_SYSTEM_PROMPT). None sends no system turn."""
+    temperature: float = 1.0
+    """Temperature of the contrastive soft label (1.0 = the paper's plain softmax)."""
+    top_k: int = 20
+    """How many top tokens of each model the step statistics store (for views and
+    for recomputing masks without a model)."""
+    batch_size: int = 8
+    """Problems per batch, for rollouts and for the teacher-forced passes."""
+    chunk_size: int = 1024
+    """Positions scored at once when turning hidden states into full-vocabulary
+    distributions; bounds memory at chunk_size x vocab floats per model."""
+    save_steps: bool = True
+    """Also write every step's statistics (steps.jsonl), not only kept records."""
+
+    def validate(self) -> "SampleConfig":
+        _check_range("alpha", self.alpha, 0.0, 1.0, low_open=True)
+        _check_range("beta", self.beta, 0.0, float("inf"))
+        _check_positive_int("max_new_tokens", self.max_new_tokens)
+        _check_positive_int("top_k", self.top_k)
+        _check_positive_int("batch_size", self.batch_size)
+        _check_positive_int("chunk_size", self.chunk_size)
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        return self
+
+
+@dataclass
+class TrainConfig:
+    """Fine-tuning stage: LoRA on the expert with the contrastive soft labels."""
+
+    lora_r: int = 8
+    """LoRA rank."""
+    lora_alpha: int = 16
+    """LoRA scaling numerator (scale = lora_alpha / lora_r)."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA branch."""
+    target_modules: tuple = ("q_proj", "v_proj")
+    """Modules that receive LoRA adapters."""
+    learning_rate: float = 5e-5
+    """AdamW learning rate, decayed linearly to zero."""
+    per_device_batch_size: int = 8
+    """Records per device per micro-batch."""
+    gradient_accumulation_steps: int = 2
+    """Micro-batches per optimizer step."""
+    max_steps: int = 1000
+    """Optimizer steps."""
+    max_length: int = 512
+    """Longest input; longer inputs lose tokens on the LEFT so the supervised
+    position survives."""
+    precision: str = "auto"
+    """"auto" (bf16 where supported, else fp16 on GPU, fp32 on CPU), "bf16",
+    "fp16" or "fp32"."""
+    seed: int = 0
+    """Seed for LoRA initialisation, dropout and data order."""
+    logging_steps: int = 10
+    """Log the loss every this many optimizer steps."""
+    save_steps: int = 200
+    """Checkpoint every this many optimizer steps (resume comes from these)."""
+    parity_right_padding: bool = False
+    """Reproduce the authors' defect: pad on the right and read logits[:, -1].
+    Only for comparisons; shorter sequences are then supervised at a pad."""
+
+    def validate(self) -> "TrainConfig":
+        for name in ("lora_r", "lora_alpha", "per_device_batch_size",
+                     "gradient_accumulation_steps", "max_steps", "max_length",
+                     "logging_steps", "save_steps"):
+            _check_positive_int(name, getattr(self, name))
+        _check_range("lora_dropout", self.lora_dropout, 0.0, 1.0)
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
+            raise ValueError(f"precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
+        return self
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation: zero-shot greedy pass@1."""
+
+    max_new_tokens: int = 512
+    """Longest answer generated per problem."""
+    system_prompt: Optional[str] = PAPER_EVAL_SYSTEM_PROMPT
+    """System message; the paper's evaluation cue asks for a \\boxed{} answer."""
+    batch_size: int = 16
+    """Problems generated at once."""
+
+    def validate(self) -> "EvalConfig":
+        _check_positive_int("max_new_tokens", self.max_new_tokens)
+        _check_positive_int("batch_size", self.batch_size)
+        return self
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_range(name, value, low, high, low_open=False):
+    ok = (low < value if low_open else low <= value) and value <= high
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise ValueError(f"{name} must be in {bracket}{low}, {high}], got {value!r}")
+
+
+def to_dict(config) -> dict:
+    data = dataclasses.asdict(config)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+
+def from_dict(cls, data: dict, source: str = "config"):
+    """Build a config from a dict, naming unknown fields instead of ignoring them."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{source}: unknown {cls.__name__} field(s): {', '.join(unknown)}")
+    values = dict(data)
+    if "target_modules" in values:
+        values["target_modules"] = tuple(values["target_modules"])
+    return cls(**values).validate()
+
+
+def save_config(config, path: Path) -> None:
+    Path(path).write_text(json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n")
+
+
+def load_config(cls, path: Path):
+    return from_dict(cls, json.loads(Path(path).read_text()), source=str(path))
