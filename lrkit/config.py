@@ -43,7 +43,7 @@ class SampleConfig:
     for recomputing masks without a model)."""
     batch_size: int = 8
     """Problems per batch, for rollouts and for the teacher-forced passes."""
-    chunk_size: int = 1024
+    chunk_size: int = 256
     """Positions scored at once when turning hidden states into full-vocabulary
     distributions; bounds memory at chunk_size x vocab floats per model."""
     save_steps: bool = True
@@ -162,3 +162,21 @@ def save_config(config, path: Path) -> None:
 
 def load_config(cls, path: Path):
     return from_dict(cls, json.loads(Path(path).read_text()), source=str(path))
+
+
+def field_docs(cls) -> dict[str, str]:
+    """The docstring written under each field, read from the source (one place
+    for the docs of the API, the CLI's --help and the README)."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body
+    docs = {}
+    for node, after in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)):
+            docs[node.target.id] = " ".join(after.value.value.split())
+    return docs

@@ -64,15 +64,21 @@ def cut_at_stop(ids: Iterable[int], stop_ids: Sequence[int]) -> Generation:
 @torch.inference_mode()
 def greedy_generate_batch(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens: int,
                           stop_ids: Optional[Sequence[int]] = None) -> list[Generation]:
-    """Greedy continuations of one batch of prompt id lists."""
+    """Greedy continuations of one batch of prompt id lists.
+
+    Output rows beyond the tokenizer (padding of the output layer) are never
+    chosen: they belong to no token.
+    """
     stop_ids = list(stop_ids or stop_token_ids(model, tokenizer))
     pad_id = pad_token_id(tokenizer, stop_ids)
     device = next(model.parameters()).device
     input_ids, attention_mask = left_pad(prompts, pad_id, device)
+    rows = model.get_output_embeddings().weight.shape[0]
     config = GenerationConfig(
         do_sample=False, num_beams=1, max_new_tokens=max_new_tokens,
         eos_token_id=stop_ids, pad_token_id=pad_id,
         temperature=None, top_p=None, top_k=None,
+        suppress_tokens=list(range(len(tokenizer), rows)) if rows > len(tokenizer) else None,
     )
     out = model.generate(input_ids=input_ids, attention_mask=attention_mask,
                          generation_config=config)

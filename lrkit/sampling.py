@@ -1,0 +1,415 @@
+"""The sampling stage: greedy expert rollouts, one teacher-forced pass per model,
+step statistics, selection and contrastive soft labels.
+
+Per batch of problems:
+1. the expert decodes greedily (left-padded batch, do_sample=False, stop at EOS);
+2. each model reads prompt + rollout ONCE (same token ids, never re-tokenized)
+   and yields every step's next-token distribution at once;
+3. every step gets its statistics; steps with KL >= beta become records.
+
+Output directory (written as each batch finishes; a rerun of the same command
+resumes after the last finished batch and ends with exactly the files of an
+uninterrupted run):
+``config.json``, ``rollouts.jsonl``, ``steps.jsonl``, ``records.jsonl``,
+``state.json`` (resume point) and, at the end, ``summary.json``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+
+from . import divergence
+from .config import SampleConfig, to_dict
+from .generation import greedy_generate_batch, pad_token_id, stop_token_ids
+from .models import ModelPair, load_pair
+from .problems import Problem, load_problems
+from .prompts import build_prompt_ids
+from .records import dumps, tokenizer_fingerprint
+
+OUTPUT_FILES = ("rollouts.jsonl", "steps.jsonl", "records.jsonl")
+STATE_FILE = "state.json"
+CONFIG_FILE = "config.json"
+SUMMARY_FILE = "summary.json"
+
+
+class RunMismatchError(ValueError):
+    """The output folder holds a run made with other settings or problems."""
+
+
+# --------------------------------------------------------------------------- scoring
+
+def _decoder_and_head(model):
+    """The decoder and output layer, when logits are a plain linear map of the
+    last hidden state; None for models that scale or cap their logits."""
+    config = model.config
+    if any(getattr(config, name, None) not in (None, 1.0, 0.0)
+           for name in ("final_logit_softcapping", "logit_scale", "logits_scaling")):
+        return None
+    try:
+        decoder, head = model.get_decoder(), model.get_output_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None
+    if decoder is None or head is None or decoder is model:
+        return None
+    return decoder, head
+
+
+def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+@torch.inference_mode()
+def last_positions_hidden(model, input_ids, attention_mask, n_last: int):
+    """Hidden states of the last ``n_last`` positions and the head that turns them
+    into logits (one forward pass). Falls back to logits for exotic models."""
+    parts = _decoder_and_head(model)
+    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask,
+                  position_ids=_position_ids(attention_mask), use_cache=False)
+    if parts is None:
+        logits = model(**kwargs, logits_to_keep=n_last).logits
+        return logits[:, -n_last:], None
+    decoder, head = parts
+    hidden = decoder(**kwargs).last_hidden_state[:, -n_last:]
+    return hidden, head
+
+
+def _to_logits(states: torch.Tensor, head) -> torch.Tensor:
+    return states if head is None else head(states)
+
+
+@dataclass
+class Rollout:
+    problem: Problem
+    prompt_ids: list[int]
+    token_ids: list[int]
+    finished: bool
+
+
+def score_rollouts(pair: ModelPair, rollouts: Sequence[Rollout], config: SampleConfig):
+    """Step statistics of every step of every rollout, plus the kept rows' soft labels.
+
+    Returns (stats as a dict of python lists with 'row' and 'step' columns,
+    {flat index: (ids, weights, expert_logprobs, amateur_logprobs)} for kept rows).
+    """
+    stop_ids = stop_token_ids(pair.expert, pair.tokenizer)
+    pad_id = pad_token_id(pair.tokenizer, stop_ids)
+    device = pair.device
+    lengths = [len(r.token_ids) for r in rollouts]
+    width_gen = max(lengths)
+    width_prompt = max(len(r.prompt_ids) for r in rollouts)
+    # Layout of generate(): left-padded prompts, then right-padded rollouts. The
+    # distribution of step t sits at column width_prompt - 1 + t.
+    total = width_prompt + width_gen - 1
+    input_ids = torch.full((len(rollouts), total), pad_id, dtype=torch.long)
+    attention = torch.zeros_like(input_ids)
+    for row, r in enumerate(rollouts):
+        seq = r.prompt_ids + r.token_ids[:-1]
+        start = width_prompt - len(r.prompt_ids)
+        input_ids[row, start:start + len(seq)] = torch.tensor(seq)
+        attention[row, start:start + len(seq)] = 1
+    input_ids, attention = input_ids.to(device), attention.to(device)
+
+    e_states, e_head = last_positions_hidden(pair.expert, input_ids, attention, width_gen)
+    a_states, a_head = last_positions_hidden(pair.amateur, input_ids, attention, width_gen)
+
+    rows = [(row, t) for row, n in enumerate(lengths) for t in range(n)]
+    chosen_all = torch.tensor([rollouts[row].token_ids[t] for row, t in rows], device=device)
+    row_index = torch.tensor([row for row, _ in rows], device=device)
+    step_index = torch.tensor([t for _, t in rows], device=device)
+    columns: dict[str, list] = {"row": [row for row, _ in rows], "step": [t for _, t in rows]}
+    labels: dict[int, tuple] = {}
+    for start in range(0, len(rows), config.chunk_size):
+        sl = slice(start, start + config.chunk_size)
+        r_idx, s_idx = row_index[sl], step_index[sl]
+        with torch.inference_mode():
+            e_logits = _to_logits(e_states[r_idx, s_idx], e_head)
+            a_logits = _to_logits(a_states[r_idx, s_idx], a_head)
+            try:
+                stats, e_logp, a_logp = divergence.step_statistics(
+                    e_logits, a_logits, chosen_all[sl], pair.vocab_size, config.alpha, config.top_k)
+            except divergence.NonFiniteLogitsError:
+                bad = _first_non_finite(e_logits, a_logits)
+                row, t = rows[start + bad[1]]
+                raise divergence.NonFiniteLogitsError(
+                    f"the {bad[0]} produced non-finite logits (NaN or +inf) for problem "
+                    f"{rollouts[row].problem.id!r} at step {t}; check the model's dtype "
+                    f"(fp16 overflow?) and weights") from None
+            keep = divergence.keep_steps(stats.kl, s_idx, config.beta, config.kl_inclusive,
+                                         config.skip_first_step)
+        for name in ("kl", "expert_entropy", "amateur_entropy", "expert_logprob",
+                     "amateur_logprob", "expert_topk_ids", "expert_topk_logprobs",
+                     "amateur_logprobs_at_expert_topk", "amateur_topk_ids",
+                     "amateur_topk_logprobs", "mask_size"):
+            columns.setdefault(name, []).extend(getattr(stats, name).tolist())
+        columns.setdefault("kept", []).extend(keep.tolist())
+        for local in keep.nonzero(as_tuple=True)[0].tolist():
+            ids, weights = divergence.sparse_soft_label(e_logp[local], a_logp[local],
+                                                        config.alpha, config.temperature)
+            index = torch.tensor(ids, device=e_logp.device)
+            labels[start + local] = (ids, weights, e_logp[local, index].tolist(),
+                                     a_logp[local, index].tolist())
+    return columns, labels
+
+
+def _first_non_finite(e_logits, a_logits) -> tuple[str, int]:
+    for role, logits in (("expert", e_logits), ("amateur", a_logits)):
+        bad = (torch.isnan(logits) | torch.isposinf(logits)).any(-1).nonzero(as_tuple=True)[0]
+        if len(bad):
+            return role, int(bad[0])
+    return "expert", 0
+
+
+# --------------------------------------------------------------------------- output
+
+def _decode_one(tokenizer, cache: dict, token_id: int) -> str:
+    if token_id not in cache:
+        cache[token_id] = tokenizer.decode([token_id])
+    return cache[token_id]
+
+
+def build_outputs(pair: ModelPair, rollouts: Sequence[Rollout], columns: dict, labels: dict,
+                  config: SampleConfig) -> tuple[list[dict], list[dict], list[dict]]:
+    """JSON-ready rollout lines, step rows and records of one batch."""
+    tok = pair.tokenizer
+    cache: dict[int, str] = {}
+    fingerprint = tokenizer_fingerprint(tok)
+    rollout_lines = [{
+        "prompt_id": r.problem.id, "question": r.problem.question, "answer": r.problem.answer,
+        "prompt_token_ids": r.prompt_ids, "token_ids": r.token_ids,
+        "text": tok.decode(r.token_ids), "finished": r.finished,
+    } for r in rollouts]
+    step_rows, records = [], []
+    for flat, (row, t) in enumerate(zip(columns["row"], columns["step"])):
+        r = rollouts[row]
+        token_id = r.token_ids[t]
+        e_top, a_top = columns["expert_topk_ids"][flat], columns["amateur_topk_ids"][flat]
+        step_rows.append({
+            "prompt_id": r.problem.id, "step": t,
+            "token_id": token_id, "token": _decode_one(tok, cache, token_id),
+            "kl": columns["kl"][flat],
+            "expert_entropy": columns["expert_entropy"][flat],
+            "amateur_entropy": columns["amateur_entropy"][flat],
+            "expert_logprob": columns["expert_logprob"][flat],
+            "amateur_logprob": columns["amateur_logprob"][flat],
+            "expert_top1_id": e_top[0], "amateur_top1_id": a_top[0],
+            "expert_top1": _decode_one(tok, cache, e_top[0]),
+            "amateur_top1": _decode_one(tok, cache, a_top[0]),
+            "top1_agree": e_top[0] == a_top[0],
+            "expert_topk_ids": e_top,
+            "expert_topk_logprobs": columns["expert_topk_logprobs"][flat],
+            "amateur_logprobs_at_expert_topk": columns["amateur_logprobs_at_expert_topk"][flat],
+            "amateur_topk_ids": a_top,
+            "amateur_topk_logprobs": columns["amateur_topk_logprobs"][flat],
+            "expert_topk_tokens": [_decode_one(tok, cache, i) for i in e_top],
+            "amateur_topk_tokens": [_decode_one(tok, cache, i) for i in a_top],
+            "mask_size": columns["mask_size"][flat],
+            "kept": columns["kept"][flat],
+        })
+        if flat in labels:
+            ids, weights, e_lp, a_lp = labels[flat]
+            records.append({
+                "prompt_id": r.problem.id, "step": t,
+                "prefix": tok.decode(r.token_ids[:t]),
+                "tokens": [_decode_one(tok, cache, i) for i in ids],
+                "token_ids": ids, "weights": weights,
+                "kl_divergence": columns["kl"][flat],
+                "question": r.problem.question,
+                "prompt_token_ids": r.prompt_ids, "prefix_token_ids": r.token_ids[:t],
+                "expert_token_id": token_id, "expert_token": _decode_one(tok, cache, token_id),
+                "expert_entropy": columns["expert_entropy"][flat],
+                "amateur_entropy": columns["amateur_entropy"][flat],
+                "expert_top1_id": e_top[0], "amateur_top1_id": a_top[0],
+                "expert_logprobs": e_lp, "amateur_logprobs": a_lp,
+                "mask_size": len(ids), "alpha": config.alpha, "beta": config.beta,
+                "temperature": config.temperature,
+                "expert": pair.expert_name, "amateur": pair.amateur_name,
+                "tokenizer_fingerprint": fingerprint,
+            })
+    return rollout_lines, step_rows, records
+
+
+# --------------------------------------------------------------------------- resume
+
+def _problems_fingerprint(problems: Sequence[Problem]) -> str:
+    text = json.dumps([[p.id, p.question] for p in problems], ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _prepare_out_dir(out_dir: Path, run_config: dict, overwrite: bool) -> int:
+    """Create or reopen the output folder; returns the number of batches done.
+
+    Files are cut back to their size after the last finished batch, so a line
+    half-written when the process died disappears.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_path, state_path = out_dir / CONFIG_FILE, out_dir / STATE_FILE
+    if overwrite:
+        for name in OUTPUT_FILES + (STATE_FILE, CONFIG_FILE, SUMMARY_FILE):
+            (out_dir / name).unlink(missing_ok=True)
+    if config_path.exists():
+        stored = json.loads(config_path.read_text())
+        if stored != run_config:
+            diffs = [k for k in sorted(set(stored) | set(run_config)) if stored.get(k) != run_config.get(k)]
+            raise RunMismatchError(
+                f"{out_dir} holds a run made with other settings (differs in: {', '.join(diffs)}); "
+                f"choose another output folder, or pass overwrite=True / --overwrite to replace it")
+    else:
+        leftovers = [n for n in OUTPUT_FILES if (out_dir / n).exists()]
+        if leftovers:
+            raise RunMismatchError(f"{out_dir} already holds {', '.join(leftovers)} from an unknown run; "
+                                   f"choose another output folder or pass --overwrite")
+        _write_json_atomic(config_path, run_config)
+    state = json.loads(state_path.read_text()) if state_path.exists() else {"batches_done": 0, "sizes": {}}
+    for name in OUTPUT_FILES:
+        path = out_dir / name
+        size = state["sizes"].get(name, 0)
+        if path.exists() and path.stat().st_size != size:
+            with path.open("r+b") as handle:
+                handle.truncate(size)
+    return int(state["batches_done"])
+
+
+def _append_batch(out_dir: Path, batch_index: int, chunks: dict[str, list[dict]]) -> None:
+    sizes = {}
+    for name in OUTPUT_FILES:
+        path = out_dir / name
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write("".join(dumps(line) for line in chunks[name]))
+            handle.flush()
+            os.fsync(handle.fileno())
+        sizes[name] = path.stat().st_size
+    _write_json_atomic(out_dir / STATE_FILE, {"batches_done": batch_index + 1, "sizes": sizes})
+
+
+# --------------------------------------------------------------------------- the stage
+
+@dataclass
+class SampleResult:
+    out_dir: Path
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def records_path(self) -> Path:
+        return self.out_dir / "records.jsonl"
+
+    def records(self) -> list[dict]:
+        from .records import read_records
+
+        return read_records(self.records_path, allow_empty=True)
+
+    def steps(self):
+        return read_steps(self.out_dir)
+
+    def rollouts(self):
+        return read_rollouts(self.out_dir)
+
+
+def read_steps(out_dir: Union[str, Path]):
+    """Every step's statistics of a sampling run, as a pandas DataFrame."""
+    import pandas as pd
+
+    path = Path(out_dir) / "steps.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no step statistics (was the run made with save_steps=False?)")
+    return pd.read_json(path, lines=True, dtype=False)
+
+
+def read_rollouts(out_dir: Union[str, Path]):
+    import pandas as pd
+
+    return pd.read_json(Path(out_dir) / "rollouts.jsonl", lines=True, dtype=False)
+
+
+def summarize_steps(steps) -> dict:
+    """The paper's statistics of a run's steps."""
+    agree = steps["top1_agree"].astype(bool)
+    kl = steps["kl"]
+    return {
+        "steps": int(len(steps)),
+        "kept": int(steps["kept"].sum()),
+        "share_kept": float(steps["kept"].mean()) if len(steps) else 0.0,
+        "share_kl_below_0.1": float((kl < 0.1).mean()) if len(steps) else 0.0,
+        "share_kl_at_least_0.4": float((kl >= 0.4).mean()) if len(steps) else 0.0,
+        "mean_kl": float(kl.mean()) if len(steps) else 0.0,
+        "mean_kl_top1_agree": float(kl[agree].mean()) if agree.any() else float("nan"),
+        "mean_kl_top1_disagree": float(kl[~agree].mean()) if (~agree).any() else float("nan"),
+        "share_top1_agree": float(agree.mean()) if len(steps) else 0.0,
+        "share_agree_with_kl_above_0.4": float((kl[agree] > 0.4).mean()) if agree.any() else float("nan"),
+    }
+
+
+def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_dir,
+           config: Optional[SampleConfig] = None, *, max_problems: Optional[int] = None,
+           device=None, dtype=None, trust_remote_code: bool = False, overwrite: bool = False,
+           progress: bool = True) -> SampleResult:
+    """Run the sampling stage and write its files to ``out_dir``.
+
+    ``expert`` is a loaded :class:`ModelPair` (then ``amateur`` is None), a pair
+    name such as ``"toy"``, or the expert's name/path with ``amateur`` beside it.
+    ``problems`` is a JSONL path, ``"gsm8k"`` or a list of problems.
+    Rerunning the same call after an interruption resumes where it stopped.
+    """
+    config = (config or SampleConfig()).validate()
+    problems = load_problems(problems, max_problems=max_problems)
+    pair = expert if isinstance(expert, ModelPair) else load_pair(
+        expert, amateur, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    out_dir = Path(out_dir)
+    run_config = {"sample_config": to_dict(config), "expert": pair.expert_name,
+                  "amateur": pair.amateur_name, "problems": len(problems),
+                  "problems_sha256": _problems_fingerprint(problems),
+                  "tokenizer_fingerprint": tokenizer_fingerprint(pair.tokenizer)}
+    done = _prepare_out_dir(out_dir, run_config, overwrite)
+    batches = [problems[i:i + config.batch_size] for i in range(0, len(problems), config.batch_size)]
+    stop_ids = stop_token_ids(pair.expert, pair.tokenizer)
+    timings = {"rollout_s": 0.0, "scoring_s": 0.0}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(problems), initial=min(done * config.batch_size, len(problems)),
+                   desc="sampling", unit="problem")
+    for index in range(done, len(batches)):
+        batch = batches[index]
+        start = time.perf_counter()
+        prompts = [build_prompt_ids(pair.tokenizer, p.question, config.system_prompt) for p in batch]
+        gens = greedy_generate_batch(pair.expert, pair.tokenizer, prompts, config.max_new_tokens, stop_ids)
+        rollouts = [Rollout(p, ids, g.token_ids, g.finished) for p, ids, g in zip(batch, prompts, gens)]
+        middle = time.perf_counter()
+        columns, labels = score_rollouts(pair, rollouts, config)
+        rollout_lines, step_rows, records = build_outputs(pair, rollouts, columns, labels, config)
+        _append_batch(out_dir, index, {"rollouts.jsonl": rollout_lines,
+                                       "steps.jsonl": step_rows if config.save_steps else [],
+                                       "records.jsonl": records})
+        timings["rollout_s"] += middle - start
+        timings["scoring_s"] += time.perf_counter() - middle
+        if bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    summary = {"problems": len(problems), "expert": pair.expert_name, "amateur": pair.amateur_name,
+               "records": _count_lines(out_dir / "records.jsonl"), **timings}
+    if config.save_steps:
+        summary.update(summarize_steps(read_steps(out_dir)))
+    _write_json_atomic(out_dir / SUMMARY_FILE, summary)
+    return SampleResult(out_dir, summary)
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(1 for line in handle if line.strip())
