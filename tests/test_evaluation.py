@@ -1,0 +1,379 @@
+"""Evaluation: answer extraction, matching, Wilson intervals, comparisons, evaluate() end to end.
+
+The end-to-end tests use a tiny Qwen2 wired as a successor table: attention and
+MLP outputs are zeroed, embeddings are one-hot and the output layer maps each
+token to one chosen next token, so greedy output depends only on the prompt's
+last character and is known in advance.
+"""
+import json
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from lrkit.config import EvalConfig
+from lrkit.evaluation import (EvalResult, accuracy_interval, answers_match, compare, evaluate,
+                              extract_answer, gsm8k_gold, main, mcnemar_p_value, parse_number)
+from lrkit.generation import greedy_generate
+from lrkit.prompts import build_prompt_ids
+
+GSM8K_TRAIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k" / "train.jsonl"
+
+# --------------------------------------------------------------------------- extraction
+
+
+@pytest.mark.parametrize("text, expected", [
+    (r"6 times 7 is 42, so the answer is $\boxed{42}$.", "42"),
+    (r"Half of it: $\boxed{\frac{1}{2}}$", r"\frac{1}{2}"),
+    (r"\boxed{\left\{1, 2\right\}}", r"\left\{1, 2\right\}"),
+    (r"\boxed{{a}{b}}", "{a}{b}"),
+    (r"\boxed {7}", "7"),
+    (r"\fbox{8}", "8"),
+    (r"\boxed 5.", "5"),
+    (r"First try: \boxed{3}. Wait, that is wrong. Final: \boxed{5}", "5"),
+    (r"Put the answer within \boxed{}. She has 12 apples.", "12"),
+    (r"So \boxed{12} is it. Next, \boxed{4", "12"),
+    (r"\boxed{18 \text{ dollars}}", r"18 \text{ dollars}"),
+    ("The answer is 42.", "42"),
+    ("The answer is 42. Step 3: check that 6 * 7 = 42 holds for 2 cases.", "42"),
+    ("The answer is: **$18**", "18"),
+    ("The answer is 12 + 3 = 15", "15"),
+    ("The temperature fell to -5 degrees.", "-5"),
+    ("The temperature fell to \u22125 degrees.", "-5"),
+    ("Then 10-3 leaves 7, and 8-3", "3"),
+    ("In total there are 1,234 apples.", "1,234"),
+    ("She paid $18.00 for it.", "18.00"),
+    ("Each gets 3/4 of a pie.", "3/4"),
+    (r"Each gets $\frac{3}{4}$ of a pie.", r"\frac{3}{4}"),
+    (r"Each gets $\dfrac{3}{4}$ of a pie.", r"\dfrac{3}{4}"),
+    ("It grows by 0.25 each day, so in 10 days it grows 2.5.", "2.5"),
+    ("48/2 = 24 clips in May\n#### 72\nQuestion: Tom has 5 apples", "72"),
+])
+def test_extract_answer(text, expected):
+    assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "I do not know.", r"Put it in \boxed{}.", None])
+def test_extract_answer_none_when_there_is_no_answer(text):
+    assert extract_answer(text) is None
+
+
+# --------------------------------------------------------------------------- matching
+
+
+@pytest.mark.parametrize("pred, gold", [
+    ("18", "18"), ("18 dollars", "18"), ("$18.00", "18"), (r"\$18", "18"), ("18.0", "18"),
+    (r"18 \text{ dollars}", "18"), (r"18\,\text{dollars}", "18"), ("$18$", "18"),
+    ("1,234", "1234"), (r"1\,234", "1234"), ("1{,}234", "1,234"), ("50%", "50"), (r"50\%", "50"),
+    (r"\frac{1}{2}", "0.5"), ("1/2", "0.5"), (r"\dfrac{1}{2}", "1/2"), (r"\frac12", "0.5"),
+    ("-3", "-3"), (r"-\frac{3}{4}", "-0.75"), ("x = 5", "5"), ("12 cm^2", "12"), ("90^\\circ", "90"),
+    (r"\boxed{7}", "7"), (r"\text{(B)}", "(b)"), ("Paris", "paris"),
+])
+def test_answers_match(pred, gold):
+    assert answers_match(pred, gold)
+
+
+@pytest.mark.parametrize("pred, gold", [
+    (None, "18"), ("17", "18"), ("-18", "18"), ("0.333", "1/3"), ("2 and 3", "3"), ("1,234", "1.234"),
+    ("", ""), ("1/0", "0"), ("Paris", "Rome"),
+])
+def test_answers_do_not_match(pred, gold):
+    assert not answers_match(pred, gold)
+
+
+def test_parse_number_values():
+    assert parse_number("1,234.5") == Fraction(24690, 20)
+    assert parse_number(r"\frac{3}{4}") == Fraction(3, 4)
+    assert parse_number(r"\sqrt{2}") is None
+
+
+def _gsm8k_rows(n):
+    if not GSM8K_TRAIN.exists():
+        pytest.skip(f"GSM8K train file not found next to the repository ({GSM8K_TRAIN.name})")
+    with GSM8K_TRAIN.open(encoding="utf-8") as handle:
+        return [json.loads(next(handle)) for _ in range(n)]
+
+
+def test_gsm8k_gold_answers_parse_and_match_model_like_outputs():
+    for row in _gsm8k_rows(25):
+        gold = gsm8k_gold(row["answer"])
+        assert gold == row["answer"].rsplit("####", 1)[1].strip().replace(",", "")
+        value = parse_number(gold)
+        assert value is not None and value.denominator == 1, gold
+        body = row["answer"].rsplit("####", 1)[0]
+        assert answers_match(extract_answer(row["answer"]), gold)
+        assert answers_match(extract_answer(body + f"\nThe answer is {gold}."), gold)
+        assert answers_match(extract_answer(body + f"\nSo the answer is $\\boxed{{{gold}}}$. Hope it helps!"), gold)
+        assert answers_match(extract_answer(body + f"\nThe answer is ${int(value):,}.00 in total."), gold)
+        assert not answers_match(extract_answer(body + f"\n\\boxed{{{int(value) + 1}}}"), gold)
+
+
+def test_gsm8k_first_problem_known_answer():
+    row = _gsm8k_rows(1)[0]
+    assert gsm8k_gold(row["answer"]) == "72"
+    body = row["answer"].rsplit("####", 1)[0]
+    assert extract_answer(body) == "72"
+
+
+# --------------------------------------------------------------------------- statistics
+
+Z95 = 1.959963984540054
+
+
+def _wilson_reference(k, n, z=Z95):
+    p = k / n
+    center = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return center - half, center + half
+
+
+@pytest.mark.parametrize("k, n", [(1, 2), (7, 10), (42, 100), (706, 1000), (1, 1319)])
+def test_wilson_interval_matches_formula(k, n):
+    low, high = accuracy_interval(k, n)
+    ref_low, ref_high = _wilson_reference(k, n)
+    assert low == pytest.approx(ref_low, abs=1e-12) and high == pytest.approx(ref_high, abs=1e-12)
+    assert low < k / n < high
+
+
+def test_wilson_interval_known_values_and_edges():
+    assert accuracy_interval(7, 10) == pytest.approx((0.396778, 0.892209), abs=1e-6)
+    n = 20
+    assert accuracy_interval(0, n) == pytest.approx((0.0, Z95 ** 2 / (n + Z95 ** 2)), abs=1e-12)
+    assert accuracy_interval(n, n) == pytest.approx((n / (n + Z95 ** 2), 1.0), abs=1e-12)
+    assert accuracy_interval(0, n)[0] == 0.0 and accuracy_interval(n, n)[1] == 1.0
+    wide, narrow = accuracy_interval(5, 10, level=0.99), accuracy_interval(5, 10, level=0.90)
+    assert wide[0] < narrow[0] and wide[1] > narrow[1]
+    for bad in ((1, 0), (-1, 5), (6, 5)):
+        with pytest.raises(ValueError):
+            accuracy_interval(*bad)
+
+
+def test_mcnemar_exact_p_values():
+    assert mcnemar_p_value(0, 0) == 1.0
+    assert mcnemar_p_value(3, 3) == 1.0
+    assert mcnemar_p_value(0, 5) == pytest.approx(2 / 32)
+    assert mcnemar_p_value(9, 1) == pytest.approx(2 * (1 + 10) / 1024)
+    assert mcnemar_p_value(1, 9) == mcnemar_p_value(9, 1)
+
+
+# --------------------------------------------------------------------------- results and compare
+
+
+def _result(name, correct_by_id):
+    rows = [{"id": i, "question": f"q{i}", "gold": "1", "output": "", "prediction": "1" if c else "2",
+             "correct": c, "n_tokens": 3, "finished": True} for i, c in correct_by_id.items()]
+    return EvalResult(pd.DataFrame(rows), {"model": name})
+
+
+def test_compare_lists_fixed_and_broken():
+    a = _result("base", {"p1": False, "p2": False, "p3": True, "p4": True, "p5": False})
+    b = _result("tuned", {"p3": True, "p1": True, "p2": True, "p4": False, "p5": False})
+    cmp = compare(a, b)
+    assert cmp.fixed["id"].tolist() == ["p1", "p2"]
+    assert cmp.broken["id"].tolist() == ["p4"]
+    assert (cmp.both_right, cmp.both_wrong, cmp.n) == (1, 1, 5)
+    assert cmp.accuracy_a == pytest.approx(0.4) and cmp.accuracy_b == pytest.approx(0.6)
+    assert cmp.interval_b == pytest.approx(accuracy_interval(3, 5))
+    assert cmp.p_value == pytest.approx(1.0)  # 2 fixed vs 1 broken: 2 * P(X <= 1), X ~ Bin(3, 1/2)
+    assert {"question", "gold", "prediction_a", "prediction_b", "output_a", "output_b"} <= set(cmp.fixed)
+    assert cmp.summary()["n_fixed"] == 2 and "2 fixed, 1 broken" in str(cmp)
+
+
+def test_compare_rejects_different_problem_sets():
+    a = _result("a", {"p1": True, "p2": False})
+    with pytest.raises(ValueError, match="not on the same problems"):
+        compare(a, _result("b", {"p1": True, "p3": False}))
+    other_gold = _result("b", {"p1": True, "p2": False})
+    other_gold.df.loc[1, "gold"] = "9"
+    with pytest.raises(ValueError, match="different gold"):
+        compare(a, other_gold)
+
+
+def test_result_save_load_round_trip(tmp_path):
+    result = _result("m", {"p1": True, "p2": False, "p3": True})
+    result.df.loc[1, "prediction"] = None
+    result.save(tmp_path)
+    loaded = EvalResult.load(tmp_path)
+    pd.testing.assert_frame_equal(loaded.df, result.df, check_dtype=False)
+    assert loaded.df["prediction"][1] is None
+    assert loaded.summary() == result.summary()
+
+
+# --------------------------------------------------------------------------- evaluate end to end
+
+CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789 .,:?!#{}\\-$/")
+SPECIALS = ["<pad>", "<eos>", "<unk>"]
+CHAINS = ["?\\boxed{42}", "!7", "."]   # after the first character the model writes the rest, then EOS
+LOOP = "9"                             # "." -> "9" -> "9" -> ... never stops
+
+
+def _tokenizer():
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(SPECIALS + CHARS)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>",
+                                        unk_token="<unk>")
+    tokenizer.chat_template = "{{ messages[-1]['content'] }}"  # the prompt ends with the question
+    return tokenizer
+
+
+def _successor_model(tokenizer):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    vocab = len(tokenizer)
+    eos = tokenizer.eos_token_id
+    config = Qwen2Config(vocab_size=vocab, hidden_size=64, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
+                         tie_word_embeddings=False, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=None)
+    model = Qwen2ForCausalLM(config)
+    successor = {i: eos for i in range(vocab)}
+    ids = lambda text: tokenizer.convert_tokens_to_ids(list(text))
+    for chain in CHAINS:
+        chain_ids = ids(chain)
+        for current, following in zip(chain_ids, chain_ids[1:]):
+            successor[current] = following
+    successor[ids(".")[0]] = ids(LOOP)[0]
+    successor[ids(LOOP)[0]] = ids(LOOP)[0]
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.model.embed_tokens.weight.zero_()
+        model.model.embed_tokens.weight[torch.arange(vocab), torch.arange(vocab)] = 1.0
+        model.lm_head.weight.zero_()
+        for current, following in successor.items():
+            model.lm_head.weight[following, current] = 1.0
+    return model
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("successor")
+    tokenizer = _tokenizer()
+    torch.manual_seed(0)
+    _successor_model(tokenizer).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer(model_dir):
+    """Reloaded, so the saved files and not the in-memory objects are what the tests use."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(model_dir).eval(), AutoTokenizer.from_pretrained(model_dir)
+
+
+PROBLEMS = [
+    {"id": "right", "question": "what is six times seven?", "answer": "six times seven\n#### 42"},
+    {"id": "wrong", "question": "is it?", "answer": "41"},
+    {"id": "short", "question": "say seven!", "answer": "#### 8"},
+    {"id": "loop", "question": "write nines.", "answer": "99,999,999,999"},
+    {"id": "shouted", "question": "what is six times seven, really?", "answer": "42.0"},
+]
+EXPECTED = {  # id: (output, prediction, correct, finished)
+    "right": ("\\boxed{42}", "42", True, True),
+    "wrong": ("\\boxed{42}", "42", False, True),
+    "short": ("7", "7", False, True),
+    "loop": ("9" * 11, "9" * 11, True, False),   # cut by max_new_tokens=11
+    "shouted": ("\\boxed{42}", "42", True, True),
+}
+
+
+def test_evaluate_predicted_outputs(model_and_tokenizer, tmp_path):
+    model, tokenizer = model_and_tokenizer
+    config = EvalConfig(max_new_tokens=len("\\boxed{42}") + 1, batch_size=2)  # room for EOS
+    result = evaluate(model, PROBLEMS, config, tokenizer=tokenizer, out_dir=tmp_path, progress=False)
+    df = result.df
+    assert df["id"].tolist() == [p["id"] for p in PROBLEMS]
+    assert list(df.columns) == ["id", "question", "gold", "output", "prediction", "correct",
+                                "n_tokens", "finished"]
+    for row in df.itertuples():
+        output, prediction, correct, finished = EXPECTED[row.id]
+        assert (row.output, row.prediction, row.correct, row.finished) == (output, prediction, correct, finished)
+        assert row.n_tokens == len(output) + (1 if finished else 0)  # EOS counts as generated
+    assert df.loc[df.id == "right", "gold"].item() == "42"
+    assert df.loc[df.id == "loop", "gold"].item() == "99999999999"
+    assert result.accuracy == pytest.approx(3 / 5)
+    assert result.interval == pytest.approx(accuracy_interval(3, 5))
+
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["complete"] is True and saved["n_problems"] == 5 and saved["n_correct"] == 3
+    assert saved["n_unfinished"] == 1 and saved["config"]["batch_size"] == 2
+    assert saved["generated_tokens"] == int(df["n_tokens"].sum()) and saved["seconds"] > 0
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == df["id"].tolist()
+    pd.testing.assert_frame_equal(EvalResult.load(tmp_path).df, df, check_dtype=False)
+
+
+def test_evaluate_rows_match_direct_greedy_generation(model_dir, tmp_path):
+    from transformers import AutoTokenizer, Qwen2ForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    torch.manual_seed(1)  # an untrained model: arbitrary text, the same either way
+    random_model = Qwen2ForCausalLM(Qwen2ForCausalLM.from_pretrained(model_dir).config).eval()
+    config = EvalConfig(max_new_tokens=6, batch_size=3, system_prompt=None)
+    result = evaluate(random_model, PROBLEMS, config, tokenizer=tokenizer, progress=False)
+    prompts = [build_prompt_ids(tokenizer, p["question"], None) for p in PROBLEMS]
+    direct = greedy_generate(random_model, tokenizer, prompts, 6, batch_size=1)
+    for row, generation in zip(result.df.itertuples(), direct):
+        text = tokenizer.decode(generation.token_ids, skip_special_tokens=True)
+        assert row.output == text
+        assert row.prediction == extract_answer(text)
+        assert row.n_tokens == len(generation.token_ids) and row.finished == generation.finished
+
+
+def test_evaluate_writes_finished_batches_before_a_crash(model_and_tokenizer, tmp_path, monkeypatch):
+    import lrkit.evaluation as evaluation
+
+    model, tokenizer = model_and_tokenizer
+    real = evaluation.greedy_generate_batch
+    calls = []
+
+    def crash_on_second_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("out of memory")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "greedy_generate_batch", crash_on_second_batch)
+    with pytest.raises(RuntimeError):
+        evaluate(model, PROBLEMS, EvalConfig(max_new_tokens=12, batch_size=2), tokenizer=tokenizer,
+                 out_dir=tmp_path, progress=False)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["complete"] is False and summary["n_planned"] == 5 and summary["n_problems"] == 2
+    # Batches go shortest prompt first: "is it?" and "say seven!".
+    assert set(EvalResult.load(tmp_path).df["id"]) == {"wrong", "short"}
+    assert model.training is False
+
+
+def test_evaluate_input_errors(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    with pytest.raises(ValueError, match="tokenizer"):
+        evaluate(model, PROBLEMS, progress=False)
+    with pytest.raises(ValueError, match="no answer"):
+        evaluate(model, [{"id": "x", "question": "q?"}], tokenizer=tokenizer, progress=False)
+
+
+def test_main_with_a_model_folder_and_a_problem_file(model_dir, tmp_path, capsys):
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text("".join(json.dumps(p) + "\n" for p in PROBLEMS))
+    out = tmp_path / "eval"
+    code = main(["--model", str(model_dir), "--problems", str(problems), "--out", str(out),
+                 "--max-problems", "3", "--max-new-tokens", "11", "--batch-size", "2",
+                 "--system-prompt", ""])
+    assert code == 0
+    result = EvalResult.load(out)
+    assert result.df["id"].tolist() == ["right", "wrong", "short"]
+    assert result.df["correct"].tolist() == [True, False, False]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"] == str(model_dir) and summary["config"]["system_prompt"] is None
+    assert "accuracy 33.3%" in capsys.readouterr().out
