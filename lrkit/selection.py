@@ -1,0 +1,249 @@
+"""Selection and soft labels recomputed from stored step statistics.
+
+Pure DataFrame / numpy code: no model, no files, no plots. The step-statistics
+columns are those of docs/ARCHITECTURE.md (`lrkit.read_steps`). The rule is the
+sampler's: a step is kept when KL(pi_E || pi_A) >= beta (> beta when not
+inclusive), and step 0 (empty prefix) is never kept when skipping it.
+
+The expert's stored top-k log-probs, with the amateur's log-probs at the same
+ids, are enough to rebuild the plausibility mask and the contrastive soft label
+for any alpha whose mask fits inside the top-k; `exact` says when it might not.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "SoftLabel",
+    "select_steps",
+    "keep_mask",
+    "plausible_mask",
+    "soft_label_from_stats",
+    "soft_labels_from_arrays",
+    "topk_arrays",
+    "selection_summary",
+    "kept_share_curve",
+]
+
+
+def keep_mask(kl, steps, beta: float, kl_inclusive: bool = True,
+              skip_first_step: bool = True) -> np.ndarray:
+    """The selection rule on plain arrays (the explorer calls this on 128K rows)."""
+    kl = np.asarray(kl, dtype=np.float64)
+    keep = kl >= beta if kl_inclusive else kl > beta
+    if skip_first_step:
+        keep &= np.asarray(steps) != 0
+    return keep
+
+
+def select_steps(steps_df: pd.DataFrame, beta: float, kl_inclusive: bool = True,
+                 skip_first_step: bool = True) -> pd.Series:
+    """Boolean Series (aligned with `steps_df`): which steps the sampler keeps at `beta`."""
+    keep = keep_mask(steps_df["kl"].to_numpy(), steps_df["step"].to_numpy(),
+                     beta, kl_inclusive, skip_first_step)
+    return pd.Series(keep, index=steps_df.index, name="kept")
+
+
+@dataclass
+class SoftLabel:
+    """The contrastive soft label v_C of one step, over its plausibility mask.
+
+    Entries are sorted by weight, descending (the order of the records' `token_ids`).
+    `exact` is False when the mask might extend past the stored top-k: every stored
+    expert token passed the alpha test and the probability mass outside the top-k
+    could hold another token that passes it too.
+    """
+
+    token_ids: np.ndarray
+    weights: np.ndarray
+    expert_probs: np.ndarray
+    amateur_probs: np.ndarray
+    tokens: Optional[list]
+    alpha: float
+    temperature: float
+    exact: bool
+
+    @property
+    def mask_size(self) -> int:
+        return int(len(self.token_ids))
+
+    def to_dict(self) -> dict:
+        return {
+            "token_ids": [int(i) for i in self.token_ids],
+            "tokens": None if self.tokens is None else list(self.tokens),
+            "weights": [float(w) for w in self.weights],
+            "expert_probs": [float(p) for p in self.expert_probs],
+            "amateur_probs": [float(p) for p in self.amateur_probs],
+            "mask_size": self.mask_size,
+            "alpha": self.alpha,
+            "temperature": self.temperature,
+            "exact": self.exact,
+        }
+
+
+def plausible_mask(expert_logprobs, alpha: float):
+    """The plausibility mask {a: pi_E(a) >= alpha max pi_E} over stored top-k log-probs.
+
+    expert_logprobs: (n, k) expert log-probs of its top-k ids (pad with -inf).
+    Returns (mask (n, k) bool, exact (n,) bool). A row is inexact when every stored
+    token passed and the mass outside the top-k could hold one more that passes.
+    """
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
+    lp_e = np.atleast_2d(np.asarray(expert_logprobs, dtype=np.float64))
+    p_e = np.exp(lp_e)
+    threshold = alpha * p_e.max(axis=1)
+    mask = p_e >= threshold[:, None]
+    valid = np.isfinite(lp_e)
+    all_stored_in_mask = (mask | ~valid).all(axis=1)
+    mass_outside = 1.0 - np.where(valid, p_e, 0.0).sum(axis=1)
+    return mask, ~all_stored_in_mask | (mass_outside < threshold)
+
+
+def soft_labels_from_arrays(expert_logprobs, amateur_logprobs, alpha: float,
+                            temperature: float = 1.0):
+    """Masks and soft labels for many steps at once.
+
+    expert_logprobs: (n, k) expert log-probs of its top-k ids (pad with -inf);
+    amateur_logprobs: (n, k) amateur log-probs at the same ids.
+    Returns (mask (n, k) bool, weights (n, k) float64, zero outside the mask,
+    exact (n,) bool, see `plausible_mask`).
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    lp_e = np.atleast_2d(np.asarray(expert_logprobs, dtype=np.float64))
+    lp_a = np.atleast_2d(np.asarray(amateur_logprobs, dtype=np.float64))
+    if lp_e.shape != lp_a.shape:
+        raise ValueError(f"expert and amateur log-probs differ in shape: {lp_e.shape} vs {lp_a.shape}")
+    mask, exact = plausible_mask(lp_e, alpha)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scores = np.where(mask, (lp_e - lp_a) / temperature, -np.inf)
+        top = scores.max(axis=1, keepdims=True)
+        # An amateur log-prob of -inf gives an infinite score: the limit puts all
+        # mass, evenly, on those tokens.
+        infinite = np.isposinf(top)
+        shifted = np.where(infinite, np.where(np.isposinf(scores), 0.0, -np.inf), scores - top)
+        unnormalised = np.exp(shifted)
+        weights = unnormalised / unnormalised.sum(axis=1, keepdims=True)
+    return mask, np.nan_to_num(weights, nan=0.0), exact
+
+
+def _as_list(value):
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return list(value)
+
+
+def soft_label_from_stats(row: Mapping, alpha: float, temperature: float = 1.0) -> SoftLabel:
+    """Rebuild one step's mask {a: pi_E(a) >= alpha max pi_E} and its soft label
+    v_C = softmax over the mask of (log pi_E - log pi_A) / temperature, from the
+    stored expert top-k (`expert_topk_ids`, `expert_topk_logprobs`) and the
+    amateur's log-probs at those ids (`amateur_logprobs_at_expert_topk`).
+    `row` is a DataFrame row or a dict with those fields."""
+    ids = np.asarray(row["expert_topk_ids"], dtype=np.int64)
+    lp_e = np.asarray(row["expert_topk_logprobs"], dtype=np.float64)
+    lp_a = np.asarray(row["amateur_logprobs_at_expert_topk"], dtype=np.float64)
+    if not (len(ids) == len(lp_e) == len(lp_a)) or len(ids) == 0:
+        raise ValueError("expert_topk_ids, expert_topk_logprobs and "
+                         "amateur_logprobs_at_expert_topk must be non-empty and of one length")
+    order = np.argsort(-lp_e, kind="stable")  # stored descending; be sure
+    ids, lp_e, lp_a = ids[order], lp_e[order], lp_a[order]
+    mask, weights, exact = soft_labels_from_arrays(lp_e[None], lp_a[None], alpha, temperature)
+    mask, weights = mask[0], weights[0]
+    picked = np.flatnonzero(mask)
+    by_weight = picked[np.argsort(-weights[picked], kind="stable")]
+    tokens = _as_list(row.get("expert_topk_tokens") if hasattr(row, "get") else None)
+    if tokens is not None:
+        tokens = [tokens[order[i]] for i in by_weight]
+    return SoftLabel(
+        token_ids=ids[by_weight],
+        weights=weights[by_weight],
+        expert_probs=np.exp(lp_e[by_weight]),
+        amateur_probs=np.exp(lp_a[by_weight]),
+        tokens=tokens,
+        alpha=float(alpha),
+        temperature=float(temperature),
+        exact=bool(exact[0]),
+    )
+
+
+def topk_arrays(column: Iterable[Sequence[float]], pad: float = -np.inf) -> np.ndarray:
+    """Stack a list-valued column (e.g. `expert_topk_logprobs`) into an (n, k) array,
+    padding shorter rows with `pad`."""
+    rows = [np.asarray(r, dtype=np.float64) for r in column]
+    width = max((len(r) for r in rows), default=0)
+    out = np.full((len(rows), width), pad, dtype=np.float64)
+    lengths = {len(r) for r in rows}
+    if len(lengths) == 1 and rows:
+        out[:] = np.stack(rows)
+        return out
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = r
+    return out
+
+
+def _above(kl: np.ndarray, beta: float, kl_inclusive: bool) -> np.ndarray:
+    return kl >= beta if kl_inclusive else kl > beta
+
+
+def selection_summary(steps_df: pd.DataFrame, beta: float, kl_inclusive: bool = True,
+                      skip_first_step: bool = True, alpha: Optional[float] = None) -> dict:
+    """What selecting at `beta` yields, and the paper's preliminary statistics.
+
+    records = tuned tokens: a record supervises one position (its last real token).
+    share_kept is over all steps. share_agree_above_beta is the share of agreeing
+    top-1 steps whose KL still passes beta (the paper: about 10% at 0.4). With
+    `alpha`, also the number of soft-label entries (mask sizes summed over kept
+    steps) and how many kept steps' masks might reach past the stored top-k.
+    """
+    kl = steps_df["kl"].to_numpy(dtype=np.float64)
+    kept = keep_mask(kl, steps_df["step"].to_numpy(), beta, kl_inclusive, skip_first_step)
+    agree = steps_df["top1_agree"].to_numpy(dtype=bool)
+    ids = steps_df["prompt_id"].to_numpy()
+    n = len(kl)
+    records = int(kept.sum())
+
+    def mean(values):
+        return float(values.mean()) if len(values) else float("nan")
+
+    summary = {
+        "beta": float(beta),
+        "steps": int(n),
+        "problems": int(len(pd.unique(ids))),
+        "records": records,
+        "tuned_tokens": records,
+        "share_kept": records / n if n else float("nan"),
+        "problems_with_records": int(len(pd.unique(ids[kept]))),
+        "mean_kl": mean(kl),
+        "mean_kl_agree": mean(kl[agree]),
+        "mean_kl_disagree": mean(kl[~agree]),
+        "share_agree": mean(agree.astype(float)),
+        "share_agree_above_beta": mean(_above(kl[agree], beta, kl_inclusive).astype(float)),
+    }
+    if alpha is not None:
+        mask, exact = (plausible_mask(topk_arrays(steps_df["expert_topk_logprobs"][kept]), alpha)
+                       if records else (np.zeros((0, 1), bool), np.zeros(0, bool)))
+        summary["alpha"] = float(alpha)
+        summary["label_entries"] = int(mask.sum())
+        summary["inexact_masks"] = int((~exact).sum())
+    return summary
+
+
+def kept_share_curve(steps_df: pd.DataFrame, betas: Optional[Sequence[float]] = None,
+                     kl_inclusive: bool = True, skip_first_step: bool = True) -> pd.DataFrame:
+    """Records and share of steps kept for each beta (columns beta, records, share_kept)."""
+    kl = steps_df["kl"].to_numpy(dtype=np.float64)
+    eligible = kl[steps_df["step"].to_numpy() != 0] if skip_first_step else kl
+    if betas is None:
+        top = float(np.quantile(kl, 0.99)) if len(kl) else 1.0
+        betas = np.linspace(0.0, max(top, 1.0), 101)
+    betas = np.asarray(betas, dtype=np.float64)
+    ordered = np.sort(eligible)
+    side = "left" if kl_inclusive else "right"
+    records = len(ordered) - np.searchsorted(ordered, betas, side=side)
+    share = records / len(kl) if len(kl) else np.full(len(betas), np.nan)
+    return pd.DataFrame({"beta": betas, "records": records.astype(int), "share_kept": share})
