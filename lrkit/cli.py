@@ -67,9 +67,22 @@ def cmd_sample(args) -> int:
     return 0
 
 
+# Commands whose module owns its own argument parser: "name": ("module", "function", "help").
+DELEGATED = {
+    "train": ("lrkit.training", "main_train", "LoRA-tune the expert on sampled records"),
+    "merge": ("lrkit.training", "main_merge", "merge a LoRA adapter into the expert and save it"),
+    "eval": ("lrkit.evaluation", "main", "greedy pass@1 of a model on a problem set"),
+    "demo": ("lrkit.demo", "main", "the whole method on the bundled pair, with an HTML report"),
+    "pair": ("lrkit.pairs", "main", "list named expert-amateur pairs, or prepare one"),
+    "build-toy": ("lrkit.toy.pretrain", "main", "rebuild the bundled toy pair from scratch"),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lrkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, _, help_text) in DELEGATED.items():
+        sub.add_parser(name, help=help_text, add_help=False)
 
     p = sub.add_parser("sample", help="expert rollouts, divergence, selection, soft-label records")
     p.add_argument("--expert", required=True, help="expert: Hub name, folder, .gguf file, or a pair name such as toy")
@@ -85,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        import importlib
+
+        module, function, _ = DELEGATED[argv[0]]
+        try:
+            return int(getattr(importlib.import_module(module), function)(argv[1:]) or 0)
+        except (ValueError, FileNotFoundError) as err:
+            print(f"lrkit {argv[0]}: error: {err}", file=sys.stderr)
+            return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

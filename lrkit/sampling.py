@@ -371,7 +371,7 @@ def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_
     pair = expert if isinstance(expert, ModelPair) else load_pair(
         expert, amateur, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
     out_dir = Path(out_dir)
-    run_config = {"sample_config": to_dict(config), "expert": pair.expert_name,
+    run_config = {**to_dict(config), "expert": pair.expert_name,
                   "amateur": pair.amateur_name, "problems": len(problems),
                   "problems_sha256": _problems_fingerprint(problems),
                   "tokenizer_fingerprint": tokenizer_fingerprint(pair.tokenizer)}

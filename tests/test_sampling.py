@@ -1,0 +1,257 @@
+"""The sampling stage against a plain reference, resume, and bad inputs."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForCausalLM
+
+from lrkit.config import SampleConfig
+from lrkit.divergence import NonFiniteLogitsError
+from lrkit.models import PairError, load_pair, load_tokenizer
+from lrkit.problems import ProblemError
+from lrkit.prompts import build_prompt_ids
+from lrkit.records import read_records
+from lrkit.sampling import RunMismatchError, read_steps, sample
+
+from tiny_models import make_tokenizer, save_pair
+
+REPO = Path(__file__).resolve().parents[1]
+PROBLEMS = [{"id": f"p{i}", "question": f"Tom has {i + 2} apples and buys {3 * i + 1} more. How many?"}
+            for i in range(6)]
+MAX_NEW = 20
+
+
+@pytest.fixture(scope="module")
+def pair_paths(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pair")
+    return save_pair(root, expert_rows=3, eos_boost=1.0)
+
+
+def reference_steps(expert_path, amateur_path, problems, config):
+    """The method written plainly: batch-1 greedy decoding by argmax with a full
+    forward pass per token, then one separate forward pass of each model per
+    prefix, KL by F.kl_div, mask and weights by softmax."""
+    tok = load_tokenizer(str(expert_path))
+    expert = AutoModelForCausalLM.from_pretrained(expert_path, dtype=torch.float32).eval()
+    amateur = AutoModelForCausalLM.from_pretrained(amateur_path, dtype=torch.float32).eval()
+    vocab = len(tok)
+    out = {}
+    with torch.no_grad():
+        for problem in problems:
+            prompt = build_prompt_ids(tok, problem["question"], config.system_prompt)
+            generated = []
+            for _ in range(config.max_new_tokens):
+                logits = expert(torch.tensor([prompt + generated])).logits[0, -1, :vocab]
+                generated.append(int(logits.argmax()))
+                if generated[-1] == tok.eos_token_id:
+                    break
+            for t in range(len(generated)):
+                ids = torch.tensor([prompt + generated[:t]])
+                e_logp = F.log_softmax(expert(ids).logits[0, -1, :vocab].float(), -1)
+                a_logp = F.log_softmax(amateur(ids).logits[0, -1, :vocab].float(), -1)
+                kl = F.kl_div(a_logp, e_logp, log_target=True, reduction="sum").item()
+                p_e = F.softmax(expert(ids).logits[0, -1, :vocab].float(), -1)
+                mask = p_e >= config.alpha * p_e.max()
+                weights = F.softmax((e_logp - a_logp)[mask], -1)
+                out[(problem["id"], t)] = {
+                    "token": generated[t], "kl": kl,
+                    "label": dict(zip(mask.nonzero()[:, 0].tolist(), weights.tolist())),
+                }
+    return out
+
+
+def test_kept_steps_and_weights_match_plain_reference(pair_paths, tmp_path):
+    expert_path, amateur_path = pair_paths
+    probe = SampleConfig(max_new_tokens=MAX_NEW)
+    ref = reference_steps(expert_path, amateur_path, PROBLEMS, probe)
+    kls = sorted(v["kl"] for v in ref.values())
+    beta = kls[len(kls) // 2]  # a threshold that keeps about half the steps: both sides tested
+    config = SampleConfig(max_new_tokens=MAX_NEW, beta=beta, batch_size=4)
+
+    result = sample(str(expert_path), str(amateur_path), PROBLEMS, tmp_path / "run", config,
+                    progress=False)
+    steps = read_steps(tmp_path / "run")
+    lengths = steps.groupby("prompt_id").size()
+    assert lengths.nunique() > 1, "rollouts of different lengths exercise the padding"
+
+    assert len(steps) == len(ref)
+    for row in steps.itertuples():
+        expected = ref[(row.prompt_id, row.step)]
+        assert row.token_id == expected["token"]
+        assert row.kl == pytest.approx(expected["kl"], abs=1e-5)
+
+    expected_kept = {key for key, v in ref.items() if v["kl"] >= beta and key[1] != 0}
+    records = read_records(result.records_path)
+    assert {(r["prompt_id"], r["step"]) for r in records} == expected_kept
+    assert 0 < len(expected_kept) < len(ref)
+    for r in records:
+        label = ref[(r["prompt_id"], r["step"])]["label"]
+        assert set(r["token_ids"]) == set(label)
+        for token_id, weight in zip(r["token_ids"], r["weights"]):
+            assert weight == pytest.approx(label[token_id], abs=1e-5)
+        assert r["weights"] == sorted(r["weights"], reverse=True)
+        assert len(r["prefix_token_ids"]) == r["step"]
+        assert r["expert_token_id"] == ref[(r["prompt_id"], r["step"])]["token"]
+
+
+def test_records_carry_authors_and_lrkit_fields(pair_paths, tmp_path):
+    config = SampleConfig(max_new_tokens=MAX_NEW, beta=0.0)
+    result = sample(str(pair_paths[0]), str(pair_paths[1]), PROBLEMS[:2], tmp_path / "run", config,
+                    progress=False)
+    tok = load_tokenizer(str(pair_paths[0]))
+    rollouts = {r["prompt_id"]: r for r in map(json.loads, open(tmp_path / "run" / "rollouts.jsonl"))}
+    records = read_records(result.records_path)
+    steps = {r["prompt_id"]: 0 for r in records}
+    for r in records:
+        steps[r["prompt_id"]] += 1
+        rollout = rollouts[r["prompt_id"]]
+        assert r["prefix_token_ids"] == rollout["token_ids"][:r["step"]]
+        assert r["prefix"] == tok.decode(r["prefix_token_ids"])
+        assert r["tokens"] == [tok.decode([i]) for i in r["token_ids"]]
+        assert r["prompt_token_ids"] == build_prompt_ids(tok, r["question"], config.system_prompt)
+        assert r["step"] >= 1  # step 0 (empty prefix) is skipped, even at beta 0
+    # beta 0 keeps every step but the first
+    for pid, n in steps.items():
+        assert n == len(rollouts[pid]["token_ids"]) - 1
+
+
+def test_authors_record_file_loads(tmp_path):
+    line = {"prompt_id": "Natalia sold clips to 48 of her friends...", "step": 3, "prefix": "Nat",
+            "tokens": ["al", "a"], "token_ids": [278, 64], "weights": [0.75, 0.25],
+            "kl_divergence": 0.52}
+    path = tmp_path / "authors.jsonl"
+    path.write_text(json.dumps(line) + "\n")
+    (record,) = read_records(path)
+    assert record["question"] == line["prompt_id"]
+    assert record["token_ids"] == [278, 64]
+
+
+def _sample_cli(expert, amateur, problems_path, out, batch_size=1):
+    return [sys.executable, "-m", "lrkit.cli", "sample", "--expert", str(expert),
+            "--amateur", str(amateur), "--problems", str(problems_path), "--out", str(out),
+            "--max-new-tokens", str(MAX_NEW), "--beta", "0.5", "--batch-size", str(batch_size),
+            "--device", "cpu"]
+
+
+def _outputs(out: Path) -> dict:
+    return {name: (out / name).read_bytes() for name in ("rollouts.jsonl", "steps.jsonl", "records.jsonl")}
+
+
+def test_sigkill_then_rerun_gives_the_uninterrupted_output(pair_paths, tmp_path):
+    problems = [{"id": f"q{i}", "question": f"Sam has {i} pens and {i + 4} pencils. How many?"}
+                for i in range(40)]
+    problems_path = tmp_path / "problems.jsonl"
+    problems_path.write_text("".join(json.dumps(p) + "\n" for p in problems))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    full = tmp_path / "full"
+    subprocess.run(_sample_cli(*pair_paths, problems_path, full), check=True, env=env,
+                   capture_output=True, cwd=REPO)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_sample_cli(*pair_paths, problems_path, killed), env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    state = killed / "state.json"
+    while time.time() < deadline:
+        if state.exists() and json.loads(state.read_text() or "{}").get("batches_done", 0) >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = json.loads(state.read_text())["batches_done"]
+    assert 3 <= done_before < len(problems), "the kill must land in the middle of the run"
+
+    subprocess.run(_sample_cli(*pair_paths, problems_path, killed), check=True, env=env,
+                   capture_output=True, cwd=REPO)
+    assert _outputs(killed) == _outputs(full)
+    records = [json.loads(line) for line in open(killed / "records.jsonl")]
+    keys = [(r["prompt_id"], r["step"]) for r in records]
+    assert len(keys) == len(set(keys)), "no duplicate record"
+
+
+def test_half_written_batch_is_dropped_on_resume(pair_paths, tmp_path):
+    config = SampleConfig(max_new_tokens=MAX_NEW, beta=0.5, batch_size=2)
+    full = tmp_path / "full"
+    sample(str(pair_paths[0]), str(pair_paths[1]), PROBLEMS, full, config, progress=False)
+    expected = _outputs(full)
+
+    # Simulate a crash after batch 1 whose next batch died half-way through its writes.
+    crashed = tmp_path / "crashed"
+    sample(str(pair_paths[0]), str(pair_paths[1]), PROBLEMS[:2], tmp_path / "first", config,
+           progress=False)
+    crashed.mkdir()
+    for name in ("rollouts.jsonl", "steps.jsonl", "records.jsonl"):
+        first = (tmp_path / "first" / name).read_bytes()
+        (crashed / name).write_bytes(first + expected[name][len(first):][:57])
+    state = json.loads((tmp_path / "first" / "state.json").read_text())
+    (crashed / "state.json").write_text(json.dumps(state))
+    (crashed / "config.json").write_bytes((full / "config.json").read_bytes())
+
+    sample(str(pair_paths[0]), str(pair_paths[1]), PROBLEMS, crashed, config, progress=False)
+    assert _outputs(crashed) == expected
+
+
+def test_rerun_with_other_settings_is_refused(pair_paths, tmp_path):
+    sample(str(pair_paths[0]), str(pair_paths[1]), PROBLEMS[:2], tmp_path / "run",
+           SampleConfig(max_new_tokens=MAX_NEW), progress=False)
+    with pytest.raises(RunMismatchError, match="beta"):
+        sample(str(pair_paths[0]), str(pair_paths[1]), PROBLEMS[:2], tmp_path / "run",
+               SampleConfig(max_new_tokens=MAX_NEW, beta=0.9), progress=False)
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"question": "ok"}\n{"answer": "#### 3"}\n', "line 2: missing field 'question'"),
+    ('{"question": "   "}\n', "line 1: field 'question' must be a non-empty string"),
+    ('{"question": "ok"}\nnot json\n', "line 2: not valid JSON"),
+    ('{"id": 1, "question": "a"}\n{"id": 1, "question": "b"}\n', "line 2: id '1' already used on line 1"),
+    ("", "holds no problems"),
+])
+def test_bad_problem_files_name_file_and_line(pair_paths, tmp_path, content, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    with pytest.raises(ProblemError) as err:
+        sample(str(pair_paths[0]), str(pair_paths[1]), path, tmp_path / "out", progress=False)
+    assert message in str(err.value) and str(path) in str(err.value)
+    assert not (tmp_path / "out").exists(), "nothing is written for bad input"
+
+
+def test_pair_whose_tokenizers_disagree_is_refused(tmp_path):
+    other = make_tokenizer(chars="zyxwvutsrqponmlkjihgfedcba0123456789 .,+-*/=?\n#$")
+    expert, amateur = save_pair(tmp_path, amateur_tokenizer=other)
+    with pytest.raises(PairError, match=r"disagree on \d+ shared ids, first id 5: expert 'a' vs amateur 'z'"):
+        load_pair(str(expert), str(amateur))
+
+
+def test_pair_with_smaller_tokenizer_is_refused(tmp_path):
+    smaller = make_tokenizer(chars="abc")
+    expert, amateur = save_pair(tmp_path, amateur_tokenizer=smaller)
+    with pytest.raises(PairError, match="differ in size"):
+        load_pair(str(expert), str(amateur))
+
+
+def test_non_finite_logits_are_a_clear_error_and_nothing_is_written(pair_paths, tmp_path):
+    pair = load_pair(str(pair_paths[0]), str(pair_paths[1]), device="cpu")
+    with torch.no_grad():
+        pair.amateur.lm_head.weight[7, 0] = float("nan")
+    with pytest.raises(NonFiniteLogitsError, match=r"amateur produced non-finite logits .* problem 'p0' at step 0"):
+        sample(pair, None, PROBLEMS[:2], tmp_path / "out", SampleConfig(max_new_tokens=MAX_NEW),
+               progress=False)
+    assert not (tmp_path / "out" / "records.jsonl").exists()
+    assert not (tmp_path / "out" / "state.json").exists()
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(ValueError, match="alpha"):
+        SampleConfig(alpha=0).validate()
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        SampleConfig(max_new_tokens=0).validate()
