@@ -27,7 +27,8 @@ _PUBLIC = {
     "extract_answer": "lrkit.evaluation",
     "answers_match": "lrkit.evaluation",
     "token_view": "lrkit.viz",
-    "explorer": "lrkit.viz",
+    "Explorer": "lrkit.viz",
+    "Report": "lrkit.viz",
 }
 __all__ = sorted(_PUBLIC)
 

@@ -1,0 +1,324 @@
+"""``lrkit demo``: the whole method on the bundled toy pair, offline, in minutes.
+
+    lrkit demo                 # sample, select, train, evaluate, report -> runs/demo/report.html
+    lrkit demo --ablations     # + the paper's Table 6 in miniature and the SFT baseline
+
+Every setting was chosen on train problems only (a validation slice of the
+train split); the held-out test problems are used for the final numbers alone.
+Rerunning after an interruption resumes sampling where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .config import EvalConfig, SampleConfig, TrainConfig, to_dict
+
+PAPER_ABLATION = {  # Qwen2.5-Math-1.5B, average of 6 benchmarks (paper, Table 6)
+    "full method": 54.0, "no selection": 53.8, "no contrast": 44.8, "neither": 42.6, "base expert": 41.2,
+}
+PAPER_GSM8K = {"base expert": 42.5, "SFT": 69.2, "LightReasoner": 70.6}
+PAPER_EFFICIENCY = {"SFT": {"problems": 3952, "tuned_tokens": 1.77e6, "hours": 4.0},
+                    "LightReasoner": {"problems": 1000, "tuned_tokens": 0.02e6, "hours": 0.5}}
+
+
+@dataclass
+class DemoConfig:
+    """The demo's budget. The toy models are tiny, so the optimizer settings
+    differ from the paper's 1.5B ones (a larger learning rate, fewer steps)."""
+
+    train_problems: int = 400
+    """Unlabeled train-split problems the expert samples on."""
+    test_problems: int = 500
+    """Held-out test-split problems both experts are evaluated on."""
+    problem_seed: int = 2026
+    """Seed of the demo's problems (not the seed the toy pair was trained on)."""
+    sample: SampleConfig = field(default_factory=lambda: SampleConfig(batch_size=50))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        learning_rate=2e-3, max_steps=150, per_device_batch_size=16, gradient_accumulation_steps=1,
+        logging_steps=5, save_steps=50, lora_r=8, lora_alpha=16))
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(max_new_tokens=160, batch_size=100))
+
+
+@dataclass
+class DemoResult:
+    out_dir: Path
+    report_path: Path
+    summary: dict
+
+
+def _stage(name: str, timings: dict, progress: bool):
+    class _Timer:
+        def __enter__(self):
+            if progress:
+                print(f"[lrkit demo] {name}...", flush=True)
+            self.start = time.perf_counter()
+
+        def __exit__(self, *exc):
+            timings[name] = round(time.perf_counter() - self.start, 2)
+
+    return _Timer()
+
+
+def _no_contrast(records: list[dict]) -> list[dict]:
+    """The ablation target: the expert's own distribution renormalised over the mask."""
+    out = []
+    for r in records:
+        probs = [math.exp(lp) for lp in r["expert_logprobs"]]
+        total = sum(probs)
+        pairs = sorted(zip(r["token_ids"], r["tokens"], (p / total for p in probs)), key=lambda x: -x[2])
+        out.append({**r, "token_ids": [p[0] for p in pairs], "tokens": [p[1] for p in pairs],
+                    "weights": [p[2] for p in pairs]})
+    return out
+
+
+def _train_and_evaluate(name, records, expert_path, tokenizer, test, config: DemoConfig, out_dir: Path,
+                        progress: bool):
+    from .evaluation import evaluate
+    from .training import merge, train
+
+    trained = train(expert_path, records, out_dir / f"adapter_{name}", config.train)
+    merged = merge(expert_path, trained.adapter_dir, out_dir / f"merged_{name}")
+    result = evaluate(str(merged), test, config.eval, out_dir=out_dir / f"eval_{name}", progress=progress)
+    return trained, result
+
+
+def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations: bool = False,
+             fresh: bool = False, progress: bool = True) -> DemoResult:
+    from .evaluation import compare, evaluate
+    from .models import load_pair
+    from .pairs import resolve_pair
+    from .records import read_records
+    from .sampling import read_steps, sample
+    from .toy.problems import generate_problems
+
+    config = config or DemoConfig()
+    out_dir = Path(out_dir)
+    if fresh and out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    expert_path, amateur_path = (str(p) for p in resolve_pair("toy"))
+    pair = load_pair(expert_path, amateur_path, device="cpu")
+    train_set = generate_problems(config.train_problems, "train", seed=config.problem_seed)
+    unlabeled = [{"id": p["id"], "question": p["question"]} for p in train_set]
+    test = generate_problems(config.test_problems, "test", seed=config.problem_seed)
+
+    with _stage("sampling", timings, progress):
+        sampled = sample(pair, None, unlabeled, out_dir / "sampling", config.sample, progress=progress)
+    records = read_records(sampled.records_path)
+    steps = read_steps(out_dir / "sampling")
+
+    from .training import merge, train
+    with _stage("training", timings, progress):
+        trained = train(expert_path, records, out_dir / "adapter", config.train)
+    with _stage("merging", timings, progress):
+        merged = merge(expert_path, trained.adapter_dir, out_dir / "merged")
+    with _stage("evaluating base expert", timings, progress):
+        base = evaluate(pair.expert, test, config.eval, tokenizer=pair.tokenizer,
+                        out_dir=out_dir / "eval_base", progress=progress, name="base expert")
+    with _stage("evaluating tuned expert", timings, progress):
+        tuned = evaluate(str(merged), test, config.eval, out_dir=out_dir / "eval_tuned",
+                         progress=progress, name="LightReasoner")
+    comparison = compare(base, tuned)
+
+    ablation_rows = None
+    if ablations:
+        ablation_rows = _ablations(pair, expert_path, unlabeled, train_set, test, records, trained, base,
+                                   tuned, config, out_dir, timings, progress)
+
+    rollout_tokens = int(len(steps))
+    summary = {
+        "pair": "toy", "train_problems": len(unlabeled), "test_problems": len(test),
+        "steps": rollout_tokens, "records": len(records),
+        "share_kept": sampled.summary.get("share_kept"),
+        "mean_kl_top1_agree": sampled.summary.get("mean_kl_top1_agree"),
+        "mean_kl_top1_disagree": sampled.summary.get("mean_kl_top1_disagree"),
+        "tuned_tokens": trained.tuned_tokens, "rollout_tokens": rollout_tokens,
+        "base_accuracy": base.accuracy, "base_interval": list(base.interval),
+        "tuned_accuracy": tuned.accuracy, "tuned_interval": list(tuned.interval),
+        "fixed": int(len(comparison.fixed)), "broken": int(len(comparison.broken)),
+        "mcnemar_p": comparison.p_value, "seconds": timings,
+        "total_seconds": round(time.perf_counter() - started, 1),
+        "config": {"sample": to_dict(config.sample), "train": to_dict(config.train),
+                   "eval": to_dict(config.eval)},
+    }
+    if ablation_rows is not None:
+        summary["ablations"] = ablation_rows
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+
+    report_path = build_demo_report(out_dir, steps, records, trained, base, tuned, comparison,
+                                    summary, config)
+    summary["report"] = str(report_path)
+    return DemoResult(out_dir, report_path, summary)
+
+
+def _ablations(pair, expert_path, unlabeled, train_set, test, records, trained, base, tuned,
+               config: DemoConfig, out_dir: Path, timings: dict, progress: bool) -> list[dict]:
+    """Table 6 in miniature: the same training budget for every variant."""
+    from dataclasses import replace
+
+    from .records import read_records
+    from .sampling import sample
+    from .sft import run_sft
+
+    every_step = replace(config.sample, beta=0.0)
+    with _stage("ablations: sampling every step", timings, progress):
+        all_sampled = sample(pair, None, unlabeled, out_dir / "sampling_every_step", every_step,
+                             progress=progress)
+    every = read_records(all_sampled.records_path)
+    rows = [{"variant": "base expert", "examples": 0, "tuned_tokens": 0, "result": base},
+            {"variant": "full method", "examples": len(records), "tuned_tokens": trained.tuned_tokens,
+             "result": tuned}]
+    variants = [("no selection", "no_selection", every), ("no contrast", "no_contrast", _no_contrast(records)),
+                ("neither", "neither", _no_contrast(every))]
+    for label, name, variant_records in variants:
+        with _stage(f"ablations: {label}", timings, progress):
+            t, r = _train_and_evaluate(name, variant_records, expert_path, pair.tokenizer, test, config,
+                                       out_dir, progress)
+        rows.append({"variant": label, "examples": len(variant_records), "tuned_tokens": t.tuned_tokens,
+                     "result": r})
+    with _stage("ablations: SFT baseline", timings, progress):
+        sft = run_sft(expert_path, train_set, out_dir / "sft", train_config=config.train,
+                      sample_config=config.sample, progress=progress)
+        from .evaluation import evaluate
+        sft_result = evaluate(str(sft.merged_dir), test, config.eval, out_dir=out_dir / "eval_sft",
+                              progress=progress, name="SFT")
+    rows.append({"variant": "SFT baseline", "examples": sft.examples, "tuned_tokens": sft.tuned_tokens,
+                 "result": sft_result, "seconds": sft.seconds})
+    table = []
+    for row in rows:
+        result = row.pop("result")
+        table.append({**row, "accuracy": result.accuracy, "low": result.interval[0],
+                      "high": result.interval[1],
+                      "delta_vs_base": result.accuracy - base.accuracy,
+                      "paper": PAPER_ABLATION.get(row["variant"],
+                                                  PAPER_GSM8K.get("SFT") if row["variant"] == "SFT baseline" else None)})
+    return table
+
+
+def build_demo_report(out_dir: Path, steps, records, trained, base, tuned, comparison, summary: dict,
+                      config: DemoConfig) -> Path:
+    """One self-contained HTML page (plotly inlined, token views in plain HTML)."""
+    import pandas as pd
+
+    from .viz import (Report, accuracy_comparison, kept_share_by_beta, kl_along_rollout, kl_by_agreement,
+                      kl_histogram, loss_curve, token_view)
+
+    beta = config.sample.beta
+    report = Report("LightReasoner on the bundled toy pair",
+                    subtitle=f"{summary['train_problems']} train problems sampled, "
+                             f"{summary['test_problems']} held-out problems evaluated; every number "
+                             f"on this page comes from this run")
+    report.add_summary({
+        "steps scored": summary["steps"],
+        "records kept (KL >= beta)": f"{summary['records']} ({100 * summary['share_kept']:.1f}% of steps)",
+        "mean KL, top-1s agree": f"{summary['mean_kl_top1_agree']:.3f} (paper 0.166)",
+        "mean KL, top-1s disagree": f"{summary['mean_kl_top1_disagree']:.3f} (paper 1.99)",
+        "base expert accuracy": _pct_interval(base),
+        "tuned expert accuracy": _pct_interval(tuned),
+        "fixed / broken": f"{summary['fixed']} / {summary['broken']} (exact McNemar p = {summary['mcnemar_p']:.3g})",
+    }, heading="Summary")
+    report.add_figure(kl_histogram(steps, beta=beta), heading="Where the expert and the amateur diverge",
+                      caption="Share of steps per KL bin (the paper's Figure 2); steps right of beta become records.")
+    report.add_figure(kl_by_agreement(steps, beta=beta),
+                      caption="KL where the two models' top-1 tokens agree and where they differ.")
+    report.add_figure(kept_share_by_beta(steps, beta=beta), caption="Share of steps kept as beta varies.")
+    peaks = steps.groupby("prompt_id")["kl"].max().sort_values(ascending=False)
+    top = list(peaks.index[:3])
+    if top:
+        report.add_figure(kl_along_rollout(steps, top[0], beta=beta),
+                          heading="The most critical moments",
+                          caption="KL along the rollout with the highest peak (the paper's Figure 3).")
+        for pid in top:
+            report.add_token_view(token_view(steps, pid, beta=beta, alpha=config.sample.alpha,
+                                             title=f"problem {pid}"),
+                                  caption="Colour = KL; hover a token for both models' top-5 and, "
+                                          "for kept steps, the soft label.")
+    report.add_figure(loss_curve(trained.loss_history), heading="Fine-tuning",
+                      caption="KL(v_C || pi_E) at the supervised position, per logged optimizer step.")
+    report.add_figure(accuracy_comparison([
+        {"name": "base expert", "accuracy": base.accuracy, "low": base.interval[0], "high": base.interval[1]},
+        {"name": "LightReasoner", "accuracy": tuned.accuracy, "low": tuned.interval[0], "high": tuned.interval[1]},
+    ]), heading="Accuracy on held-out problems")
+    for label, frame in (("Problems fixed by tuning", comparison.fixed),
+                         ("Problems broken by tuning", comparison.broken)):
+        cols = [c for c in ("id", "question", "gold", "prediction_a", "prediction_b") if c in frame.columns]
+        report.add_table(frame[cols], heading=label, max_rows=15)
+    eff = pd.DataFrame([
+        {"stage": name, "seconds": secs} for name, secs in summary["seconds"].items()])
+    report.add_summary({
+        "problems used": summary["train_problems"],
+        "tuned tokens (supervised positions)": summary["tuned_tokens"],
+        "all rollout tokens": summary["rollout_tokens"],
+        "tuned share of rollout tokens": f"{100 * summary['tuned_tokens'] / max(summary['rollout_tokens'], 1):.1f}%",
+        "paper (1.5B): LightReasoner vs SFT": "1000 vs 3952 problems, 0.02M vs 1.77M tuned tokens, 0.5 h vs 4.0 h",
+    }, heading="Efficiency")
+    report.add_table(eff, caption="Wall time per stage on this machine.")
+    if "ablations" in summary:
+        report.add_table(pd.DataFrame(summary["ablations"]), heading="Ablations (the paper's Table 6 in miniature)",
+                         caption="Same training budget for every variant; paper column: Qwen2.5-Math-1.5B, "
+                                 "average of 6 benchmarks (SFT row: GSM8K).")
+    report.add_summary({k: json.dumps(v) for k, v in summary["config"].items()}, heading="Settings")
+    return report.save(out_dir / "report.html")
+
+
+def _pct_interval(result) -> str:
+    low, high = result.interval
+    return f"{100 * result.accuracy:.1f}% [{100 * low:.1f}, {100 * high:.1f}] of {result.n}"
+
+
+def print_summary(summary: dict) -> None:
+    def pct(x):
+        return f"{100 * x:.1f}%"
+
+    b, t = summary["base_interval"], summary["tuned_interval"]
+    print()
+    print("LightReasoner on the bundled toy pair")
+    print(f"  sampled {summary['train_problems']} problems, {summary['steps']} steps; kept "
+          f"{summary['records']} ({pct(summary['share_kept'])}) at beta {summary['config']['sample']['beta']}")
+    print(f"  mean KL: top-1s agree {summary['mean_kl_top1_agree']:.3f}, disagree "
+          f"{summary['mean_kl_top1_disagree']:.3f}")
+    print(f"  tuned tokens {summary['tuned_tokens']} of {summary['rollout_tokens']} rollout tokens")
+    print(f"  accuracy on {summary['test_problems']} held-out problems: base {pct(summary['base_accuracy'])} "
+          f"[{pct(b[0])}, {pct(b[1])}] -> tuned {pct(summary['tuned_accuracy'])} [{pct(t[0])}, {pct(t[1])}]")
+    print(f"  fixed {summary['fixed']}, broken {summary['broken']} (McNemar p = {summary['mcnemar_p']:.3g})")
+    if "ablations" in summary:
+        print("  ablations (accuracy, change vs base, paper's figure):")
+        for row in summary["ablations"]:
+            paper = "" if row["paper"] is None else f"  paper {row['paper']}"
+            print(f"    {row['variant']:<14} {pct(row['accuracy']):>6}  {100 * row['delta_vs_base']:+.1f}{paper}")
+    print(f"  time: {summary['seconds']} (total {summary['total_seconds']} s)")
+    print(f"  report: {summary.get('report')}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    defaults = DemoConfig()
+    parser = argparse.ArgumentParser(prog="lrkit demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    parser.add_argument("--ablations", action="store_true", help="also run the paper's ablations and SFT")
+    parser.add_argument("--fresh", action="store_true", help="delete --out first instead of resuming")
+    parser.add_argument("--train-problems", type=int, default=defaults.train_problems)
+    parser.add_argument("--test-problems", type=int, default=defaults.test_problems)
+    parser.add_argument("--beta", type=float, default=defaults.sample.beta)
+    parser.add_argument("--max-steps", type=int, default=defaults.train.max_steps)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    from dataclasses import replace
+
+    config = DemoConfig(train_problems=args.train_problems, test_problems=args.test_problems,
+                        sample=replace(defaults.sample, beta=args.beta),
+                        train=replace(defaults.train, max_steps=args.max_steps))
+    result = run_demo(args.out, config, ablations=args.ablations, fresh=args.fresh,
+                      progress=not args.quiet)
+    print_summary(result.summary)
+    return 0
