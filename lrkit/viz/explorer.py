@@ -183,7 +183,7 @@ class Explorer:
         self.counts.value = self._counts_html(self._state)
         if tokens:
             cells = rollout_cells(problem, self.score.value, kept_here, alpha, self.temperature)
-            view = TokenView([Panel(str(self.problem.value), str(self.problem.value), cells)],
+            view = TokenView([Panel(str(self.problem.value), str(self.problem.value), cells, alpha)],
                              self._scale(self.score.value))
             self.tokens.value = view.html
         self.detail.value = self._detail_html(self._state, problem.iloc[position])
@@ -200,7 +200,8 @@ class Explorer:
         inexact = (f", {s.inexact_masks:,} may reach past the stored top-k"
                    if s.inexact_masks else "")
         return (
-            f"<div style='line-height:1.6'><b>{esc(s.prompt_id)}</b>: {len(s.kept_steps)} of "
+            f"<div style='line-height:1.6;font-family:system-ui,sans-serif;font-size:13px'>"
+            f"<b>{esc(s.prompt_id)}</b>: {len(s.kept_steps)} of "
             f"{s.problem_steps} steps kept (steps {esc(kept) or 'none'})<br>"
             f"All problems at \u03b2 = {s.beta:.2f}: <b>{s.records:,} records</b> = "
             f"<b>{s.tuned_tokens:,} tuned tokens</b> ({100 * s.share_kept:.1f}% of steps), "
@@ -226,12 +227,13 @@ class Explorer:
         note = "" if label.exact else \
             " <span style='color:#a33'>(the mask may extend past the stored top-k)</span>"
         return (
+            "<div style='font-family:system-ui,sans-serif;font-size:13px'>"
             f"<div><b>step {s.step}</b> <code>{esc(visible(str(row['token']), spaces=True))}</code>"
             f" \u00b7 KL {float(row['kl']):.3f} \u00b7 {status} \u00b7 {label.mask_size} plausible "
             f"tokens at \u03b1 = {s.alpha:.2f}{note}</div>"
             "<table style='border-collapse:collapse'><tr><th>token</th>"
             "<th colspan=2>expert \u03c0E</th><th colspan=2>amateur \u03c0A</th>"
-            f"<th colspan=2>soft label v_C</th></tr>{rows}</table>")
+            f"<th colspan=2>soft label v_C</th></tr>{rows}</table></div>")
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

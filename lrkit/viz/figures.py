@@ -235,7 +235,8 @@ def accuracy_comparison(results: Sequence[Mapping], title: str = "Accuracy (95% 
     fraction = bool(np.all((acc <= 1) & (high <= 1)))
     text = [f"{100 * a:.1f}%" if fraction else f"{a:.1f}" for a in acc]
     fig = go.Figure(go.Bar(
-        x=[esc(n) for n in frame["name"]], y=acc, text=text, textposition="outside",
+        x=[esc(n) for n in frame["name"]], y=acc, text=text, textposition="inside",
+        insidetextanchor="middle",
         marker_color=[(EXPERT, SOFT, AMATEUR)[i % 3] for i in range(len(acc))],
         error_y=dict(type="data", symmetric=False, array=high - acc, arrayminus=acc - low),
         customdata=np.stack([low, high], axis=1),

@@ -138,6 +138,7 @@ class Panel:
     label: str
     prompt_id: str
     cells: list = field(default_factory=list)
+    alpha: Optional[float] = None   # of the soft labels in the cells, for the tooltip
 
     @property
     def kept_steps(self) -> list:
@@ -233,7 +234,7 @@ def _rows(entries, cls):
     return f'<table class="{cls}">{rows}</table>'
 
 
-def _tip(cell: TokenCell) -> str:
+def _tip(cell: TokenCell, alpha: Optional[float]) -> str:
     status = "kept" if cell.kept else "not kept"
     head = (f"<div><b>step {cell.step}</b> \u00b7 KL {cell.kl:.3f} \u00b7 {status}</div>"
             f"<div>token <code>{esc(visible(cell.text, spaces=True))}</code>: "
@@ -245,14 +246,15 @@ def _tip(cell: TokenCell) -> str:
     if cell.soft_label is not None:
         note = "" if cell.soft_label_exact else \
             '<div class="lrk-note">mask may extend past the stored top-k</div>'
-        label = f"<div><b>soft label</b></div>{_rows(cell.soft_label, 'lrk-soft')}{note}"
+        at = "" if alpha is None else f" at \u03b1 = {alpha:g}"
+        label = f"<div><b>soft label</b>{at}</div>{_rows(cell.soft_label, 'lrk-soft')}{note}"
     return f'<span class="lrk-tip">{head}{tops}{label}</span>'
 
 
-def _cell_html(cell: TokenCell, scale: ColourScale) -> str:
+def _cell_html(cell: TokenCell, scale: ColourScale, alpha: Optional[float] = None) -> str:
     cls = "lrk-tok lrk-kept" if cell.kept else "lrk-tok"
     return (f'<span class="{cls}" data-step="{cell.step}" data-score="{cell.score:.6g}" '
-            f'style="{scale.css(cell.score)}">{_token_html(cell.text)}{_tip(cell)}</span>')
+            f'style="{scale.css(cell.score)}">{_token_html(cell.text)}{_tip(cell, alpha)}</span>')
 
 
 def _legend_html(scale: ColourScale) -> str:
@@ -273,7 +275,7 @@ def _legend_html(scale: ColourScale) -> str:
 def _panel_html(panel: Panel, scale: ColourScale) -> str:
     head = (f'<div class="lrk-head">{esc(panel.label)} \u00b7 {len(panel.cells)} steps \u00b7 '
             f'{len(panel.kept_steps)} kept</div>')
-    body = "".join(_cell_html(c, scale) for c in panel.cells)
+    body = "".join(_cell_html(c, scale, panel.alpha) for c in panel.cells)
     return (f'<div class="lrk-panel" data-prompt-id="{esc(panel.prompt_id)}">{head}'
             f'<div class="lrk-text">{body}</div></div>')
 
@@ -367,7 +369,7 @@ def _panel(steps, prompt_id, label, score, beta, alpha, temperature, kl_inclusiv
                                                beta, kl_inclusive, skip_first_step)
     pid = str(one["prompt_id"].iat[0])
     cells = rollout_cells(one, score, kept, alpha, temperature, top_n)
-    return Panel(label if label is not None else pid, pid, cells)
+    return Panel(label if label is not None else pid, pid, cells, alpha)
 
 
 def token_view(steps: pd.DataFrame, prompt_id=None, *, score: str = "kl",
