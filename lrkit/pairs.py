@@ -178,7 +178,9 @@ def pair_dir(name: str, cache_dir: Union[str, Path, None] = None) -> Path:
 
 def is_prepared(name: str, cache_dir: Union[str, Path, None] = None) -> bool:
     spec = get_pair(name)
-    if not spec.sources:
+    if spec.kind == "local":
+        return all(Path(p).is_dir() for p in (spec.expert, spec.amateur))
+    if spec.kind == "hub":
         return True
     return all(_is_complete(pair_dir(spec.name, cache_dir) / role, spec.sources[role]) for role in ROLES)
 
@@ -356,7 +358,12 @@ def convert_gguf(gguf: Path, target: Path, source: GGUFSource, dtype: str = "bfl
                   "transformers": transformers.__version__, "package": source.package,
                   "version": source.version, "parts": source.parts}
         (staging / COMPLETE_MARKER).write_text(json.dumps(marker, indent=1) + "\n")
-        os.replace(staging, target)
+        try:
+            os.replace(staging, target)
+        except OSError:
+            if not _is_complete(target, source):  # not another process finishing first
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -468,7 +475,7 @@ def _status(spec: PairSpec, cache_dir) -> str:
     if spec.kind == "offline":
         return "prepared" if is_prepared(spec.name, cache_dir) else "not prepared"
     if spec.kind == "local":
-        return "present" if all(Path(p).is_dir() for p in (spec.expert, spec.amateur)) else "missing"
+        return "present" if is_prepared(spec.name) else "missing"
     return "hub"
 
 
