@@ -1,0 +1,430 @@
+"""Fine-tuning stage: LoRA on the expert with contrastive soft labels (SPEC section 2).
+
+Every record supervises one position. Its input is the record's prompt ids plus
+its prefix ids; its target is v_C, the record's sparse ``token_ids`` /
+``weights``, at the last real position of that input.
+
+The loss is KL(v_C || pi_E) = sum_i w_i (log w_i - log pi_E(i)) in float32, from
+that position's logits only. Its gradient equals the gradient of the
+v_C-weighted cross-entropy -sum_i w_i log pi_E(i): the two differ by the entropy
+of v_C, a constant of the record. lrkit logs the KL, which is 0 when the expert
+already matches v_C.
+
+pi_E is the softmax over the first ``len(tokenizer)`` logit rows, the same rows
+the sampler built v_C from. Rows a model carries beyond its tokenizer (Qwen2.5:
+151936 rows for 151665 tokens) are never a target; they are sliced off before
+the softmax, so the loss and the labels see the same distribution.
+
+Batches are padded on the LEFT, so position -1 holds every row's last real
+token, and the model is asked for that position's logits only
+(``logits_to_keep=1``): logits take batch x vocab floats, not batch x length x
+vocab. ``TrainConfig.parity_right_padding`` reproduces the authors' trainer
+(right padding, ``logits[:, -1]``), which supervises every shorter row at a pad.
+
+Output directory: the adapter and tokenizer, ``loss.jsonl`` (one line per
+logged step: step, kl, learning_rate, grad_norm, epoch), ``trainer_state.json``,
+``lrkit_train.json`` (config, expert, record digest, result) and the Trainer's
+``checkpoint-N`` folders that ``resume=True`` continues from.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+from transformers import AutoConfig, Trainer, TrainerCallback, TrainingArguments
+
+from .config import CODE_SYSTEM_PROMPT, TrainConfig, to_dict
+from .divergence import log_probs
+from .generation import left_pad
+from .models import choose_device, choose_dtype, load_model, load_tokenizer, resolve_member
+from .prompts import build_prompt_ids
+from .records import (RecordError, check_records_tokenizer, read_records, tokenizer_fingerprint,
+                      validate_record)
+
+PathLike = Union[str, os.PathLike]
+RUN_FILE = "lrkit_train.json"
+LOSS_FILE = "loss.jsonl"
+PROGRESS_FILE = "lrkit_progress.json"
+PRECISIONS = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
+RESUMABLE_CHANGES = ("max_steps", "save_steps", "logging_steps")
+"""TrainConfig fields a resumed run may change; any other change is refused."""
+
+
+# ---------------------------------------------------------------- examples
+
+def load_records(records: Union[PathLike, Sequence[dict]]) -> list[dict]:
+    """Records from a JSONL path, or an in-memory list validated the same way."""
+    if isinstance(records, (str, os.PathLike)):
+        return read_records(records)
+    records = [validate_record(dict(r), f"record {i + 1}") for i, r in enumerate(records)]
+    if not records:
+        raise RecordError("no records to train on")
+    for record in records:
+        record.setdefault("question", str(record["prompt_id"]))
+    return records
+
+
+def record_input_ids(record: dict, tokenizer, system_prompt: Optional[str]) -> list[int]:
+    """Prompt ids + prefix ids of one record.
+
+    Stored ids are used as they are; only a part a record lacks (the authors'
+    files carry text only) is tokenized: the prompt from the question with the
+    expert's template, the prefix text without special tokens.
+    """
+    prompt = record.get("prompt_token_ids")
+    if prompt is None:
+        prompt = build_prompt_ids(tokenizer, record["question"], system_prompt)
+    prefix = record.get("prefix_token_ids")
+    if prefix is None:
+        prefix = tokenizer(record["prefix"], add_special_tokens=False)["input_ids"] if record["prefix"] else []
+    return list(prompt) + list(prefix)
+
+
+def build_examples(records: Sequence[dict], tokenizer, max_length: int,
+                   system_prompt: Optional[str] = CODE_SYSTEM_PROMPT) -> list[dict]:
+    """One training example per record; inputs longer than ``max_length`` lose
+    tokens on the LEFT, so the supervised last position always survives."""
+    return [{"input_ids": record_input_ids(r, tokenizer, system_prompt)[-max_length:],
+             "target_ids": [int(i) for i in r["token_ids"]],
+             "target_weights": [float(w) for w in r["weights"]]} for r in records]
+
+
+@dataclass
+class SoftLabelCollator:
+    """Pads a list of examples into tensors.
+
+    Left padding (default) puts every row's last real token at position -1 and
+    passes position ids that count real tokens only. ``right_padding=True`` is
+    the authors' layout, kept for parity runs. Sparse targets are padded with
+    id 0 and weight 0, which adds nothing to the loss.
+    """
+
+    pad_token_id: int
+    right_padding: bool = False
+
+    def __call__(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
+        sequences = [f["input_ids"] for f in features]
+        if self.right_padding:
+            width = max(len(s) for s in sequences)
+            input_ids = torch.full((len(sequences), width), self.pad_token_id, dtype=torch.long)
+            attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+            for row, seq in enumerate(sequences):
+                input_ids[row, :len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+                attention_mask[row, :len(seq)] = 1
+            batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        else:
+            input_ids, attention_mask = left_pad(sequences, self.pad_token_id, "cpu")
+            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+            batch = {"input_ids": input_ids, "attention_mask": attention_mask,
+                     "position_ids": position_ids}
+        k = max(len(f["target_ids"]) for f in features)
+        target_ids = torch.zeros((len(features), k), dtype=torch.long)
+        target_weights = torch.zeros((len(features), k), dtype=torch.float32)
+        for row, f in enumerate(features):
+            target_ids[row, :len(f["target_ids"])] = torch.as_tensor(f["target_ids"], dtype=torch.long)
+            target_weights[row, :len(f["target_weights"])] = torch.as_tensor(f["target_weights"])
+        batch.update(target_ids=target_ids, target_weights=target_weights)
+        return batch
+
+
+# ---------------------------------------------------------------- loss
+
+def sparse_kl(logits: torch.Tensor, target_ids: torch.Tensor, target_weights: torch.Tensor,
+              vocab_size: Optional[int] = None) -> torch.Tensor:
+    """KL(v || pi) per row, pi = float32 softmax over the first ``vocab_size``
+    logit rows, v given sparsely.
+
+    ``logits`` (batch, rows); ``target_ids`` / ``target_weights`` (batch, k),
+    zero weights are padding. Gradient = that of -sum_i w_i log pi(i).
+    """
+    picked = log_probs(logits, vocab_size).gather(-1, target_ids)
+    weights = target_weights.float()
+    # where(): a zero weight at a -inf log-prob must give 0, not nan
+    cross = torch.where(weights > 0, weights * picked, torch.zeros_like(picked))
+    return (torch.xlogy(weights, weights) - cross).sum(-1)
+
+
+def last_position_logits(model, batch: dict) -> torch.Tensor:
+    """Logits (batch, rows) at position -1 only; no all-position logits."""
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    return model(**inputs, logits_to_keep=1, use_cache=False).logits[:, -1, :]
+
+
+def soft_label_kl(model, batch: dict, vocab_size: int) -> torch.Tensor:
+    """Per-row KL(v_C || pi_E) at each row's position -1 (the last real token
+    under left padding), pi_E over the tokenizer's ``vocab_size`` ids."""
+    return sparse_kl(last_position_logits(model, batch), batch["target_ids"],
+                     batch["target_weights"], vocab_size)
+
+
+class SoftLabelTrainer(Trainer):
+    """HF Trainer whose loss is the mean sparse KL at each row's last position.
+
+    ``supervised_positions`` counts the positions trained on (rows x processes).
+    """
+
+    loss_is_scaled_for_ga = False  # compute_loss returns a micro-batch mean
+
+    def __init__(self, *args, vocab_size: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.vocab_size = vocab_size
+        self.supervised_positions = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        kl = soft_label_kl(model, inputs, self.vocab_size)
+        if model.training:
+            self.supervised_positions += kl.shape[0] * self.args.world_size
+        loss = kl.mean()
+        return (loss, {"kl": kl}) if return_outputs else loss
+
+
+# ---------------------------------------------------------------- shared set-up (also used by lrkit.sft)
+
+def resolve_precision(precision: str) -> str:
+    """"auto" -> bf16 on a GPU that has it, fp16 on other GPUs (e.g. T4), fp32 on CPU."""
+    if precision != "auto":
+        return precision
+    return PRECISIONS[choose_dtype(choose_device())]
+
+
+def load_expert(expert: PathLike, precision: str):
+    """The expert on the CPU in the training dtype; the Trainer places it on its
+    device(s). Under fp16/bf16 the frozen base stays in that dtype while peft
+    keeps the LoRA weights in float32."""
+    model, _ = load_model(expert, device="cpu", dtype=precision, with_tokenizer=False)
+    return model
+
+
+def add_lora(model, config: TrainConfig):
+    """The paper's LoRA (r, alpha, dropout, target modules from ``config``; bias none)."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
+                      lora_dropout=config.lora_dropout, target_modules=list(config.target_modules),
+                      bias="none", task_type=TaskType.CAUSAL_LM)
+    return get_peft_model(model, lora)
+
+
+def training_arguments(config: TrainConfig, out_dir: PathLike, precision: str,
+                       **overrides) -> TrainingArguments:
+    """TrainingArguments from a TrainConfig: AdamW, linear decay, seeded, checkpoints
+    every ``save_steps`` (the last two kept, as the authors do)."""
+    values = dict(
+        output_dir=str(out_dir),
+        per_device_train_batch_size=config.per_device_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate, lr_scheduler_type="linear",
+        max_steps=config.max_steps,
+        logging_steps=config.logging_steps, logging_first_step=True,
+        save_strategy="steps", save_steps=config.save_steps, save_total_limit=2,
+        bf16=precision == "bf16", fp16=precision == "fp16",
+        seed=config.seed, data_seed=config.seed,
+        remove_unused_columns=False, report_to="none",
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    values.update(overrides)
+    return TrainingArguments(**values)
+
+
+class LossLog(TrainerCallback):
+    """Mirrors the Trainer's loss logs to ``path`` (JSONL) as they happen.
+
+    At the start of a run the file is rewritten from the state's history, which
+    on resume is the checkpoint's: lines a crashed run wrote after its last
+    checkpoint are dropped, so the curve has each step once.
+    """
+
+    def __init__(self, path: PathLike, loss_name: str):
+        self.path, self.loss_name = Path(path), loss_name
+
+    def _line(self, logs: dict, step: int) -> str:
+        entry = {"step": step, self.loss_name: logs["loss"]}
+        entry.update({k: logs[k] for k in ("learning_rate", "grad_norm", "epoch") if k in logs})
+        return json.dumps(entry) + "\n"
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.path.write_text("".join(self._line(e, e["step"]) for e in state.log_history if "loss" in e))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs and "loss" in logs:
+            with self.path.open("a") as handle:
+                handle.write(self._line(logs, state.global_step))
+
+
+def loss_history(trainer: Trainer, loss_name: str) -> list[dict]:
+    return [{"step": e["step"], loss_name: e["loss"]} for e in trainer.state.log_history if "loss" in e]
+
+
+def prepare_out_dir(out_dir: Path, run: dict, resume: bool) -> Optional[Path]:
+    """Refuse to mix runs; return the checkpoint to resume from, if any.
+
+    A fresh run needs an empty or absent directory. ``resume`` needs the same
+    expert, records and settings (``RESUMABLE_CHANGES`` aside).
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not resume:
+            raise FileExistsError(f"{out_dir} already holds files; pass resume=True (--resume) to "
+                                  "continue the run there, or choose a new directory")
+        if not (out_dir / RUN_FILE).exists():
+            raise FileExistsError(f"{out_dir} holds files but no {RUN_FILE}: not an lrkit training run")
+        saved = json.loads((out_dir / RUN_FILE).read_text())
+        changed = [k for k in run if k not in ("config", "result") and saved.get(k) != run[k]]
+        changed += [f"config.{k}" for k, v in run["config"].items()
+                    if k not in RESUMABLE_CHANGES and saved.get("config", {}).get(k) != v]
+        if changed:
+            raise ValueError(f"cannot resume {out_dir}: {', '.join(changed)} differ(s) from the "
+                             "saved run; use a new directory for a new run")
+        last = get_last_checkpoint(str(out_dir))
+        return Path(last) if last else None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def write_run(out_dir: Path, run: dict) -> None:
+    (out_dir / RUN_FILE).write_text(json.dumps(run, indent=2, sort_keys=True) + "\n")
+
+
+def digest(examples: Sequence[dict]) -> str:
+    return hashlib.sha256(json.dumps(list(examples), sort_keys=True).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- train / merge
+
+@dataclass
+class TrainResult:
+    """What a training run produced and cost."""
+
+    adapter_dir: Path
+    """Folder with the LoRA adapter and the tokenizer (``merge`` takes it)."""
+    loss_history: list
+    """[{"step", <loss name>}] for every logged step, resumed runs included."""
+    tuned_tokens: int
+    """Supervised positions trained on (one per record per pass; SFT: rollout tokens)."""
+    problems: int
+    """Distinct problems the training data came from."""
+    examples: int
+    """Training examples (records, or kept rollouts for SFT)."""
+    steps: int
+    """Optimizer steps done, resumed ones included."""
+    seconds: float
+    """Wall time of this call (model loading, training, saving)."""
+    method: str = "LightReasoner"
+    resumed_from: Optional[str] = None
+
+    def losses(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.loss_history)
+
+    def summary(self) -> dict:
+        """One row for an efficiency table (see lrkit.sft.SFTResult.summary)."""
+        return {"method": self.method, "problems": self.problems, "examples": self.examples,
+                "tuned_tokens": self.tuned_tokens, "steps": self.steps, "seconds": round(self.seconds, 2)}
+
+
+class _CheckpointProgress(TrainerCallback):
+    """Stores the supervised-position count in each checkpoint, for resume."""
+
+    def __init__(self, trainer: SoftLabelTrainer):
+        self.trainer = trainer
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and folder.is_dir():
+            (folder / PROGRESS_FILE).write_text(
+                json.dumps({"supervised_positions": self.trainer.supervised_positions}))
+
+
+def train(expert: PathLike, records: Union[PathLike, Sequence[dict]], out_dir: PathLike,
+          config: Optional[TrainConfig] = None, system_prompt: Optional[str] = CODE_SYSTEM_PROMPT,
+          resume: bool = False, callbacks: Sequence[TrainerCallback] = ()) -> TrainResult:
+    """LoRA-tune ``expert`` (a model folder or Hub name) on soft-label records.
+
+    ``records``: a records.jsonl path or a list of record dicts. ``system_prompt``
+    is used only for records without ``prompt_token_ids`` (the authors' files).
+    Every check on the records (weights summing to 1, ids inside the vocabulary,
+    the tokenizer fingerprint, an empty file) runs before any model is loaded
+    and before ``out_dir`` is touched. ``resume=True`` continues from the last
+    ``checkpoint-N`` in ``out_dir`` (or starts there if none was written yet).
+    ``callbacks`` are extra transformers TrainerCallbacks.
+    """
+    started = time.perf_counter()
+    config = (config or TrainConfig()).validate()
+    expert, out_dir = resolve_member(str(expert)), Path(out_dir)
+    source = str(records) if isinstance(records, (str, os.PathLike)) else "records"
+    records = load_records(records)
+    tokenizer = load_tokenizer(expert)
+    check_records_tokenizer(records, tokenizer, source=source)
+    examples = build_examples(records, tokenizer, config.max_length, system_prompt)
+    run = {"expert": expert, "config": to_dict(config), "system_prompt": system_prompt,
+           "examples": len(examples), "examples_sha256": digest(examples),
+           "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer)}
+    checkpoint = prepare_out_dir(out_dir, run, resume)
+    write_run(out_dir, run)
+
+    precision = resolve_precision(config.precision)
+    from transformers import set_seed
+
+    set_seed(config.seed)
+    model = add_lora(load_expert(expert, precision), config)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    trainer = SoftLabelTrainer(
+        model=model, args=training_arguments(config, out_dir, precision),
+        train_dataset=examples, data_collator=SoftLabelCollator(pad_id, config.parity_right_padding),
+        processing_class=tokenizer, vocab_size=len(tokenizer),
+        callbacks=[LossLog(out_dir / LOSS_FILE, "kl"), *callbacks])
+    trainer.add_callback(_CheckpointProgress(trainer))
+    if checkpoint is not None and (checkpoint / PROGRESS_FILE).exists():
+        trainer.supervised_positions = json.loads((checkpoint / PROGRESS_FILE).read_text())["supervised_positions"]
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    trainer.save_model(str(out_dir))
+    trainer.save_state()
+
+    result = TrainResult(
+        adapter_dir=out_dir, loss_history=loss_history(trainer, "kl"),
+        tuned_tokens=trainer.supervised_positions,
+        problems=len({str(r["prompt_id"]) for r in records}), examples=len(examples),
+        steps=trainer.state.global_step, seconds=time.perf_counter() - started,
+        resumed_from=str(checkpoint) if checkpoint else None)
+    write_run(out_dir, {**run, "result": {**result.summary(), "resumed_from": result.resumed_from}})
+    return result
+
+
+def merge(expert: PathLike, adapter_dir: PathLike, out_dir: PathLike,
+          dtype: Union[str, torch.dtype] = "auto") -> Path:
+    """Fold a LoRA adapter into the expert; save model + tokenizer to ``out_dir``.
+
+    PeftModel -> merge_and_unload -> save_pretrained. The merge runs in float32
+    and is cast once to ``dtype`` ("auto": the expert's stored dtype), so small
+    LoRA deltas are rounded once. The folder loads with plain
+    ``AutoModelForCausalLM.from_pretrained`` and gives the adapter's logits.
+    """
+    from peft import PeftModel
+
+    expert, adapter_dir, out_dir = resolve_member(str(expert)), Path(adapter_dir), Path(out_dir)
+    if not (adapter_dir / "adapter_config.json").exists():
+        raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json (expected the --out folder of lrkit train)")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir} already holds files; choose a new folder for the merged model")
+    tokenizer = load_tokenizer(expert)
+    if (adapter_dir / RUN_FILE).exists():
+        trained_on = json.loads((adapter_dir / RUN_FILE).read_text()).get("tokenizer_fingerprint")
+        if trained_on and trained_on != tokenizer_fingerprint(tokenizer):
+            raise ValueError(f"{adapter_dir} was trained on an expert with another tokenizer than {expert}")
+    if dtype == "auto":
+        dtype = AutoConfig.from_pretrained(expert).dtype or torch.float32
+    target = choose_dtype(torch.device("cpu"), dtype)
+    base, _ = load_model(expert, device="cpu", dtype=torch.float32, with_tokenizer=False)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload().to(target)
+    merged.save_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    return out_dir

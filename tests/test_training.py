@@ -1,0 +1,376 @@
+"""Soft-label training: examples, the loss at the last real position, LoRA through
+the HF Trainer, resume, merge. Tiny models are built here and saved to disk, so
+the real loading code runs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from peft import PeftModel
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, TrainerCallback
+
+from lrkit import training
+from lrkit.config import CODE_SYSTEM_PROMPT, TrainConfig
+from lrkit.models import load_tokenizer
+from lrkit.prompts import build_prompt_ids
+from lrkit.records import RecordError, tokenizer_fingerprint, write_records
+from lrkit.training import (SoftLabelCollator, build_examples, merge, resolve_precision, soft_label_kl,
+                            sparse_kl, train)
+from tiny_models import make_model, make_tokenizer
+
+EXTRA_ROWS = 12
+"""Output rows beyond the tokenizer, as Qwen models have."""
+PREFIX_LENGTHS = (1, 4, 9, 16)
+FAST = dict(per_device_batch_size=4, gradient_accumulation_steps=1, max_steps=12,
+            learning_rate=5e-2, logging_steps=1, save_steps=1000)
+"""One batch holds every record; a tiny model needs a large learning rate."""
+
+
+@pytest.fixture(scope="module")
+def expert(tmp_path_factory):
+    path = tmp_path_factory.mktemp("expert")
+    tokenizer = make_tokenizer()
+    make_model(tokenizer, seed=3, hidden=64, extra_rows=EXTRA_ROWS).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tokenizer(expert):
+    return load_tokenizer(expert)
+
+
+def load_base(expert):
+    return AutoModelForCausalLM.from_pretrained(expert).eval()
+
+
+def next_token_probs(model, tokenizer, ids) -> torch.Tensor:
+    """The next-token distribution after ``ids``, one unpadded sequence."""
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0, -1, :len(tokenizer)]
+    return logits.float().softmax(-1)
+
+
+def make_record(tokenizer, prompt, prefix, ids, weights, **extra) -> dict:
+    return {"prompt_id": "p0", "step": len(prefix), "prefix": tokenizer.decode(prefix),
+            "tokens": [tokenizer.decode([i]) for i in ids], "token_ids": list(ids),
+            "weights": list(weights), "kl_divergence": 1.0, "question": "what is 12+7?",
+            "prompt_token_ids": list(prompt), "prefix_token_ids": list(prefix),
+            "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer), **extra}
+
+
+@pytest.fixture(scope="module")
+def one_hot_records(expert, tokenizer):
+    """Prefixes of different lengths, each with a one-hot target (not a special
+    token) that the expert finds unlikely."""
+    base = load_base(expert)
+    prompt = build_prompt_ids(tokenizer, "what is 12+7?", CODE_SYSTEM_PROMPT)
+    generator = torch.Generator().manual_seed(0)
+    records = []
+    for length in PREFIX_LENGTHS:
+        prefix = torch.randint(5, len(tokenizer), (length,), generator=generator).tolist()
+        probs = next_token_probs(base, tokenizer, prompt + prefix)
+        target = 5 + int(probs[5:].argsort()[len(tokenizer) // 3])
+        records.append(make_record(tokenizer, prompt, prefix, [target], [1.0]))
+    return records
+
+
+class Snapshot(TrainerCallback):
+    """Keeps the LoRA weights at the start and the trained model at the end."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.initial_lora = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.model = model
+
+
+@pytest.fixture(scope="module")
+def runs(expert, one_hot_records, tmp_path_factory):
+    """The same training with left padding (lrkit) and with the authors' right padding."""
+    out = {}
+    for parity in (False, True):
+        snapshot = Snapshot()
+        folder = tmp_path_factory.mktemp(f"parity_{parity}") / "run"
+        result = train(expert, one_hot_records, folder,
+                       TrainConfig(**FAST, parity_right_padding=parity), callbacks=[snapshot])
+        out[parity] = (result, snapshot)
+    return out
+
+
+def targets_not_reached(expert, tokenizer, adapter_dir, records) -> list[str]:
+    """Records whose own next-token prediction did not move to their target."""
+    base = load_base(expert)
+    tuned = PeftModel.from_pretrained(load_base(expert), adapter_dir).eval()
+    missed = []
+    for record in records:
+        ids, target = record["prompt_token_ids"] + record["prefix_token_ids"], record["token_ids"][0]
+        before, after = next_token_probs(base, tokenizer, ids), next_token_probs(tuned, tokenizer, ids)
+        if not (after[target] > before[target] and int(after.argmax()) == target):
+            missed.append(f"prefix of {record['step']}: p(target) {before[target]:.3f} -> "
+                          f"{after[target]:.3f}, argmax {int(after.argmax())} vs target {target}")
+    return missed
+
+
+# ---------------------------------------------------------------- the loss
+
+def test_sparse_kl_equals_kl_div_on_dense_vectors():
+    torch.manual_seed(0)
+    vocab, rows = 16, 20  # 4 output rows beyond the vocabulary
+    logits = torch.randn(3, rows) * 3
+    targets = [([3, 7, 1], [0.5, 0.3, 0.2]), ([9], [1.0]), ([0, 15], [0.25, 0.75])]
+    k = max(len(ids) for ids, _ in targets)
+    ids = torch.zeros(3, k, dtype=torch.long)
+    weights = torch.zeros(3, k)
+    dense = torch.zeros(3, vocab)
+    for row, (i, w) in enumerate(targets):
+        ids[row, :len(i)], weights[row, :len(w)] = torch.tensor(i), torch.tensor(w)
+        dense[row, i] = torch.tensor(w)
+    expected = F.kl_div(F.log_softmax(logits[:, :vocab], -1), dense, reduction="none").sum(-1)
+    assert torch.allclose(sparse_kl(logits, ids, weights, vocab), expected, atol=1e-6)
+    batchmean = F.kl_div(F.log_softmax(logits[:, :vocab], -1), dense, reduction="batchmean")
+    assert torch.allclose(sparse_kl(logits, ids, weights, vocab).mean(), batchmean, atol=1e-6)
+
+
+def test_sparse_kl_gradient_is_the_weighted_cross_entropy_gradient():
+    torch.manual_seed(1)
+    logits = (torch.randn(2, 10) * 2).requires_grad_()
+    ids, weights = torch.tensor([[2, 5, 0], [7, 0, 0]]), torch.tensor([[0.6, 0.4, 0.0], [1.0, 0.0, 0.0]])
+    sparse_kl(logits, ids, weights).sum().backward()
+    kl_grad = logits.grad.clone()
+    logits.grad = None
+    dense = torch.zeros(2, 10).scatter(1, ids, weights)
+    (-(dense * F.log_softmax(logits, -1)).sum()).backward()
+    assert torch.allclose(kl_grad, logits.grad, atol=1e-6)
+
+
+def test_zero_weight_padding_at_a_minus_inf_logit_gives_no_nan():
+    logits = torch.tensor([[0.0, float("-inf"), 1.0]])
+    kl = sparse_kl(logits, torch.tensor([[2, 1]]), torch.tensor([[1.0, 0.0]]))
+    assert torch.isfinite(kl).all()
+    assert kl.item() == pytest.approx(-F.log_softmax(logits, -1)[0, 2].item())
+
+
+# ---------------------------------------------------------------- examples and batches
+
+def test_examples_use_stored_ids_and_truncate_on_the_left(tokenizer, one_hot_records):
+    record = one_hot_records[-1]
+    full = record["prompt_token_ids"] + record["prefix_token_ids"]
+    [example] = build_examples([record], tokenizer, max_length=10_000)
+    assert example["input_ids"] == full
+    assert example["target_ids"] == record["token_ids"] and example["target_weights"] == [1.0]
+    [short] = build_examples([record], tokenizer, max_length=8)
+    assert short["input_ids"] == full[-8:]
+    assert short["input_ids"][-1] == record["prefix_token_ids"][-1]  # the supervised position survives
+
+
+def test_records_without_ids_are_tokenized_like_the_authors_files(tokenizer):
+    # the authors' schema: the question in prompt_id, the prefix as text, no ids
+    record = {"prompt_id": "Tom has 3 apples. How many?", "step": 5, "prefix": "He has",
+              "tokens": ["3"], "token_ids": [tokenizer.convert_tokens_to_ids("3")], "weights": [1.0],
+              "kl_divergence": 0.9}
+    [example] = build_examples(training.load_records([record]), tokenizer, max_length=512)
+    messages = [{"role": "system", "content": CODE_SYSTEM_PROMPT},
+                {"role": "user", "content": "Tom has 3 apples. How many?"}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + "He has"
+    assert example["input_ids"] == tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def test_collator_left_pads_so_position_minus_one_is_every_rows_last_token():
+    features = [{"input_ids": [5, 6, 7], "target_ids": [1, 2], "target_weights": [0.7, 0.3]},
+                {"input_ids": [8], "target_ids": [3], "target_weights": [1.0]},
+                {"input_ids": [9, 10, 11, 12, 13], "target_ids": [4], "target_weights": [1.0]}]
+    batch = SoftLabelCollator(pad_token_id=0)(features)
+    assert batch["input_ids"][:, -1].tolist() == [7, 8, 13]
+    assert batch["attention_mask"].sum(-1).tolist() == [3, 1, 5]
+    assert batch["position_ids"][0, -3:].tolist() == [0, 1, 2]  # real tokens count from 0
+    assert batch["target_ids"].tolist() == [[1, 2], [3, 0], [4, 0]]
+    assert torch.equal(batch["target_weights"], torch.tensor([[0.7, 0.3], [1.0, 0.0], [1.0, 0.0]]))
+    parity = SoftLabelCollator(pad_token_id=0, right_padding=True)(features)
+    assert parity["input_ids"][:, -1].tolist() == [0, 0, 13]  # the authors' defect: pads at -1
+
+
+def test_batched_kl_is_each_records_kl_at_its_own_last_token(expert, tokenizer, one_hot_records):
+    """Independent reference: each record alone, unpadded, dense KL over the tokenizer's ids."""
+    base = load_base(expert)
+    examples = build_examples(one_hot_records, tokenizer, max_length=512)
+    expected = []
+    for example in examples:
+        logits = base(input_ids=torch.tensor([example["input_ids"]])).logits[0, -1, :len(tokenizer)]
+        dense = torch.zeros(len(tokenizer))
+        dense[example["target_ids"]] = torch.tensor(example["target_weights"])
+        expected.append(F.kl_div(F.log_softmax(logits, -1), dense, reduction="sum"))
+    expected = torch.stack(expected)
+    with torch.no_grad():
+        left = soft_label_kl(base, SoftLabelCollator(0)(examples), len(tokenizer))
+        right = soft_label_kl(base, SoftLabelCollator(0, right_padding=True)(examples), len(tokenizer))
+    assert torch.allclose(left, expected, atol=1e-4)
+    # right padding reads a pad for every row but the longest
+    assert torch.allclose(right[-1], expected[-1], atol=1e-4)
+    assert ((right[:-1] - expected[:-1]).abs() > 1e-2).all()
+
+
+# ---------------------------------------------------------------- training (the judged test)
+
+def test_every_prefix_moves_to_its_own_target(expert, tokenizer, one_hot_records, runs):
+    result, _ = runs[False]
+    assert targets_not_reached(expert, tokenizer, result.adapter_dir, one_hot_records) == []
+
+
+def test_the_same_check_fails_when_the_loss_reads_a_pad_position(expert, tokenizer, one_hot_records, runs):
+    result, _ = runs[True]
+    assert targets_not_reached(expert, tokenizer, result.adapter_dir, one_hot_records) != []
+
+
+def test_logged_kl_is_the_kl_at_each_records_last_real_token(expert, tokenizer, one_hot_records, runs):
+    base = load_base(expert)
+    expected = sum(-torch.log(next_token_probs(base, tokenizer, r["prompt_token_ids"] + r["prefix_token_ids"])
+                              [r["token_ids"][0]]).item() for r in one_hot_records) / len(one_hot_records)
+    # step 1 runs the untouched base (LoRA B starts at zero)
+    assert runs[False][0].loss_history[0]["kl"] == pytest.approx(expected, rel=1e-4)
+    assert abs(runs[True][0].loss_history[0]["kl"] - expected) > 1e-2
+
+
+def test_lora_weights_change_and_base_weights_do_not(expert, runs):
+    _, snapshot = runs[False]
+    original = load_base(expert).state_dict()
+    trainable = {n for n, p in snapshot.model.named_parameters() if p.requires_grad}
+    assert trainable == set(snapshot.initial_lora) and trainable
+    assert {n.split(".lora_")[0].rsplit(".", 1)[1] for n in trainable} == {"q_proj", "v_proj"}
+    for name, param in snapshot.model.named_parameters():
+        if "lora_" in name:
+            assert not torch.equal(param.detach(), snapshot.initial_lora[name]), name
+        else:
+            key = name.removeprefix("base_model.model.").replace(".base_layer", "")
+            assert torch.equal(param.detach(), original[key]), name
+
+
+def test_run_outputs(runs, one_hot_records):
+    result, _ = runs[False]
+    folder = result.adapter_dir
+    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer_config.json",
+                 "trainer_state.json", "loss.jsonl", "lrkit_train.json"):
+        assert (folder / name).exists(), name
+    lines = [json.loads(line) for line in (folder / "loss.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == list(range(1, FAST["max_steps"] + 1))
+    assert [line["kl"] for line in lines] == [e["kl"] for e in result.loss_history]
+    assert lines[-1]["kl"] < lines[0]["kl"] / 2
+    assert result.tuned_tokens == FAST["max_steps"] * len(one_hot_records)  # one position per record per step
+    assert result.problems == 1 and result.examples == len(one_hot_records)
+    assert result.steps == FAST["max_steps"]
+
+
+def test_merged_model_gives_the_adapters_logits(expert, tokenizer, one_hot_records, runs, tmp_path):
+    adapter_dir = runs[False][0].adapter_dir
+    merged_dir = merge(expert, adapter_dir, tmp_path / "merged")
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()  # plain transformers
+    with_adapter = PeftModel.from_pretrained(load_base(expert), adapter_dir).eval()
+    batch = SoftLabelCollator(0)(build_examples(one_hot_records, tokenizer, max_length=512))
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")}
+    with torch.no_grad():
+        expected, got = with_adapter(**inputs).logits, merged(**inputs).logits
+        untuned = load_base(expert)(**inputs).logits
+    mask = batch["attention_mask"].bool()
+    # float32 rounding only: merged W + BA vs W x + B(A x), through logits as large as ~12
+    scale = expected[mask].abs().max()
+    assert (got[mask] - expected[mask]).abs().max() <= 1e-5 * scale
+    assert (untuned[mask] - expected[mask]).abs().max() > 1e-2  # the adapter does change the model
+    assert load_tokenizer(merged_dir).get_vocab() == tokenizer.get_vocab()
+
+
+# ---------------------------------------------------------------- bad inputs
+
+def _bad_records(tokenizer, records):
+    good = records[0]
+    other = make_tokenizer(chars="abcdefghijklmnopqrstuvwxyz0123456789 .,")
+    return {
+        "weights that do not sum to 1": ([{**good, "token_ids": [7, 8], "weights": [0.5, 0.4],
+                                           "tokens": ["a", "b"]}], "sums to 0.9"),
+        "an id outside the vocabulary": ([{**good, "token_ids": [len(tokenizer)]}],  # an extra output row
+                                         "outside the vocabulary"),
+        "an empty record file": ([], "holds no records"),
+        "another expert's tokenizer": ([{**good, "tokenizer_fingerprint": tokenizer_fingerprint(other)}],
+                                       "another tokenizer"),
+    }
+
+
+@pytest.mark.parametrize("case", ["weights that do not sum to 1", "an id outside the vocabulary",
+                                  "an empty record file", "another expert's tokenizer"])
+def test_bad_records_are_refused_before_any_model_or_file(case, expert, tokenizer, one_hot_records,
+                                                          tmp_path, monkeypatch):
+    records, message = _bad_records(tokenizer, one_hot_records)[case]
+    path = tmp_path / "records.jsonl"
+    write_records(records, path)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded before the records were checked")
+
+    monkeypatch.setattr(training, "load_expert", no_model)
+    with pytest.raises(RecordError, match=message):
+        train(expert, path, tmp_path / "out", TrainConfig(**FAST))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_used_output_folder_needs_resume(expert, one_hot_records, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="resume"):
+        train(expert, one_hot_records, tmp_path / "out", TrainConfig(**FAST))
+
+
+# ---------------------------------------------------------------- resume
+
+class Crash(TrainerCallback):
+    def __init__(self, at_step):
+        self.at_step = at_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.global_step == self.at_step:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(expert, one_hot_records, tmp_path):
+    config = TrainConfig(**{**FAST, "per_device_batch_size": 2, "max_steps": 4, "save_steps": 2})
+    straight = train(expert, one_hot_records, tmp_path / "straight", config)
+
+    with pytest.raises(KeyboardInterrupt):  # after the checkpoint at step 2 and the log of step 3
+        train(expert, one_hot_records, tmp_path / "resumed", config, callbacks=[Crash(at_step=3)])
+    assert (tmp_path / "resumed" / "checkpoint-2").is_dir()
+    assert not (tmp_path / "resumed" / "adapter_model.safetensors").exists()
+    resumed = train(expert, one_hot_records, tmp_path / "resumed", config, resume=True)
+
+    assert resumed.resumed_from.endswith("checkpoint-2")
+    assert [e["step"] for e in resumed.loss_history] == [1, 2, 3, 4]
+    assert [e["kl"] for e in resumed.loss_history] == pytest.approx([e["kl"] for e in straight.loss_history],
+                                                                    rel=1e-5)
+    lines = [json.loads(line) for line in (tmp_path / "resumed" / "loss.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 2, 3, 4]
+    assert resumed.tuned_tokens == straight.tuned_tokens == 4 * 2
+    a = load_file(tmp_path / "straight" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "resumed" / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+
+
+def test_resume_refuses_other_records(expert, one_hot_records, tmp_path):
+    config = TrainConfig(**{**FAST, "max_steps": 1})
+    train(expert, one_hot_records, tmp_path / "run", config)
+    with pytest.raises(ValueError, match="examples"):
+        train(expert, one_hot_records[:2], tmp_path / "run", config, resume=True)
+
+
+# ---------------------------------------------------------------- precision
+
+def test_auto_precision(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_precision("auto") == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_precision("auto") == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_precision("auto") == "fp16"  # e.g. a Colab T4
+    assert resolve_precision("fp32") == "fp32"
