@@ -163,23 +163,30 @@ def soft_label_kl(model, batch: dict, vocab_size: int) -> torch.Tensor:
                      batch["target_weights"], vocab_size)
 
 
-class SoftLabelTrainer(Trainer):
-    """HF Trainer whose loss is the mean sparse KL at each row's last position.
+class CountingTrainer(Trainer):
+    """HF Trainer that counts the positions it supervises (rows x processes for
+    soft labels, target tokens for SFT): the "tuned tokens" of the paper's
+    efficiency comparison. The count is stored in every checkpoint."""
 
-    ``supervised_positions`` counts the positions trained on (rows x processes).
-    """
+    supervised_positions = 0
+
+    def count(self, positions: int) -> None:
+        if self.model.training:
+            self.supervised_positions += int(positions) * self.args.world_size
+
+
+class SoftLabelTrainer(CountingTrainer):
+    """The loss is the mean sparse KL at each row's last position."""
 
     loss_is_scaled_for_ga = False  # compute_loss returns a micro-batch mean
 
     def __init__(self, *args, vocab_size: int, **kwargs):
         super().__init__(*args, **kwargs)
         self.vocab_size = vocab_size
-        self.supervised_positions = 0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         kl = soft_label_kl(model, inputs, self.vocab_size)
-        if model.training:
-            self.supervised_positions += kl.shape[0] * self.args.world_size
+        self.count(kl.shape[0])
         loss = kl.mean()
         return (loss, {"kl": kl}) if return_outputs else loss
 
@@ -277,7 +284,7 @@ def prepare_out_dir(out_dir: Path, run: dict, resume: bool) -> Optional[Path]:
         if not (out_dir / RUN_FILE).exists():
             raise FileExistsError(f"{out_dir} holds files but no {RUN_FILE}: not an lrkit training run")
         saved = json.loads((out_dir / RUN_FILE).read_text())
-        changed = [k for k in run if k not in ("config", "result") and saved.get(k) != run[k]]
+        changed = [k for k in run if k != "config" and saved.get(k) != run[k]]
         changed += [f"config.{k}" for k, v in run["config"].items()
                     if k not in RESUMABLE_CHANGES and saved.get("config", {}).get(k) != v]
         if changed:
@@ -334,7 +341,7 @@ class TrainResult:
 class _CheckpointProgress(TrainerCallback):
     """Stores the supervised-position count in each checkpoint, for resume."""
 
-    def __init__(self, trainer: SoftLabelTrainer):
+    def __init__(self, trainer: CountingTrainer):
         self.trainer = trainer
 
     def on_save(self, args, state, control, **kwargs):
@@ -344,10 +351,43 @@ class _CheckpointProgress(TrainerCallback):
                 json.dumps({"supervised_positions": self.trainer.supervised_positions}))
 
 
+def fit(trainer_class, expert: str, tokenizer, examples: Sequence[dict], out_dir: Path,
+        config: TrainConfig, collator, loss_name: str, checkpoint: Optional[Path],
+        callbacks: Sequence[TrainerCallback] = (), args_overrides: Optional[dict] = None,
+        **trainer_kwargs) -> CountingTrainer:
+    """The training run both methods share: seeded LoRA on the expert, the HF
+    Trainer (checkpoints, resume, precision, accumulation, devices), loss log,
+    adapter + tokenizer + trainer_state.json saved to ``out_dir``."""
+    from transformers import set_seed
+
+    precision = resolve_precision(config.precision)
+    set_seed(config.seed)
+    model = add_lora(load_expert(expert, precision), config)
+    trainer = trainer_class(
+        model=model, args=training_arguments(config, out_dir, precision, **(args_overrides or {})),
+        train_dataset=list(examples), data_collator=collator, processing_class=tokenizer,
+        callbacks=[LossLog(out_dir / LOSS_FILE, loss_name), *callbacks], **trainer_kwargs)
+    trainer.add_callback(_CheckpointProgress(trainer))
+    if checkpoint is not None and (checkpoint / PROGRESS_FILE).exists():
+        trainer.supervised_positions = json.loads((checkpoint / PROGRESS_FILE).read_text())["supervised_positions"]
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    trainer.save_model(str(out_dir))
+    trainer.save_state()
+    return trainer
+
+
+def pad_id_of(tokenizer) -> int:
+    """Any id works under an attention mask; parity runs use the authors' pad."""
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return candidate
+    return 0
+
+
 def train(expert: PathLike, records: Union[PathLike, Sequence[dict]], out_dir: PathLike,
           config: Optional[TrainConfig] = None, system_prompt: Optional[str] = CODE_SYSTEM_PROMPT,
           resume: bool = False, callbacks: Sequence[TrainerCallback] = ()) -> TrainResult:
-    """LoRA-tune ``expert`` (a model folder or Hub name) on soft-label records.
+    """LoRA-tune ``expert`` (a model folder, Hub name or pair member) on soft-label records.
 
     ``records``: a records.jsonl path or a list of record dicts. ``system_prompt``
     is used only for records without ``prompt_token_ids`` (the authors' files).
@@ -365,37 +405,21 @@ def train(expert: PathLike, records: Union[PathLike, Sequence[dict]], out_dir: P
     tokenizer = load_tokenizer(expert)
     check_records_tokenizer(records, tokenizer, source=source)
     examples = build_examples(records, tokenizer, config.max_length, system_prompt)
-    run = {"expert": expert, "config": to_dict(config), "system_prompt": system_prompt,
-           "examples": len(examples), "examples_sha256": digest(examples),
+    run = {"method": "LightReasoner", "expert": expert, "config": to_dict(config),
+           "system_prompt": system_prompt, "examples": len(examples), "examples_sha256": digest(examples),
            "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer)}
     checkpoint = prepare_out_dir(out_dir, run, resume)
     write_run(out_dir, run)
-
-    precision = resolve_precision(config.precision)
-    from transformers import set_seed
-
-    set_seed(config.seed)
-    model = add_lora(load_expert(expert, precision), config)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    trainer = SoftLabelTrainer(
-        model=model, args=training_arguments(config, out_dir, precision),
-        train_dataset=examples, data_collator=SoftLabelCollator(pad_id, config.parity_right_padding),
-        processing_class=tokenizer, vocab_size=len(tokenizer),
-        callbacks=[LossLog(out_dir / LOSS_FILE, "kl"), *callbacks])
-    trainer.add_callback(_CheckpointProgress(trainer))
-    if checkpoint is not None and (checkpoint / PROGRESS_FILE).exists():
-        trainer.supervised_positions = json.loads((checkpoint / PROGRESS_FILE).read_text())["supervised_positions"]
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    trainer.save_model(str(out_dir))
-    trainer.save_state()
-
+    trainer = fit(SoftLabelTrainer, expert, tokenizer, examples, out_dir, config,
+                  SoftLabelCollator(pad_id_of(tokenizer), config.parity_right_padding), "kl",
+                  checkpoint, callbacks, vocab_size=len(tokenizer))
     result = TrainResult(
         adapter_dir=out_dir, loss_history=loss_history(trainer, "kl"),
         tuned_tokens=trainer.supervised_positions,
         problems=len({str(r["prompt_id"]) for r in records}), examples=len(examples),
         steps=trainer.state.global_step, seconds=time.perf_counter() - started,
         resumed_from=str(checkpoint) if checkpoint else None)
-    write_run(out_dir, {**run, "result": {**result.summary(), "resumed_from": result.resumed_from}})
+    write_run(out_dir, {**run, "result": result.summary()})
     return result
 
 
