@@ -7,7 +7,7 @@
    precision, checkpoints, resume and loss log as ``lrkit.training.train``;
    batch 4 x grad-accum 4; one pass over the kept rollouts.
 
-``SFTResult.summary()`` and ``TrainResult.summary()`` have the same keys, so the
+``SFTResult.summary()`` has the keys of ``TrainResult.summary()`` (and more), so the
 paper's efficiency comparison (problems used, tuned tokens, time) is one
 DataFrame: ``pd.DataFrame([lr_result.summary(), sft_result.summary()])``.
 Output folder: ``rollouts.jsonl`` (every rollout, with ``correct``), then what
@@ -98,6 +98,8 @@ class SFTResult:
     """Train problems the expert answered."""
     problems_used: int
     """Problems whose rollout was right: the training examples."""
+    rollout_tokens: int
+    """Tokens the expert generated in the rollout stage."""
     tuned_tokens: int
     """Rollout tokens trained on (one pass)."""
     rollout_seconds: float
@@ -109,6 +111,7 @@ class SFTResult:
     def summary(self) -> dict:
         """Same keys as TrainResult.summary(), plus the time of each stage."""
         return {**self.train.summary(), "problems_rolled_out": self.problems_rolled_out,
+                "rollout_tokens": self.rollout_tokens,
                 "rollout_seconds": round(self.rollout_seconds, 2),
                 "train_seconds": round(self.train_seconds, 2),
                 "seconds": round(self.rollout_seconds + self.train_seconds, 2)}
@@ -120,11 +123,11 @@ def _problems_digest(problems: Sequence[Problem]) -> str:
 
 
 def rollout(expert: str, problems: Sequence[Problem], system_prompt: Optional[str], max_new_tokens: int,
-            batch_size: int, judge: Callable[[str, Problem], bool]) -> list[dict]:
+            batch_size: int, judge: Callable[[str, Problem], bool], progress: bool = True) -> list[dict]:
     """One greedy rollout per problem, judged; rows as stored in rollouts.jsonl."""
     model, tokenizer = load_model(expert)
     prompts = [build_prompt_ids(tokenizer, p.question, system_prompt) for p in problems]
-    generations = greedy_generate(model, tokenizer, prompts, max_new_tokens, batch_size, progress=True)
+    generations = greedy_generate(model, tokenizer, prompts, max_new_tokens, batch_size, progress=progress)
     rows = []
     for problem, prompt, generation in zip(problems, prompts, generations):
         text = tokenizer.decode(generation.token_ids, skip_special_tokens=True)
@@ -135,10 +138,11 @@ def rollout(expert: str, problems: Sequence[Problem], system_prompt: Optional[st
     return rows
 
 
-def sft(expert: PathLike, problems: Union[PathLike, Sequence], out_dir: PathLike,
-        config: Optional[TrainConfig] = None, system_prompt: Optional[str] = CODE_SYSTEM_PROMPT,
-        max_new_tokens: int = 512, generation_batch_size: int = 16, require_finished: bool = True,
-        judge: Optional[Callable[[str, Problem], bool]] = None, resume: bool = False) -> SFTResult:
+def run_sft(expert: PathLike, problems: Union[PathLike, Sequence], out_dir: PathLike,
+            config: Optional[TrainConfig] = None, system_prompt: Optional[str] = CODE_SYSTEM_PROMPT,
+            max_new_tokens: int = 512, generation_batch_size: int = 16, require_finished: bool = True,
+            judge: Optional[Callable[[str, Problem], bool]] = None, resume: bool = False,
+            progress: bool = True) -> SFTResult:
     """Run the SFT baseline on ``problems`` (a JSONL path, "gsm8k", or a list of
     dicts/Problems with gold answers) and LoRA-tune ``expert`` on the right rollouts.
 
@@ -148,6 +152,7 @@ def sft(expert: PathLike, problems: Union[PathLike, Sequence], out_dir: PathLike
     ended with EOS (a cut-off rollout "right" by its last number is luck).
     ``judge(text, problem)`` replaces the answer check. ``resume=True`` reuses
     stored rollouts and continues training from the last checkpoint.
+    ``progress`` shows the generation and training progress bars.
     """
     config = sft_config(config)
     expert, out_dir = resolve_member(str(expert)), Path(out_dir)
@@ -169,7 +174,7 @@ def sft(expert: PathLike, problems: Union[PathLike, Sequence], out_dir: PathLike
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     else:
         rows = rollout(expert, problems, system_prompt, max_new_tokens, generation_batch_size,
-                       judge or answer_is_right)
+                       judge or answer_is_right, progress)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
         tmp.replace(path)
@@ -182,7 +187,7 @@ def sft(expert: PathLike, problems: Union[PathLike, Sequence], out_dir: PathLike
                          f"nothing to train on (rollouts are in {path})")
     started = time.perf_counter()
     trainer = fit(SFTTrainer, expert, tokenizer, examples, out_dir, config,
-                  CausalLMCollator(pad_id_of(tokenizer)), "ce", checkpoint,
+                  CausalLMCollator(pad_id_of(tokenizer)), "ce", checkpoint, progress=progress,
                   args_overrides={"max_steps": -1, "num_train_epochs": 1})
     train_seconds = time.perf_counter() - started
     result = TrainResult(
@@ -190,7 +195,7 @@ def sft(expert: PathLike, problems: Union[PathLike, Sequence], out_dir: PathLike
         tuned_tokens=trainer.supervised_positions, problems=len(examples), examples=len(examples),
         steps=trainer.state.global_step, seconds=train_seconds, method="SFT",
         resumed_from=str(checkpoint) if checkpoint else None)
-    sft_result = SFTResult(out_dir, len(rows), len(examples), result.tuned_tokens,
-                           rollout_seconds, train_seconds, result)
+    sft_result = SFTResult(out_dir, len(rows), len(examples), sum(len(r["token_ids"]) for r in rows),
+                           result.tuned_tokens, rollout_seconds, train_seconds, result)
     write_run(out_dir, {**run, "result": sft_result.summary()})
     return sft_result

@@ -56,6 +56,10 @@ RESUMABLE_CHANGES = ("max_steps", "save_steps", "logging_steps")
 """TrainConfig fields a resumed run may change; any other change is refused."""
 
 
+class OutputFolderError(ValueError):
+    """An output folder that holds another run (or anything else)."""
+
+
 # ---------------------------------------------------------------- examples
 
 def load_records(records: Union[PathLike, Sequence[dict]]) -> list[dict]:
@@ -279,17 +283,17 @@ def prepare_out_dir(out_dir: Path, run: dict, resume: bool) -> Optional[Path]:
 
     if out_dir.exists() and any(out_dir.iterdir()):
         if not resume:
-            raise FileExistsError(f"{out_dir} already holds files; pass resume=True (--resume) to "
-                                  "continue the run there, or choose a new directory")
+            raise OutputFolderError(f"{out_dir} already holds files; pass resume=True (--resume) to "
+                                    "continue the run there, or choose a new folder")
         if not (out_dir / RUN_FILE).exists():
-            raise FileExistsError(f"{out_dir} holds files but no {RUN_FILE}: not an lrkit training run")
+            raise OutputFolderError(f"{out_dir} holds files but no {RUN_FILE}: not an lrkit training run")
         saved = json.loads((out_dir / RUN_FILE).read_text())
         changed = [k for k in run if k != "config" and saved.get(k) != run[k]]
         changed += [f"config.{k}" for k, v in run["config"].items()
                     if k not in RESUMABLE_CHANGES and saved.get("config", {}).get(k) != v]
         if changed:
-            raise ValueError(f"cannot resume {out_dir}: {', '.join(changed)} differ(s) from the "
-                             "saved run; use a new directory for a new run")
+            raise OutputFolderError(f"cannot resume {out_dir}: {', '.join(changed)} differ(s) from the "
+                                    "saved run; use a new folder for a new run")
         last = get_last_checkpoint(str(out_dir))
         return Path(last) if last else None
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -353,8 +357,8 @@ class _CheckpointProgress(TrainerCallback):
 
 def fit(trainer_class, expert: str, tokenizer, examples: Sequence[dict], out_dir: Path,
         config: TrainConfig, collator, loss_name: str, checkpoint: Optional[Path],
-        callbacks: Sequence[TrainerCallback] = (), args_overrides: Optional[dict] = None,
-        **trainer_kwargs) -> CountingTrainer:
+        callbacks: Sequence[TrainerCallback] = (), progress: bool = True,
+        args_overrides: Optional[dict] = None, **trainer_kwargs) -> CountingTrainer:
     """The training run both methods share: seeded LoRA on the expert, the HF
     Trainer (checkpoints, resume, precision, accumulation, devices), loss log,
     adapter + tokenizer + trainer_state.json saved to ``out_dir``."""
@@ -364,7 +368,8 @@ def fit(trainer_class, expert: str, tokenizer, examples: Sequence[dict], out_dir
     set_seed(config.seed)
     model = add_lora(load_expert(expert, precision), config)
     trainer = trainer_class(
-        model=model, args=training_arguments(config, out_dir, precision, **(args_overrides or {})),
+        model=model, args=training_arguments(config, out_dir, precision, disable_tqdm=not progress,
+                                             **(args_overrides or {})),
         train_dataset=list(examples), data_collator=collator, processing_class=tokenizer,
         callbacks=[LossLog(out_dir / LOSS_FILE, loss_name), *callbacks], **trainer_kwargs)
     trainer.add_callback(_CheckpointProgress(trainer))
@@ -386,7 +391,7 @@ def pad_id_of(tokenizer) -> int:
 
 def train(expert: PathLike, records: Union[PathLike, Sequence[dict]], out_dir: PathLike,
           config: Optional[TrainConfig] = None, system_prompt: Optional[str] = CODE_SYSTEM_PROMPT,
-          resume: bool = False, callbacks: Sequence[TrainerCallback] = ()) -> TrainResult:
+          resume: bool = False, callbacks: Sequence[TrainerCallback] = (), progress: bool = True) -> TrainResult:
     """LoRA-tune ``expert`` (a model folder, Hub name or pair member) on soft-label records.
 
     ``records``: a records.jsonl path or a list of record dicts. ``system_prompt``
@@ -395,7 +400,8 @@ def train(expert: PathLike, records: Union[PathLike, Sequence[dict]], out_dir: P
     the tokenizer fingerprint, an empty file) runs before any model is loaded
     and before ``out_dir`` is touched. ``resume=True`` continues from the last
     ``checkpoint-N`` in ``out_dir`` (or starts there if none was written yet).
-    ``callbacks`` are extra transformers TrainerCallbacks.
+    ``callbacks`` are extra transformers TrainerCallbacks; ``progress`` shows
+    the Trainer's progress bar.
     """
     started = time.perf_counter()
     config = (config or TrainConfig()).validate()
@@ -412,7 +418,7 @@ def train(expert: PathLike, records: Union[PathLike, Sequence[dict]], out_dir: P
     write_run(out_dir, run)
     trainer = fit(SoftLabelTrainer, expert, tokenizer, examples, out_dir, config,
                   SoftLabelCollator(pad_id_of(tokenizer), config.parity_right_padding), "kl",
-                  checkpoint, callbacks, vocab_size=len(tokenizer))
+                  checkpoint, callbacks, progress, vocab_size=len(tokenizer))
     result = TrainResult(
         adapter_dir=out_dir, loss_history=loss_history(trainer, "kl"),
         tuned_tokens=trainer.supervised_positions,
@@ -438,7 +444,7 @@ def merge(expert: PathLike, adapter_dir: PathLike, out_dir: PathLike,
     if not (adapter_dir / "adapter_config.json").exists():
         raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json (expected the --out folder of lrkit train)")
     if out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir} already holds files; choose a new folder for the merged model")
+        raise OutputFolderError(f"{out_dir} already holds files; choose a new folder for the merged model")
     tokenizer = load_tokenizer(expert)
     if (adapter_dir / RUN_FILE).exists():
         trained_on = json.loads((adapter_dir / RUN_FILE).read_text()).get("tokenizer_fingerprint")
@@ -452,3 +458,47 @@ def merge(expert: PathLike, adapter_dir: PathLike, out_dir: PathLike,
     merged.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
     return out_dir
+
+
+# ---------------------------------------------------------------- command line (lrkit train / lrkit merge)
+
+def _system_prompt(value: str) -> Optional[str]:
+    return None if value.lower() == "none" else value
+
+
+def main_train(argv: Optional[Sequence[str]] = None) -> int:
+    """``lrkit train --expert E --records R --out DIR`` plus one flag per TrainConfig field."""
+    import argparse
+
+    from .cli import add_config_arguments, config_from_args
+
+    parser = argparse.ArgumentParser(prog="lrkit train", description=train.__doc__.split("\n")[0])
+    parser.add_argument("--expert", required=True, help="expert: Hub name, folder, or pair member such as toy:expert")
+    parser.add_argument("--records", required=True, help="records.jsonl of lrkit sample (or of the authors' code)")
+    parser.add_argument("--out", required=True, help="output folder: adapter, tokenizer, loss.jsonl, checkpoints")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--system-prompt", type=_system_prompt, default=CODE_SYSTEM_PROMPT,
+                        help='system message for records without prompt ids ("none" for None; '
+                             "default: %(default)r)")
+    add_config_arguments(parser, TrainConfig)
+    args = parser.parse_args(argv)
+    result = train(args.expert, args.records, args.out, config_from_args(TrainConfig, args),
+                   system_prompt=args.system_prompt, resume=args.resume)
+    print(json.dumps(result.summary(), indent=2))
+    print(f"adapter: {result.adapter_dir}")
+    return 0
+
+
+def main_merge(argv: Optional[Sequence[str]] = None) -> int:
+    """``lrkit merge --expert E --adapter DIR --out MERGED``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="lrkit merge", description=merge.__doc__.split("\n")[0])
+    parser.add_argument("--expert", required=True, help="the expert the adapter was trained on")
+    parser.add_argument("--adapter", required=True, help="the --out folder of lrkit train")
+    parser.add_argument("--out", required=True, help="new folder for the merged model and tokenizer")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+                        help="dtype of the saved weights (default: auto, the expert's)")
+    args = parser.parse_args(argv)
+    print(f"merged: {merge(args.expert, args.adapter, args.out, dtype=args.dtype)}")
+    return 0

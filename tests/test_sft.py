@@ -15,7 +15,7 @@ from lrkit.generation import greedy_generate
 from lrkit.models import load_tokenizer
 from lrkit.problems import Problem
 from lrkit.prompts import build_prompt_ids
-from lrkit.sft import CausalLMCollator, answer_is_right, sft, sft_config, sft_examples
+from lrkit.sft import CausalLMCollator, answer_is_right, run_sft, sft_config, sft_examples
 from tiny_models import make_model, make_tokenizer
 
 PROBLEMS = [{"id": f"p{i}", "question": f"what is {a}+{b}?", "answer": f"{a} plus {b}\n#### {a + b}"}
@@ -78,7 +78,7 @@ def test_sft_keeps_right_finished_rollouts_and_tunes_on_their_tokens(expert, tmp
     assert 0 < len(kept) < len(JUDGED_RIGHT)  # the fixture has right-but-cut-off rollouts to drop
 
     config = TrainConfig(learning_rate=1e-3, logging_steps=1, save_steps=100)
-    result = sft(expert, PROBLEMS, tmp_path / "sft", config, max_new_tokens=MAX_NEW_TOKENS, judge=judge)
+    result = run_sft(expert, PROBLEMS, tmp_path / "sft", config, max_new_tokens=MAX_NEW_TOKENS, judge=judge)
 
     rows = [json.loads(line) for line in (tmp_path / "sft" / "rollouts.jsonl").read_text().splitlines()]
     assert [r["token_ids"] for r in rows] == [g.token_ids for g in generations]
@@ -86,6 +86,7 @@ def test_sft_keeps_right_finished_rollouts_and_tunes_on_their_tokens(expert, tmp
     assert result.problems_rolled_out == len(PROBLEMS)
     assert result.problems_used == len(kept)
     assert result.tuned_tokens == sum(len(g.token_ids) for g in kept)  # one pass over rollout tokens
+    assert result.rollout_tokens == sum(len(g.token_ids) for g in generations)
     assert result.train.steps == math.ceil(len(kept) / (4 * 4))
     assert (tmp_path / "sft" / "adapter_model.safetensors").exists()
     assert "ce" in json.loads((tmp_path / "sft" / "loss.jsonl").read_text().splitlines()[0])
@@ -97,7 +98,7 @@ def test_sft_keeps_right_finished_rollouts_and_tunes_on_their_tokens(expert, tmp
         raise AssertionError("the stored rollouts were not reused")
 
     monkeypatch.setattr(lrkit.sft, "rollout", no_rollouts)
-    again = sft(expert, PROBLEMS, tmp_path / "sft", config, max_new_tokens=MAX_NEW_TOKENS, judge=judge,
+    again = run_sft(expert, PROBLEMS, tmp_path / "sft", config, max_new_tokens=MAX_NEW_TOKENS, judge=judge,
                 resume=True)
     assert (again.problems_used, again.tuned_tokens) == (result.problems_used, result.tuned_tokens)
 
@@ -110,12 +111,12 @@ def test_sft_defaults_are_the_papers():
 
 def test_no_right_rollout_is_a_clear_error_and_keeps_the_rollouts(expert, tmp_path):
     with pytest.raises(ValueError, match="nothing to train on"):
-        sft(expert, PROBLEMS[:2], tmp_path / "sft", max_new_tokens=4, judge=lambda text, problem: False)
+        run_sft(expert, PROBLEMS[:2], tmp_path / "sft", max_new_tokens=4, judge=lambda text, problem: False)
     assert len((tmp_path / "sft" / "rollouts.jsonl").read_text().splitlines()) == 2
 
 
 def test_problems_without_gold_answers_are_refused(expert, tmp_path):
     with pytest.raises(ValueError, match="gold answers"):
-        sft(expert, [{"id": "q", "question": "what is 1+1?"}], tmp_path / "sft")
+        run_sft(expert, [{"id": "q", "question": "what is 1+1?"}], tmp_path / "sft")
     assert not (tmp_path / "sft").exists()
 

@@ -17,8 +17,8 @@ from lrkit.config import CODE_SYSTEM_PROMPT, TrainConfig
 from lrkit.models import load_tokenizer
 from lrkit.prompts import build_prompt_ids
 from lrkit.records import RecordError, tokenizer_fingerprint, write_records
-from lrkit.training import (SoftLabelCollator, build_examples, merge, resolve_precision, soft_label_kl,
-                            sparse_kl, train)
+from lrkit.training import (OutputFolderError, SoftLabelCollator, build_examples, merge, resolve_precision,
+                            soft_label_kl, sparse_kl, train)
 from tiny_models import make_model, make_tokenizer
 
 EXTRA_ROWS = 12
@@ -317,7 +317,7 @@ def test_bad_records_are_refused_before_any_model_or_file(case, expert, tokenize
 def test_a_used_output_folder_needs_resume(expert, one_hot_records, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="resume"):
+    with pytest.raises(OutputFolderError, match="resume"):
         train(expert, one_hot_records, tmp_path / "out", TrainConfig(**FAST))
 
 
@@ -359,7 +359,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(expert, one_hot_
 def test_resume_refuses_other_records(expert, one_hot_records, tmp_path):
     config = TrainConfig(**{**FAST, "max_steps": 1})
     train(expert, one_hot_records, tmp_path / "run", config)
-    with pytest.raises(ValueError, match="examples"):
+    with pytest.raises(OutputFolderError, match="examples"):
         train(expert, one_hot_records[:2], tmp_path / "run", config, resume=True)
 
 
@@ -374,3 +374,26 @@ def test_auto_precision(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert resolve_precision("auto") == "fp16"  # e.g. a Colab T4
     assert resolve_precision("fp32") == "fp32"
+
+
+# ---------------------------------------------------------------- command line
+
+def test_lrkit_train_and_merge_commands(expert, tokenizer, one_hot_records, tmp_path, capsys):
+    from lrkit.cli import main
+
+    records = tmp_path / "records.jsonl"
+    write_records(one_hot_records, records)
+    assert main(["train", "--expert", str(expert), "--records", str(records), "--out", str(tmp_path / "run"),
+                 "--max-steps", "2", "--per-device-batch-size", "4", "--learning-rate", "0.01",
+                 "--save-steps", "100", "--target-modules", "q_proj", "v_proj", "o_proj"]) == 0
+    saved = json.loads((tmp_path / "run" / "lrkit_train.json").read_text())
+    assert saved["config"]["max_steps"] == 2 and saved["config"]["learning_rate"] == 0.01
+    assert saved["config"]["target_modules"] == ["q_proj", "v_proj", "o_proj"]
+    assert saved["result"]["steps"] == 2
+    assert main(["merge", "--expert", str(expert), "--adapter", str(tmp_path / "run"),
+                 "--out", str(tmp_path / "merged")]) == 0
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "merged").config.vocab_size == len(tokenizer) + EXTRA_ROWS
+    # a used folder is one clear line, not a traceback
+    assert main(["merge", "--expert", str(expert), "--adapter", str(tmp_path / "run"),
+                 "--out", str(tmp_path / "merged")]) == 2
+    assert "already holds files" in capsys.readouterr().err
