@@ -32,7 +32,7 @@ from .problems import Problem, load_problems
 from .prompts import build_prompt_ids
 from .records import tokenizer_fingerprint
 from .training import (CountingTrainer, PathLike, TrainResult, fit, loss_history, pad_id_of,
-                       prepare_out_dir, write_run)
+                       position_ids_of, prepare_out_dir, write_run)
 
 ROLLOUTS_FILE = "rollouts.jsonl"
 IGNORE = -100
@@ -77,7 +77,7 @@ class CausalLMCollator:
         input_ids, attention_mask = left_pad([f["input_ids"] for f in features], self.pad_token_id, "cpu")
         labels, _ = left_pad([f["labels"] for f in features], IGNORE, "cpu")
         return {"input_ids": input_ids, "attention_mask": attention_mask,
-                "position_ids": (attention_mask.cumsum(-1) - 1).clamp(min=0), "labels": labels}
+                "position_ids": position_ids_of(attention_mask), "labels": labels}
 
 
 class SFTTrainer(CountingTrainer):

@@ -99,6 +99,11 @@ def build_examples(records: Sequence[dict], tokenizer, max_length: int,
              "target_weights": [float(w) for w in r["weights"]]} for r in records]
 
 
+def position_ids_of(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that count real tokens only, as in generation and the sampler."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
 @dataclass
 class SoftLabelCollator:
     """Pads a list of examples into tensors.
@@ -124,9 +129,8 @@ class SoftLabelCollator:
             batch = {"input_ids": input_ids, "attention_mask": attention_mask}
         else:
             input_ids, attention_mask = left_pad(sequences, self.pad_token_id, "cpu")
-            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
             batch = {"input_ids": input_ids, "attention_mask": attention_mask,
-                     "position_ids": position_ids}
+                     "position_ids": position_ids_of(attention_mask)}
         k = max(len(f["target_ids"]) for f in features)
         target_ids = torch.zeros((len(features), k), dtype=torch.long)
         target_weights = torch.zeros((len(features), k), dtype=torch.float32)
@@ -462,22 +466,18 @@ def merge(expert: PathLike, adapter_dir: PathLike, out_dir: PathLike,
 
 # ---------------------------------------------------------------- command line (lrkit train / lrkit merge)
 
-def _system_prompt(value: str) -> Optional[str]:
-    return None if value.lower() == "none" else value
-
-
 def main_train(argv: Optional[Sequence[str]] = None) -> int:
     """``lrkit train --expert E --records R --out DIR`` plus one flag per TrainConfig field."""
     import argparse
 
-    from .cli import add_config_arguments, config_from_args
+    from .cli import _optional_str, add_config_arguments, config_from_args
 
     parser = argparse.ArgumentParser(prog="lrkit train", description=train.__doc__.split("\n")[0])
     parser.add_argument("--expert", required=True, help="expert: Hub name, folder, or pair member such as toy:expert")
     parser.add_argument("--records", required=True, help="records.jsonl of lrkit sample (or of the authors' code)")
     parser.add_argument("--out", required=True, help="output folder: adapter, tokenizer, loss.jsonl, checkpoints")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    parser.add_argument("--system-prompt", type=_system_prompt, default=CODE_SYSTEM_PROMPT,
+    parser.add_argument("--system-prompt", type=_optional_str, default=CODE_SYSTEM_PROMPT,
                         help='system message for records without prompt ids ("none" for None; '
                              "default: %(default)r)")
     add_config_arguments(parser, TrainConfig)
