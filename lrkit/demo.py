@@ -83,7 +83,7 @@ def _train_and_evaluate(name, records, expert_path, tokenizer, test, config: Dem
     from .evaluation import evaluate
     from .training import merge, train
 
-    trained = train(expert_path, records, out_dir / f"adapter_{name}", config.train)
+    trained = train(expert_path, records, out_dir / f"adapter_{name}", config.train, resume=True)
     merged = merge(expert_path, trained.adapter_dir, out_dir / f"merged_{name}")
     result = evaluate(str(merged), test, config.eval, out_dir=out_dir / f"eval_{name}", progress=progress)
     return trained, result
@@ -119,7 +119,7 @@ def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations
 
     from .training import merge, train
     with _stage("training", timings, progress):
-        trained = train(expert_path, records, out_dir / "adapter", config.train)
+        trained = train(expert_path, records, out_dir / "adapter", config.train, resume=True)
     with _stage("merging", timings, progress):
         merged = merge(expert_path, trained.adapter_dir, out_dir / "merged")
     with _stage("evaluating base expert", timings, progress):
@@ -169,6 +169,7 @@ def _ablations(pair, expert_path, unlabeled, train_set, test, records, trained, 
     from .records import read_records
     from .sampling import sample
     from .sft import run_sft
+    from .training import merge
 
     every_step = replace(config.sample, beta=0.0)
     with _stage("ablations: sampling every step", timings, progress):
@@ -187,13 +188,16 @@ def _ablations(pair, expert_path, unlabeled, train_set, test, records, trained, 
         rows.append({"variant": label, "examples": len(variant_records), "tuned_tokens": t.tuned_tokens,
                      "result": r})
     with _stage("ablations: SFT baseline", timings, progress):
-        sft = run_sft(expert_path, train_set, out_dir / "sft", train_config=config.train,
-                      sample_config=config.sample, progress=progress)
+        baseline = run_sft(expert_path, train_set, out_dir / "sft", config=config.train,
+                       max_new_tokens=config.eval.max_new_tokens, generation_batch_size=config.eval.batch_size,
+                       resume=True)
+        merged = merge(expert_path, baseline.adapter_dir, out_dir / "merged_sft")
         from .evaluation import evaluate
-        sft_result = evaluate(str(sft.merged_dir), test, config.eval, out_dir=out_dir / "eval_sft",
+        sft_result = evaluate(str(merged), test, config.eval, out_dir=out_dir / "eval_sft",
                               progress=progress, name="SFT")
-    rows.append({"variant": "SFT baseline", "examples": sft.examples, "tuned_tokens": sft.tuned_tokens,
-                 "result": sft_result, "seconds": sft.seconds})
+    rows.append({"variant": "SFT baseline", "examples": baseline.problems_used,
+                 "tuned_tokens": baseline.tuned_tokens, "result": sft_result,
+                 "seconds": baseline.summary()["seconds"]})
     table = []
     for row in rows:
         result = row.pop("result")
