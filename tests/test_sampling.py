@@ -148,7 +148,7 @@ def _outputs(out: Path) -> dict:
 
 def test_sigkill_then_rerun_gives_the_uninterrupted_output(pair_paths, tmp_path):
     problems = [{"id": f"q{i}", "question": f"Sam has {i} pens and {i + 4} pencils. How many?"}
-                for i in range(40)]
+                for i in range(16)]
     problems_path = tmp_path / "problems.jsonl"
     problems_path.write_text("".join(json.dumps(p) + "\n" for p in problems))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
