@@ -34,11 +34,11 @@ FINAL_ANSWER = re.compile(r"#### (\d+)\s*$")
 class Difficulty:
     """Number ranges of the family; the defaults are the ones the bundled pair learned."""
 
-    max_value: int = 60
+    max_value: int = 30
     """Largest value any quantity may take."""
-    max_start: int = 20
+    max_start: int = 15
     """Largest plain starting amount."""
-    max_addend: int = 20
+    max_addend: int = 9
     """Largest amount added or taken away in one step."""
     max_factor: int = 5
     """Largest multiplier or divisor (the smallest is 2)."""
