@@ -1,0 +1,213 @@
+"""The four notebooks, executed with nbclient on the bundled pair: in order, as a
+workshop runs them (later notebooks read what earlier ones wrote), and alone (each
+makes what it needs). Any error output fails the test.
+
+The notebooks write to ``$LRKIT_RUN_DIR`` (a temporary folder here), never to the
+repository. The committed notebooks carry no outputs and match their generator.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+from lrkit.pairs import PairNotPreparedError, resolve_pair  # noqa: E402
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+ORDER = ("01_sampling", "02_critical_moments", "03_finetuning", "04_evaluation")
+CELL_TIMEOUT = 900
+
+
+def _toy_pair_missing() -> bool:
+    try:
+        resolve_pair("toy")
+    except PairNotPreparedError:
+        return True
+    return False
+
+
+needs_toy = pytest.mark.skipif(_toy_pair_missing(), reason="the bundled toy pair (data/toy) is missing; "
+                               "rebuild it with `lrkit build-toy`")
+
+
+def read(name: str):
+    return nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+
+
+def with_parameters(nb, **values):
+    """The notebook with ``values`` appended to its parameters cell (as papermill does)."""
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    cell.source += "\n" + "\n".join(f"{k} = {v!r}" for k, v in values.items())
+    return nb
+
+
+def execute(name: str, run_dir: Path, cwd: Path, monkeypatch, **parameters):
+    """Run a notebook top to bottom; returns (executed notebook, seconds)."""
+    monkeypatch.setenv("LRKIT_RUN_DIR", str(run_dir))
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    nb = with_parameters(read(name), **parameters)
+    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=CELL_TIMEOUT,
+                                     resources={"metadata": {"path": str(cwd)}})
+    start = time.perf_counter()
+    client.execute()
+    seconds = time.perf_counter() - start
+    errors = [(i, o.get("ename"), o.get("evalue")) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+              for o in c.get("outputs", []) if o.output_type == "error"]
+    tracebacks = [(i, o["text"][-500:]) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+                  for o in c.get("outputs", []) if o.output_type == "stream" and "Traceback" in o["text"]]
+    assert errors == [] and tracebacks == [], f"{name}: errors in cells {errors or tracebacks}"
+    return nb, seconds
+
+
+def outputs_text(nb) -> str:
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                parts.append(out["text"])
+            elif "data" in out:
+                parts.append(str(out["data"].get("text/plain", "")))
+                parts.append(str(out["data"].get("text/html", "")))
+    return "\n".join(parts)
+
+
+def mime_types(nb) -> set:
+    return {m for c in nb.cells for o in c.get("outputs", []) for m in o.get("data", {})}
+
+
+# --------------------------------------------------------------------------- committed files
+
+@pytest.mark.parametrize("name", ORDER)
+def test_committed_notebook_is_clean_and_has_one_parameters_cell(name):
+    nb = read(name)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code), "commit notebooks without outputs"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    assert 'if "google.colab" in sys.modules:' in code[0].source and "pip" in code[0].source
+    assert '"torch' not in code[0].source, "never reinstall torch"
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and tagged[0] is code[1]
+    for name_ in ("PAIR", "N_PROBLEMS", "BETA", "ALPHA", "DEVICE"):
+        assert f"\n{name_} = " in "\n" + tagged[0].source
+    assert '\nPAIR = "toy"' in "\n" + tagged[0].source
+
+
+def test_committed_notebooks_match_their_generator(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_notebooks", NOTEBOOKS / "build_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for path in module.build(tmp_path):
+        assert path.read_text() == (NOTEBOOKS / path.name).read_text(), \
+            f"{path.name} differs from notebooks/build_notebooks.py; run it and commit the result"
+
+
+# --------------------------------------------------------------------------- in order
+
+@pytest.fixture(scope="module")
+def workshop_run(tmp_path_factory):
+    """All four notebooks in order, sharing one run folder."""
+    if _toy_pair_missing():
+        pytest.skip("the bundled toy pair (data/toy) is missing")
+    monkeypatch = pytest.MonkeyPatch()
+    root = tmp_path_factory.mktemp("in_order")
+    run_dir, cwd = root / "runs", root / "cwd"
+    cwd.mkdir()
+    executed, seconds, snapshots = {}, {}, {}
+    try:
+        for name in ORDER:
+            executed[name], seconds[name] = execute(name, run_dir, cwd, monkeypatch)
+            snapshots[name] = {str(p.relative_to(run_dir)): p.stat().st_mtime_ns
+                               for p in run_dir.rglob("*") if p.is_file()}
+    finally:
+        monkeypatch.undo()
+    print("\nnotebook seconds, in order:", {k: round(v, 1) for k, v in seconds.items()})
+    return {"nb": executed, "seconds": seconds, "run_dir": run_dir, "cwd": cwd, "files": snapshots}
+
+
+@needs_toy
+def test_notebooks_run_in_order_and_write_only_to_the_run_folder(workshop_run):
+    assert list(workshop_run["cwd"].iterdir()) == []
+    folders = sorted(p.name for p in (workshop_run["run_dir"] / "toy").iterdir())
+    assert any(f.startswith("sampling-n48-") and f.endswith("-beta0.4-alpha0.2") for f in folders), folders
+    assert any(f.startswith("lightreasoner-") for f in folders), folders
+
+
+@needs_toy
+def test_01_samples_and_shows_steps_and_records(workshop_run):
+    nb = workshop_run["nb"]["01_sampling"]
+    text = outputs_text(nb)
+    assert "records" in text and "lrk-view" in text, "the token view did not render"
+    assert "application/vnd.plotly.v1+json" in mime_types(nb)
+    sampling = next((workshop_run["run_dir"] / "toy").glob("sampling-n48-*-beta0.4-alpha0.2"))
+    summary = json.loads((sampling / "summary.json").read_text())
+    assert summary["problems"] == 48 and summary["records"] > 0
+
+
+@needs_toy
+def test_02_reads_01_and_shows_the_analysis_and_the_explorer(workshop_run):
+    nb = workshop_run["nb"]["02_critical_moments"]
+    before, after = workshop_run["files"]["01_sampling"], workshop_run["files"]["02_critical_moments"]
+    sampled = {k: v for k, v in before.items() if k.startswith("toy/sampling-")}
+    assert sampled and all(after[k] == v for k, v in sampled.items()), "02 resampled instead of reading 01"
+    text = outputs_text(nb)
+    for expected in ("mean KL where the top-1 tokens differ", "confident expert, uncertain amateur",
+                     "lrk-view"):
+        assert expected in text
+    assert "application/vnd.jupyter.widget-view+json" in mime_types(nb), "the explorer did not display"
+    plots = sum("application/vnd.plotly.v1+json" in o.get("data", {})
+                for c in nb.cells for o in c.get("outputs", []))
+    assert plots >= 6
+
+
+@needs_toy
+def test_03_trains_and_merges_and_the_labels_fit_better(workshop_run):
+    nb = workshop_run["nb"]["03_finetuning"]
+    text = outputs_text(nb)
+    model_dir = next((workshop_run["run_dir"] / "toy").glob("lightreasoner-*"))
+    assert (model_dir / "adapter" / "adapter_config.json").exists()
+    assert (model_dir / "merged" / "config.json").exists()
+    line = next(l for l in text.splitlines() if l.startswith("mean KL(v_C || pi_E)"))
+    before, after = (float(x) for x in line.split(": base expert ")[1].split(" -> tuned "))
+    assert after < before, line
+
+
+@needs_toy
+def test_04_reads_03_and_compares_ablates_and_measures_efficiency(workshop_run):
+    nb = workshop_run["nb"]["04_evaluation"]
+    before, after = workshop_run["files"]["03_finetuning"], workshop_run["files"]["04_evaluation"]
+    trained = [k for k in before if "/adapter/" in k or "/merged/" in k]
+    assert trained and all(after[k] == before[k] for k in trained), "04 retrained instead of reading 03"
+    text = outputs_text(nb)
+    for expected in ("fixed", "broken", "no selection", "no contrast", "neither", "SFT", "paper"):
+        assert expected in text, expected
+    folders = {p.name.split("-")[0] for p in (workshop_run["run_dir"] / "toy").iterdir()}
+    assert {"no_selection", "no_contrast", "neither", "sft", "base"} <= folders, folders
+
+
+# --------------------------------------------------------------------------- alone
+
+@needs_toy
+def test_03_alone_samples_what_it_needs(tmp_path, monkeypatch):
+    nb, seconds = execute("03_finetuning", tmp_path / "runs", tmp_path, monkeypatch,
+                          N_PROBLEMS=16, MAX_STEPS=8)
+    print(f"\n03 alone (16 problems, 8 steps): {seconds:.1f} s")
+    folders = sorted(p.name for p in (tmp_path / "runs" / "toy").iterdir())
+    assert any(f.startswith("sampling-n16-") for f in folders), folders
+    assert (next((tmp_path / "runs" / "toy").glob("lightreasoner-n16-*")) / "merged" / "config.json").exists()
+
+
+@needs_toy
+def test_04_alone_samples_trains_and_evaluates(tmp_path, monkeypatch):
+    nb, seconds = execute("04_evaluation", tmp_path / "runs", tmp_path, monkeypatch,
+                          N_PROBLEMS=16, MAX_STEPS=8, N_EVAL=40, ABLATIONS=False)
+    print(f"\n04 alone (16 problems, 8 steps, 40 test problems, no ablations): {seconds:.1f} s")
+    folders = {p.name.split("-")[0] for p in (tmp_path / "runs" / "toy").iterdir()}
+    assert {"sampling", "lightreasoner", "base", "sft"} <= folders, folders
