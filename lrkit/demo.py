@@ -247,7 +247,8 @@ def build_demo_report(out_dir: Path, steps, records, trained, base, tuned, compa
                                              title=f"problem {pid}"),
                                   caption="Colour = KL; hover a token for both models' top-5 and, "
                                           "for kept steps, the soft label.")
-    report.add_figure(loss_curve(trained.loss_history), heading="Fine-tuning",
+    loss_name = next((k for k in (trained.loss_history[0] if trained.loss_history else {}) if k != "step"), "loss")
+    report.add_figure(loss_curve(trained.loss_history, y=loss_name), heading="Fine-tuning",
                       caption="KL(v_C || pi_E) at the supervised position, per logged optimizer step.")
     report.add_figure(accuracy_comparison([
         {"name": "base expert", "accuracy": base.accuracy, "low": base.interval[0], "high": base.interval[1]},
