@@ -18,11 +18,14 @@ Every stage is a plain lrkit call (``lrkit.sample``, ``train``, ``merge``,
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
 import sys
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -69,8 +72,20 @@ class Setup:
                 f"{self.precision} (torch {torch.__version__})")
 
 
-def notebook_setup(device: str = "auto", dtype: str = "auto", quiet: bool = False) -> Setup:
-    """Pick the device ("auto": the GPU when there is one) and the dtype."""
+def notebook_setup(device: str = "auto", dtype: str = "auto", quiet: bool = False,
+                   library_chatter: bool = False) -> Setup:
+    """Pick the device ("auto": the GPU when there is one) and the dtype.
+
+    Unless ``library_chatter``, also hide what helps no reader of a notebook:
+    transformers' per-load "Loading weights" bars and its deprecation warning
+    for ``is_gradient_checkpointing`` (raised from inside the Trainer and peft).
+    lrkit's own progress bars and the Trainer's loss table stay."""
+    if not library_chatter:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                category=FutureWarning)
     chosen = choose_device(device)
     chosen_dtype = choose_dtype(chosen, dtype)
     accelerator = torch.cuda.get_device_name(chosen) if chosen.type == "cuda" else "CPU"
@@ -78,6 +93,20 @@ def notebook_setup(device: str = "auto", dtype: str = "auto", quiet: bool = Fals
     if not quiet:
         print(setup)
     return setup
+
+
+@contextlib.contextmanager
+def quiet():
+    """Inside the block, hide what is printed and displayed (progress bars, trainer
+    tables, logs): for cells that train and evaluate several models in a row."""
+    try:
+        from IPython.utils.capture import capture_output
+    except ImportError:  # outside IPython: stdout and stderr only
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+        return
+    with capture_output():
+        yield
 
 
 def repo_root(start: Union[str, Path, None] = None) -> Optional[Path]:
@@ -493,9 +522,12 @@ def beside_paper(ours: Sequence[dict], paper: dict, title: str, ours_title: str 
 
     from .viz import accuracy_comparison
 
+    names = [row["name"] for row in ours]
+    # the paper's bars in this run's order, so a bar's colour means the same variant in both
+    ordered = sorted(paper.items(), key=lambda kv: names.index(kv[0]) if kv[0] in names else len(names))
     left = accuracy_comparison(list(ours))
     right = accuracy_comparison([{"name": k, "accuracy": v / 100, "low": v / 100, "high": v / 100}
-                                 for k, v in paper.items()])
+                                 for k, v in ordered])
     fig = make_subplots(rows=1, cols=2, subplot_titles=(ours_title, paper_title), horizontal_spacing=0.08)
     for trace in left.data:
         fig.add_trace(trace, row=1, col=1)
@@ -546,24 +578,29 @@ def run_ablations(w: Workshop, base, tuned, trained) -> list[dict]:
 
 
 def efficiency_table(sampled, trained, sft=None):
-    """Problems, tuned tokens and time (sampling or rollouts, plus training) of
-    LightReasoner and the SFT baseline (a ``Workshop.sft()`` summary), beside the paper's."""
+    """Problems, tuned tokens and time (sampling or rollouts, and training) of
+    LightReasoner and the SFT baseline (a ``Workshop.sft()`` summary), beside the
+    paper's (whose hours cover the whole method)."""
     import pandas as pd
 
     from .demo import PAPER_EFFICIENCY
 
     summary = sampled.summary
+    sampling_seconds = summary.get("rollout_s", 0.0) + summary.get("scoring_s", 0.0)
     rows = [{"method": "LightReasoner", "problems sampled": summary["problems"],
              "problems trained on": trained.problems, "tuned tokens": trained.tuned_tokens,
              "rollout tokens": summary.get("steps"),
-             "seconds": round(summary.get("rollout_s", 0) + summary.get("scoring_s", 0) + trained.seconds, 1)}]
+             # a rerun of lrkit.sample on a finished folder stores zero timings: unknown then
+             "sampling seconds": round(sampling_seconds, 1) if sampling_seconds else None,
+             "training seconds": round(trained.seconds, 1)}]
     if sft is not None:
         s = sft.summary() if hasattr(sft, "summary") else dict(sft)
         rows.append({"method": "SFT", "problems sampled": s.get("problems_rolled_out"),
                      "problems trained on": s.get("problems"), "tuned tokens": s.get("tuned_tokens"),
-                     "rollout tokens": s.get("rollout_tokens"), "seconds": round(float(s.get("seconds", 0)), 1)})
+                     "rollout tokens": s.get("rollout_tokens"),
+                     "sampling seconds": s.get("rollout_seconds"), "training seconds": s.get("train_seconds")})
     for row in rows:
         paper = PAPER_EFFICIENCY[row["method"]]
-        row.update({"paper problems trained on": paper["problems"], "paper tuned tokens": paper["tuned_tokens"],
+        row.update({"paper problems trained on": paper["problems"], "paper tuned tokens": int(paper["tuned_tokens"]),
                     "paper hours": paper["hours"]})
     return pd.DataFrame(rows).set_index("method")

@@ -194,24 +194,18 @@ Notebook 3 trains on them.
 """),
     code('''
 records = run.records()
-record = max(records, key=lambda r: r["kl_divergence"])
-print(f"{len(records)} records; the one with the largest KL (step {record['step']}):")
+record = max(records, key=lambda r: (len(r["token_ids"]) > 1, r["kl_divergence"]))
+print(f"{len(records)} records; the largest-KL one with several plausible tokens (step {record['step']}):")
 print(repr(record["prefix"][-120:]))
 workshop.record_table(record)
 '''),
     md("""
 ## Run it again
 
-The same call on the finished folder returns at once with the same files: this is how the later
-notebooks get these results, and how each of them also runs on its own.
+Run the sampling cell a second time: on the finished folder `lrkit.sample` returns at once with
+the same files. This is how the later notebooks find these results, and how each of them also
+runs on its own (it samples first when this folder does not exist yet).
 """),
-    code('''
-import time
-
-start = time.perf_counter()
-again = lrkit.sample(pair, None, problems, w.sampling_dir(), config, progress=False)
-print(f"{time.perf_counter() - start:.2f} s, {again.summary['records']} records")
-'''),
     md("""
 Next: [2. Critical moments](02_critical_moments.ipynb), the paper's analysis of these steps and an
 explorer to choose beta and alpha.
@@ -262,7 +256,7 @@ kl_histogram(steps, beta=BETA)
 ## 2. The share of steps above each threshold, and the paper's numbers
 """),
     code('''
-workshop.kl_thresholds(steps).style.format({"share": "{:.1%}"})
+workshop.kl_thresholds(steps).style.format({"share": "{:.1%}"}).format_index("{:g}")
 '''),
     code('''
 workshop.preliminary_table(steps, beta=BETA).style.format("{:.3f}", na_rep="")
@@ -306,8 +300,8 @@ kept_share_by_beta(steps, beta=BETA)
 ## 6. Critical moments in one rollout
 
 The rollout with the highest KL peak: KL along the rollout (the paper's Figure 3), then its token
-view (hover a token for both models' top-5 and the soft label), then the distributions at its most
-divergent step.
+view (hover a token for both models' top-5 and the soft label), then the distributions at its kept
+step with the most plausible tokens.
 """),
     code('''
 peak = workshop.peak_problems(steps, 1)[0]
@@ -318,7 +312,9 @@ lrkit.token_view(steps, peak, beta=BETA, alpha=ALPHA, title=f"rollout {peak}")
 '''),
     code('''
 one = steps[steps["prompt_id"] == peak]
-step_distributions(one.loc[one["kl"].idxmax()], alpha=ALPHA)
+kept = one[one["kept"]] if one["kept"].any() else one
+row = kept.sort_values(["mask_size", "kl"]).iloc[-1]   # the kept step with the most plausible tokens
+step_distributions(row, alpha=ALPHA)
 '''),
     md("""
 ## 7. The explorer
@@ -378,7 +374,7 @@ summary = selection_summary(run.steps(), BETA, alpha=ALPHA)
     code('''
 from lrkit.viz import loss_curve, step_distributions
 
-record = max(records, key=lambda r: r["kl_divergence"])
+record = max(records, key=lambda r: (len(r["token_ids"]) > 1, r["kl_divergence"]))  # several tokens
 print(f"problem {record['prompt_id']}, step {record['step']}, KL {record['kl_divergence']:.2f}")
 print("prefix:", repr(record["prefix"][-100:]))
 workshop.record_table(record)
@@ -447,8 +443,8 @@ NB04 = [
 {badge("04_evaluation")}
 
 Zero-shot greedy pass@1 on held-out problems, with the paper's cue ("put your final answer within
-\\\\boxed{{}}"): the final answer is the last `\\boxed{{...}}`, else the last number. The notebook
-then
+`\\boxed{{}}`"): the answer is the last `\\boxed{{...}}`, else a `#### N` line or "the answer is N",
+else the last number, compared by value. The notebook then
 
 * compares the base and the tuned expert with 95% intervals and an exact McNemar test,
 * shows the problems tuning fixed and broke, with both rollouts' token views side by side,
@@ -496,12 +492,12 @@ rollouts are scored against the same amateur (sampling with the tuned expert in 
 base one) and shown side by side, coloured by KL on one scale.
 """),
     code('''
-columns = ["id", "question", "gold", "prediction_a", "prediction_b"]
+columns = {"id": "id", "question": "question", "gold": "gold", "prediction_a": "base", "prediction_b": "tuned"}
 print(f"{len(comparison.fixed)} fixed, {len(comparison.broken)} broken")
-comparison.fixed[columns].head(5)
+comparison.fixed[list(columns)].rename(columns=columns).head(5)
 '''),
     code('''
-comparison.broken[columns].head(5)
+comparison.broken[list(columns)].rename(columns=columns).head(5)
 '''),
     code('''
 from IPython.display import display
@@ -531,7 +527,8 @@ almost vanishes, while dropping the selection costs little accuracy but many mor
 """),
     code('''
 if ABLATIONS:
-    rows = workshop.run_ablations(w, base, tuned, trained)
+    with workshop.quiet():   # three more models to train, merge and evaluate: no progress bars
+        rows = workshop.run_ablations(w, base, tuned, trained)
     ablations = workshop.ablation_table(rows)
     display(ablations.style.format({"accuracy": "{:.1%}", "low": "{:.1%}", "high": "{:.1%}",
                                     "change vs base": "{:+.1%}", "paper (avg of 6 benchmarks)": "{:.1f}"}))
@@ -541,18 +538,28 @@ if ABLATIONS:
         paper_title="paper (Qwen2.5-Math-1.5B, avg of 6 benchmarks)"))
 '''),
     md("""
+Read the intervals before a ranking: on the toy pair the variants differ by a few problems out of
+`N_EVAL`. The miniature shows how each variant is built and what it costs in tuned tokens; the
+paper's effect sizes need its models and benchmarks.
+"""),
+    md("""
 ## Efficiency: LightReasoner against SFT
 
 The paper's SFT baseline samples one rollout per problem, keeps the right ones and trains on all
 their tokens. LightReasoner trains on the kept steps only. The paper (one H200): SFT 4.0 h on 3952
 problems and 1.77M tuned tokens for 69.2% on GSM8K; LightReasoner 0.5 h on 1000 problems and
-0.02M tuned tokens for 70.6%.
+0.02M tuned tokens for 70.6%. On the toy pair every stage takes seconds, so the times mostly
+measure fixed costs (loading models, starting the Trainer); the tuned tokens are the count that
+carries over.
 """),
     code('''
 sft = sft_result = None
 if SFT_BASELINE:
-    sft = w.sft()
-    sft_result = w.evaluated("sft", name="SFT")
+    with workshop.quiet():
+        sft = w.sft()
+        sft_result = w.evaluated("sft", name="SFT")
+    print(f"SFT: {sft['problems']} of {sft['problems_rolled_out']} rollouts right, "
+          f"{sft['tuned_tokens']} tuned tokens; {sft_result}")
 efficiency = workshop.efficiency_table(run, trained, sft)
 efficiency
 '''),

@@ -85,7 +85,6 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=10)
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(_chromium() is None, reason="Debian's chromium is not installed "
                     "(apt-get install chromium, or set LRKIT_CHROMIUM)")
 @pytest.mark.skipif(_toy_pair_missing(), reason="the bundled toy pair (data/toy) is missing")
@@ -102,7 +101,7 @@ def test_jupyterlab_runs_notebook_02_and_renders_the_explorer(tmp_path):
            "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces"),
            "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
            "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data"),
-           "TQDM_DISABLE": "1"}
+           "TQDM_DISABLE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     log = tmp_path / "jupyterlab.log"
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
                f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}", "--allow-root",

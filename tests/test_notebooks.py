@@ -8,6 +8,7 @@ repository. The committed notebooks carry no outputs and match their generator.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -21,6 +22,10 @@ from lrkit.pairs import PairNotPreparedError, resolve_pair  # noqa: E402
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 ORDER = ("01_sampling", "02_critical_moments", "03_finetuning", "04_evaluation")
 CELL_TIMEOUT = 900
+KERNEL_THREADS = "1"
+"""torch threads per kernel unless OMP_NUM_THREADS says otherwise: on a busy 2-core
+machine two threads spin against each other (a toy training step took 7.7 s with
+two threads and 1.3 s with one)."""
 
 
 def _toy_pair_missing() -> bool:
@@ -50,7 +55,9 @@ def execute(name: str, run_dir: Path, cwd: Path, monkeypatch, **parameters):
     """Run a notebook top to bottom; returns (executed notebook, seconds)."""
     monkeypatch.setenv("LRKIT_RUN_DIR", str(run_dir))
     monkeypatch.setenv("TQDM_DISABLE", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", KERNEL_THREADS))
     nb = with_parameters(read(name), **parameters)
+    cwd.mkdir(parents=True, exist_ok=True)
     client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=CELL_TIMEOUT,
                                      resources={"metadata": {"path": str(cwd)}})
     start = time.perf_counter()
@@ -60,6 +67,7 @@ def execute(name: str, run_dir: Path, cwd: Path, monkeypatch, **parameters):
               for o in c.get("outputs", []) if o.output_type == "error"]
     tracebacks = [(i, o["text"][-500:]) for i, c in enumerate(nb.cells) if c.cell_type == "code"
                   for o in c.get("outputs", []) if o.output_type == "stream" and "Traceback" in o["text"]]
+    nbformat.write(nb, run_dir.parent / f"executed_{name}.ipynb")  # to read when a test fails
     assert errors == [] and tracebacks == [], f"{name}: errors in cells {errors or tracebacks}"
     return nb, seconds
 
@@ -196,17 +204,17 @@ def test_04_reads_03_and_compares_ablates_and_measures_efficiency(workshop_run):
 
 @needs_toy
 def test_03_alone_samples_what_it_needs(tmp_path, monkeypatch):
-    nb, seconds = execute("03_finetuning", tmp_path / "runs", tmp_path, monkeypatch,
-                          N_PROBLEMS=16, MAX_STEPS=8)
-    print(f"\n03 alone (16 problems, 8 steps): {seconds:.1f} s")
+    nb, seconds = execute("03_finetuning", tmp_path / "runs", tmp_path / "cwd", monkeypatch,
+                          N_PROBLEMS=8, MAX_STEPS=4)
+    print(f"\n03 alone (8 problems, 4 steps): {seconds:.1f} s")
     folders = sorted(p.name for p in (tmp_path / "runs" / "toy").iterdir())
-    assert any(f.startswith("sampling-n16-") for f in folders), folders
-    assert (next((tmp_path / "runs" / "toy").glob("lightreasoner-n16-*")) / "merged" / "config.json").exists()
+    assert any(f.startswith("sampling-n8-") for f in folders), folders
+    assert (next((tmp_path / "runs" / "toy").glob("lightreasoner-n8-*")) / "merged" / "config.json").exists()
 
 
 @needs_toy
 def test_04_alone_samples_trains_and_evaluates(tmp_path, monkeypatch):
-    nb, seconds = execute("04_evaluation", tmp_path / "runs", tmp_path, monkeypatch,
+    nb, seconds = execute("04_evaluation", tmp_path / "runs", tmp_path / "cwd", monkeypatch,
                           N_PROBLEMS=16, MAX_STEPS=8, N_EVAL=40, ABLATIONS=False)
     print(f"\n04 alone (16 problems, 8 steps, 40 test problems, no ablations): {seconds:.1f} s")
     folders = {p.name.split("-")[0] for p in (tmp_path / "runs" / "toy").iterdir()}
