@@ -33,17 +33,17 @@ class DemoConfig:
     """The demo's budget. The toy models are tiny, so the optimizer settings
     differ from the paper's 1.5B ones (a larger learning rate, fewer steps)."""
 
-    train_problems: int = 400
+    train_problems: int = 200
     """Unlabeled train-split problems the expert samples on."""
     test_problems: int = 500
     """Held-out test-split problems both experts are evaluated on."""
     problem_seed: int = 2026
     """Seed of the demo's problems (not the seed the toy pair was trained on)."""
-    sample: SampleConfig = field(default_factory=lambda: SampleConfig(batch_size=50))
+    sample: SampleConfig = field(default_factory=lambda: SampleConfig(batch_size=100))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        learning_rate=2e-3, max_steps=150, per_device_batch_size=16, gradient_accumulation_steps=1,
-        logging_steps=5, save_steps=50, lora_r=8, lora_alpha=16))
-    eval: EvalConfig = field(default_factory=lambda: EvalConfig(max_new_tokens=160, batch_size=100))
+        learning_rate=2e-3, max_steps=60, per_device_batch_size=16, gradient_accumulation_steps=1,
+        logging_steps=5, save_steps=30, lora_r=8, lora_alpha=16))
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(max_new_tokens=160, batch_size=250))
 
 
 @dataclass

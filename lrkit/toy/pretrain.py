@@ -324,9 +324,11 @@ the computation, so no test computation is ever trained on).
 | validation accuracy ({n_validation} problems, used for tuning) | {expert_validation} | {amateur_validation} |
 
 Together {total_mb:.1f} MB (fp32 safetensors). Both folders hold the same
-tokenizer: byte-level BPE, 512 tokens, digits always single tokens, with a
-ChatML chat template (optional system turn, `add_generation_prompt`), EOS
-`<|im_end|>`, pad `<|endoftext|>`.
+tokenizer (`lrkit.toy.tokenizer`): byte-level BPE with 512 tokens that splits
+text as Qwen2's tokenizer does (digits always single tokens), with a ChatML chat
+template (optional system turn, `add_generation_prompt`), EOS `<|im_end|>`,
+pad `<|endoftext|>`. Load them with `AutoModelForCausalLM.from_pretrained` and
+`AutoTokenizer.from_pretrained`; `lrkit.toy.toy_pair_paths()` gives the folders.
 
 ## How it was built
 

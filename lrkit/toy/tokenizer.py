@@ -1,17 +1,20 @@
 """The toy pair's tokenizer: a small byte-level BPE with a ChatML chat template.
 
-Digits are always single tokens (as in Qwen2's tokenizer), so numbers are
-spelled digit by digit and the models learn arithmetic on digits rather than
-memorising number tokens. The 256 byte symbols are all in the vocabulary, so
-any text encodes and decodes back exactly. The merges are learned from
-rendered toy conversations, which makes the family's words single tokens and
-keeps sequences short.
+It splits text exactly as Qwen2's tokenizer does (NFC, then Qwen2's
+pre-tokenization regex): transformers 5 loads any tokenizer of a qwen2 model
+as ``Qwen2Tokenizer``, which imposes that splitting whatever tokenizer.json
+says, so any other choice would tokenize differently once reloaded. Digits are
+single tokens, so the models learn arithmetic on digits rather than memorising
+number tokens. The 256 byte symbols are all in the vocabulary, so any text
+encodes and decodes back exactly. The merges are learned from rendered toy
+conversations, which makes the family's words single tokens and keeps
+sequences short.
 """
 from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from lrkit.config import CODE_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT
@@ -38,6 +41,11 @@ the paper's evaluation prompt, and none."""
 
 DEFAULT_VOCAB_SIZE = 512
 
+QWEN2_SPLIT_PATTERN = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+
 
 def render_conversation(question: str, answer: Optional[str], system_prompt: Optional[str]) -> str:
     """The ChatML text of one problem, the same string the chat template renders."""
@@ -58,9 +66,10 @@ def train_toy_tokenizer(vocab_size: int = DEFAULT_VOCAB_SIZE, n_problems: int = 
                         seed: int = 0) -> PreTrainedTokenizerFast:
     """Learn the BPE merges on rendered train problems and wrap the result for transformers."""
     tokenizer = Tokenizer(models.BPE())
+    tokenizer.normalizer = normalizers.NFC()
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False),
+        pre_tokenizers.Split(Regex(QWEN2_SPLIT_PATTERN), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
