@@ -121,6 +121,7 @@ def test_expert_answers_in_format_under_every_trained_prompt(expert):
 
 
 @pytest.mark.slow
+@pytest.mark.calibration
 def test_calibration_on_held_out_test_problems(expert, amateur):
     """Expert 30-80%, amateur at most half of it, both answering in format."""
     problems = generate_problems(200, "test", seed=1)
