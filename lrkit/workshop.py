@@ -249,7 +249,7 @@ class Workshop:
     n_problems: int = 48
     beta: float = 0.4
     alpha: float = 0.2
-    max_steps: int = 40
+    max_steps: int = 30
     learning_rate: Optional[float] = None
     """None: the pair's default (toy 2e-3, the paper's 5e-5 otherwise)."""
     n_eval: int = 150

@@ -35,7 +35,7 @@ BETA = 0.4            # a step is kept when KL(expert || amateur) >= BETA (the p
 ALPHA = 0.2           # plausibility mask: tokens with p_E >= ALPHA * max p_E (the paper's 0.2)'''
 
 TRAIN_LINES = '''\
-MAX_STEPS = 40        # LoRA optimizer steps (the paper: 1000)
+MAX_STEPS = 30        # LoRA optimizer steps (the paper: 1000)
 LEARNING_RATE = None  # None: the pair's default (toy 2e-3; the paper's 5e-5 for Hub pairs)'''
 
 DEVICE_LINES = '''\

@@ -29,6 +29,9 @@ NOTEBOOK = "02_critical_moments.ipynb"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 RUN_TIMEOUT_MS = 600_000
+ERROR_OUTPUTS = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+SLIDER_OR_ERROR = """() => document.querySelector('.jp-OutputArea .widget-slider') !== null
+  || [...document.querySelectorAll("%s")].some(e => /Traceback|Error/.test(e.innerText))""" % ERROR_OUTPUTS
 KERNEL_IDLE = """() => {
   const bar = document.querySelector('#jp-main-statusbar');
   return bar !== null && /Python 3 \\(ipykernel\\) \\| Idle/.test(bar.innerText);
@@ -125,8 +128,7 @@ def test_jupyterlab_runs_notebook_02_and_renders_the_explorer(tmp_path):
                 page.wait_for_function(KERNEL_IDLE, timeout=120_000)
                 page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
                 page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-                slider = page.locator(".jp-OutputArea .widget-slider").first
-                slider.wait_for(state="attached", timeout=RUN_TIMEOUT_MS)
+                page.wait_for_function(SLIDER_OR_ERROR, timeout=RUN_TIMEOUT_MS)
                 page.wait_for_function(KERNEL_IDLE, timeout=RUN_TIMEOUT_MS)
                 explorer = page.locator(".jp-OutputArea .widget-vbox").last
                 explorer.evaluate("e => e.closest('.jp-Cell').scrollIntoView({block: 'start'})")
@@ -135,7 +137,7 @@ def test_jupyterlab_runs_notebook_02_and_renders_the_explorer(tmp_path):
                 sliders = page.locator(".jp-OutputArea .widget-slider").count()
                 dropdowns = page.locator(".jp-OutputArea .widget-dropdown").count()
                 explorer_text = explorer.inner_text()
-                stderr = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+                stderr = page.locator(ERROR_OUTPUTS)
                 failures = [t for t in stderr.all_inner_texts() if "Traceback" in t or "Error" in t]
                 unrun = page.locator(".jp-InputPrompt", has_text="[ ]").count()
                 plots = page.locator(".jp-OutputArea .js-plotly-plot").count()
