@@ -159,7 +159,7 @@ def train_config(pair: str, max_steps: int, learning_rate: Optional[float] = Non
     are tiny and take the demo's larger learning rate and batch."""
     base = _toy_defaults().train if pair == TOY else TrainConfig()
     return replace(base, max_steps=max_steps, learning_rate=learning_rate or base.learning_rate,
-                   logging_steps=max(1, min(base.logging_steps, max_steps // 20)),
+                   logging_steps=max(1, min(base.logging_steps, max_steps // 10)),
                    save_steps=max_steps, precision=precision).validate()
 
 

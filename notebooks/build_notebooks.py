@@ -47,7 +47,8 @@ import lrkit
 from lrkit import workshop
 
 setup = workshop.notebook_setup(DEVICE)
-w = workshop.Workshop(PAIR, n_problems=N_PROBLEMS, beta=BETA, alpha=ALPHA, seed=SEED, setup=setup{extra})
+w = workshop.Workshop(PAIR, n_problems=N_PROBLEMS, beta=BETA, alpha=ALPHA, seed=SEED,
+                      setup=setup{extra})
 print("results go to", w.folder)'''
 
 
@@ -426,8 +427,8 @@ Only the kept steps were trained on: `trained.tuned_tokens` supervised positions
 rollout tokens sampled.
 """),
     code('''
-print(f"{trained.tuned_tokens} tuned tokens ({trained.examples} records x passes) "
-      f"from {len(steps)} rollout tokens; {trained.seconds:.0f} s of training")
+print(f"{trained.tuned_tokens} supervised positions ({trained.steps} steps of one batch each, drawn from "
+      f"{trained.examples} records) out of {len(steps)} rollout tokens; {trained.seconds:.0f} s of training")
 '''),
     md("""
 Next: [4. Evaluation](04_evaluation.ipynb) compares the tuned expert with the base one.
