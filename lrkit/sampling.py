@@ -252,8 +252,9 @@ def _write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _prepare_out_dir(out_dir: Path, run_config: dict, overwrite: bool) -> int:
-    """Create or reopen the output folder; returns the number of batches done.
+def _prepare_out_dir(out_dir: Path, run_config: dict, overwrite: bool) -> tuple[int, dict]:
+    """Create or reopen the output folder; returns the number of batches done
+    and the seconds spent on them so far (rollout_s, scoring_s).
 
     Files are cut back to their size after the last finished batch, so a line
     half-written when the process died disappears.
@@ -283,10 +284,11 @@ def _prepare_out_dir(out_dir: Path, run_config: dict, overwrite: bool) -> int:
         if path.exists() and path.stat().st_size != size:
             with path.open("r+b") as handle:
                 handle.truncate(size)
-    return int(state["batches_done"])
+    timings = {key: float(state.get(key, 0.0)) for key in ("rollout_s", "scoring_s")}
+    return int(state["batches_done"]), timings
 
 
-def _append_batch(out_dir: Path, batch_index: int, chunks: dict[str, list[dict]]) -> None:
+def _append_batch(out_dir: Path, batch_index: int, chunks: dict[str, list[dict]], timings: dict) -> None:
     sizes = {}
     for name in OUTPUT_FILES:
         path = out_dir / name
@@ -295,7 +297,8 @@ def _append_batch(out_dir: Path, batch_index: int, chunks: dict[str, list[dict]]
             handle.flush()
             os.fsync(handle.fileno())
         sizes[name] = path.stat().st_size
-    _write_json_atomic(out_dir / STATE_FILE, {"batches_done": batch_index + 1, "sizes": sizes})
+    _write_json_atomic(out_dir / STATE_FILE, {"batches_done": batch_index + 1, "sizes": sizes,
+                                              **{k: round(v, 3) for k, v in timings.items()}})
 
 
 # --------------------------------------------------------------------------- the stage
@@ -375,10 +378,10 @@ def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_
                   "amateur": pair.amateur_name, "problems": len(problems),
                   "problems_sha256": _problems_fingerprint(problems),
                   "tokenizer_fingerprint": tokenizer_fingerprint(pair.tokenizer)}
-    done = _prepare_out_dir(out_dir, run_config, overwrite)
+    # Timings add up over resumed runs: a finished folder reopened keeps its own.
+    done, timings = _prepare_out_dir(out_dir, run_config, overwrite)
     batches = [problems[i:i + config.batch_size] for i in range(0, len(problems), config.batch_size)]
     stop_ids = stop_token_ids(pair.expert, pair.tokenizer)
-    timings = {"rollout_s": 0.0, "scoring_s": 0.0}
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -393,11 +396,11 @@ def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_
         middle = time.perf_counter()
         columns, labels = score_rollouts(pair, rollouts, config)
         rollout_lines, step_rows, records = build_outputs(pair, rollouts, columns, labels, config)
-        _append_batch(out_dir, index, {"rollouts.jsonl": rollout_lines,
-                                       "steps.jsonl": step_rows if config.save_steps else [],
-                                       "records.jsonl": records})
         timings["rollout_s"] += middle - start
         timings["scoring_s"] += time.perf_counter() - middle
+        _append_batch(out_dir, index, {"rollouts.jsonl": rollout_lines,
+                                       "steps.jsonl": step_rows if config.save_steps else [],
+                                       "records.jsonl": records}, timings)
         if bar is not None:
             bar.update(len(batch))
     if bar is not None:

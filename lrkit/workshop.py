@@ -590,7 +590,7 @@ def efficiency_table(sampled, trained, sft=None):
     rows = [{"method": "LightReasoner", "problems sampled": summary["problems"],
              "problems trained on": trained.problems, "tuned tokens": trained.tuned_tokens,
              "rollout tokens": summary.get("steps"),
-             # a rerun of lrkit.sample on a finished folder stores zero timings: unknown then
+             # folders sampled before lrkit kept timings in state.json have none: unknown then
              "sampling seconds": round(sampling_seconds, 1) if sampling_seconds else None,
              "training seconds": round(trained.seconds, 1)}]
     if sft is not None:

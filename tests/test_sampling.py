@@ -201,6 +201,33 @@ def test_half_written_batch_is_dropped_on_resume(pair_paths, tmp_path):
     assert _outputs(crashed) == expected
 
 
+def test_timings_add_up_over_resumes_and_survive_a_rerun(pair_paths, tmp_path):
+    config = SampleConfig(max_new_tokens=MAX_NEW, beta=0.5, batch_size=2)
+    full = tmp_path / "full"
+    sample(str(pair_paths[0]), str(pair_paths[1]), PROBLEMS, full, config, progress=False)
+    first = tmp_path / "first"
+    sample(str(pair_paths[0]), str(pair_paths[1]), PROBLEMS[:2], first, config, progress=False)
+    state = json.loads((first / "state.json").read_text())
+    assert state["rollout_s"] > 0 and state["scoring_s"] > 0
+
+    # A run interrupted after its first batch, which (say) took 100 s and 50 s.
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("rollouts.jsonl", "steps.jsonl", "records.jsonl"):
+        (run / name).write_bytes((first / name).read_bytes())
+    (run / "state.json").write_text(json.dumps({**state, "rollout_s": 100.0, "scoring_s": 50.0}))
+    (run / "config.json").write_bytes((full / "config.json").read_bytes())
+
+    resumed = sample(str(pair_paths[0]), str(pair_paths[1]), PROBLEMS, run, config, progress=False)
+    assert 100.0 < resumed.summary["rollout_s"] < 100.0 + 60
+    assert 50.0 < resumed.summary["scoring_s"] < 50.0 + 60
+    # A rerun on the finished folder does no work and keeps the timings it had.
+    again = sample(str(pair_paths[0]), str(pair_paths[1]), PROBLEMS, run, config, progress=False)
+    assert again.summary["rollout_s"] == pytest.approx(resumed.summary["rollout_s"], abs=1e-3)
+    assert again.summary["scoring_s"] == pytest.approx(resumed.summary["scoring_s"], abs=1e-3)
+    assert json.loads((run / "summary.json").read_text())["rollout_s"] == again.summary["rollout_s"]
+
+
 def test_rerun_with_other_settings_is_refused(pair_paths, tmp_path):
     sample(str(pair_paths[0]), str(pair_paths[1]), PROBLEMS[:2], tmp_path / "run",
            SampleConfig(max_new_tokens=MAX_NEW), progress=False)
