@@ -40,7 +40,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
-TOY_DIR = Path(__file__).resolve().parents[1] / "data" / "toy"
+def _bundled_toy_dir() -> Path:
+    """data/toy of a source checkout, else the copy a wheel installs as lrkit/toy_pair."""
+    here = Path(__file__).resolve().parent
+    checkout, installed = here.parent / "data" / "toy", here / "toy_pair"
+    if (checkout / "expert").is_dir() or not (installed / "expert").is_dir():
+        return checkout
+    return installed
+
+
+TOY_DIR = _bundled_toy_dir()
 COMPLETE_MARKER = "lrkit_pair.json"
 """Written last into a converted model folder; its presence means the folder is complete."""
 

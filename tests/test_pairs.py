@@ -44,6 +44,38 @@ def test_toy_resolves_to_folders_inside_the_repo():
             pairs.resolve_pair("toy")
 
 
+def test_an_installed_wheel_carries_the_toy_pair(tmp_path):
+    """A pip install from git (Colab) has no data/ beside the package: the wheel
+    must carry the pair and the registry must find it there."""
+    import subprocess
+    import sys
+
+    if not (REPO / "data" / "toy" / "expert").is_dir():
+        pytest.skip("no bundled pair in this checkout")
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "wheel"), str(REPO)]
+    # The installed setuptools if it can build wheels, else pip fetches one from PyPI.
+    if subprocess.run(build + ["--no-build-isolation"], cwd=tmp_path, capture_output=True).returncode:
+        subprocess.run(build, check=True, cwd=tmp_path, capture_output=True)
+    (wheel,) = (tmp_path / "wheel").glob("lrkit-*.whl")
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+    script = ("import json, lrkit.pairs as p; from lrkit.toy import toy_pair_paths; "
+              "print(json.dumps([p.resolve_pair('toy'), [str(x) for x in toy_pair_paths()]]))")
+    out = subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, capture_output=True,
+                         text=True, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}).stdout
+    resolved, from_toy = json.loads(out.strip().splitlines()[-1])
+    assert resolved == from_toy
+    expert, amateur = (Path(x) for x in resolved)
+    assert expert == site / "lrkit" / "toy_pair" / "expert"
+    assert amateur == site / "lrkit" / "toy_pair" / "amateur"
+    for role, folder in (("expert", expert), ("amateur", amateur)):
+        shipped = sorted(f.name for f in folder.iterdir())
+        assert shipped == sorted(f.name for f in (REPO / "data" / "toy" / role).iterdir())
+        assert (folder / "model.safetensors").read_bytes() == \
+            (REPO / "data" / "toy" / role / "model.safetensors").read_bytes()
+
+
 def test_unprepared_offline_pair_says_how_to_prepare(tmp_path):
     with pytest.raises(PairNotPreparedError, match="lrkit pair prepare qwen2.5-coder-offline"):
         pairs.resolve_pair("qwen2.5-coder-offline", cache_dir=tmp_path)

@@ -60,9 +60,11 @@ AMATEUR = ToyModelSpec(hidden_size=128, num_layers=2, intermediate_size=256, num
 
 
 def toy_pair_paths() -> tuple[Path, Path]:
-    """The bundled (expert, amateur) folders: data/toy/ at the repository root."""
-    root = Path(__file__).resolve().parents[2] / "data" / "toy"
-    return root / "expert", root / "amateur"
+    """The bundled (expert, amateur) folders: data/toy/ of a checkout, or the
+    copy an installed wheel holds (lrkit/toy_pair/)."""
+    from lrkit.pairs import TOY_DIR
+
+    return TOY_DIR / "expert", TOY_DIR / "amateur"
 
 
 def build_model(spec: ToyModelSpec, tokenizer: PreTrainedTokenizerFast, seed: int) -> Qwen2ForCausalLM:
