@@ -50,11 +50,13 @@ class ToyModelSpec:
     weight_decay: float = 0.1
 
 
-# Tuned on the validation slice: the expert gets depth and budget enough to copy
-# numbers and do the arithmetic most of the time; the amateur, with two narrow
-# layers and half the problems, learns the format but rarely the arithmetic.
+# Tuned on the validation slice. The expert's budget sets its accuracy, which
+# climbs steeply with it (validation: 16,000 problems 35.5%, 20,480 40.5%,
+# 25,600 78%); 20,480 puts it near the paper's base expert (Qwen2.5-Math-1.5B,
+# 42.5% on GSM8K), with room left to gain. The amateur, with two narrow layers
+# and fewer problems, learns the format but rarely the arithmetic.
 EXPERT = ToyModelSpec(hidden_size=256, num_layers=4, intermediate_size=512, num_heads=4,
-                      train_problems=25600, learning_rate=3e-3)
+                      train_problems=20480, learning_rate=3e-3)
 AMATEUR = ToyModelSpec(hidden_size=128, num_layers=2, intermediate_size=256, num_heads=2,
                        train_problems=12000, learning_rate=3e-3)
 
