@@ -375,18 +375,57 @@ def evaluate(model_or_path, problems, config: Optional[EvalConfig] = None, token
     order.
     """
     config = (config or EvalConfig()).validate()
+    problems = _scorable_problems(problems, "evaluate()")
+    model, tokenizer, model_name = _resolve_model(model_or_path, tokenizer)
+    info = {"model": name or model_name, "config": to_dict(config)}
+    stop_ids = stop_token_ids(model, tokenizer)
+    was_training = model.training
+    model.eval()
+    try:
+        return _run_evaluation(
+            lambda prompts: greedy_generate_batch(model, tokenizer, prompts, config.max_new_tokens, stop_ids),
+            tokenizer, problems, config, info, out_dir, progress)
+    finally:
+        model.train(was_training)
+
+
+def evaluate_contrastive(pair, problems, config: Optional[EvalConfig] = None, alpha: float = 0.2,
+                         out_dir: Union[str, Path, None] = None, progress: bool = True,
+                         name: Optional[str] = None) -> EvalResult:
+    """Pass@1 of a pair decoding by the method's own target: at each step the
+    argmax of the soft label v_C (log pi_E - log pi_A inside the alpha mask),
+    with no training at all (:func:`lrkit.generation.contrastive_generate_batch`).
+
+    If this scores below greedy decoding of the expert alone, the pair's
+    contrast points away from better answers and tuning towards it cannot be
+    expected to help; the demo's ablations report it for that reason.
+    """
+    from .generation import contrastive_generate_batch
+
+    config = (config or EvalConfig()).validate()
+    problems = _scorable_problems(problems, "evaluate_contrastive()")
+    info = {"model": name or f"contrastive decoding ({pair.expert_name} vs {pair.amateur_name}, "
+                             f"alpha {alpha})", "config": {**to_dict(config), "alpha": alpha}}
+    return _run_evaluation(
+        lambda prompts: contrastive_generate_batch(pair, prompts, config.max_new_tokens, alpha),
+        pair.tokenizer, problems, config, info, out_dir, progress)
+
+
+def _scorable_problems(problems, caller: str) -> list:
     problems = load_problems(problems)
     if not problems:
-        raise ValueError("evaluate() got no problems")
+        raise ValueError(f"{caller} got no problems")
     missing = [p.id for p in problems if p.answer is None]
     if missing:
         raise ValueError(f"{len(missing)} problem(s) have no answer to score against, "
                          f"first: {', '.join(missing[:5])}")
-    model, tokenizer, model_name = _resolve_model(model_or_path, tokenizer)
-    info = {"model": name or model_name, "config": to_dict(config)}
-    prompts = [build_prompt_ids(tokenizer, p.question, config.system_prompt) for p in problems]
-    stop_ids = stop_token_ids(model, tokenizer)
+    return problems
 
+
+def _run_evaluation(generate_batch, tokenizer, problems, config: EvalConfig, info: dict,
+                    out_dir, progress: bool) -> EvalResult:
+    """Generate in length-sorted batches, score each answer, save after every batch."""
+    prompts = [build_prompt_ids(tokenizer, p.question, config.system_prompt) for p in problems]
     # Similar lengths share a batch so little compute goes to padding.
     order = sorted(range(len(problems)), key=lambda i: len(prompts[i]))
     batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
@@ -395,13 +434,10 @@ def evaluate(model_or_path, problems, config: Optional[EvalConfig] = None, token
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(problems), desc="evaluating", unit="problem")
-    was_training = model.training
-    model.eval()
     start = time.perf_counter()
     try:
         for batch in batches:
-            generations = greedy_generate_batch(model, tokenizer, [prompts[i] for i in batch],
-                                                config.max_new_tokens, stop_ids)
+            generations = generate_batch([prompts[i] for i in batch])
             for i, generation in zip(batch, generations):
                 rows[i] = _result_row(problems[i], generation, tokenizer)
             if bar is not None:
@@ -411,7 +447,6 @@ def evaluate(model_or_path, problems, config: Optional[EvalConfig] = None, token
             if out_dir is not None:
                 _finish(rows, {**info, "complete": False, "n_planned": len(problems)}, start).save(out_dir)
     finally:
-        model.train(was_training)
         if bar is not None:
             bar.close()
     result = _finish(rows, {**info, "complete": True}, start)

@@ -105,3 +105,82 @@ def greedy_generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_
         for i, gen in zip(batch, outs):
             results[i] = gen
     return results  # type: ignore[return-value]
+
+
+def _cache_argument(model) -> str:
+    """The forward() keyword for the KV cache: ``cache`` in newer transformers."""
+    import inspect
+
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters and "past_key_values" not in parameters else "past_key_values"
+
+
+def _cache_of(output):
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
+
+
+@torch.inference_mode()
+def contrastive_generate_batch(pair, prompts: Sequence[Sequence[int]], max_new_tokens: int, alpha: float,
+                               stop_ids: Optional[Sequence[int]] = None) -> list[Generation]:
+    """Decode by following the method's own target: at each step the token that
+    maximises log pi_E - log pi_A inside the plausibility mask (the argmax of
+    the soft label v_C). Both models read the same prefix, with KV caches.
+
+    This is inference-time contrastive decoding with the paper's alpha; it shows
+    what the soft labels would make of the expert if it followed them exactly,
+    which says whether a pair's contrast points towards better answers at all.
+    """
+    from .divergence import contrastive_scores, log_probs, plausibility_mask
+
+    tokenizer, vocab = pair.tokenizer, pair.vocab_size
+    stop_ids = list(stop_ids or stop_token_ids(pair.expert, tokenizer))
+    pad_id = pad_token_id(tokenizer, stop_ids)
+    device = pair.device
+    ids, mask = left_pad(prompts, pad_id, device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    models = (pair.expert, pair.amateur)
+    keys = [_cache_argument(m) for m in models]
+    outputs = [m(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                 logits_to_keep=1) for m in models]
+    caches = [_cache_of(o) for o in outputs]
+    logits = [o.logits[:, -1] for o in outputs]
+    stops = torch.tensor(stop_ids, device=device)
+    done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+    chosen = []
+    for _ in range(max_new_tokens):
+        expert_logp, amateur_logp = (log_probs(x.float(), vocab) for x in logits)
+        scores = contrastive_scores(expert_logp, amateur_logp, plausibility_mask(expert_logp, alpha))
+        token = torch.where(done, torch.full_like(done, pad_id, dtype=torch.long), scores.argmax(-1))
+        chosen.append(token)
+        done |= torch.isin(token, stops)
+        if bool(done.all()):
+            break
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        positions = positions[:, -1:] + 1
+        outputs = [m(input_ids=token[:, None], attention_mask=mask, position_ids=positions, use_cache=True,
+                     logits_to_keep=1, **{key: cache})
+                   for m, key, cache in zip(models, keys, caches)]
+        caches = [_cache_of(o) for o in outputs]
+        logits = [o.logits[:, -1] for o in outputs]
+    if not chosen:
+        return [Generation([], False) for _ in prompts]
+    rows = torch.stack(chosen, dim=1).tolist()
+    return [cut_at_stop(row, stop_ids) for row in rows]
+
+
+def contrastive_generate(pair, prompts: Sequence[Sequence[int]], max_new_tokens: int, alpha: float = 0.2,
+                         batch_size: int = 16, progress: bool = False) -> list[Generation]:
+    """:func:`contrastive_generate_batch` over many prompts, batched by length,
+    results in the order of ``prompts``."""
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    results: list[Optional[Generation]] = [None] * len(prompts)
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if progress:
+        from tqdm.auto import tqdm
+        batches = tqdm(batches, desc="contrastive decoding", unit="batch")
+    for batch in batches:
+        for i, gen in zip(batch, contrastive_generate_batch(pair, [prompts[i] for i in batch],
+                                                            max_new_tokens, alpha)):
+            results[i] = gen
+    return results  # type: ignore[return-value]

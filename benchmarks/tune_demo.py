@@ -1,0 +1,87 @@
+"""Choose the demo's fine-tuning settings on train-side problems only.
+
+Samples the demo's unlabeled train problems once (the same folder and settings
+as ``lrkit demo``), then LoRA-tunes the bundled expert with each learning rate x
+step count of a small grid and measures greedy accuracy on the *validation*
+slice of the train side (never the test split the demo reports on).
+
+    python benchmarks/tune_demo.py --out runs/tune [--lrs 5e-4 1e-3 2e-3] [--steps 30 60]
+
+Writes ``tune.json`` and prints one row per setting: accuracy, change against
+the base expert, problems fixed and broken, training seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/tune")
+    parser.add_argument("--lrs", type=float, nargs="+", default=[5e-4, 1e-3, 2e-3])
+    parser.add_argument("--steps", type=int, nargs="+", default=[30, 60])
+    parser.add_argument("--validation", type=int, default=400, help="validation problems to score on")
+    parser.add_argument("--train-problems", type=int, default=None,
+                        help="unlabeled train problems to sample (default: the demo's)")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from lrkit.demo import DemoConfig
+    from lrkit.evaluation import compare, evaluate
+    from lrkit.models import load_pair
+    from lrkit.pairs import resolve_pair
+    from lrkit.records import read_records
+    from lrkit.sampling import sample
+    from lrkit.toy.problems import generate_problems
+    from lrkit.training import merge, train
+
+    config = DemoConfig()
+    if args.train_problems:
+        config = replace(config, train_problems=args.train_problems)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    expert, amateur = resolve_pair("toy")
+    pair = load_pair(expert, amateur, device="cpu")
+    unlabeled = [{"id": p["id"], "question": p["question"]}
+                 for p in generate_problems(config.train_problems, "train", seed=config.problem_seed)]
+    validation = generate_problems(args.validation, "validation", seed=config.problem_seed)
+
+    sampled = sample(pair, None, unlabeled, out / "sampling", config.sample, progress=False)
+    records = read_records(sampled.records_path)
+    base = evaluate(pair.expert, validation, config.eval, tokenizer=pair.tokenizer, progress=False)
+    rows = [{"learning_rate": None, "max_steps": 0, "accuracy": base.accuracy, "delta": 0.0,
+             "fixed": 0, "broken": 0, "train_seconds": 0.0}]
+    print(f"{len(records)} records from {len(unlabeled)} problems; base expert "
+          f"{base.accuracy:.1%} on {len(validation)} validation problems", flush=True)
+    for lr in args.lrs:
+        for steps in args.steps:
+            name = f"lr{lr:g}_steps{steps}"
+            train_config = replace(config.train, learning_rate=lr, max_steps=steps,
+                                   save_steps=max(steps, 1))
+            started = time.perf_counter()
+            trained = train(expert, records, out / f"adapter_{name}", train_config, progress=False)
+            seconds = time.perf_counter() - started
+            merged = merge(expert, trained.adapter_dir, out / f"merged_{name}")
+            result = evaluate(str(merged), validation, config.eval, progress=False)
+            diff = compare(base, result)
+            rows.append({"learning_rate": lr, "max_steps": steps, "accuracy": result.accuracy,
+                         "delta": result.accuracy - base.accuracy, "fixed": int(len(diff.fixed)),
+                         "broken": int(len(diff.broken)), "train_seconds": round(seconds, 1)})
+            print(f"lr {lr:g} steps {steps}: {result.accuracy:.1%} ({rows[-1]['delta']:+.1%}), "
+                  f"fixed {rows[-1]['fixed']} broken {rows[-1]['broken']}, trained in {seconds:.0f}s",
+                  flush=True)
+    (out / "tune.json").write_text(json.dumps({"validation_problems": len(validation),
+                                               "records": len(records), "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

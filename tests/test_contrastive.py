@@ -1,0 +1,83 @@
+"""Contrastive decoding (following the soft label's argmax) against a plain
+batch-1 reference with a full forward pass of each model per token."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForCausalLM
+
+from lrkit.generation import contrastive_generate, greedy_generate
+from lrkit.models import load_pair, load_tokenizer
+from lrkit.prompts import build_prompt_ids
+
+from tiny_models import save_pair
+
+QUESTIONS = [f"Ann has {i + 3} pens and gets {2 * i + 5} more. How many?" + " Think." * (i % 3)
+             for i in range(5)]
+MAX_NEW = 16
+
+
+@pytest.fixture(scope="module")
+def pair_paths(tmp_path_factory):
+    return save_pair(tmp_path_factory.mktemp("pair"), expert_rows=3, eos_boost=1.0)
+
+
+def reference(expert_path, amateur_path, prompt, alpha):
+    tok = load_tokenizer(str(expert_path))
+    expert = AutoModelForCausalLM.from_pretrained(expert_path, dtype=torch.float32).eval()
+    amateur = AutoModelForCausalLM.from_pretrained(amateur_path, dtype=torch.float32).eval()
+    vocab, out = len(tok), []
+    with torch.no_grad():
+        for _ in range(MAX_NEW):
+            ids = torch.tensor([prompt + out])
+            e = F.log_softmax(expert(ids).logits[0, -1, :vocab].float(), -1)
+            a = F.log_softmax(amateur(ids).logits[0, -1, :vocab].float(), -1)
+            p = e.exp()
+            allowed = p >= alpha * p.max()
+            score = torch.where(allowed, e - a, torch.full_like(e, -float("inf")))
+            out.append(int(score.argmax()))
+            if out[-1] == tok.eos_token_id:
+                break
+    return out
+
+
+@pytest.mark.parametrize("alpha", [0.2, 1.0])
+def test_contrastive_decoding_matches_plain_reference(pair_paths, alpha):
+    pair = load_pair(str(pair_paths[0]), str(pair_paths[1]), device="cpu")
+    prompts = [build_prompt_ids(pair.tokenizer, q, None) for q in QUESTIONS]
+    assert len({len(p) for p in prompts}) > 1, "the batch must need left padding"
+    got = contrastive_generate(pair, prompts, MAX_NEW, alpha=alpha, batch_size=5)
+    for prompt, generation in zip(prompts, got):
+        expected = reference(pair_paths[0], pair_paths[1], prompt, alpha)
+        assert generation.token_ids == expected
+        assert generation.finished == (expected[-1] == pair.tokenizer.eos_token_id)
+        assert all(t < len(pair.tokenizer) for t in generation.token_ids), "no padding row chosen"
+    if alpha == 1.0:  # the mask holds only the expert's argmax: plain greedy decoding
+        greedy = greedy_generate(pair.expert, pair.tokenizer, prompts, MAX_NEW, batch_size=5)
+        assert [g.token_ids for g in got] == [g.token_ids for g in greedy]
+
+
+def test_contrast_changes_some_choices_at_small_alpha(pair_paths):
+    pair = load_pair(str(pair_paths[0]), str(pair_paths[1]), device="cpu")
+    prompts = [build_prompt_ids(pair.tokenizer, q, None) for q in QUESTIONS]
+    greedy = greedy_generate(pair.expert, pair.tokenizer, prompts, MAX_NEW, batch_size=5)
+    contrast = contrastive_generate(pair, prompts, MAX_NEW, alpha=0.05, batch_size=5)
+    assert any(g.token_ids != c.token_ids for g, c in zip(greedy, contrast))
+
+
+def test_evaluate_contrastive_at_alpha_one_is_the_experts_greedy_evaluation(pair_paths, tmp_path):
+    from lrkit.config import EvalConfig
+    from lrkit.evaluation import evaluate, evaluate_contrastive
+
+    pair = load_pair(str(pair_paths[0]), str(pair_paths[1]), device="cpu")
+    problems = [{"id": f"q{i}", "question": q, "answer": f"#### {2 * i + 8}"} for i, q in enumerate(QUESTIONS)]
+    config = EvalConfig(max_new_tokens=MAX_NEW, batch_size=2)
+    greedy = evaluate(pair.expert, problems, config, tokenizer=pair.tokenizer, progress=False)
+    contrast = evaluate_contrastive(pair, problems, config, alpha=1.0, out_dir=tmp_path / "cd", progress=False)
+    assert contrast.df["output"].tolist() == greedy.df["output"].tolist()
+    assert contrast.df["id"].tolist() == [p["id"] for p in problems]
+    assert (tmp_path / "cd" / "results.jsonl").exists()
+    assert contrast.info["config"]["alpha"] == 1.0
+    with pytest.raises(ValueError, match="no answer to score against"):
+        evaluate_contrastive(pair, [{"id": "x", "question": "1+1?"}], config, progress=False)

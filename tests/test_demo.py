@@ -1,0 +1,103 @@
+"""`lrkit demo` (the README's main command) on a small budget of the bundled
+pair: every number in summary.json and on stdout is checked against the files
+the stages wrote, recomputed here independently."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from lrkit import demo
+from lrkit.evaluation import accuracy_interval
+from lrkit.pairs import TOY_DIR
+
+pytestmark = pytest.mark.skipif(not (TOY_DIR / "expert").is_dir(), reason="no bundled pair")
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        import contextlib
+        import io
+
+        stdout = io.StringIO()
+        with contextlib.redirect_stdout(stdout):
+            assert demo.main(["--out", str(out), "--train-problems", "12", "--test-problems", "24",
+                              "--max-steps", "3", "--ablations", "--quiet"]) == 0
+    finally:
+        torch.set_num_threads(previous)
+    return out, stdout.getvalue()
+
+
+def test_summary_matches_the_stage_files(run):
+    out, _ = run
+    summary = json.loads((out / "summary.json").read_text())
+    steps = lines(out / "sampling" / "steps.jsonl")
+    records = lines(out / "sampling" / "records.jsonl")
+    assert summary["steps"] == summary["rollout_tokens"] == len(steps) > 0
+    assert summary["records"] == len(records) == sum(bool(s["kept"]) for s in steps)
+    assert summary["share_kept"] == pytest.approx(len(records) / len(steps))
+    agree = [s["kl"] for s in steps if s["top1_agree"]]
+    disagree = [s["kl"] for s in steps if not s["top1_agree"]]
+    assert summary["mean_kl_top1_agree"] == pytest.approx(sum(agree) / len(agree))
+    assert summary["mean_kl_top1_disagree"] == pytest.approx(sum(disagree) / len(disagree))
+    # 3 optimizer steps of batch 16 over at most 16 examples: each example's one position once per step
+    assert 0 < summary["tuned_tokens"] <= 3 * 16
+
+    base = {r["id"]: r["correct"] for r in lines(out / "eval_base" / "results.jsonl")}
+    tuned = {r["id"]: r["correct"] for r in lines(out / "eval_tuned" / "results.jsonl")}
+    assert len(base) == len(tuned) == summary["test_problems"] == 24
+    assert summary["base_accuracy"] == pytest.approx(sum(base.values()) / 24)
+    assert summary["tuned_accuracy"] == pytest.approx(sum(tuned.values()) / 24)
+    assert summary["base_interval"] == pytest.approx(list(accuracy_interval(sum(base.values()), 24)))
+    assert summary["fixed"] == sum(tuned[i] and not base[i] for i in base)
+    assert summary["broken"] == sum(base[i] and not tuned[i] for i in base)
+    assert set(summary["seconds"]) >= {"sampling", "training", "merging", "evaluating base expert",
+                                       "evaluating tuned expert"}
+
+
+def test_ablation_table_has_every_variant_on_the_same_test_set(run):
+    out, _ = run
+    summary = json.loads((out / "summary.json").read_text())
+    table = {row["variant"]: row for row in summary["ablations"]}
+    assert list(table) == ["base expert", "full method", "no selection", "no contrast", "neither",
+                           "SFT baseline", "contrastive decoding"]
+    every = lines(out / "sampling_every_step" / "records.jsonl")
+    # every step but each rollout's first, which sampling never keeps (skip_first_step)
+    assert table["no selection"]["examples"] == table["neither"]["examples"] == len(every)
+    assert len(every) == summary["steps"] - summary["train_problems"]
+    assert table["full method"]["examples"] == table["no contrast"]["examples"] == summary["records"]
+    assert table["base expert"]["accuracy"] == summary["base_accuracy"]
+    assert table["full method"]["accuracy"] == summary["tuned_accuracy"]
+    for variant, folder in (("no selection", "eval_no_selection"), ("no contrast", "eval_no_contrast"),
+                            ("neither", "eval_neither"), ("SFT baseline", "eval_sft"),
+                            ("contrastive decoding", "eval_contrastive_decoding")):
+        results = lines(out / folder / "results.jsonl")
+        assert len(results) == 24
+        assert table[variant]["accuracy"] == pytest.approx(sum(r["correct"] for r in results) / 24)
+        assert table[variant]["delta_vs_base"] == pytest.approx(table[variant]["accuracy"] - summary["base_accuracy"])
+    assert table["full method"]["paper"] == 54.0 and table["contrastive decoding"]["paper"] is None
+
+
+def test_report_is_one_offline_page_and_stdout_has_the_summary(run):
+    out, stdout = run
+    summary = json.loads((out / "summary.json").read_text())
+    html = (out / "report.html").read_text()
+    assert not re.search(r"<script[^>]+src=|<link[^>]+href=\"http", html), "the report must open offline"
+    for text in ("Where the expert and the amateur diverge", "The most critical moments", "Fine-tuning",
+                 "Accuracy on held-out problems", "Efficiency", "Ablations"):
+        assert text in html
+    assert f"{100 * summary['base_accuracy']:.1f}%" in html
+    assert f"accuracy on 24 held-out problems: base {100 * summary['base_accuracy']:.1f}%" in stdout
+    assert f"fixed {summary['fixed']}, broken {summary['broken']}" in stdout
+    assert "contrastive decoding" in stdout
