@@ -8,7 +8,9 @@ slice of the train side (never the test split the demo reports on).
     python benchmarks/tune_demo.py --out runs/tune [--lrs 5e-4 1e-3 2e-3] [--steps 30 60]
 
 Writes ``tune.json`` and prints one row per setting: accuracy, change against
-the base expert, problems fixed and broken, training seconds.
+the base expert, problems fixed and broken, training seconds. It also scores
+contrastive decoding (the soft label's argmax as the decoder, no training) at
+a few alphas: whether this pair's contrast points towards better answers.
 """
 from __future__ import annotations
 
@@ -24,18 +26,21 @@ import torch
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/tune")
-    parser.add_argument("--lrs", type=float, nargs="+", default=[5e-4, 1e-3, 2e-3])
+    parser.add_argument("--lrs", type=float, nargs="*", default=[5e-4, 1e-3, 2e-3])
     parser.add_argument("--steps", type=int, nargs="+", default=[30, 60])
     parser.add_argument("--validation", type=int, default=400, help="validation problems to score on")
     parser.add_argument("--train-problems", type=int, default=None,
                         help="unlabeled train problems to sample (default: the demo's)")
+    parser.add_argument("--contrastive-alphas", type=float, nargs="*", default=[0.1, 0.2, 0.5],
+                        help="also score contrastive decoding (the soft label's argmax, no training) "
+                             "at these alphas")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     from lrkit.demo import DemoConfig
-    from lrkit.evaluation import compare, evaluate
+    from lrkit.evaluation import compare, evaluate, evaluate_contrastive
     from lrkit.models import load_pair
     from lrkit.pairs import resolve_pair
     from lrkit.records import read_records
@@ -61,6 +66,13 @@ def main() -> int:
              "fixed": 0, "broken": 0, "train_seconds": 0.0}]
     print(f"{len(records)} records from {len(unlabeled)} problems; base expert "
           f"{base.accuracy:.1%} on {len(validation)} validation problems", flush=True)
+    contrastive = []
+    for alpha in args.contrastive_alphas:
+        result = evaluate_contrastive(pair, validation, config.eval, alpha=alpha, progress=False)
+        contrastive.append({"alpha": alpha, "accuracy": result.accuracy,
+                            "delta": result.accuracy - base.accuracy})
+        print(f"contrastive decoding, alpha {alpha:g}: {result.accuracy:.1%} "
+              f"({result.accuracy - base.accuracy:+.1%}), no training", flush=True)
     for lr in args.lrs:
         for steps in args.steps:
             name = f"lr{lr:g}_steps{steps}"
@@ -79,7 +91,8 @@ def main() -> int:
                   f"fixed {rows[-1]['fixed']} broken {rows[-1]['broken']}, trained in {seconds:.0f}s",
                   flush=True)
     (out / "tune.json").write_text(json.dumps({"validation_problems": len(validation),
-                                               "records": len(records), "rows": rows}, indent=2) + "\n")
+                                               "records": len(records), "rows": rows,
+                                               "contrastive_decoding": contrastive}, indent=2) + "\n")
     return 0
 
 
