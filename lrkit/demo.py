@@ -78,13 +78,23 @@ def _no_contrast(records: list[dict]) -> list[dict]:
     return out
 
 
+def _merge(expert_path, adapter_dir, out: Path) -> Path:
+    """Merge into ``out``, replacing what an earlier run of the demo left there:
+    the demo's merged folders are derived from its adapters and rebuilt each run."""
+    from .training import merge
+
+    if out.exists():
+        shutil.rmtree(out)
+    return merge(expert_path, adapter_dir, out)
+
+
 def _train_and_evaluate(name, records, expert_path, tokenizer, test, config: DemoConfig, out_dir: Path,
                         progress: bool):
     from .evaluation import evaluate
-    from .training import merge, train
+    from .training import train
 
     trained = train(expert_path, records, out_dir / f"adapter_{name}", config.train, resume=True)
-    merged = merge(expert_path, trained.adapter_dir, out_dir / f"merged_{name}")
+    merged = _merge(expert_path, trained.adapter_dir, out_dir / f"merged_{name}")
     result = evaluate(str(merged), test, config.eval, out_dir=out_dir / f"eval_{name}", progress=progress)
     return trained, result
 
@@ -117,11 +127,11 @@ def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations
     records = read_records(sampled.records_path)
     steps = read_steps(out_dir / "sampling")
 
-    from .training import merge, train
+    from .training import train
     with _stage("training", timings, progress):
         trained = train(expert_path, records, out_dir / "adapter", config.train, resume=True)
     with _stage("merging", timings, progress):
-        merged = merge(expert_path, trained.adapter_dir, out_dir / "merged")
+        merged = _merge(expert_path, trained.adapter_dir, out_dir / "merged")
     with _stage("evaluating base expert", timings, progress):
         base = evaluate(pair.expert, test, config.eval, tokenizer=pair.tokenizer,
                         out_dir=out_dir / "eval_base", progress=progress, name="base expert")
@@ -169,7 +179,6 @@ def _ablations(pair, expert_path, unlabeled, train_set, test, records, trained, 
     from .records import read_records
     from .sampling import sample
     from .sft import run_sft
-    from .training import merge
 
     every_step = replace(config.sample, beta=0.0)
     with _stage("ablations: sampling every step", timings, progress):
@@ -191,7 +200,7 @@ def _ablations(pair, expert_path, unlabeled, train_set, test, records, trained, 
         baseline = run_sft(expert_path, train_set, out_dir / "sft", config=config.train,
                        max_new_tokens=config.eval.max_new_tokens, generation_batch_size=config.eval.batch_size,
                        resume=True)
-        merged = merge(expert_path, baseline.adapter_dir, out_dir / "merged_sft")
+        merged = _merge(expert_path, baseline.adapter_dir, out_dir / "merged_sft")
         from .evaluation import evaluate
         sft_result = evaluate(str(merged), test, config.eval, out_dir=out_dir / "eval_sft",
                               progress=progress, name="SFT")

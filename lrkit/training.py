@@ -379,10 +379,33 @@ def fit(trainer_class, expert: str, tokenizer, examples: Sequence[dict], out_dir
     trainer.add_callback(_CheckpointProgress(trainer))
     if checkpoint is not None and (checkpoint / PROGRESS_FILE).exists():
         trainer.supervised_positions = json.loads((checkpoint / PROGRESS_FILE).read_text())["supervised_positions"]
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if checkpoint is not None and _finished(checkpoint):
+        # Resuming a run that already did all its steps: the Trainer would start
+        # another epoch and take one more (lr 0) step, counting its positions
+        # and logging its loss. Restore the final checkpoint instead.
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+        from transformers import TrainerState
+
+        set_peft_model_state_dict(trainer.model, load_file(str(checkpoint / "adapter_model.safetensors")))
+        trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+        for callback in trainer.callback_handler.callbacks:
+            if isinstance(callback, LossLog):
+                callback.on_train_begin(trainer.args, trainer.state, trainer.control)
+    else:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     trainer.save_model(str(out_dir))
     trainer.save_state()
     return trainer
+
+
+def _finished(checkpoint: Path) -> bool:
+    """True when the checkpoint's state has done every step the run planned."""
+    path = checkpoint / "trainer_state.json"
+    if not (path.exists() and (checkpoint / "adapter_model.safetensors").exists()):
+        return False
+    state = json.loads(path.read_text())
+    return bool(state.get("max_steps")) and state.get("global_step", 0) >= state["max_steps"]
 
 
 def pad_id_of(tokenizer) -> int:

@@ -101,3 +101,18 @@ def test_report_is_one_offline_page_and_stdout_has_the_summary(run):
     assert f"accuracy on 24 held-out problems: base {100 * summary['base_accuracy']:.1f}%" in stdout
     assert f"fixed {summary['fixed']}, broken {summary['broken']}" in stdout
     assert "contrastive decoding" in stdout
+
+
+def test_running_the_demo_again_in_its_folder_gives_the_same_numbers(run):
+    out, _ = run
+    before = json.loads((out / "summary.json").read_text())
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert demo.main(["--out", str(out), "--train-problems", "12", "--test-problems", "24",
+                          "--max-steps", "3", "--quiet"]) == 0
+    finally:
+        torch.set_num_threads(previous)
+    after = json.loads((out / "summary.json").read_text())
+    for key in ("steps", "records", "tuned_tokens", "base_accuracy", "tuned_accuracy", "fixed", "broken"):
+        assert after[key] == before[key], key

@@ -356,6 +356,36 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(expert, one_hot_
         assert torch.allclose(a[key], b[key], atol=1e-6), key
 
 
+def test_resuming_a_finished_run_changes_nothing(expert, one_hot_records, tmp_path):
+    """The Trainer, resumed at its last step, would start another epoch and take
+    one more step; a finished run must come back as it was."""
+    config = TrainConfig(**{**FAST, "per_device_batch_size": 3, "max_steps": 3, "save_steps": 50})
+    run = tmp_path / "run"
+    first = train(expert, one_hot_records, run, config)
+    assert (run / "checkpoint-3").is_dir()
+    adapter = (run / "adapter_model.safetensors").read_bytes()
+    again = train(expert, one_hot_records, run, config, resume=True)
+    assert again.resumed_from.endswith("checkpoint-3")
+    assert again.steps == first.steps == 3
+    # 4 records, batch 3: an epoch is a batch of 3 and one of 1; step 3 starts epoch 2
+    assert again.tuned_tokens == first.tuned_tokens == 3 + 1 + 3
+    assert again.loss_history == first.loss_history
+    assert [json.loads(line)["step"] for line in (run / "loss.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert json.loads((run / "trainer_state.json").read_text())["global_step"] == 3
+    assert (run / "adapter_model.safetensors").read_bytes() == adapter
+    # Killed after the final checkpoint but before the adapter was saved: restored from it.
+    (run / "adapter_model.safetensors").unlink()
+    restored = train(expert, one_hot_records, run, config, resume=True)
+    assert restored.steps == 3 and restored.tuned_tokens == 7
+    reloaded = load_file(run / "adapter_model.safetensors")
+    with open(tmp_path / "first.safetensors", "wb") as handle:
+        handle.write(adapter)
+    original = load_file(tmp_path / "first.safetensors")
+    assert original.keys() == reloaded.keys()
+    for key in original:
+        assert torch.equal(original[key], reloaded[key]), key
+
+
 def test_resume_refuses_other_records(expert, one_hot_records, tmp_path):
     config = TrainConfig(**{**FAST, "max_steps": 1})
     train(expert, one_hot_records, tmp_path / "run", config)
