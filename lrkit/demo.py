@@ -320,7 +320,7 @@ def print_summary(summary: dict) -> None:
         print("  ablations (accuracy, change vs base, paper's figure):")
         for row in summary["ablations"]:
             paper = "" if row["paper"] is None else f"  paper {row['paper']}"
-            print(f"    {row['variant']:<14} {pct(row['accuracy']):>6}  {100 * row['delta_vs_base']:+.1f}{paper}")
+            print(f"    {row['variant']:<20} {pct(row['accuracy']):>6}  {100 * row['delta_vs_base']:+.1f}{paper}")
     print(f"  time: {summary['seconds']} (total {summary['total_seconds']} s)")
     print(f"  report: {summary.get('report')}")
 
