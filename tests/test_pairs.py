@@ -52,7 +52,16 @@ def test_an_installed_wheel_carries_the_toy_pair(tmp_path):
 
     if not (REPO / "data" / "toy" / "expert").is_dir():
         pytest.skip("no bundled pair in this checkout")
-    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "wheel"), str(REPO)]
+    # Build from a copy, so no build/ folder is left in the checkout (and none is reused).
+    import shutil
+
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
+    shutil.copytree(REPO / "lrkit", source / "lrkit", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "data" / "toy", source / "data" / "toy")
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "wheel"), str(source)]
     # The installed setuptools if it can build wheels, else pip fetches one from PyPI.
     if subprocess.run(build + ["--no-build-isolation"], cwd=tmp_path, capture_output=True).returncode:
         subprocess.run(build, check=True, cwd=tmp_path, capture_output=True)
