@@ -287,7 +287,7 @@ def build_demo_report(out_dir: Path, steps, records, trained, base, tuned, compa
     }, heading="Efficiency")
     report.add_table(eff, caption="Wall time per stage on this machine.")
     if "ablations" in summary:
-        report.add_table(pd.DataFrame(summary["ablations"]), heading="Ablations (the paper's Table 6 in miniature)",
+        report.add_table(_ablation_frame(summary["ablations"]), heading="Ablations (the paper's Table 6 in miniature)",
                          caption="The four LightReasoner variants train for the same optimizer steps; SFT for one "
                                  "epoch on the expert's correct rollouts. Paper column: Qwen2.5-Math-1.5B, "
                                  "average of 6 benchmarks (SFT row: GSM8K). 'contrastive decoding' is not "
@@ -296,6 +296,20 @@ def build_demo_report(out_dir: Path, steps, records, trained, base, tuned, compa
                                  "shows whether this pair's contrast points towards better answers.")
     report.add_summary({k: json.dumps(v) for k, v in summary["config"].items()}, heading="Settings")
     return report.save(out_dir / "report.html")
+
+
+def _ablation_frame(rows: list[dict]):
+    """The ablation table as people read it: percentages, intervals, points."""
+    import pandas as pd
+
+    return pd.DataFrame([{
+        "variant": row["variant"],
+        "examples": f"{row['examples']:,}" if row["examples"] else "",
+        "tuned tokens": f"{row['tuned_tokens']:,}" if row["tuned_tokens"] else "",
+        "accuracy [95% interval]": f"{100 * row['accuracy']:.1f}% [{100 * row['low']:.1f}, {100 * row['high']:.1f}]",
+        "change vs base (points)": f"{100 * row['delta_vs_base']:+.1f}" if row["variant"] != "base expert" else "",
+        "paper": "" if row["paper"] is None else f"{row['paper']:.1f}",
+    } for row in rows])
 
 
 def _pct_interval(result) -> str:

@@ -98,6 +98,8 @@ def test_report_is_one_offline_page_and_stdout_has_the_summary(run):
                  "Accuracy on held-out problems", "Efficiency", "Ablations"):
         assert text in html
     assert f"{100 * summary['base_accuracy']:.1f}%" in html
+    for row in summary["ablations"]:  # the ablation table shows each interval as a percentage
+        assert f"{100 * row['accuracy']:.1f}% [{100 * row['low']:.1f}, {100 * row['high']:.1f}]" in html
     assert f"accuracy on 24 held-out problems: base {100 * summary['base_accuracy']:.1f}%" in stdout
     assert f"fixed {summary['fixed']}, broken {summary['broken']}" in stdout
     assert "contrastive decoding" in stdout
