@@ -93,16 +93,23 @@ def greedy_generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_
 
     Results come back in the order of ``prompts``.
     """
+    return _in_length_batches(
+        lambda batch: greedy_generate_batch(model, tokenizer, batch, max_new_tokens, stop_ids),
+        prompts, batch_size, "generating" if progress else None)
+
+
+def _in_length_batches(generate_batch, prompts: Sequence[Sequence[int]], batch_size: int,
+                       progress: Optional[str]) -> list[Generation]:
+    """Run ``generate_batch`` over prompts sorted by length (little padding);
+    results in the order of ``prompts``. ``progress``: the bar's label, or None."""
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results: list[Optional[Generation]] = [None] * len(prompts)
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     if progress:
         from tqdm.auto import tqdm
-        batches = tqdm(batches, desc="generating", unit="batch")
+        batches = tqdm(batches, desc=progress, unit="batch")
     for batch in batches:
-        outs = greedy_generate_batch(model, tokenizer, [prompts[i] for i in batch],
-                                     max_new_tokens, stop_ids)
-        for i, gen in zip(batch, outs):
+        for i, gen in zip(batch, generate_batch([prompts[i] for i in batch])):
             results[i] = gen
     return results  # type: ignore[return-value]
 
@@ -173,14 +180,6 @@ def contrastive_generate(pair, prompts: Sequence[Sequence[int]], max_new_tokens:
                          batch_size: int = 16, progress: bool = False) -> list[Generation]:
     """:func:`contrastive_generate_batch` over many prompts, batched by length,
     results in the order of ``prompts``."""
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    results: list[Optional[Generation]] = [None] * len(prompts)
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    if progress:
-        from tqdm.auto import tqdm
-        batches = tqdm(batches, desc="contrastive decoding", unit="batch")
-    for batch in batches:
-        for i, gen in zip(batch, contrastive_generate_batch(pair, [prompts[i] for i in batch],
-                                                            max_new_tokens, alpha)):
-            results[i] = gen
-    return results  # type: ignore[return-value]
+    return _in_length_batches(
+        lambda batch: contrastive_generate_batch(pair, batch, max_new_tokens, alpha),
+        prompts, batch_size, "contrastive decoding" if progress else None)
