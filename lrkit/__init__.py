@@ -23,6 +23,7 @@ _PUBLIC = {
     "train": "lrkit.training",
     "merge": "lrkit.training",
     "evaluate": "lrkit.evaluation",
+    "evaluate_contrastive": "lrkit.evaluation",
     "compare": "lrkit.evaluation",
     "extract_answer": "lrkit.evaluation",
     "answers_match": "lrkit.evaluation",

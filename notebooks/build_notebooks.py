@@ -544,6 +544,24 @@ Read the intervals before a ranking: on the toy pair the variants differ by a fe
 paper's effect sizes need its models and benchmarks.
 """),
     md("""
+## Does the contrast point towards better answers?
+
+Tuning moves the expert towards the soft labels $v_C$. Decoding by their argmax directly
+(log pi_E - log pi_A inside the alpha mask, both models reading the same prefix, no training)
+shows where that road leads. If this scores below the base expert, the pair's contrast points away
+from better answers and no amount of tuning towards it can help. On the bundled toy pair it did in
+our runs (the README gives the figures): its two models learned from the same data, and we think
+the amateur is most sure exactly where the answer is easy, so the contrast pushes away from it.
+"""),
+    code('''
+contrastive = lrkit.evaluate_contrastive(w.load_pair(), w.test_problems(), w.eval_config, alpha=ALPHA,
+                                         progress=False)
+print(f"greedy expert {base.accuracy:.1%} {tuple(round(x, 3) for x in base.interval)}; "
+      f"decoding by v_C's argmax (alpha {ALPHA}) {contrastive.accuracy:.1%} "
+      f"{tuple(round(x, 3) for x in contrastive.interval)} on {contrastive.n} problems")
+lrkit.compare(base, contrastive).show()
+'''),
+    md("""
 ## Efficiency: LightReasoner against SFT
 
 The paper's SFT baseline samples one rollout per problem, keeps the right ones and trains on all
