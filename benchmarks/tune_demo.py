@@ -1,11 +1,14 @@
 """Choose the demo's fine-tuning settings on train-side problems only.
 
-Samples the demo's unlabeled train problems once (the same folder and settings
-as ``lrkit demo``), then LoRA-tunes the bundled expert with each learning rate x
+Samples the demo's unlabeled train problems once (the demo's problems and
+sampling settings, into ``<out>/sampling``), then LoRA-tunes the bundled expert with each learning rate x
 step count of a small grid and measures greedy accuracy on the *validation*
 slice of the train side (never the test split the demo reports on).
 
     python benchmarks/tune_demo.py --out runs/tune [--lrs 5e-4 1e-3 2e-3] [--steps 30 60]
+
+Use a new ``--out`` for each ``--train-problems``; a rerun into the same folder
+reuses its sampling and retrains every setting.
 
 Writes ``tune.json`` and prints one row per setting: accuracy, change against
 the base expert, problems fixed and broken, training seconds. It also scores
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -79,6 +83,8 @@ def main() -> int:
             train_config = replace(config.train, learning_rate=lr, max_steps=steps,
                                    save_steps=max(steps, 1))
             started = time.perf_counter()
+            for folder in (out / f"adapter_{name}", out / f"merged_{name}"):
+                shutil.rmtree(folder, ignore_errors=True)
             trained = train(expert, records, out / f"adapter_{name}", train_config, progress=False)
             seconds = time.perf_counter() - started
             merged = merge(expert, trained.adapter_dir, out / f"merged_{name}")

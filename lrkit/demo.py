@@ -78,6 +78,29 @@ def _no_contrast(records: list[dict]) -> list[dict]:
     return out
 
 
+PAIR_FILE = "pair.json"
+"""The sha256 of both toy models' weights, so a rerun never mixes two builds."""
+
+
+def _check_pair_build(out_dir: Path, expert_path: str, amateur_path: str) -> None:
+    """Refuse to resume in a folder made with another build of the toy pair (a
+    pull that rebuilt data/toy): its records and adapters belong to that build."""
+    import hashlib
+
+    current = {role: hashlib.sha256((Path(path) / "model.safetensors").read_bytes()).hexdigest()
+               for role, path in (("expert", expert_path), ("amateur", amateur_path))}
+    path = out_dir / PAIR_FILE
+    if path.exists():
+        if json.loads(path.read_text()) != current:
+            raise ValueError(f"{out_dir} holds a demo run made with another build of the toy pair; "
+                             f"rerun with --fresh to replace it, or choose another --out")
+        return
+    if any(out_dir.iterdir()):
+        raise ValueError(f"{out_dir} holds files but no {PAIR_FILE} (a run of an older lrkit, or not a "
+                         f"demo run); rerun with --fresh to replace it, or choose another --out")
+    path.write_text(json.dumps(current, indent=2) + "\n")
+
+
 def _merge(expert_path, adapter_dir, out: Path) -> Path:
     """Merge into ``out``, replacing what an earlier run of the demo left there:
     the demo's merged folders are derived from its adapters and rebuilt each run."""
@@ -117,6 +140,7 @@ def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations
     started = time.perf_counter()
 
     expert_path, amateur_path = (str(p) for p in resolve_pair("toy"))
+    _check_pair_build(out_dir, expert_path, amateur_path)
     pair = load_pair(expert_path, amateur_path, device="cpu")
     train_set = generate_problems(config.train_problems, "train", seed=config.problem_seed)
     unlabeled = [{"id": p["id"], "question": p["question"]} for p in train_set]

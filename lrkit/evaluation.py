@@ -406,9 +406,15 @@ def evaluate_contrastive(pair, problems, config: Optional[EvalConfig] = None, al
     problems = _scorable_problems(problems, "evaluate_contrastive()")
     info = {"model": name or f"contrastive decoding ({pair.expert_name} vs {pair.amateur_name}, "
                              f"alpha {alpha})", "config": {**to_dict(config), "alpha": alpha}}
-    return _run_evaluation(
-        lambda prompts: contrastive_generate_batch(pair, prompts, config.max_new_tokens, alpha),
-        pair.tokenizer, problems, config, info, out_dir, progress)
+    modes = [m.training for m in (pair.expert, pair.amateur)]
+    pair.expert.eval(), pair.amateur.eval()
+    try:
+        return _run_evaluation(
+            lambda prompts: contrastive_generate_batch(pair, prompts, config.max_new_tokens, alpha),
+            pair.tokenizer, problems, config, info, out_dir, progress)
+    finally:
+        for model, mode in zip((pair.expert, pair.amateur), modes):
+            model.train(mode)
 
 
 def _scorable_problems(problems, caller: str) -> list:

@@ -379,7 +379,10 @@ def fit(trainer_class, expert: str, tokenizer, examples: Sequence[dict], out_dir
     trainer.add_callback(_CheckpointProgress(trainer))
     if checkpoint is not None and (checkpoint / PROGRESS_FILE).exists():
         trainer.supervised_positions = json.loads((checkpoint / PROGRESS_FILE).read_text())["supervised_positions"]
-    if checkpoint is not None and _finished(checkpoint):
+    # The run's own step target: max_steps may grow on resume (RESUMABLE_CHANGES);
+    # epoch-based runs (SFT, max_steps -1) use the count the Trainer planned.
+    target = trainer.args.max_steps if trainer.args.max_steps > 0 else None
+    if checkpoint is not None and _finished(checkpoint, target):
         # Resuming a run that already did all its steps: the Trainer would start
         # another epoch and take one more (lr 0) step, counting its positions
         # and logging its loss. Restore the final checkpoint instead.
@@ -399,13 +402,15 @@ def fit(trainer_class, expert: str, tokenizer, examples: Sequence[dict], out_dir
     return trainer
 
 
-def _finished(checkpoint: Path) -> bool:
-    """True when the checkpoint's state has done every step the run planned."""
+def _finished(checkpoint: Path, target: Optional[int]) -> bool:
+    """True when the checkpoint has done ``target`` steps (None: the steps its
+    own state planned)."""
     path = checkpoint / "trainer_state.json"
     if not (path.exists() and (checkpoint / "adapter_model.safetensors").exists()):
         return False
     state = json.loads(path.read_text())
-    return bool(state.get("max_steps")) and state.get("global_step", 0) >= state["max_steps"]
+    target = target or state.get("max_steps")
+    return bool(target) and state.get("global_step", 0) >= target
 
 
 def pad_id_of(tokenizer) -> int:

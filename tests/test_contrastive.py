@@ -81,3 +81,23 @@ def test_evaluate_contrastive_at_alpha_one_is_the_experts_greedy_evaluation(pair
     assert contrast.info["config"]["alpha"] == 1.0
     with pytest.raises(ValueError, match="no answer to score against"):
         evaluate_contrastive(pair, [{"id": "x", "question": "1+1?"}], config, progress=False)
+
+
+def test_padding_rows_of_the_output_layer_are_never_chosen(pair_paths):
+    pair = load_pair(str(pair_paths[0]), str(pair_paths[1]), device="cpu")
+    vocab = len(pair.tokenizer)
+    assert pair.expert.get_output_embeddings().weight.shape[0] == vocab + 3
+
+    def favour_padding(module, inputs, output):  # the first padding row outscores every token
+        output = output.clone()
+        output[..., vocab] = output.max() + 50.0
+        return output
+
+    hook = pair.expert.get_output_embeddings().register_forward_hook(favour_padding)
+    try:
+        prompts = [build_prompt_ids(pair.tokenizer, q, None) for q in QUESTIONS]
+        got = contrastive_generate(pair, prompts, MAX_NEW, alpha=0.2, batch_size=5)
+    finally:
+        hook.remove()
+    assert all(t < vocab for g in got for t in g.token_ids)
+    assert all(len(g.token_ids) > 0 for g in got)

@@ -118,3 +118,17 @@ def test_running_the_demo_again_in_its_folder_gives_the_same_numbers(run):
     after = json.loads((out / "summary.json").read_text())
     for key in ("steps", "records", "tuned_tokens", "base_accuracy", "tuned_accuracy", "fixed", "broken"):
         assert after[key] == before[key], key
+
+
+def test_a_folder_from_another_build_of_the_pair_is_refused(tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "pair.json").write_text(json.dumps({"expert": "0" * 64, "amateur": "1" * 64}))
+    with pytest.raises(ValueError, match="another build of the toy pair.*--fresh"):
+        demo.run_demo(other, progress=False)
+    unknown = tmp_path / "unknown"
+    (unknown / "sampling").mkdir(parents=True)
+    with pytest.raises(ValueError, match="no pair.json.*--fresh"):
+        demo.run_demo(unknown, progress=False)
+    assert sorted(p.name for p in other.iterdir()) == ["pair.json"], "nothing was written"
+    assert sorted(p.name for p in unknown.iterdir()) == ["sampling"]

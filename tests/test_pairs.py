@@ -69,6 +69,9 @@ def test_an_installed_wheel_carries_the_toy_pair(tmp_path):
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(site)
+        shipped_code = {name for name in archive.namelist() if name.endswith(".py")}
+    # pyproject lists the packages by hand: every module of the checkout must be in the wheel
+    assert shipped_code == {str(p.relative_to(REPO)) for p in (REPO / "lrkit").rglob("*.py")}
     script = ("import json, lrkit.pairs as p; from lrkit.toy import toy_pair_paths; "
               "print(json.dumps([p.resolve_pair('toy'), [str(x) for x in toy_pair_paths()]]))")
     out = subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, capture_output=True,

@@ -386,6 +386,17 @@ def test_resuming_a_finished_run_changes_nothing(expert, one_hot_records, tmp_pa
         assert torch.equal(original[key], reloaded[key]), key
 
 
+def test_a_finished_run_resumed_with_more_steps_goes_on(expert, one_hot_records, tmp_path):
+    short = TrainConfig(**{**FAST, "per_device_batch_size": 2, "max_steps": 2, "save_steps": 50})
+    longer = TrainConfig(**{**FAST, "per_device_batch_size": 2, "max_steps": 4, "save_steps": 50})
+    straight = train(expert, one_hot_records, tmp_path / "straight", longer)
+    train(expert, one_hot_records, tmp_path / "run", short)
+    extended = train(expert, one_hot_records, tmp_path / "run", longer, resume=True)
+    assert extended.steps == straight.steps == 4
+    assert extended.tuned_tokens == straight.tuned_tokens == 4 * 2
+    assert [e["step"] for e in extended.loss_history] == [1, 2, 3, 4]
+
+
 def test_resume_refuses_other_records(expert, one_hot_records, tmp_path):
     config = TrainConfig(**{**FAST, "max_steps": 1})
     train(expert, one_hot_records, tmp_path / "run", config)
