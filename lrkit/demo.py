@@ -124,7 +124,7 @@ def _train_and_evaluate(name, records, expert_path, tokenizer, test, config: Dem
 
 def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations: bool = False,
              fresh: bool = False, progress: bool = True) -> DemoResult:
-    from .evaluation import compare, evaluate
+    from .evaluation import compare, evaluate, evaluate_contrastive
     from .models import load_pair
     from .pairs import resolve_pair
     from .records import read_records
@@ -163,11 +163,16 @@ def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations
         tuned = evaluate(str(merged), test, config.eval, out_dir=out_dir / "eval_tuned",
                          progress=progress, name="LightReasoner")
     comparison = compare(base, tuned)
+    # Where tuning leads: the expert decoding by the soft labels' own argmax, no training.
+    with _stage("decoding by the soft labels", timings, progress):
+        decoded = evaluate_contrastive(pair, test, config.eval, alpha=config.sample.alpha,
+                                       out_dir=out_dir / "eval_contrastive_decoding", progress=progress,
+                                       name="decoding by v_C's argmax")
 
     ablation_rows = None
     if ablations:
         ablation_rows = _ablations(pair, expert_path, unlabeled, train_set, test, records, trained, base,
-                                   tuned, config, out_dir, timings, progress)
+                                   tuned, decoded, config, out_dir, timings, progress)
 
     rollout_tokens = int(len(steps))
     summary = {
@@ -180,7 +185,9 @@ def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations
         "base_accuracy": base.accuracy, "base_interval": list(base.interval),
         "tuned_accuracy": tuned.accuracy, "tuned_interval": list(tuned.interval),
         "fixed": int(len(comparison.fixed)), "broken": int(len(comparison.broken)),
-        "mcnemar_p": comparison.p_value, "seconds": timings,
+        "mcnemar_p": comparison.p_value,
+        "contrastive_decoding_accuracy": decoded.accuracy,
+        "contrastive_decoding_interval": list(decoded.interval), "seconds": timings,
         "total_seconds": round(time.perf_counter() - started, 1),
         "config": {"sample": to_dict(config.sample), "train": to_dict(config.train),
                    "eval": to_dict(config.eval)},
@@ -190,12 +197,12 @@ def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
     report_path = build_demo_report(out_dir, steps, records, trained, base, tuned, comparison,
-                                    summary, config)
+                                    summary, config, decoded)
     summary["report"] = str(report_path)
     return DemoResult(out_dir, report_path, summary)
 
 
-def _ablations(pair, expert_path, unlabeled, train_set, test, records, trained, base, tuned,
+def _ablations(pair, expert_path, unlabeled, train_set, test, records, trained, base, tuned, decoded,
                config: DemoConfig, out_dir: Path, timings: dict, progress: bool) -> list[dict]:
     """Table 6 in miniature: the four LightReasoner variants get the same
     optimizer steps; SFT trains one epoch on its correct rollouts."""
@@ -235,10 +242,6 @@ def _ablations(pair, expert_path, unlabeled, train_set, test, records, trained, 
     # Not in the paper's table: the soft labels' own argmax used as a decoder,
     # with no training. Below the base expert, the contrast points away from
     # better answers on this pair, and no amount of tuning towards it can help.
-    with _stage("ablations: contrastive decoding", timings, progress):
-        from .evaluation import evaluate_contrastive
-        decoded = evaluate_contrastive(pair, test, config.eval, alpha=config.sample.alpha,
-                                       out_dir=out_dir / "eval_contrastive_decoding", progress=progress)
     rows.append({"variant": "contrastive decoding", "examples": 0, "tuned_tokens": 0, "result": decoded})
     table = []
     for row in rows:
@@ -252,7 +255,7 @@ def _ablations(pair, expert_path, unlabeled, train_set, test, records, trained, 
 
 
 def build_demo_report(out_dir: Path, steps, records, trained, base, tuned, comparison, summary: dict,
-                      config: DemoConfig) -> Path:
+                      config: DemoConfig, decoded=None) -> Path:
     """One self-contained HTML page (plotly inlined, token views in plain HTML)."""
     import pandas as pd
 
@@ -272,6 +275,7 @@ def build_demo_report(out_dir: Path, steps, records, trained, base, tuned, compa
         "base expert accuracy": _pct_interval(base),
         "tuned expert accuracy": _pct_interval(tuned),
         "fixed / broken": f"{summary['fixed']} / {summary['broken']} (exact McNemar p = {summary['mcnemar_p']:.3g})",
+        **({"decoding by the soft labels' argmax (no training)": _pct_interval(decoded)} if decoded else {}),
     }, heading="Summary")
     report.add_figure(kl_histogram(steps, beta=beta), heading="Where the expert and the amateur diverge",
                       caption="Share of steps per KL bin (the paper's Figure 2); steps right of beta become records.")
@@ -292,10 +296,14 @@ def build_demo_report(out_dir: Path, steps, records, trained, base, tuned, compa
     loss_name = next((k for k in (trained.loss_history[0] if trained.loss_history else {}) if k != "step"), "loss")
     report.add_figure(loss_curve(trained.loss_history, y=loss_name), heading="Fine-tuning",
                       caption="KL(v_C || pi_E) at the supervised position, per logged optimizer step.")
+    bars = [(base, "base expert"), (tuned, "LightReasoner")] + ([(decoded, "decoding by v_C")] if decoded else [])
     report.add_figure(accuracy_comparison([
-        {"name": "base expert", "accuracy": base.accuracy, "low": base.interval[0], "high": base.interval[1]},
-        {"name": "LightReasoner", "accuracy": tuned.accuracy, "low": tuned.interval[0], "high": tuned.interval[1]},
-    ]), heading="Accuracy on held-out problems")
+        {"name": name, "accuracy": r.accuracy, "low": r.interval[0], "high": r.interval[1]} for r, name in bars
+    ]), heading="Accuracy on held-out problems",
+        caption="95% Wilson intervals. 'decoding by v_C': the base expert and the amateur decode together, "
+                "taking at each step the argmax of the soft label (log pi_E - log pi_A inside the alpha "
+                "mask), with no training: where tuning towards the labels leads. Below the base expert, "
+                "this pair's contrast points away from better answers.")
     for label, frame in (("Problems fixed by tuning", comparison.fixed),
                          ("Problems broken by tuning", comparison.broken)):
         cols = [c for c in ("id", "question", "gold", "prediction_a", "prediction_b") if c in frame.columns]
@@ -356,6 +364,10 @@ def print_summary(summary: dict) -> None:
     print(f"  accuracy on {summary['test_problems']} held-out problems: base {pct(summary['base_accuracy'])} "
           f"[{pct(b[0])}, {pct(b[1])}] -> tuned {pct(summary['tuned_accuracy'])} [{pct(t[0])}, {pct(t[1])}]")
     print(f"  fixed {summary['fixed']}, broken {summary['broken']} (McNemar p = {summary['mcnemar_p']:.3g})")
+    if "contrastive_decoding_accuracy" in summary:
+        c = summary["contrastive_decoding_interval"]
+        print(f"  decoding by the soft labels' argmax, no training: "
+              f"{pct(summary['contrastive_decoding_accuracy'])} [{pct(c[0])}, {pct(c[1])}]")
     if "ablations" in summary:
         print("  ablations (accuracy, change vs base, paper's figure):")
         for row in summary["ablations"]:

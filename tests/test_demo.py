@@ -62,8 +62,13 @@ def test_summary_matches_the_stage_files(run):
     assert summary["base_interval"] == pytest.approx(list(accuracy_interval(sum(base.values()), 24)))
     assert summary["fixed"] == sum(tuned[i] and not base[i] for i in base)
     assert summary["broken"] == sum(base[i] and not tuned[i] for i in base)
+    decoded = lines(out / "eval_contrastive_decoding" / "results.jsonl")
+    assert [r["id"] for r in decoded] == list(base)
+    n_decoded = sum(r["correct"] for r in decoded)
+    assert summary["contrastive_decoding_accuracy"] == pytest.approx(n_decoded / 24)
+    assert summary["contrastive_decoding_interval"] == pytest.approx(list(accuracy_interval(n_decoded, 24)))
     assert set(summary["seconds"]) >= {"sampling", "training", "merging", "evaluating base expert",
-                                       "evaluating tuned expert"}
+                                       "evaluating tuned expert", "decoding by the soft labels"}
 
 
 def test_ablation_table_has_every_variant_on_the_same_test_set(run):
@@ -103,6 +108,9 @@ def test_report_is_one_offline_page_and_stdout_has_the_summary(run):
     assert f"accuracy on 24 held-out problems: base {100 * summary['base_accuracy']:.1f}%" in stdout
     assert f"fixed {summary['fixed']}, broken {summary['broken']}" in stdout
     assert "contrastive decoding" in stdout
+    assert f"decoding by the soft labels' argmax, no training: {100 * summary['contrastive_decoding_accuracy']:.1f}%" in stdout
+    assert "decoding by the soft labels&#x27; argmax (no training)" in html or \
+        "decoding by the soft labels' argmax (no training)" in html
 
 
 def test_running_the_demo_again_in_its_folder_gives_the_same_numbers(run):
