@@ -116,7 +116,8 @@ def _train_and_evaluate(name, records, expert_path, tokenizer, test, config: Dem
     from .evaluation import evaluate
     from .training import train
 
-    trained = train(expert_path, records, out_dir / f"adapter_{name}", config.train, resume=True)
+    trained = train(expert_path, records, out_dir / f"adapter_{name}", config.train, resume=True,
+                    progress=progress)
     merged = _merge(expert_path, trained.adapter_dir, out_dir / f"merged_{name}")
     result = evaluate(str(merged), test, config.eval, out_dir=out_dir / f"eval_{name}", progress=progress)
     return trained, result
@@ -153,7 +154,8 @@ def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations
 
     from .training import train
     with _stage("training", timings, progress):
-        trained = train(expert_path, records, out_dir / "adapter", config.train, resume=True)
+        trained = train(expert_path, records, out_dir / "adapter", config.train, resume=True,
+                        progress=progress)
     with _stage("merging", timings, progress):
         merged = _merge(expert_path, trained.adapter_dir, out_dir / "merged")
     with _stage("evaluating base expert", timings, progress):
@@ -231,7 +233,7 @@ def _ablations(pair, expert_path, unlabeled, train_set, test, records, trained, 
     with _stage("ablations: SFT baseline", timings, progress):
         baseline = run_sft(expert_path, train_set, out_dir / "sft", config=config.train,
                        max_new_tokens=config.eval.max_new_tokens, generation_batch_size=config.eval.batch_size,
-                       resume=True)
+                       resume=True, progress=progress)
         merged = _merge(expert_path, baseline.adapter_dir, out_dir / "merged_sft")
         from .evaluation import evaluate
         sft_result = evaluate(str(merged), test, config.eval, out_dir=out_dir / "eval_sft",
@@ -392,6 +394,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     from dataclasses import replace
 
+    from .workshop import hide_library_chatter
+
+    hide_library_chatter()
     config = DemoConfig(train_problems=args.train_problems, test_problems=args.test_problems,
                         sample=replace(defaults.sample, beta=args.beta),
                         train=replace(defaults.train, max_steps=args.max_steps))

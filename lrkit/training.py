@@ -377,6 +377,10 @@ def fit(trainer_class, expert: str, tokenizer, examples: Sequence[dict], out_dir
         train_dataset=list(examples), data_collator=collator, processing_class=tokenizer,
         callbacks=[LossLog(out_dir / LOSS_FILE, loss_name), *callbacks], **trainer_kwargs)
     trainer.add_callback(_CheckpointProgress(trainer))
+    if not progress:  # without a progress bar the Trainer prints every log as a dict instead
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     if checkpoint is not None and (checkpoint / PROGRESS_FILE).exists():
         trainer.supervised_positions = json.loads((checkpoint / PROGRESS_FILE).read_text())["supervised_positions"]
     # The run's own step target: max_steps may grow on resume (RESUMABLE_CHANGES);

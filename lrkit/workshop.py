@@ -72,6 +72,16 @@ class Setup:
                 f"{self.precision} (torch {torch.__version__})")
 
 
+def hide_library_chatter() -> None:
+    """Hide transformers' per-load "Loading weights" bars and its deprecation
+    warning for ``is_gradient_checkpointing`` (raised inside the Trainer and peft)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                            category=FutureWarning)
+
+
 def notebook_setup(device: str = "auto", dtype: str = "auto", quiet: bool = False,
                    library_chatter: bool = False) -> Setup:
     """Pick the device ("auto": the GPU when there is one) and the dtype.
@@ -81,11 +91,7 @@ def notebook_setup(device: str = "auto", dtype: str = "auto", quiet: bool = Fals
     for ``is_gradient_checkpointing`` (raised from inside the Trainer and peft).
     lrkit's own progress bars and the Trainer's loss table stay."""
     if not library_chatter:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
-                                category=FutureWarning)
+        hide_library_chatter()
     chosen = choose_device(device)
     chosen_dtype = choose_dtype(chosen, dtype)
     accelerator = torch.cuda.get_device_name(chosen) if chosen.type == "cuda" else "CPU"
