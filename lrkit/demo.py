@@ -85,9 +85,9 @@ PAIR_FILE = "pair.json"
 def _check_pair_build(out_dir: Path, expert_path: str, amateur_path: str) -> None:
     """Refuse to resume in a folder made with another build of the toy pair (a
     pull that rebuilt data/toy): its records and adapters belong to that build."""
-    import hashlib
+    from .pairs import _sha256_of
 
-    current = {role: hashlib.sha256((Path(path) / "model.safetensors").read_bytes()).hexdigest()
+    current = {role: _sha256_of(Path(path) / "model.safetensors")
                for role, path in (("expert", expert_path), ("amateur", amateur_path))}
     path = out_dir / PAIR_FILE
     if path.exists():
@@ -295,8 +295,7 @@ def build_demo_report(out_dir: Path, steps, records, trained, base, tuned, compa
                                              title=f"problem {pid}"),
                                   caption="Colour = KL; hover a token for both models' top-5 and, "
                                           "for kept steps, the soft label.")
-    loss_name = next((k for k in (trained.loss_history[0] if trained.loss_history else {}) if k != "step"), "loss")
-    report.add_figure(loss_curve(trained.loss_history, y=loss_name), heading="Fine-tuning",
+    report.add_figure(loss_curve(trained.loss_history, y="kl"), heading="Fine-tuning",
                       caption="KL(v_C || pi_E) at the supervised position, per logged optimizer step.")
     bars = [(base, "base expert"), (tuned, "LightReasoner")] + ([(decoded, "decoding by v_C")] if decoded else [])
     report.add_figure(accuracy_comparison([
@@ -394,7 +393,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     from dataclasses import replace
 
-    from .workshop import hide_library_chatter
+    from .models import hide_library_chatter
 
     hide_library_chatter()
     config = DemoConfig(train_problems=args.train_problems, test_problems=args.test_problems,

@@ -379,14 +379,9 @@ def evaluate(model_or_path, problems, config: Optional[EvalConfig] = None, token
     model, tokenizer, model_name = _resolve_model(model_or_path, tokenizer)
     info = {"model": name or model_name, "config": to_dict(config)}
     stop_ids = stop_token_ids(model, tokenizer)
-    was_training = model.training
-    model.eval()
-    try:
-        return _run_evaluation(
-            lambda prompts: greedy_generate_batch(model, tokenizer, prompts, config.max_new_tokens, stop_ids),
-            tokenizer, problems, config, info, out_dir, progress)
-    finally:
-        model.train(was_training)
+    return _run_evaluation(
+        lambda prompts: greedy_generate_batch(model, tokenizer, prompts, config.max_new_tokens, stop_ids),
+        [model], tokenizer, problems, config, info, out_dir, progress)
 
 
 def evaluate_contrastive(pair, problems, config: Optional[EvalConfig] = None, alpha: float = 0.2,
@@ -406,15 +401,9 @@ def evaluate_contrastive(pair, problems, config: Optional[EvalConfig] = None, al
     problems = _scorable_problems(problems, "evaluate_contrastive()")
     info = {"model": name or f"contrastive decoding ({pair.expert_name} vs {pair.amateur_name}, "
                              f"alpha {alpha})", "config": {**to_dict(config), "alpha": alpha}}
-    modes = [m.training for m in (pair.expert, pair.amateur)]
-    pair.expert.eval(), pair.amateur.eval()
-    try:
-        return _run_evaluation(
-            lambda prompts: contrastive_generate_batch(pair, prompts, config.max_new_tokens, alpha),
-            pair.tokenizer, problems, config, info, out_dir, progress)
-    finally:
-        for model, mode in zip((pair.expert, pair.amateur), modes):
-            model.train(mode)
+    return _run_evaluation(
+        lambda prompts: contrastive_generate_batch(pair, prompts, config.max_new_tokens, alpha),
+        [pair.expert, pair.amateur], pair.tokenizer, problems, config, info, out_dir, progress)
 
 
 def _scorable_problems(problems, caller: str) -> list:
@@ -428,9 +417,10 @@ def _scorable_problems(problems, caller: str) -> list:
     return problems
 
 
-def _run_evaluation(generate_batch, tokenizer, problems, config: EvalConfig, info: dict,
+def _run_evaluation(generate_batch, models, tokenizer, problems, config: EvalConfig, info: dict,
                     out_dir, progress: bool) -> EvalResult:
-    """Generate in length-sorted batches, score each answer, save after every batch."""
+    """Generate in length-sorted batches, score each answer, save after every
+    batch; ``models`` are in eval mode meanwhile and get their mode back."""
     prompts = [build_prompt_ids(tokenizer, p.question, config.system_prompt) for p in problems]
     # Similar lengths share a batch so little compute goes to padding.
     order = sorted(range(len(problems)), key=lambda i: len(prompts[i]))
@@ -440,6 +430,9 @@ def _run_evaluation(generate_batch, tokenizer, problems, config: EvalConfig, inf
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(problems), desc="evaluating", unit="problem")
+    modes = [model.training for model in models]
+    for model in models:
+        model.eval()
     start = time.perf_counter()
     try:
         for batch in batches:
@@ -453,6 +446,8 @@ def _run_evaluation(generate_batch, tokenizer, problems, config: EvalConfig, inf
             if out_dir is not None:
                 _finish(rows, {**info, "complete": False, "n_planned": len(problems)}, start).save(out_dir)
     finally:
+        for model, mode in zip(models, modes):
+            model.train(mode)
         if bar is not None:
             bar.close()
     result = _finish(rows, {**info, "complete": True}, start)

@@ -168,3 +168,15 @@ def load_pair(expert: str, amateur: Optional[str] = None, device=None, dtype=Non
     amateur_model, _ = load_model(amateur, device, dtype, trust_remote_code, with_tokenizer=False)
     vocab_size = check_pair(expert_tokenizer, amateur_tokenizer, expert_model, amateur_model)
     return ModelPair(expert_model, amateur_model, expert_tokenizer, vocab_size, expert, amateur)
+
+
+def hide_library_chatter() -> None:
+    """Hide transformers' per-load "Loading weights" bars and its deprecation
+    warning for ``is_gradient_checkpointing`` (raised inside the Trainer and peft)."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                            category=FutureWarning)

@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import sys
-import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -33,7 +32,7 @@ from typing import Optional, Sequence, Union
 import torch
 
 from .config import EvalConfig, SampleConfig, TrainConfig, to_dict
-from .models import choose_device, choose_dtype
+from .models import choose_device, choose_dtype, hide_library_chatter
 
 RUN_DIR_ENV = "LRKIT_RUN_DIR"
 INSTALL_SPEC = "lrkit[notebooks] @ git+https://github.com/lrkit/lrkit"
@@ -70,16 +69,6 @@ class Setup:
         where = "Colab" if self.colab else "local"
         return (f"{where}, {self.accelerator}: device {self.device}, "
                 f"{self.precision} (torch {torch.__version__})")
-
-
-def hide_library_chatter() -> None:
-    """Hide transformers' per-load "Loading weights" bars and its deprecation
-    warning for ``is_gradient_checkpointing`` (raised inside the Trainer and peft)."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
-                            category=FutureWarning)
 
 
 def notebook_setup(device: str = "auto", dtype: str = "auto", quiet: bool = False,
