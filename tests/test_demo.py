@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from lrkit import demo
+from lrkit.cli import main
 from lrkit.evaluation import accuracy_interval
 from lrkit.pairs import TOY_DIR
 
@@ -32,8 +33,8 @@ def run(tmp_path_factory):
 
         stdout = io.StringIO()
         with contextlib.redirect_stdout(stdout):
-            assert demo.main(["--out", str(out), "--train-problems", "12", "--test-problems", "24",
-                              "--max-steps", "3", "--ablations", "--quiet"]) == 0
+            assert main(["demo", "--out", str(out), "--train-problems", "12", "--test-problems", "24",
+                         "--max-steps", "3", "--ablations", "--quiet"]) == 0
     finally:
         torch.set_num_threads(previous)
     return out, stdout.getvalue()
@@ -119,8 +120,8 @@ def test_running_the_demo_again_in_its_folder_gives_the_same_numbers(run):
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert demo.main(["--out", str(out), "--train-problems", "12", "--test-problems", "24",
-                          "--max-steps", "3", "--quiet"]) == 0
+        assert main(["demo", "--out", str(out), "--train-problems", "12", "--test-problems", "24",
+                     "--max-steps", "3", "--quiet"]) == 0
     finally:
         torch.set_num_threads(previous)
     after = json.loads((out / "summary.json").read_text())

@@ -16,7 +16,7 @@ import torch
 
 from lrkit.config import EvalConfig
 from lrkit.evaluation import (EvalResult, accuracy_interval, answers_match, compare, evaluate,
-                              extract_answer, gsm8k_gold, main, mcnemar_p_value, parse_number)
+                              extract_answer, gsm8k_gold, mcnemar_p_value, parse_number)
 from lrkit.generation import greedy_generate
 from lrkit.prompts import build_prompt_ids
 
@@ -367,7 +367,9 @@ def test_main_with_a_model_folder_and_a_problem_file(model_dir, tmp_path, capsys
     problems = tmp_path / "problems.jsonl"
     problems.write_text("".join(json.dumps(p) + "\n" for p in PROBLEMS))
     out = tmp_path / "eval"
-    code = main(["--model", str(model_dir), "--problems", str(problems), "--out", str(out),
+    from lrkit.cli import main
+
+    code = main(["eval", "--model", str(model_dir), "--problems", str(problems), "--out", str(out),
                  "--max-problems", "3", "--max-new-tokens", "11", "--batch-size", "2",
                  "--system-prompt", ""])
     assert code == 0

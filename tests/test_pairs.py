@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from lrkit import pairs
+from lrkit.cli import main
 from lrkit.pairs import ChecksumError, GGUFSource, PairNotPreparedError, PairSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -191,10 +192,10 @@ def test_cache_root_order(tmp_path, monkeypatch):
 
 
 def test_cli_list_and_show(tmp_path, capsys):
-    assert pairs.main(["list", "--cache-dir", str(tmp_path)]) == 0
+    assert main(["pair", "list", "--cache-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "qwen2.5-coder-offline" in out and "not prepared" in out
-    assert pairs.main(["show", "qwen2.5-math-1.5b"]) == 0
+    assert main(["pair", "show", "qwen2.5-math-1.5b"]) == 0
     assert "Qwen/Qwen2.5-Math-1.5B" in capsys.readouterr().out
-    assert pairs.main(["show", "qwen2.5-coder-offline", "--cache-dir", str(tmp_path)]) == 1
+    assert main(["pair", "show", "qwen2.5-coder-offline", "--cache-dir", str(tmp_path)]) == 1
     assert "lrkit pair prepare" in capsys.readouterr().err

@@ -10,7 +10,7 @@ from lrkit.toy.problems import Difficulty, final_answer, generate_problems, spli
 
 _LAZY = {
     "train_toy_tokenizer": "lrkit.toy.tokenizer", "CHAT_TEMPLATE": "lrkit.toy.tokenizer",
-    "build_toy_pair": "lrkit.toy.pretrain", "main": "lrkit.toy.pretrain",
+    "build_toy_pair": "lrkit.toy.pretrain",
     "toy_pair_paths": "lrkit.toy.pretrain", "evaluate_toy": "lrkit.toy.pretrain",
     "extract_toy_answer": "lrkit.toy.pretrain", "ToyModelSpec": "lrkit.toy.pretrain",
     "EXPERT": "lrkit.toy.pretrain", "AMATEUR": "lrkit.toy.pretrain",

@@ -6,11 +6,10 @@ the assistant turn. Prompts are built by ``lrkit.prompts.build_prompt_ids``
 with the system prompt cycling through lrkit's sampling prompt, the paper's
 evaluation prompt and none, so the models answer under all three.
 
-    python -m lrkit.toy.pretrain --out data/toy --seed 0
+    python -m lrkit build-toy --out data/toy --seed 0
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -337,7 +336,7 @@ pad `<|endoftext|>`. Load them with `AutoModelForCausalLM.from_pretrained` and
 ## How it was built
 
     lrkit build-toy --out data/toy --seed {seed}
-    # or: python -m lrkit.toy.pretrain --out data/toy --seed {seed}
+    # or: python -m lrkit build-toy --out data/toy --seed {seed}
 
 Prompts come from `lrkit.prompts.build_prompt_ids` with the system prompt
 cycling through lrkit's sampling prompt ("Please reason step by step."), the
@@ -359,29 +358,3 @@ Accuracy counts the number after the last `####` (else the last number).
 
 def folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in Path(folder).iterdir() if f.is_file())
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="lrkit build-toy", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="data/toy", help="folder for expert/ and amateur/")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-eval", type=int, default=500, help="test problems to measure accuracy on")
-    parser.add_argument("--n-validation", type=int, default=200,
-                        help="validation problems to measure accuracy on (for tuning)")
-    parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
-                        help="training autocast; auto = bf16 where the CPU supports it")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    summary = build_toy_pair(args.out, seed=args.seed, n_eval=args.n_eval,
-                             n_validation=args.n_validation, precision=args.precision,
-                             threads=args.threads)
-    for role, info in summary["models"].items():
-        print(f"{role}: accuracy {info['accuracy']:.1%} on {info['n']} test problems, "
-              f"format {info['format_rate']:.1%}, {info['parameters']:,} parameters, "
-              f"{info['bytes'] / 1e6:.1f} MB")
-    print(f"built in {summary['total_seconds']:.0f}s")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
