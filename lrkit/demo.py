@@ -9,6 +9,7 @@ Rerunning after an interruption resumes sampling where it stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from .config import EvalConfig, SampleConfig, TrainConfig, to_dict
+from .provenance import Provenance, api_call, read_provenance
 
 PAPER_ABLATION = {  # Qwen2.5-Math-1.5B, average of 6 benchmarks (paper, Table 6)
     "full method": 54.0, "no selection": 53.8, "no contrast": 44.8, "neither": 42.6, "base expert": 41.2,
@@ -100,6 +102,27 @@ def _check_pair_build(out_dir: Path, expert_path: str, amateur_path: str) -> Non
     path.write_text(json.dumps(current, indent=2) + "\n")
 
 
+class DemoFolderError(ValueError):
+    """An --out folder holding a demo run made with other settings."""
+
+
+@contextlib.contextmanager
+def _same_settings(stage: str, out_dir: Path):
+    """A stage that finds its folder made with other settings names the demo's
+    own way out (--fresh), not the stage's (--overwrite, --resume ...)."""
+    from .evaluation import EvalFolderError
+    from .sampling import RunMismatchError
+    from .training import OutputFolderError
+
+    try:
+        yield
+    except (RunMismatchError, OutputFolderError, EvalFolderError) as err:
+        differs = getattr(err, "differs", None)
+        detail = f"differs in: {', '.join(differs)}" if differs else str(err).split(";")[0]
+        raise DemoFolderError(f"{out_dir} holds a demo run made with other settings ({stage}: {detail}); "
+                              f"rerun with --fresh to replace it, or choose another --out") from None
+
+
 def _merge(expert_path, adapter_dir, out: Path) -> Path:
     """Merge into ``out``, replacing what an earlier run of the demo left there:
     the demo's merged folders are derived from its adapters and rebuilt each run."""
@@ -142,38 +165,46 @@ def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations
     expert_path, amateur_path = (str(p) for p in resolve_pair("toy"))
     _check_pair_build(out_dir, expert_path, amateur_path)
     pair = load_pair(expert_path, amateur_path, device="cpu")
+    provenance = Provenance(out_dir, api_call("run_demo", str(out_dir), ablations=ablations, fresh=fresh),
+                            "cpu", next(pair.expert.parameters()).dtype).start()
     train_set = generate_problems(config.train_problems, "train", seed=config.problem_seed)
     unlabeled = [{"id": p["id"], "question": p["question"]} for p in train_set]
     test = generate_problems(config.test_problems, "test", seed=config.problem_seed)
 
     with _stage("sampling", timings, progress):
-        sampled = sample(pair, None, unlabeled, out_dir / "sampling", config.sample, progress=progress)
+        with _same_settings("sampling", out_dir):
+            sampled = sample(pair, None, unlabeled, out_dir / "sampling", config.sample, progress=progress)
     records = read_records(sampled.records_path)
     steps = read_steps(out_dir / "sampling")
 
     from .training import train
     with _stage("training", timings, progress):
-        trained = train(expert_path, records, out_dir / "adapter", config.train, resume=True,
-                        progress=progress)
+        with _same_settings("training", out_dir):
+            trained = train(expert_path, records, out_dir / "adapter", config.train, resume=True,
+                            progress=progress)
     with _stage("merging", timings, progress):
         merged = _merge(expert_path, trained.adapter_dir, out_dir / "merged")
     with _stage("evaluating base expert", timings, progress):
-        base = evaluate(pair.expert, test, config.eval, tokenizer=pair.tokenizer,
-                        out_dir=out_dir / "eval_base", progress=progress, name="base expert")
+        with _same_settings("evaluation", out_dir):
+            base = evaluate(pair.expert, test, config.eval, tokenizer=pair.tokenizer,
+                            out_dir=out_dir / "eval_base", progress=progress, name="base expert")
     with _stage("evaluating tuned expert", timings, progress):
-        tuned = evaluate(str(merged), test, config.eval, out_dir=out_dir / "eval_tuned",
-                         progress=progress, name="LightReasoner")
+        with _same_settings("evaluation", out_dir):
+            tuned = evaluate(str(merged), test, config.eval, out_dir=out_dir / "eval_tuned",
+                             progress=progress, name="LightReasoner")
     comparison = compare(base, tuned)
     # Where tuning leads: the expert decoding by the soft labels' own argmax, no training.
     with _stage("decoding by the soft labels", timings, progress):
-        decoded = evaluate_contrastive(pair, test, config.eval, alpha=config.sample.alpha,
-                                       out_dir=out_dir / "eval_contrastive_decoding", progress=progress,
-                                       name="decoding by v_C's argmax")
+        with _same_settings("evaluation", out_dir):
+            decoded = evaluate_contrastive(pair, test, config.eval, alpha=config.sample.alpha,
+                                           out_dir=out_dir / "eval_contrastive_decoding", progress=progress,
+                                           name="decoding by v_C's argmax")
 
     ablation_rows = None
     if ablations:
-        ablation_rows = _ablations(pair, expert_path, unlabeled, train_set, test, records, trained, base,
-                                   tuned, decoded, config, out_dir, timings, progress)
+        with _same_settings("ablations", out_dir):
+            ablation_rows = _ablations(pair, expert_path, unlabeled, train_set, test, records, trained, base,
+                                       tuned, decoded, config, out_dir, timings, progress)
 
     rollout_tokens = int(len(steps))
     summary = {
@@ -188,7 +219,10 @@ def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations
         "fixed": int(len(comparison.fixed)), "broken": int(len(comparison.broken)),
         "mcnemar_p": comparison.p_value,
         "contrastive_decoding_accuracy": decoded.accuracy,
-        "contrastive_decoding_interval": list(decoded.interval), "seconds": timings,
+        "contrastive_decoding_interval": list(decoded.interval),
+        "hit_token_limit": {"base": base.n_hit_limit, "tuned": tuned.n_hit_limit,
+                            "contrastive_decoding": decoded.n_hit_limit},
+        "seconds": timings,
         "total_seconds": round(time.perf_counter() - started, 1),
         "config": {"sample": to_dict(config.sample), "train": to_dict(config.train),
                    "eval": to_dict(config.eval)},
@@ -196,6 +230,7 @@ def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations
     if ablation_rows is not None:
         summary["ablations"] = ablation_rows
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    provenance.finish()
 
     report_path = build_demo_report(out_dir, steps, records, trained, base, tuned, comparison,
                                     summary, config, decoded)
@@ -277,6 +312,7 @@ def build_demo_report(out_dir: Path, steps, records, trained, base, tuned, compa
         "tuned expert accuracy": _pct_interval(tuned),
         "fixed / broken": f"{summary['fixed']} / {summary['broken']} (exact McNemar p = {summary['mcnemar_p']:.3g})",
         **({"decoding by the soft labels' argmax (no training)": _pct_interval(decoded)} if decoded else {}),
+        "generations cut at the token limit (base / tuned)": f"{base.n_hit_limit} / {tuned.n_hit_limit}",
     }, heading="Summary")
     report.add_figure(kl_histogram(steps, beta=beta), heading="Where the expert and the amateur diverge",
                       caption="Share of steps per KL bin (the paper's Figure 2); steps right of beta become records.")
@@ -326,8 +362,36 @@ def build_demo_report(out_dir: Path, steps, records, trained, base, tuned, compa
                                  "in the paper: the expert decodes by the soft label's argmax "
                                  "(log pi_E - log pi_A inside the alpha mask) with no training, which "
                                  "shows whether this pair's contrast points towards better answers.")
-    report.add_summary({k: json.dumps(v) for k, v in summary["config"].items()}, heading="Settings")
+    report.add_table(settings_frame(summary["config"]), heading="Settings", max_rows=500,
+                     caption="Every setting of this run, per stage (summary.json holds them too).")
+    runs = read_provenance(out_dir)
+    if runs:
+        report.add_table(provenance_frame(runs[-1]), max_rows=100,
+                         caption="Provenance of this run (provenance.json): the code, the libraries, "
+                                 "the device and the command that produced this page.")
     return report.save(out_dir / "report.html")
+
+
+def _setting_text(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return "none" if value is None else str(value)
+
+
+def settings_frame(config: dict):
+    """One row per setting: stage, setting, value."""
+    import pandas as pd
+
+    return pd.DataFrame([{"stage": stage, "setting": name, "value": _setting_text(value)}
+                         for stage, values in config.items() for name, value in values.items()])
+
+
+def provenance_frame(entry: dict):
+    """One provenance entry as rows of item / value."""
+    import pandas as pd
+
+    return pd.DataFrame([{"item": key.replace("_", " "), "value": _setting_text(value)}
+                         for key, value in entry.items()])
 
 
 def _ablation_frame(rows: list[dict]):
@@ -364,6 +428,10 @@ def print_summary(summary: dict) -> None:
     print(f"  accuracy on {summary['test_problems']} held-out problems: base {pct(summary['base_accuracy'])} "
           f"[{pct(b[0])}, {pct(b[1])}] -> tuned {pct(summary['tuned_accuracy'])} [{pct(t[0])}, {pct(t[1])}]")
     print(f"  fixed {summary['fixed']}, broken {summary['broken']} (McNemar p = {summary['mcnemar_p']:.3g})")
+    if "hit_token_limit" in summary:
+        limits = summary["hit_token_limit"]
+        print(f"  generations cut at the token limit: base {limits['base']}, tuned {limits['tuned']}, "
+              f"decoding by v_C {limits['contrastive_decoding']} (of {summary['test_problems']} each)")
     if "contrastive_decoding_accuracy" in summary:
         c = summary["contrastive_decoding_interval"]
         print(f"  decoding by the soft labels' argmax, no training: "

@@ -30,7 +30,9 @@ import pandas as pd
 from .config import EvalConfig, to_dict
 from .generation import greedy_generate_batch, stop_token_ids
 from .problems import gsm8k_gold, load_problems
+from .models import check_prompt_lengths
 from .prompts import build_prompt_ids
+from .provenance import PROVENANCE_FILE, Provenance, api_call
 
 __all__ = ["extract_answer", "answers_match", "parse_number", "gsm8k_gold", "accuracy_interval",
            "mcnemar_p_value", "evaluate", "EvalResult", "compare", "Comparison"]
@@ -269,13 +271,20 @@ class EvalResult:
         low, high = self.interval
         return {**self.info, "n_problems": self.n, "n_correct": self.n_correct,
                 "accuracy": self.accuracy, "interval": [low, high], "level": 0.95,
-                "n_unfinished": int((~self.df["finished"].astype(bool)).sum()),
+                "n_unfinished": self.n_hit_limit, "n_hit_limit": self.n_hit_limit,
                 "n_no_answer": int(self.df["prediction"].isna().sum())}
+
+    @property
+    def n_hit_limit(self) -> int:
+        """Generations cut at max_new_tokens without a stop token: their answers
+        are extracted by the same rule (the last number of a cut-off text may be
+        an intermediate one), so this count says how far to trust the accuracy."""
+        return int((~self.df["finished"].astype(bool)).sum())
 
     def __str__(self) -> str:
         low, high = self.interval
         return (f"{self.name}: accuracy {self.accuracy:.1%} (95% CI {low:.1%}-{high:.1%}), "
-                f"{self.n_correct}/{self.n} correct")
+                f"{self.n_correct}/{self.n} correct, {self.n_hit_limit} hit the token limit")
 
     def __repr__(self) -> str:
         return f"EvalResult({self})"
@@ -283,7 +292,8 @@ class EvalResult:
     def show(self) -> None:
         s = self.summary()
         print(self)
-        print(f"  unfinished (hit max_new_tokens): {s['n_unfinished']}, no answer found: {s['n_no_answer']}")
+        print(f"  hit max_new_tokens without a stop token: {s['n_hit_limit']}, "
+              f"no answer found: {s['n_no_answer']}")
         if "seconds" in s:
             print(f"  {s.get('generated_tokens', 0)} tokens in {s['seconds']:.1f} s")
 
@@ -305,7 +315,7 @@ class EvalResult:
         if (out_dir / SUMMARY_FILE).exists():
             info = json.loads((out_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
             for key in ("n_problems", "n_correct", "accuracy", "interval", "level",
-                        "n_unfinished", "n_no_answer"):
+                        "n_unfinished", "n_hit_limit", "n_no_answer"):
                 info.pop(key, None)
         return cls(_results_frame(rows), info)
 
@@ -421,6 +431,15 @@ def _run_evaluation(generate_batch, models, tokenizer, problems, config: EvalCon
     """Generate in length-sorted batches, score each answer, save after every
     batch; ``models`` are in eval mode meanwhile and get their mode back."""
     prompts = [build_prompt_ids(tokenizer, p.question, config.system_prompt) for p in problems]
+    check_prompt_lengths(prompts, problems, models, config.max_new_tokens)
+    info = {**info, "problems_sha256": _problems_sha256(problems)}
+    provenance = None
+    if out_dir is not None:
+        check_eval_out_dir(Path(out_dir), info)
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        first = next(models[0].parameters())
+        provenance = Provenance(out_dir, api_call("evaluate", info.get("model"), out_dir=str(out_dir)),
+                                first.device, first.dtype).start()
     # Similar lengths share a batch so little compute goes to padding.
     order = sorted(range(len(problems)), key=lambda i: len(prompts[i]))
     batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
@@ -452,7 +471,52 @@ def _run_evaluation(generate_batch, models, tokenizer, problems, config: EvalCon
     result = _finish(rows, {**info, "complete": True}, start)
     if out_dir is not None:
         result.save(out_dir)
+        provenance.finish()
     return result
+
+
+class EvalFolderError(ValueError):
+    """An --out folder that holds something other than this same evaluation."""
+
+
+EVAL_FILES = (RESULTS_FILE, SUMMARY_FILE, PROVENANCE_FILE)
+
+
+def check_eval_out_dir(out_dir: Path, info: dict) -> None:
+    """Refuse to write over another evaluation or another run's files.
+
+    An absent or empty folder is fine, and so is one holding this very
+    evaluation (same model name, config and problems), which a rerun replaces.
+    """
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise EvalFolderError(f"{out_dir}: not a folder")
+    names = sorted(p.name for p in out_dir.iterdir() if not p.name.endswith(".tmp"))
+    if not names:
+        return
+    foreign = [n for n in names if n not in EVAL_FILES]
+    if foreign or SUMMARY_FILE not in names:
+        raise EvalFolderError(f"{out_dir} holds {', '.join((foreign or names)[:4])}, not an lrkit "
+                              f"evaluation; choose another --out")
+    try:
+        saved = json.loads((out_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        saved = {}
+    saved = saved if isinstance(saved, dict) else {}
+    keys = ("model", "config", "problems_sha256")
+    differs = [k for k in keys if saved.get(k) != info.get(k)]
+    if differs:
+        raise EvalFolderError(f"{out_dir} holds the evaluation of {saved.get('model', 'another model')!r} "
+                              f"(differs in: {', '.join('problems' if k == 'problems_sha256' else k for k in differs)}); "
+                              f"choose another --out, or delete {out_dir} to evaluate there afresh")
+
+
+def _problems_sha256(problems) -> str:
+    import hashlib
+
+    text = json.dumps([[p.id, p.question, p.answer] for p in problems], ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _result_row(problem, generation, tokenizer) -> dict:

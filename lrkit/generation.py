@@ -66,19 +66,22 @@ def greedy_generate_batch(model, tokenizer, prompts: Sequence[Sequence[int]], ma
                           stop_ids: Optional[Sequence[int]] = None) -> list[Generation]:
     """Greedy continuations of one batch of prompt id lists.
 
-    Output rows beyond the tokenizer (padding of the output layer) are never
-    chosen: they belong to no token.
+    Output rows beyond the tokenizer (padding of the output layer) and trailing
+    placeholder tokens (``[PAD151665]``...) are never chosen: they belong to no text.
     """
+    from .models import scored_vocab_size
+
     stop_ids = list(stop_ids or stop_token_ids(model, tokenizer))
     pad_id = pad_token_id(tokenizer, stop_ids)
     device = next(model.parameters()).device
     input_ids, attention_mask = left_pad(prompts, pad_id, device)
     rows = model.get_output_embeddings().weight.shape[0]
+    scored = scored_vocab_size(tokenizer)
     config = GenerationConfig(
         do_sample=False, num_beams=1, max_new_tokens=max_new_tokens,
         eos_token_id=stop_ids, pad_token_id=pad_id,
         temperature=None, top_p=None, top_k=None,
-        suppress_tokens=list(range(len(tokenizer), rows)) if rows > len(tokenizer) else None,
+        suppress_tokens=list(range(scored, rows)) if rows > scored else None,
     )
     out = model.generate(input_ids=input_ids, attention_mask=attention_mask,
                          generation_config=config)

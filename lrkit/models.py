@@ -7,6 +7,7 @@ on other GPUs such as a Colab T4, fp32 on CPU) and can be overridden.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -23,7 +24,18 @@ class PairError(ValueError):
 
 def choose_device(device: Union[str, torch.device, None] = None) -> torch.device:
     if device is not None and str(device) != "auto":
-        return torch.device(device)
+        try:
+            chosen = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"--device {device!r}: not a device name (use auto, cpu, cuda, cuda:1, mps...)") from None
+        if chosen.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: CUDA is not available on this machine; "
+                             f"use --device cpu (or auto)")
+        if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        if chosen.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
@@ -49,6 +61,43 @@ def _gguf_location(name_or_path: str) -> tuple[str, Optional[str]]:
 
 
 GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
+_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A model name that is neither a local folder or file nor a Hub name that loads."""
+
+
+def check_local_or_hub(name_or_path: str) -> None:
+    """Refuse a local path that does not exist before anything asks the Hub.
+
+    Hub names have the form ``name`` or ``owner/name``. A missing path that
+    cannot be a Hub name (absolute, ``./``, ``~``, more than one ``/``, a
+    ``.gguf`` file), or whose first part is a folder here (``runs/merged``
+    where ``runs/`` exists), is a mistyped local path: waiting for the Hub
+    would only end in a message about the network.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return
+    first = Path(name_or_path).parts[0] if Path(name_or_path).parts else ""
+    looks_local = (not _HUB_NAME.fullmatch(name_or_path) or path.suffix == ".gguf"
+                   or ("/" in name_or_path and Path(first).is_dir()))
+    if looks_local:
+        raise ModelNotFoundError(f"{name_or_path}: no such model folder or file")
+
+
+def _from_hub_or_local(load, name_or_path: str, *args, **kwargs):
+    """``load(name_or_path, ...)`` with the Hub's failure said in one line."""
+    check_local_or_hub(name_or_path)
+    try:
+        return load(*args, **kwargs)
+    except OSError as err:
+        if Path(name_or_path).exists():
+            raise
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelNotFoundError(f"{name_or_path}: not a local folder, and loading it as a Hub model "
+                                 f"failed: {reason}") from None
 
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
@@ -62,14 +111,15 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
 
     folder, gguf_file = _gguf_location(str(name_or_path))
     if gguf_file:
-        return AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file,
-                                             trust_remote_code=trust_remote_code)
+        return _from_hub_or_local(AutoTokenizer.from_pretrained, str(name_or_path), folder,
+                                  gguf_file=gguf_file, trust_remote_code=trust_remote_code)
     config_path = Path(folder) / "tokenizer_config.json"
     if config_path.is_file():
         declared = json.loads(config_path.read_text(encoding="utf-8")).get("tokenizer_class")
         if declared in GENERIC_TOKENIZER_CLASSES:
             return PreTrainedTokenizerFast.from_pretrained(folder)
-    return AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    return _from_hub_or_local(AutoTokenizer.from_pretrained, folder, folder,
+                              trust_remote_code=trust_remote_code)
 
 
 def load_model(name_or_path, device=None, dtype=None, trust_remote_code: bool = False,
@@ -87,8 +137,8 @@ def load_model(name_or_path, device=None, dtype=None, trust_remote_code: bool = 
     dtype = choose_dtype(device, dtype)
     folder, gguf_file = _gguf_location(name_or_path)
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype,
-                                                 trust_remote_code=trust_remote_code, **kwargs)
+    model = _from_hub_or_local(AutoModelForCausalLM.from_pretrained, name_or_path, folder, dtype=dtype,
+                               trust_remote_code=trust_remote_code, **kwargs)
     model.to(device).eval()
     tokenizer = load_tokenizer(name_or_path, trust_remote_code) if with_tokenizer else None
     return model, tokenizer
@@ -106,6 +156,57 @@ def resolve_member(name: str) -> str:
     return name
 
 
+PLACEHOLDER_TOKEN = re.compile(r"\[PAD\d+\]")
+"""Tokens that stand for no text: converters (e.g. GGUF -> transformers) name the
+output layer's padding rows ``[PAD151665]`` ... so that every row has a token."""
+
+
+def scored_vocab_size(tokenizer) -> int:
+    """The ids lrkit scores: the tokenizer's length without a trailing run of
+    placeholder tokens (``[PAD151665]`` ... ``[PAD151935]``).
+
+    Placeholders are output padding, like rows beyond the tokenizer: they are
+    never chosen, never in a mask, never in a KL, so a model loaded with and
+    without them gives identical statistics.
+    """
+    n = len(tokenizer)
+    while n > 0:
+        token = tokenizer.convert_ids_to_tokens(n - 1)
+        if not (isinstance(token, str) and PLACEHOLDER_TOKEN.fullmatch(token)):
+            break
+        n -= 1
+    return n
+
+
+def context_length(model) -> Optional[int]:
+    """Positions the model was built for (``max_position_embeddings``), or None."""
+    config = model.config
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    value = getattr(config, "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+class PromptTooLongError(ValueError):
+    """A prompt that, with the tokens to generate, does not fit the model's context."""
+
+
+def check_prompt_lengths(prompts, problems, models, max_new_tokens: int, source: str = "") -> None:
+    """Refuse any prompt that with ``max_new_tokens`` more tokens exceeds the
+    context of one of ``models``: past it the model reads positions it never
+    learned and writes junk (which sampling would turn into records)."""
+    limits = [n for n in (context_length(m) for m in models) if n is not None]
+    if not limits:
+        return
+    limit = min(limits)
+    for prompt, problem in zip(prompts, problems):
+        if len(prompt) + max_new_tokens > limit:
+            where = f"{source}: " if source else ""
+            raise PromptTooLongError(
+                f"{where}problem {problem.id!r}: its prompt is {len(prompt)} tokens; with "
+                f"--max-new-tokens {max_new_tokens} that exceeds the model's context of {limit} "
+                f"positions; shorten the question or lower --max-new-tokens")
+
+
 def output_rows(model) -> int:
     return int(model.get_output_embeddings().weight.shape[0])
 
@@ -113,11 +214,12 @@ def output_rows(model) -> int:
 def check_pair(expert_tokenizer, amateur_tokenizer, expert_model=None, amateur_model=None) -> int:
     """Check that both models can be read on the same token ids.
 
-    Returns the number of ids to score (the tokenizer's length). The two
-    tokenizers must map every id to the same string; output layers may be larger
-    than the tokenizer (their extra rows are ignored) but never smaller.
+    Returns the number of ids to score (the tokenizer's length without trailing
+    placeholders, see :func:`scored_vocab_size`). The two tokenizers must map
+    every scored id to the same string; output layers may be larger than that
+    (their extra rows are ignored) but never smaller.
     """
-    n_expert, n_amateur = len(expert_tokenizer), len(amateur_tokenizer)
+    n_expert, n_amateur = scored_vocab_size(expert_tokenizer), scored_vocab_size(amateur_tokenizer)
     expert_vocab = expert_tokenizer.convert_ids_to_tokens(list(range(n_expert)))
     amateur_vocab = amateur_tokenizer.convert_ids_to_tokens(list(range(n_amateur)))
     mismatched = [i for i, (a, b) in enumerate(zip(expert_vocab, amateur_vocab)) if a != b]

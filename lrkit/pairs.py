@@ -165,10 +165,18 @@ def list_pairs() -> list[PairSpec]:
     return list(PAIRS.values())
 
 
+class UnknownPairError(KeyError, ValueError):
+    """A pair name that is not registered (a KeyError for lookups, a ValueError
+    for the CLI's one-line user errors)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 def get_pair(name: Optional[str] = None) -> PairSpec:
     name = name or DEFAULT_PAIR
     if name not in PAIRS:
-        raise KeyError(f"unknown pair {name!r}; known pairs: {', '.join(PAIRS)}")
+        raise UnknownPairError(f"unknown pair {name!r}; known pairs: {', '.join(PAIRS)}")
     return PAIRS[name]
 
 

@@ -2,7 +2,7 @@
 or GSM8K by its Hub name through ``datasets``."""
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -46,8 +46,9 @@ def problem_from_dict(item, where: str, default_id: str) -> Problem:
     if not isinstance(question, str) or not question.strip():
         raise ProblemError(f"{where}: field 'question' must be a non-empty string")
     answer = item.get("answer")
-    if answer is not None and not isinstance(answer, (str, int, float)):
-        raise ProblemError(f"{where}: field 'answer' must be a string or a number")
+    if answer is not None and (not isinstance(answer, (str, int, float)) or isinstance(answer, bool)
+                               or (isinstance(answer, float) and not math.isfinite(answer))):
+        raise ProblemError(f"{where}: field 'answer' must be a string or a finite number")
     raw_id = item.get("id", default_id)
     if not isinstance(raw_id, (str, int)) or isinstance(raw_id, bool) or str(raw_id) == "":
         raise ProblemError(f"{where}: field 'id' must be a non-empty string or an integer")
@@ -55,26 +56,22 @@ def problem_from_dict(item, where: str, default_id: str) -> Problem:
 
 
 def read_jsonl_problems(path: Union[str, Path]) -> list[Problem]:
+    from .records import parse_json_line, read_lines
+
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise ProblemError(f"{path}: no such problem file")
     problems: list[Problem] = []
     first_line_of: dict[str, int] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {number}"
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ProblemError(f"{where}: not valid JSON ({err.msg})") from None
-            problem = problem_from_dict(item, where, default_id=str(len(problems)))
-            if problem.id in first_line_of:
-                raise ProblemError(f"{where}: id {problem.id!r} already used on line "
-                                   f"{first_line_of[problem.id]}")
-            first_line_of[problem.id] = number
-            problems.append(problem)
+    for number, line in read_lines(path, ProblemError):
+        where = f"{path}, line {number}"
+        item = parse_json_line(line, where, ProblemError)
+        problem = problem_from_dict(item, where, default_id=str(len(problems)))
+        if problem.id in first_line_of:
+            raise ProblemError(f"{where}: id {problem.id!r} already used on line "
+                               f"{first_line_of[problem.id]}")
+        first_line_of[problem.id] = number
+        problems.append(problem)
     if not problems:
         raise ProblemError(f"{path}: the problem file holds no problems")
     return problems

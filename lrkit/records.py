@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Iterator, Optional, Sequence, Union
 
 AUTHORS_FIELDS = ("prompt_id", "step", "prefix", "tokens", "token_ids", "weights", "kl_divergence")
 WEIGHT_SUM_TOLERANCE = 1e-3
@@ -18,48 +18,110 @@ class RecordError(ValueError):
     """A record file or line that cannot be used; the message names where."""
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_id_list(record: dict, name: str, where: str, required: bool) -> None:
+    value = record.get(name)
+    if value is None and not required:
+        return
+    if not isinstance(value, list) or (required and not value):
+        raise RecordError(f"{where}: field {name} must be a {'non-empty ' if required else ''}list of ids")
+    if any(not _is_int(i) or i < 0 for i in value):
+        raise RecordError(f"{where}: field {name} holds something other than non-negative integers")
+
+
 def validate_record(record: dict, where: str) -> dict:
+    """Check one record's fields and their types; the message names ``where`` and the field."""
     if not isinstance(record, dict):
         raise RecordError(f"{where}: a record must be a JSON object, got {type(record).__name__}")
     missing = [f for f in AUTHORS_FIELDS if f not in record]
     if missing:
         raise RecordError(f"{where}: missing field(s) {', '.join(missing)}")
+    if not (isinstance(record["prompt_id"], str) or _is_int(record["prompt_id"])) or record["prompt_id"] == "":
+        raise RecordError(f"{where}: field prompt_id must be a non-empty string or an integer")
+    if not isinstance(record["prefix"], str):
+        raise RecordError(f"{where}: field prefix must be a string")
+    if "question" in record and (not isinstance(record["question"], str) or not record["question"].strip()):
+        raise RecordError(f"{where}: field question must be a non-empty string")
+    if not _is_number(record["kl_divergence"]):
+        raise RecordError(f"{where}: field kl_divergence must be a finite number")
+    _check_id_list(record, "token_ids", where, required=True)
     ids, weights, tokens = record["token_ids"], record["weights"], record["tokens"]
-    if not isinstance(ids, list) or not ids:
-        raise RecordError(f"{where}: field token_ids must be a non-empty list")
+    if not isinstance(weights, list):
+        raise RecordError(f"{where}: field weights must be a list of numbers")
+    if not isinstance(tokens, list) or any(not isinstance(t, str) for t in tokens):
+        raise RecordError(f"{where}: field tokens must be a list of strings")
     if not (len(ids) == len(weights) == len(tokens)):
         raise RecordError(f"{where}: token_ids, weights and tokens differ in length "
                           f"({len(ids)}, {len(weights)}, {len(tokens)})")
-    if any(not isinstance(i, int) or isinstance(i, bool) or i < 0 for i in ids):
-        raise RecordError(f"{where}: field token_ids holds something other than non-negative integers")
     if len(set(ids)) != len(ids):
         raise RecordError(f"{where}: field token_ids repeats an id")
-    if any(not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0 for w in weights):
+    if any(not _is_number(w) or w < 0 for w in weights):
         raise RecordError(f"{where}: field weights must hold finite non-negative numbers")
     total = float(sum(weights))
-    if abs(total - 1.0) > WEIGHT_SUM_TOLERANCE:
+    if not abs(total - 1.0) <= WEIGHT_SUM_TOLERANCE:
         raise RecordError(f"{where}: field weights sums to {total:.6f}, not 1")
-    if not isinstance(record["step"], int) or record["step"] < 0:
+    if not _is_int(record["step"]) or record["step"] < 0:
         raise RecordError(f"{where}: field step must be a non-negative integer")
-    if "prefix_token_ids" in record and len(record["prefix_token_ids"]) != record["step"]:
+    for name in ("prefix_token_ids", "prompt_token_ids"):
+        _check_id_list(record, name, where, required=False)
+    if record.get("prefix_token_ids") is not None and len(record["prefix_token_ids"]) != record["step"]:
         raise RecordError(f"{where}: prefix_token_ids has {len(record['prefix_token_ids'])} ids "
                           f"but step is {record['step']}")
+    if not isinstance(record.get("tokenizer_fingerprint", ""), str):
+        raise RecordError(f"{where}: field tokenizer_fingerprint must be a string")
+    if record.get("prompt_token_ids") == []:
+        raise RecordError(f"{where}: field prompt_token_ids is empty")
     return record
 
 
-def iter_records(path: Union[str, Path]) -> Iterator[dict]:
-    path = Path(path)
-    if not path.exists():
-        raise RecordError(f"{path}: no such record file")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+def read_lines(path: Path, error) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each non-blank line of a UTF-8 file; a line that
+    is not UTF-8 (a file saved in another encoding, a flipped byte) raises
+    ``error`` naming the line."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise RecordError(f"{path}, line {number}: not valid JSON ({err.msg})") from None
-            yield validate_record(record, f"{path}, line {number}")
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise error(f"{path}, line {number}: not valid UTF-8 (byte {raw[err.start]:#04x} at "
+                            f"column {err.start + 1}); save the file as UTF-8") from None
+            if line.strip():
+                yield number, line
+
+
+def parse_json_line(line: str, where: str, error):
+    try:
+        return json.loads(line, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as err:
+        raise error(f"{where}: not valid JSON ({err.msg})") from None
+    except (ValueError, RecursionError) as err:  # NaN/Infinity, numbers too long, nesting too deep
+        raise error(f"{where}: not valid JSON ({err})") from None
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def iter_numbered_records(path: Union[str, Path]) -> Iterator[tuple[int, dict]]:
+    """(line number, validated record) for each record of a JSONL file."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecordError(f"{path}: no such record file")
+    for number, line in read_lines(path, RecordError):
+        where = f"{path}, line {number}"
+        yield number, validate_record(parse_json_line(line, where, RecordError), where)
+
+
+def iter_records(path: Union[str, Path]) -> Iterator[dict]:
+    for _, record in iter_numbered_records(path):
+        yield record
 
 
 def read_records(path: Union[str, Path], allow_empty: bool = False) -> list[dict]:
@@ -68,7 +130,7 @@ def read_records(path: Union[str, Path], allow_empty: bool = False) -> list[dict
     Authors' files hold the question text in ``prompt_id``; it becomes
     ``question`` when no ``question`` field is present.
     """
-    records = list(iter_records(path))
+    records = [record for _, record in iter_numbered_records(path)]
     if not records and not allow_empty:
         raise RecordError(f"{path}: the record file holds no records")
     for record in records:
@@ -91,26 +153,35 @@ def tokenizer_fingerprint(tokenizer) -> str:
     tokenizer are refused at training time."""
     import hashlib
 
-    vocab = tokenizer.get_vocab()
-    table = sorted((i, t) for t, i in vocab.items())
+    from .models import scored_vocab_size
+
+    # Placeholder rows (see models.scored_vocab_size) are left out, so both forms
+    # of one tokenizer, with and without them, have one fingerprint.
+    limit = scored_vocab_size(tokenizer)
+    table = sorted((i, t) for t, i in tokenizer.get_vocab().items() if i < limit)
     return hashlib.sha256(json.dumps(table, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def check_records_tokenizer(records: list[dict], tokenizer, source: str = "records",
-                            vocab_size: Optional[int] = None) -> None:
+                            vocab_size: Optional[int] = None,
+                            wheres: Optional[Sequence[str]] = None) -> None:
     """Refuse records whose ids lie outside the vocabulary or whose fingerprint
-    names another tokenizer."""
-    limit = vocab_size if vocab_size is not None else len(tokenizer)
+    names another tokenizer. ``wheres`` names each record (file and line);
+    without it a record is named by its position in ``records``."""
+    from .models import scored_vocab_size
+
+    limit = vocab_size if vocab_size is not None else scored_vocab_size(tokenizer)
     fingerprint = None
     for index, record in enumerate(records):
+        where = wheres[index] if wheres is not None else f"{source}, record {index + 1}"
         stored = record.get("tokenizer_fingerprint")
         if stored is not None:
             fingerprint = fingerprint or tokenizer_fingerprint(tokenizer)
             if stored != fingerprint:
-                raise RecordError(f"{source}, record {index + 1}: made with another tokenizer "
+                raise RecordError(f"{where}: made with another tokenizer "
                                   f"(fingerprint {stored[:12]}..., this one {fingerprint[:12]}...)")
         for field in ("token_ids", "prefix_token_ids", "prompt_token_ids"):
             bad = [i for i in record.get(field) or [] if i >= limit]
             if bad:
-                raise RecordError(f"{source}, record {index + 1}: field {field} holds id {bad[0]}, "
+                raise RecordError(f"{where}: field {field} holds id {bad[0]}, "
                                   f"outside the vocabulary of {limit}")

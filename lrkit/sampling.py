@@ -28,9 +28,10 @@ import torch
 from . import divergence
 from .config import SampleConfig, to_dict
 from .generation import greedy_generate_batch, pad_token_id, stop_token_ids
-from .models import ModelPair, load_pair
+from .models import ModelPair, check_prompt_lengths, load_pair
 from .problems import Problem, load_problems
 from .prompts import build_prompt_ids
+from .provenance import PROVENANCE_FILE, Provenance, api_call
 from .records import dumps, tokenizer_fingerprint
 
 OUTPUT_FILES = ("rollouts.jsonl", "steps.jsonl", "records.jsonl")
@@ -41,6 +42,11 @@ SUMMARY_FILE = "summary.json"
 
 class RunMismatchError(ValueError):
     """The output folder holds a run made with other settings or problems."""
+
+    def __init__(self, message: str, differs: Sequence[str] = ()):
+        super().__init__(message)
+        self.differs = list(differs)
+        """The settings that differ (empty when the folder holds something else)."""
 
 
 # --------------------------------------------------------------------------- scoring
@@ -262,7 +268,7 @@ def _prepare_out_dir(out_dir: Path, run_config: dict, overwrite: bool) -> tuple[
     out_dir.mkdir(parents=True, exist_ok=True)
     config_path, state_path = out_dir / CONFIG_FILE, out_dir / STATE_FILE
     if overwrite:
-        for name in OUTPUT_FILES + (STATE_FILE, CONFIG_FILE, SUMMARY_FILE):
+        for name in OUTPUT_FILES + (STATE_FILE, CONFIG_FILE, SUMMARY_FILE, PROVENANCE_FILE):
             (out_dir / name).unlink(missing_ok=True)
     if config_path.exists():
         stored = json.loads(config_path.read_text())
@@ -270,12 +276,15 @@ def _prepare_out_dir(out_dir: Path, run_config: dict, overwrite: bool) -> tuple[
             diffs = [k for k in sorted(set(stored) | set(run_config)) if stored.get(k) != run_config.get(k)]
             raise RunMismatchError(
                 f"{out_dir} holds a run made with other settings (differs in: {', '.join(diffs)}); "
-                f"choose another output folder, or pass overwrite=True / --overwrite to replace it")
+                f"choose another output folder, or pass overwrite=True / --overwrite to replace it",
+                differs=diffs)
     else:
-        leftovers = [n for n in OUTPUT_FILES if (out_dir / n).exists()]
-        if leftovers:
-            raise RunMismatchError(f"{out_dir} already holds {', '.join(leftovers)} from an unknown run; "
-                                   f"choose another output folder or pass --overwrite")
+        # Anything else there (an evaluation's summary.json, a user's files) would be
+        # overwritten or mixed with this run's files.
+        leftovers = sorted(p.name for p in out_dir.iterdir())
+        if leftovers and not overwrite:
+            raise RunMismatchError(f"{out_dir} already holds {', '.join(leftovers[:5])} but no sampling "
+                                   f"run ({CONFIG_FILE}); choose another output folder or pass --overwrite")
         _write_json_atomic(config_path, run_config)
     state = json.loads(state_path.read_text()) if state_path.exists() else {"batches_done": 0, "sizes": {}}
     for name in OUTPUT_FILES:
@@ -370,17 +379,25 @@ def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_
     Rerunning the same call after an interruption resumes where it stopped.
     """
     config = (config or SampleConfig()).validate()
+    problems_source = problems
     problems = load_problems(problems, max_problems=max_problems)
     pair = expert if isinstance(expert, ModelPair) else load_pair(
         expert, amateur, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
     out_dir = Path(out_dir)
+    prompts = [build_prompt_ids(pair.tokenizer, p.question, config.system_prompt) for p in problems]
+    check_prompt_lengths(prompts, problems, [pair.expert, pair.amateur], config.max_new_tokens,
+                         source="" if isinstance(problems_source, (list, tuple)) else str(problems_source))
     run_config = {**to_dict(config), "expert": pair.expert_name,
                   "amateur": pair.amateur_name, "problems": len(problems),
                   "problems_sha256": _problems_fingerprint(problems),
                   "tokenizer_fingerprint": tokenizer_fingerprint(pair.tokenizer)}
     # Timings add up over resumed runs: a finished folder reopened keeps its own.
     done, timings = _prepare_out_dir(out_dir, run_config, overwrite)
-    batches = [problems[i:i + config.batch_size] for i in range(0, len(problems), config.batch_size)]
+    provenance = Provenance(out_dir, api_call("sample", pair.expert_name, pair.amateur_name,
+                                              problems_source, out_dir=str(out_dir)),
+                            pair.device, next(pair.expert.parameters()).dtype).start()
+    batches = [range(i, min(i + config.batch_size, len(problems)))
+               for i in range(0, len(problems), config.batch_size)]
     stop_ids = stop_token_ids(pair.expert, pair.tokenizer)
     bar = None
     if progress:
@@ -388,11 +405,11 @@ def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_
         bar = tqdm(total=len(problems), initial=min(done * config.batch_size, len(problems)),
                    desc="sampling", unit="problem")
     for index in range(done, len(batches)):
-        batch = batches[index]
+        batch = [problems[i] for i in batches[index]]
+        batch_prompts = [prompts[i] for i in batches[index]]
         start = time.perf_counter()
-        prompts = [build_prompt_ids(pair.tokenizer, p.question, config.system_prompt) for p in batch]
-        gens = greedy_generate_batch(pair.expert, pair.tokenizer, prompts, config.max_new_tokens, stop_ids)
-        rollouts = [Rollout(p, ids, g.token_ids, g.finished) for p, ids, g in zip(batch, prompts, gens)]
+        gens = greedy_generate_batch(pair.expert, pair.tokenizer, batch_prompts, config.max_new_tokens, stop_ids)
+        rollouts = [Rollout(p, ids, g.token_ids, g.finished) for p, ids, g in zip(batch, batch_prompts, gens)]
         middle = time.perf_counter()
         columns, labels = score_rollouts(pair, rollouts, config)
         rollout_lines, step_rows, records = build_outputs(pair, rollouts, columns, labels, config)
@@ -410,6 +427,7 @@ def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_
     if config.save_steps:
         summary.update(summarize_steps(read_steps(out_dir)))
     _write_json_atomic(out_dir / SUMMARY_FILE, summary)
+    provenance.finish()
     return SampleResult(out_dir, summary)
 
 

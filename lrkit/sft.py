@@ -27,12 +27,13 @@ import torch
 
 from .config import CODE_SYSTEM_PROMPT, TrainConfig, to_dict
 from .generation import greedy_generate, left_pad
-from .models import load_model, load_tokenizer, resolve_member
+from .models import choose_device, load_model, load_tokenizer, resolve_member
 from .problems import Problem, load_problems
 from .prompts import build_prompt_ids
+from .provenance import Provenance, api_call
 from .records import tokenizer_fingerprint
 from .training import (CountingTrainer, PathLike, TrainResult, fit, loss_history, pad_id_of,
-                       position_ids_of, prepare_out_dir, write_run)
+                       position_ids_of, prepare_out_dir, resolve_precision, write_run)
 
 ROLLOUTS_FILE = "rollouts.jsonl"
 IGNORE = -100
@@ -167,6 +168,8 @@ def run_sft(expert: PathLike, problems: Union[PathLike, Sequence], out_dir: Path
            "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer)}
     checkpoint = prepare_out_dir(out_dir, run, resume)
     write_run(out_dir, run)
+    provenance = Provenance(out_dir, api_call("run_sft", expert, problems, str(out_dir), resume=resume),
+                            choose_device(), resolve_precision(config.precision)).start()
 
     started = time.perf_counter()
     path = out_dir / ROLLOUTS_FILE
@@ -198,4 +201,5 @@ def run_sft(expert: PathLike, problems: Union[PathLike, Sequence], out_dir: Path
     sft_result = SFTResult(out_dir, len(rows), len(examples), sum(len(r["token_ids"]) for r in rows),
                            result.tuned_tokens, rollout_seconds, train_seconds, result)
     write_run(out_dir, {**run, "result": sft_result.summary()})
+    provenance.finish()
     return sft_result

@@ -10,10 +10,11 @@ v_C-weighted cross-entropy -sum_i w_i log pi_E(i): the two differ by the entropy
 of v_C, a constant of the record. lrkit logs the KL, which is 0 when the expert
 already matches v_C.
 
-pi_E is the softmax over the first ``len(tokenizer)`` logit rows, the same rows
-the sampler built v_C from. Rows a model carries beyond its tokenizer (Qwen2.5:
-151936 rows for 151665 tokens) are never a target; they are sliced off before
-the softmax, so the loss and the labels see the same distribution.
+pi_E is the softmax over the first ``scored_vocab_size(tokenizer)`` logit rows
+(the tokenizer's length without trailing ``[PAD...]`` placeholders), the same
+rows the sampler built v_C from. Rows a model carries beyond its tokenizer
+(Qwen2.5: 151936 rows for 151665 tokens) are never a target; they are sliced
+off before the softmax, so the loss and the labels see the same distribution.
 
 Batches are padded on the LEFT, so position -1 holds every row's last real
 token, and the model is asked for that position's logits only
@@ -42,9 +43,11 @@ from transformers import AutoConfig, Trainer, TrainerCallback, TrainingArguments
 from .config import CODE_SYSTEM_PROMPT, TrainConfig, to_dict
 from .divergence import log_probs
 from .generation import left_pad
-from .models import choose_device, choose_dtype, load_model, load_tokenizer, resolve_member
+from .models import (choose_device, choose_dtype, load_model, load_tokenizer, resolve_member,
+                     scored_vocab_size)
 from .prompts import build_prompt_ids
-from .records import (RecordError, check_records_tokenizer, read_records, tokenizer_fingerprint,
+from .provenance import Provenance, api_call, now
+from .records import (RecordError, check_records_tokenizer, iter_numbered_records, tokenizer_fingerprint,
                       validate_record)
 
 PathLike = Union[str, os.PathLike]
@@ -64,14 +67,25 @@ class OutputFolderError(ValueError):
 
 def load_records(records: Union[PathLike, Sequence[dict]]) -> list[dict]:
     """Records from a JSONL path, or an in-memory list validated the same way."""
+    return load_located_records(records)[0]
+
+
+def load_located_records(records: Union[PathLike, Sequence[dict]]) -> tuple[list[dict], list[str]]:
+    """Records and where each came from ("FILE, line N", or "record N" for a list)."""
     if isinstance(records, (str, os.PathLike)):
-        return read_records(records)
-    records = [validate_record(dict(r), f"record {i + 1}") for i, r in enumerate(records)]
-    if not records:
-        raise RecordError("no records to train on")
-    for record in records:
+        numbered = list(iter_numbered_records(records))
+        if not numbered:
+            raise RecordError(f"{records}: the record file holds no records")
+        loaded = [record for _, record in numbered]
+        wheres = [f"{records}, line {number}" for number, _ in numbered]
+    else:
+        wheres = [f"record {i + 1}" for i in range(len(records))]
+        loaded = [validate_record(dict(r), where) for r, where in zip(records, wheres)]
+        if not loaded:
+            raise RecordError("no records to train on")
+    for record in loaded:
         record.setdefault("question", str(record["prompt_id"]))
-    return records
+    return loaded, wheres
 
 
 def record_input_ids(record: dict, tokenizer, system_prompt: Optional[str]) -> list[int]:
@@ -299,9 +313,28 @@ def prepare_out_dir(out_dir: Path, run: dict, resume: bool) -> Optional[Path]:
             raise OutputFolderError(f"cannot resume {out_dir}: {', '.join(changed)} differ(s) from the "
                                     "saved run; use a new folder for a new run")
         last = get_last_checkpoint(str(out_dir))
+        _check_step_target(out_dir, saved, run, Path(last) if last else None)
         return Path(last) if last else None
     out_dir.mkdir(parents=True, exist_ok=True)
     return None
+
+
+def _check_step_target(out_dir: Path, saved: dict, run: dict, checkpoint: Optional[Path]) -> None:
+    """A resumed run may go on to more steps, never fewer: the adapter there has
+    done (or was scheduled for) its steps, and the run file would claim another
+    number. SFT runs one epoch whatever max_steps says, so it has no target to compare."""
+    if run.get("method") != "LightReasoner":
+        return
+    target, saved_target = run["config"].get("max_steps", -1), saved.get("config", {}).get("max_steps", -1)
+    done = 0
+    if checkpoint is not None and (checkpoint / "trainer_state.json").exists():
+        done = int(json.loads((checkpoint / "trainer_state.json").read_text()).get("global_step", 0))
+    done = max(done, int(saved.get("result", {}).get("steps", 0) or 0))
+    if target < done or (saved_target is not None and target < saved_target):
+        raise OutputFolderError(
+            f"cannot resume {out_dir}: max_steps {target} is fewer than the saved run's {saved_target} "
+            f"({done} done); resume with --max-steps {saved_target} or more, or use a new --out "
+            f"(or delete {out_dir}) to train {target} steps afresh")
 
 
 def write_run(out_dir: Path, run: dict) -> None:
@@ -442,19 +475,21 @@ def train(expert: PathLike, records: Union[PathLike, Sequence[dict]], out_dir: P
     started = time.perf_counter()
     config = (config or TrainConfig()).validate()
     expert, out_dir = resolve_member(str(expert)), Path(out_dir)
-    source = str(records) if isinstance(records, (str, os.PathLike)) else "records"
-    records = load_records(records)
+    source = str(records) if isinstance(records, (str, os.PathLike)) else records
+    records, wheres = load_located_records(records)
     tokenizer = load_tokenizer(expert)
-    check_records_tokenizer(records, tokenizer, source=source)
+    check_records_tokenizer(records, tokenizer, wheres=wheres)
     examples = build_examples(records, tokenizer, config.max_length, system_prompt)
     run = {"method": "LightReasoner", "expert": expert, "config": to_dict(config),
            "system_prompt": system_prompt, "examples": len(examples), "examples_sha256": digest(examples),
            "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer)}
     checkpoint = prepare_out_dir(out_dir, run, resume)
     write_run(out_dir, run)
+    provenance = Provenance(out_dir, api_call("train", expert, source, str(out_dir), resume=resume),
+                            choose_device(), resolve_precision(config.precision)).start()
     trainer = fit(SoftLabelTrainer, expert, tokenizer, examples, out_dir, config,
                   SoftLabelCollator(pad_id_of(tokenizer), config.parity_right_padding), "kl",
-                  checkpoint, callbacks, progress, vocab_size=len(tokenizer))
+                  checkpoint, callbacks, progress, vocab_size=scored_vocab_size(tokenizer))
     result = TrainResult(
         adapter_dir=out_dir, loss_history=loss_history(trainer, "kl"),
         tuned_tokens=trainer.supervised_positions,
@@ -462,6 +497,7 @@ def train(expert: PathLike, records: Union[PathLike, Sequence[dict]], out_dir: P
         steps=trainer.state.global_step, seconds=time.perf_counter() - started,
         resumed_from=str(checkpoint) if checkpoint else None)
     write_run(out_dir, {**run, "result": result.summary()})
+    provenance.finish()
     return result
 
 
@@ -476,6 +512,7 @@ def merge(expert: PathLike, adapter_dir: PathLike, out_dir: PathLike,
     """
     from peft import PeftModel
 
+    started = now()
     expert, adapter_dir, out_dir = resolve_member(str(expert)), Path(adapter_dir), Path(out_dir)
     if not (adapter_dir / "adapter_config.json").exists():
         raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json (expected the --out folder of lrkit train)")
@@ -493,4 +530,7 @@ def merge(expert: PathLike, adapter_dir: PathLike, out_dir: PathLike,
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload().to(target)
     merged.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
+    provenance = Provenance(out_dir, api_call("merge", expert, str(adapter_dir), str(out_dir)), "cpu", target)
+    provenance.entry["started"] = started
+    provenance.finish()
     return out_dir
