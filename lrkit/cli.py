@@ -298,8 +298,29 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (the usage stays in --help), like every
+    other user error of lrkit."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+USER_ERRORS = (ValueError, OSError)
+"""What a user's input or machine can cause: bad files, flags, folders, paths,
+devices (lrkit raises ValueError subclasses for those; OSError covers folders
+that cannot be written, missing files and an unreachable Hub). Anything else is
+a bug and keeps its traceback."""
+
+
+def error_line(command: str, err: BaseException) -> str:
+    """One line naming the command and the problem, whatever the message holds."""
+    text = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+    return f"lrkit {command}: error: {text or type(err).__name__}"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lrkit", description=__doc__.split("\n")[0])
+    parser = OneLineErrorParser(prog="lrkit", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, command in COMMANDS.items():
         p = sub.add_parser(name, help=command.help, description=command.description)
@@ -310,12 +331,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """`lrkit COMMAND ...`: parse, then run the command (the one place commands are dispatched)."""
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    from .provenance import set_command_line
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    set_command_line(argv)  # run folders record the command that made them
     try:
         return int(args.run(args) or 0)
-    except (ValueError, FileNotFoundError) as err:  # user errors: one clear line, no traceback
-        print(f"lrkit {args.command}: error: {err}", file=sys.stderr)
+    except USER_ERRORS as err:  # user errors: one clear line, no traceback
+        print(error_line(args.command, err), file=sys.stderr)
         return 2
+    finally:
+        set_command_line(None)
 
 
 if __name__ == "__main__":
