@@ -337,6 +337,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     set_command_line(argv)  # run folders record the command that made them
     try:
+        if args.command != "pair":
+            from .models import hide_library_chatter
+
+            # Per-load progress bars would surround a one-line error with noise.
+            hide_library_chatter()
         return int(args.run(args) or 0)
     except USER_ERRORS as err:  # user errors: one clear line, no traceback
         print(error_line(args.command, err), file=sys.stderr)

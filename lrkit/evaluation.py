@@ -385,6 +385,10 @@ def evaluate(model_or_path, problems, config: Optional[EvalConfig] = None, token
     """
     config = (config or EvalConfig()).validate()
     problems = _scorable_problems(problems, "evaluate()")
+    if out_dir is not None and (name or isinstance(model_or_path, (str, Path))):
+        # Before the model loads: a folder in use is refused at once.
+        check_eval_out_dir(Path(out_dir), {"model": name or str(model_or_path), "config": to_dict(config),
+                                           "problems_sha256": _problems_sha256(problems)})
     model, tokenizer, model_name = _resolve_model(model_or_path, tokenizer)
     info = {"model": name or model_name, "config": to_dict(config)}
     stop_ids = stop_token_ids(model, tokenizer)
