@@ -154,7 +154,8 @@ def run_eval(args) -> int:
     from .problems import load_problems
 
     config = config_from_args(EvalConfig, args)
-    problems = load_problems(args.problems, max_problems=args.max_problems, split=args.split)
+    problems = load_problems(args.problems, max_problems=args.max_problems, split=args.split,
+                             require_answers=True)
     result = evaluate(args.model, problems, config, out_dir=args.out)
     result.show()
     print(f"results in {Path(args.out) / RESULTS_FILE}")

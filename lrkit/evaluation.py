@@ -420,7 +420,7 @@ def evaluate_contrastive(pair, problems, config: Optional[EvalConfig] = None, al
 
 
 def _scorable_problems(problems, caller: str) -> list:
-    problems = load_problems(problems)
+    problems = load_problems(problems, require_answers=True)
     if not problems:
         raise ValueError(f"{caller} got no problems")
     missing = [p.id for p in problems if p.answer is None]

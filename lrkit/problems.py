@@ -55,7 +55,7 @@ def problem_from_dict(item, where: str, default_id: str) -> Problem:
     return Problem(str(raw_id), question, None if answer is None else str(answer))
 
 
-def read_jsonl_problems(path: Union[str, Path]) -> list[Problem]:
+def read_jsonl_problems(path: Union[str, Path], require_answers: bool = False) -> list[Problem]:
     from .records import parse_json_line, read_lines
 
     path = Path(path)
@@ -67,6 +67,8 @@ def read_jsonl_problems(path: Union[str, Path]) -> list[Problem]:
         where = f"{path}, line {number}"
         item = parse_json_line(line, where, ProblemError)
         problem = problem_from_dict(item, where, default_id=str(len(problems)))
+        if require_answers and problem.answer is None:
+            raise ProblemError(f"{where}: missing field 'answer' (evaluation scores against it)")
         if problem.id in first_line_of:
             raise ProblemError(f"{where}: id {problem.id!r} already used on line "
                                f"{first_line_of[problem.id]}")
@@ -86,8 +88,9 @@ def load_gsm8k(split: str = "train") -> list[Problem]:
 
 
 def load_problems(source: Union[str, Path, Sequence], max_problems: Optional[int] = None,
-                  split: str = "train") -> list[Problem]:
-    """Problems from a JSONL path, a GSM8K Hub name, or a list of dicts/Problems."""
+                  split: str = "train", require_answers: bool = False) -> list[Problem]:
+    """Problems from a JSONL path, a GSM8K Hub name, or a list of dicts/Problems.
+    ``require_answers``: a JSONL line without an answer is an error naming its line."""
     if isinstance(source, (list, tuple)):
         problems = [p if isinstance(p, Problem) else problem_from_dict(p, f"problem {i}", str(i))
                     for i, p in enumerate(source)]
@@ -96,7 +99,7 @@ def load_problems(source: Union[str, Path, Sequence], max_problems: Optional[int
     elif str(source) in GSM8K_HUB_NAMES and not Path(str(source)).exists():
         problems = load_gsm8k(split)
     else:
-        problems = read_jsonl_problems(source)
+        problems = read_jsonl_problems(source, require_answers)
     if max_problems is not None:
         if max_problems < 1:
             raise ValueError(f"max_problems must be >= 1, got {max_problems}")

@@ -87,6 +87,8 @@ def read_lines(path: Path, error) -> Iterator[tuple[int, str]]:
     ``error`` naming the line."""
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (Notepad)
+                raw = raw[3:]
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
