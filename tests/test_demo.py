@@ -141,3 +141,41 @@ def test_a_folder_from_another_build_of_the_pair_is_refused(tmp_path):
         demo.run_demo(unknown, progress=False)
     assert sorted(p.name for p in other.iterdir()) == ["pair.json"], "nothing was written"
     assert sorted(p.name for p in unknown.iterdir()) == ["sampling"]
+
+
+def _demo_again(out, *flags, capsys) -> tuple[int, list[str]]:
+    capsys.readouterr()
+    code = main(["demo", "--out", str(out), "--train-problems", "12", "--test-problems", "24", "--quiet", *flags])
+    return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def test_settings_and_provenance_are_tables_in_the_report(run):
+    out, _ = run
+    html = (out / "report.html").read_text()
+    settings = html[html.index(">Settings<"):]
+    assert "<table" in settings and '{"alpha"' not in html, "settings are a table, not raw JSON"
+    for text in ("kl_inclusive", "learning_rate", "max_new_tokens", "transformers", "torch", "git commit",
+                 "started", "lrkit demo --out"):
+        assert text in settings, text
+    import lrkit
+    from lrkit.provenance import read_provenance
+
+    for folder in ("", "sampling", "adapter", "merged", "eval_base", "eval_tuned", "sft"):
+        runs = read_provenance(out / folder)
+        assert runs and runs[-1]["lrkit"] == lrkit.__version__ and runs[-1]["ended"], folder
+
+
+def test_a_rerun_with_another_beta_says_fresh(run, capsys):
+    out, _ = run
+    code, err = _demo_again(out, "--max-steps", "3", "--beta", "0.2", capsys=capsys)
+    assert code == 2 and len(err) == 1, err
+    assert "--fresh" in err[0] and "--overwrite" not in err[0] and "beta" in err[0]
+
+
+def test_a_rerun_with_fewer_steps_is_refused_not_mislabelled(run, capsys):
+    out, _ = run
+    before = (out / "adapter" / "lrkit_train.json").read_text()
+    code, err = _demo_again(out, "--max-steps", "2", capsys=capsys)
+    assert code == 2 and len(err) == 1, err
+    assert "--fresh" in err[0] and "max_steps" in err[0]
+    assert (out / "adapter" / "lrkit_train.json").read_text() == before
