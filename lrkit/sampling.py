@@ -11,7 +11,9 @@ Output directory (written as each batch finishes; a rerun of the same command
 resumes after the last finished batch and ends with exactly the files of an
 uninterrupted run):
 ``config.json``, ``rollouts.jsonl``, ``steps.jsonl``, ``records.jsonl``,
-``state.json`` (resume point) and, at the end, ``summary.json``.
+``state.json`` (resume point), ``provenance.json`` and, at the end, ``summary.json``.
+Every check on the input (problems, pair, prompt lengths against the models'
+context, an --out holding something else) runs before anything is written.
 """
 from __future__ import annotations
 

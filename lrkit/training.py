@@ -24,8 +24,10 @@ vocab. ``TrainConfig.parity_right_padding`` reproduces the authors' trainer
 
 Output directory: the adapter and tokenizer, ``loss.jsonl`` (one line per
 logged step: step, kl, learning_rate, grad_norm, epoch), ``trainer_state.json``,
-``lrkit_train.json`` (config, expert, record digest, result) and the Trainer's
-``checkpoint-N`` folders that ``resume=True`` continues from.
+``lrkit_train.json`` (config, expert, record digest, result), ``provenance.json``
+and the Trainer's ``checkpoint-N`` folders that ``resume=True`` continues from. A
+resumed run must have the same settings; only ``max_steps`` (upwards),
+``save_steps`` and ``logging_steps`` may change.
 """
 from __future__ import annotations
 
