@@ -159,8 +159,8 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
     # Placeholder rows (see models.scored_vocab_size) are left out, so both forms
     # of one tokenizer, with and without them, have one fingerprint.
-    limit = scored_vocab_size(tokenizer)
-    table = sorted((i, t) for t, i in tokenizer.get_vocab().items() if i < limit)
+    limit, length = scored_vocab_size(tokenizer), len(tokenizer)
+    table = sorted((i, t) for t, i in tokenizer.get_vocab().items() if not limit <= i < length)
     return hashlib.sha256(json.dumps(table, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 

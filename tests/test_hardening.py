@@ -220,6 +220,16 @@ def test_records_with_wrong_field_types_are_one_line(pair_paths, sampled, tmp_pa
     assert not (tmp_path / "out").exists()
 
 
+def test_a_bad_flag_is_one_line_too(capsys):
+    for argv in (["train", "--expert", "e", "--records", "r", "--out", "o", "--max-steps", "many"],
+                 ["sample", "--problems", "p", "--out", "o"], ["no-such-command"]):
+        with pytest.raises(SystemExit) as exit:
+            main(argv)
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert exit.value.code == 2 and len(err) == 1, err
+        assert "error:" in err[0] and "--help" in err[0]
+
+
 # ---------------------------------------------------------------- 7. small inconsistencies
 
 def test_eval_system_prompt_none_sends_no_system_turn(pair_paths, problems_file, tmp_path, capsys):
