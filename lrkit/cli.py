@@ -341,8 +341,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command != "pair":
             from .models import hide_library_chatter
 
-            # Per-load progress bars would surround a one-line error with noise.
+            # Per-load progress bars and the Hub client's retry warnings would
+            # surround a one-line error with noise (the error says what failed).
             hide_library_chatter()
+            from huggingface_hub.utils import logging as hub_logging
+
+            hub_logging.set_verbosity_error()
         return int(args.run(args) or 0)
     except USER_ERRORS as err:  # user errors: one clear line, no traceback
         print(error_line(args.command, err), file=sys.stderr)
