@@ -500,9 +500,11 @@ def check_eval_out_dir(out_dir: Path, info: dict) -> None:
     if not names:
         return
     foreign = [n for n in names if n not in EVAL_FILES]
-    if foreign or SUMMARY_FILE not in names:
-        raise EvalFolderError(f"{out_dir} holds {', '.join((foreign or names)[:4])}, not an lrkit "
+    if foreign:
+        raise EvalFolderError(f"{out_dir} holds {', '.join(foreign[:4])}, not an lrkit "
                               f"evaluation; choose another --out")
+    if SUMMARY_FILE not in names:  # an evaluation that died before its first batch was saved
+        return
     try:
         saved = json.loads((out_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
