@@ -166,7 +166,7 @@ def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations
     _check_pair_build(out_dir, expert_path, amateur_path)
     pair = load_pair(expert_path, amateur_path, device="cpu")
     provenance = Provenance(out_dir, api_call("run_demo", str(out_dir), ablations=ablations, fresh=fresh),
-                            "cpu", next(pair.expert.parameters()).dtype).start()
+                            "cpu", next(pair.expert.parameters()).dtype).start(write=False)
     train_set = generate_problems(config.train_problems, "train", seed=config.problem_seed)
     unlabeled = [{"id": p["id"], "question": p["question"]} for p in train_set]
     test = generate_problems(config.test_problems, "test", seed=config.problem_seed)
@@ -224,7 +224,9 @@ def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations
                             "contrastive_decoding": decoded.n_hit_limit},
         "seconds": timings,
         "total_seconds": round(time.perf_counter() - started, 1),
-        "config": {"sample": to_dict(config.sample), "train": to_dict(config.train),
+        "config": {"demo": {"train_problems": config.train_problems, "test_problems": config.test_problems,
+                            "problem_seed": config.problem_seed},
+                   "sample": to_dict(config.sample), "train": to_dict(config.train),
                    "eval": to_dict(config.eval)},
     }
     if ablation_rows is not None:

@@ -101,8 +101,12 @@ class Provenance:
                       "started": None, "ended": None, "command": invocation(call)}
         self.index: Optional[int] = None
 
-    def start(self) -> "Provenance":
+    def start(self, write: bool = True) -> "Provenance":
+        """Note the start time; ``write`` records the entry now (a call that then
+        dies leaves ``ended`` null), else only ``finish()`` writes it."""
         self.entry["started"] = now()
+        if not write:
+            return self
         runs = read_provenance(self.path.parent) if self.path.exists() else []
         self.index = len(runs)
         self._write(runs + [self.entry])

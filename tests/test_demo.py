@@ -154,7 +154,7 @@ def test_settings_and_provenance_are_tables_in_the_report(run):
     html = (out / "report.html").read_text()
     settings = html[html.index(">Settings<"):]
     assert "<table" in settings and '{"alpha"' not in html, "settings are a table, not raw JSON"
-    for text in ("kl_inclusive", "learning_rate", "max_new_tokens", "transformers", "torch", "git commit",
+    for text in ("kl_inclusive", "learning_rate", "max_new_tokens", "train_problems", "transformers", "git commit",
                  "started", "lrkit demo --out"):
         assert text in settings, text
     import lrkit
@@ -166,10 +166,14 @@ def test_settings_and_provenance_are_tables_in_the_report(run):
 
 
 def test_a_rerun_with_another_beta_says_fresh(run, capsys):
+    from lrkit.provenance import read_provenance
+
     out, _ = run
+    entries = len(read_provenance(out))
     code, err = _demo_again(out, "--max-steps", "3", "--beta", "0.2", capsys=capsys)
     assert code == 2 and len(err) == 1, err
     assert "--fresh" in err[0] and "--overwrite" not in err[0] and "beta" in err[0]
+    assert len(read_provenance(out)) == entries, "a refused call leaves no entry"
 
 
 def test_a_rerun_with_fewer_steps_is_refused_not_mislabelled(run, capsys):
