@@ -115,6 +115,14 @@ def test_eval_refuses_another_models_folder_and_a_sampling_folder(pair_paths, sa
     assert run_cli(["eval", "--model", pair_paths[0], "--out", out, *common], capsys)[0] == 0
     assert (out / "results.jsonl").read_bytes() == first["results.jsonl"]
 
+    # Nor does sampling write into an evaluation's folder (its summary.json would go).
+    first = {name: (out / name).read_bytes() for name in first}
+    code, err = run_cli(["sample", "--expert", pair_paths[0], "--amateur", pair_paths[1], "--problems",
+                         problems_file, "--out", out, "--max-new-tokens", MAX_NEW], capsys)
+    assert_one_line_error(code, err, out, "summary.json", "--overwrite")
+    assert {name: (out / name).read_bytes() for name in first} == first
+    assert not (out / "records.jsonl").exists()
+
 
 # ---------------------------------------------------------------- 3. a missing local path never goes to the Hub
 
@@ -187,6 +195,28 @@ def test_an_out_folder_that_cannot_be_made_is_one_line(pair_paths, problems_file
                          problems_file, "--out", blocker / "run", "--max-new-tokens", MAX_NEW], capsys)
     assert_one_line_error(code, err, blocker)
     assert blocker.read_text() == "mine"
+
+
+def test_a_read_only_out_folder_is_one_line(pair_paths, problems_file, sampled, tmp_path, monkeypatch, capsys):
+    """The tests run as root, where chmod cannot make a folder read-only: the
+    operating system's refusal is raised where the folder is made."""
+    from pathlib import Path as P
+
+    mkdir = P.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if tmp_path in self.parents or self == tmp_path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(P, "mkdir", read_only)
+    for argv in (["sample", "--expert", pair_paths[0], "--amateur", pair_paths[1], "--problems", problems_file,
+                  "--out", tmp_path / "run", "--max-new-tokens", MAX_NEW],
+                 train_argv(pair_paths[0], sampled / "records.jsonl", tmp_path / "run", 2),
+                 ["eval", "--model", pair_paths[0], "--problems", problems_file, "--out", tmp_path / "run",
+                  "--max-new-tokens", MAX_NEW]):
+        code, err = run_cli(argv, capsys)
+        assert_one_line_error(code, err, "Permission denied", tmp_path / "run")
 
 
 def test_device_cuda_without_cuda_is_one_line(pair_paths, problems_file, tmp_path, monkeypatch, capsys):
