@@ -32,7 +32,7 @@ from typing import Optional, Sequence, Union
 import torch
 
 from .config import EvalConfig, SampleConfig, TrainConfig, to_dict
-from .models import choose_device, choose_dtype, hide_library_chatter, scored_vocab_size
+from .models import choose_device, choose_dtype, hide_library_chatter
 
 RUN_DIR_ENV = "LRKIT_RUN_DIR"
 INSTALL_SPEC = "lrkit[notebooks] @ git+https://github.com/lrkit/lrkit"
@@ -500,7 +500,7 @@ def soft_label_fit(model_path: str, records: Sequence[dict], setup: Optional[Set
     with torch.inference_mode():
         for start in range(0, len(examples), batch_size):
             batch = {k: v.to(setup.device) for k, v in collate(examples[start:start + batch_size]).items()}
-            total += float(soft_label_kl(model, batch, scored_vocab_size(tokenizer)).sum())
+            total += float(soft_label_kl(model, batch, len(tokenizer)).sum())
     return total / max(len(examples), 1)
 
 
