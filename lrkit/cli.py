@@ -237,9 +237,8 @@ def run_pair(args) -> int:
                                            clean=args.clean)
         print(f"expert  {expert}\namateur {amateur}")
         return 0
-    except (KeyError, ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"lrkit pair: {message}", file=sys.stderr)
+    except RuntimeError as error:  # a download that failed: not the user's input (user errors exit 2 in main)
+        print(error_line("pair", error), file=sys.stderr)
         return 1
 
 

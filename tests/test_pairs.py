@@ -197,5 +197,10 @@ def test_cli_list_and_show(tmp_path, capsys):
     assert "qwen2.5-coder-offline" in out and "not prepared" in out
     assert main(["pair", "show", "qwen2.5-math-1.5b"]) == 0
     assert "Qwen/Qwen2.5-Math-1.5B" in capsys.readouterr().out
-    assert main(["pair", "show", "qwen2.5-coder-offline", "--cache-dir", str(tmp_path)]) == 1
-    assert "lrkit pair prepare" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["pair", "show", "qwen2.5-coder-offline", "--cache-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lrkit pair prepare qwen2.5-coder-offline" in err[0]
+    assert main(["pair", "show", "no-such-pair"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown pair 'no-such-pair'" in err[0]
