@@ -1,8 +1,10 @@
 """Problem sets: JSONL files with ``question`` (+ optional ``answer`` and ``id``),
-or GSM8K by its Hub name through ``datasets``."""
+or a benchmark by name (``gsm8k``, ``math500``, ``svamp``, ... see
+``lrkit.benchmarks``) from the Hub through ``datasets`` or from a local copy."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -20,6 +22,9 @@ class Problem:
     question: str
     answer: Optional[str] = None
     """The reference solution or answer as given (GSM8K: worked solution + '#### N')."""
+    answer_kind: str = "math"
+    """How answers are extracted and checked: "math" (boxed / last number, then
+    exact numbers or math-verify) or "choice" (a letter, MMLU-STEM)."""
 
     @property
     def gold(self) -> Optional[str]:
@@ -29,12 +34,20 @@ class Problem:
         return asdict(self)
 
 
+_THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+
+
 def gsm8k_gold(answer: str) -> str:
-    """The final answer: the text after the last '####', or the whole answer if none."""
+    """The final answer: the text after the last '####', or the whole answer if none.
+
+    Thousands separators are dropped from a plain number ("1,234" -> "1234");
+    other commas stay, because in "(1, 2)" or "\\{1, 2\\}" they are the answer.
+    """
     text = str(answer)
     if "####" in text:
         text = text.rsplit("####", 1)[1]
-    return text.strip().replace(",", "")
+    text = text.strip()
+    return text.replace(",", "") if _THOUSANDS.match(text) else text
 
 
 def problem_from_dict(item, where: str, default_id: str) -> Problem:
@@ -89,15 +102,28 @@ def load_gsm8k(split: str = "train") -> list[Problem]:
 
 
 def load_problems(source: Union[str, Path, Sequence], max_problems: Optional[int] = None,
-                  split: str = "train") -> list[Problem]:
-    """Problems from a JSONL path, a GSM8K Hub name, or a list of dicts/Problems."""
+                  split: Optional[str] = None) -> list[Problem]:
+    """Problems from a JSONL path, a benchmark name, or a list of dicts/Problems.
+
+    ``gsm8k`` keeps its old meaning here, the Hub's ``split`` (default
+    "train", what sampling uses); every other benchmark name
+    (``lrkit.benchmarks.BENCHMARKS``) loads that benchmark's evaluation split
+    unless ``split`` is given.
+    """
+    from .benchmarks import BENCHMARKS, load_benchmark
+
     if isinstance(source, (list, tuple)):
         problems = [p if isinstance(p, Problem) else problem_from_dict(p, f"problem {i}", str(i))
                     for i, p in enumerate(source)]
         if len({p.id for p in problems}) != len(problems):
             raise ProblemError("problem ids are not unique")
     elif str(source) in GSM8K_HUB_NAMES and not Path(str(source)).exists():
-        problems = load_gsm8k(split)
+        problems = load_gsm8k(split or "train")
+    elif str(source) in BENCHMARKS and not Path(str(source)).exists():
+        problems = load_benchmark(str(source), split=split)
+    elif _looks_like_a_name(source):
+        raise ProblemError(f"unknown benchmark {str(source)!r} and no such file; known benchmarks: "
+                           f"{', '.join(BENCHMARKS)}")
     else:
         problems = read_jsonl_problems(source)
     if max_problems is not None:
@@ -105,3 +131,9 @@ def load_problems(source: Union[str, Path, Sequence], max_problems: Optional[int
             raise ValueError(f"max_problems must be >= 1, got {max_problems}")
         problems = problems[:max_problems]
     return problems
+
+
+def _looks_like_a_name(source) -> bool:
+    """A bare word (no folder, no file extension) that is not a file: a mistyped benchmark."""
+    path = Path(str(source))
+    return not path.exists() and path.suffix == "" and len(path.parts) == 1
