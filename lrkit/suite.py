@@ -269,6 +269,9 @@ def _problem_sets(benchmarks, data_files: Mapping, limit: Optional[int]) -> dict
         raise ValueError(f"data_files names benchmark(s) not in the suite: {', '.join(unknown_files)}")
     sets: dict = {}
     items = benchmarks.items() if isinstance(benchmarks, Mapping) else [(b, None) for b in benchmarks]
+    for name, source in items:  # every name checked before anything loads
+        if source is None:
+            get_benchmark(name)
     for name, source in items:
         if name in sets:
             raise ValueError(f"benchmark {name!r} is listed twice")
