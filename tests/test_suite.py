@@ -190,3 +190,30 @@ def test_suite_input_errors(model_dirs, tmp_path):
         evaluate_suite([model_dirs[0], model_dirs[0]], ["gsm8k"], tmp_path, data_files=DATA, progress=False)
     with pytest.raises(ValueError, match="data_files names benchmark"):
         evaluate_suite(model_dirs, ["gsm8k"], tmp_path, data_files=DATA, progress=False)
+
+
+def test_cli_table1_for_two_models_then_resumed(model_dirs, tmp_path, capsys):
+    from lrkit.cli import main
+
+    out = tmp_path / "t1"
+    argv = ["eval", "--model", model_dirs[0], "--model", model_dirs[1], "--name", "base", "--name", "tuned",
+            "--problems", "gsm8k", "mmlu_stem", "--data-file", f"gsm8k={DATA['gsm8k']}",
+            "--data-file", f"mmlu_stem={DATA['mmlu_stem']}", "--out", str(out), "--limit", "3",
+            "--max-new-tokens", "12", "--batch-size", "2"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "tuned vs base on GSM8K: 0 fixed, 1 broken" in printed and "table1.html" in printed
+    scores = pd.read_csv(out / "scores.csv").set_index(["model", "benchmark"])
+    assert scores.loc[("base", "mmlu_stem"), "n"] == 3 and scores.loc[("tuned", "gsm8k"), "n_correct"] == 1
+    assert main(argv) == 0 and "already evaluated" in capsys.readouterr().out
+    assert main(argv[:-4] + ["--max-new-tokens", "11", "--batch-size", "2"]) == 2
+    assert "max_new_tokens" in capsys.readouterr().err
+
+
+def test_cli_bad_eval_flags_give_one_line(model_dirs, tmp_path, capsys):
+    from lrkit.cli import main
+
+    for extra in (["--data-file", "gsm8k"], ["--data-file", "svamp=x.jsonl"]):
+        code = main(["eval", "--model", model_dirs[0], "--problems", "gsm8k", "--out", str(tmp_path), *extra])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and "--data-file" in err, err
