@@ -158,7 +158,7 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
     Benchmark("gsm8k", "GSM8K", "openai/gsm8k", "main", "test", ("question", "answer"), "math", _gsm8k,
               source="Cobbe et al. 2021, grade-school word problems; 1,319 test problems",
               licence="MIT"),
-    Benchmark("math500", "MATH", "HuggingFaceH4/MATH-500", None, "test", ("problem", "answer"), "math",
+    Benchmark("math500", "MATH-500", "HuggingFaceH4/MATH-500", None, "test", ("problem", "answer"), "math",
               _math500, id_field="unique_id",
               source="Hendrycks et al. 2021 MATH; the 500-problem subset of Lightman et al. 2023",
               licence="MIT",

@@ -130,8 +130,10 @@ class SuiteResult:
         return notes
 
     def show(self) -> None:
-        frame = self.scores().pivot(index="model", columns="title", values="accuracy")
-        print((100 * frame.loc[self.models]).round(1).to_string())
+        scores = self.scores()
+        frame = scores.pivot(index="model", columns="title", values="accuracy")
+        columns = list(dict.fromkeys(scores["title"]))  # benchmarks in order, then the average
+        print((100 * frame.loc[self.models, columns]).round(1).to_string())
         for row in self.comparisons().itertuples():
             print(f"{row.b} vs {row.a} on {row.title}: {row.fixed} fixed, {row.broken} broken "
                   f"(exact McNemar p = {row.mcnemar_p:.3g})")
@@ -272,6 +274,9 @@ def _problem_sets(benchmarks, data_files: Mapping, limit: Optional[int]) -> dict
     for name, source in items:  # every name checked before anything loads
         if source is None:
             get_benchmark(name)
+        elif not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(name)):
+            raise ValueError(f"benchmark name {name!r} must be letters, digits, '.', '_' or '-' "
+                             "(it names a folder)")
     for name, source in items:
         if name in sets:
             raise ValueError(f"benchmark {name!r} is listed twice")

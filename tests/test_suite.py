@@ -217,3 +217,8 @@ def test_cli_bad_eval_flags_give_one_line(model_dirs, tmp_path, capsys):
         code = main(["eval", "--model", model_dirs[0], "--problems", "gsm8k", "--out", str(tmp_path), *extra])
         err = capsys.readouterr().err.strip()
         assert code == 2 and len(err.splitlines()) == 1 and "--data-file" in err, err
+
+
+def test_a_problem_set_of_your_own_needs_a_folder_safe_name(model_dirs, tmp_path):
+    with pytest.raises(ValueError, match="names a folder"):
+        evaluate_suite(model_dirs, {"my set/1": DATA["gsm8k"]}, tmp_path, progress=False)
