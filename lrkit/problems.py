@@ -31,7 +31,10 @@ class Problem:
         return gsm8k_gold(self.answer) if self.answer is not None else None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if data["answer_kind"] == "math":  # the default: dicts and files stay as they were
+            del data["answer_kind"]
+        return data
 
 
 _THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
@@ -64,7 +67,10 @@ def problem_from_dict(item, where: str, default_id: str) -> Problem:
     raw_id = item.get("id", default_id)
     if not isinstance(raw_id, (str, int)) or isinstance(raw_id, bool) or str(raw_id) == "":
         raise ProblemError(f"{where}: field 'id' must be a non-empty string or an integer")
-    return Problem(str(raw_id), question, None if answer is None else str(answer))
+    kind = item.get("answer_kind", "math")
+    if kind not in ("math", "choice"):
+        raise ProblemError(f"{where}: field 'answer_kind' must be 'math' or 'choice', got {kind!r}")
+    return Problem(str(raw_id), question, None if answer is None else str(answer), kind)
 
 
 def read_jsonl_problems(path: Union[str, Path]) -> list[Problem]:

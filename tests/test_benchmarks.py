@@ -155,3 +155,12 @@ def test_paper_table_averages_agree_with_its_columns():
             assert math.isclose(sum(values[:7]) / 7, values[7], abs_tol=0.051), (model, label)
     assert PAPER_TABLE1["Qwen2.5-Math-1.5B"]["Baseline"][0] == 42.5  # SPEC.md section 3
     assert PAPER_TABLE1["Qwen2.5-Math-1.5B"]["+ LightR"][0] == 70.6
+
+
+def test_problems_round_trip_through_dicts_with_their_kind():
+    mmlu = load_benchmark("mmlu_stem", path=FIXTURES / "mmlu_stem.jsonl")
+    assert load_problems([p.to_dict() for p in mmlu]) == mmlu
+    gsm8k = load_benchmark("gsm8k", path=FIXTURES / "gsm8k.jsonl")
+    assert "answer_kind" not in gsm8k[0].to_dict()  # the default kind leaves dicts as they were
+    with pytest.raises(ProblemError, match="answer_kind"):
+        load_problems([{"question": "q", "answer": "1", "answer_kind": "essay"}])
