@@ -28,7 +28,7 @@ import pandas as pd
 
 from .benchmarks import BENCHMARKS, PAPER_BENCHMARKS, PAPER_TABLE1, get_benchmark, load_benchmark
 from .config import EvalConfig, to_dict
-from .evaluation import EvalResult, accuracy_interval, compare, evaluate
+from .evaluation import EvalResult, compare, evaluate
 from .problems import Problem, load_problems
 
 __all__ = ["evaluate_suite", "SuiteResult", "SUITE_FILE"]
