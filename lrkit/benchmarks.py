@@ -122,14 +122,18 @@ class Benchmark:
     to_question_answer: Callable[[dict], Optional[tuple]] = field(repr=False)
     """Row -> (question, gold answer), or None for a row the benchmark leaves out."""
     id_field: Optional[str] = None
-    """A field holding a stable problem id; otherwise "<name>-<row index>"."""
+    """A field holding a stable problem id; otherwise "<id_prefix>-<row index>"."""
+    id_prefix: str = "{name}"
+    """Prefix of row-index ids, formatted with the name and the split used."""
     source: str = ""
     licence: str = ""
     note: str = ""
 
-    def problems(self, rows: Iterable[dict], where: Callable[[int], str]) -> list[Problem]:
+    def problems(self, rows: Iterable[dict], where: Callable[[int], str],
+                 split: Optional[str] = None) -> list[Problem]:
         """Map rows of this benchmark's schema to problems; a bad row raises
         ProblemError naming ``where(index)`` and the field."""
+        prefix = self.id_prefix.format(name=self.name, split=split or self.split)
         problems: list[Problem] = []
         first_seen: dict[str, int] = {}
         for index, row in enumerate(rows):
@@ -145,7 +149,7 @@ class Benchmark:
                 continue
             question, answer = mapped
             raw_id = row.get(self.id_field) if self.id_field else None
-            problem_id = str(raw_id) if raw_id not in (None, "") else f"{self.name}-{index}"
+            problem_id = str(raw_id) if raw_id not in (None, "") else f"{prefix}-{index}"
             if problem_id in first_seen:
                 raise ProblemError(f"{where(index)}: id {problem_id!r} already used at "
                                    f"{where(first_seen[problem_id])}")
@@ -156,6 +160,7 @@ class Benchmark:
 
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
     Benchmark("gsm8k", "GSM8K", "openai/gsm8k", "main", "test", ("question", "answer"), "math", _gsm8k,
+              id_prefix="gsm8k-{split}",  # the ids `load_problems("gsm8k", split=...)` has always given
               source="Cobbe et al. 2021, grade-school word problems; 1,319 test problems",
               licence="MIT"),
     Benchmark("math500", "MATH-500", "HuggingFaceH4/MATH-500", None, "test", ("problem", "answer"), "math",
@@ -244,7 +249,7 @@ def load_benchmark(name: str, path: Union[str, Path, None] = None, split: Option
         problems = benchmark.problems(*_read_local(Path(path)))
     else:
         rows = _hub_rows(benchmark, split or benchmark.split)
-        problems = benchmark.problems(rows, lambda i: f"{benchmark.hub_id} row {i}")
+        problems = benchmark.problems(rows, lambda i: f"{benchmark.hub_id} row {i}", split)
     if not problems:
         raise ProblemError(f"{path or benchmark.hub_id}: no {name} problems found")
     if limit is not None:

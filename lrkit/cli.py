@@ -178,7 +178,7 @@ def run_eval(args) -> int:
 
     config = config_from_args(EvalConfig, args)
     data_files = _data_files(args.data_file)
-    if len(args.model) > 1 or len(args.problems) > 1:
+    if len(args.model) > 1 or len(args.problems) > 1 or args.paper_model is not None:
         from .benchmarks import BENCHMARKS
         from .suite import evaluate_suite
 

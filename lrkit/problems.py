@@ -101,10 +101,9 @@ def read_jsonl_problems(path: Union[str, Path]) -> list[Problem]:
 
 def load_gsm8k(split: str = "train") -> list[Problem]:
     """GSM8K from the Hub (works on Colab; needs the network)."""
-    from datasets import load_dataset
+    from .benchmarks import load_benchmark
 
-    rows = load_dataset("openai/gsm8k", "main", split=split)
-    return [Problem(f"gsm8k-{split}-{i}", row["question"], row["answer"]) for i, row in enumerate(rows)]
+    return load_benchmark("gsm8k", split=split)
 
 
 def load_problems(source: Union[str, Path, Sequence], max_problems: Optional[int] = None,

@@ -16,9 +16,9 @@ FIXTURES = Path(__file__).parent / "fixtures" / "benchmarks"
 
 # name: [(id, question, gold)] as worked out from the fixture rows by hand.
 EXPECTED = {
-    "gsm8k": [("gsm8k-0", "what is six times seven?", "42"),
-              ("gsm8k-1", "Tom buys 3 bags of 1,000 beads. How many beads does he have?", "3000"),
-              ("gsm8k-2", "say seven!", "7")],
+    "gsm8k": [("gsm8k-test-0", "what is six times seven?", "42"),
+              ("gsm8k-test-1", "Tom buys 3 bags of 1,000 beads. How many beads does he have?", "3000"),
+              ("gsm8k-test-2", "say seven!", "7")],
     "math500": [("test/algebra/1.json", "what is the sum of the roots of x^2-5x+6?", "5"),
                 ("test/precalculus/2.json",
                  "Convert the point $(0,3)$ in rectangular coordinates to polar coordinates.",
@@ -101,6 +101,11 @@ def test_hub_loading_reads_the_registered_location(monkeypatch):
     assert calls == [("hails/mmlu_no_train", "all", "test")]
     # The fake returns rows[2:] for "test": the world_religions row is dropped.
     assert [p.gold for p in mmlu] == ["B", "D"] and mmlu[0].id == "mmlu_stem-1"
+    calls.clear()
+    # The registry's GSM8K gives the ids lrkit has always used for GSM8K.
+    registry = load_benchmark("gsm8k", split="train")  # the fake's "train" part: the first two rows
+    assert [p.id for p in registry] == ["gsm8k-train-0", "gsm8k-train-1"]
+    assert load_problems("gsm8k", split="train") == registry
     calls.clear()
     load_problems("olympiadbench")
     assert calls == [("Hothan/OlympiadBench", "OE_TO_maths_en_COMP", "train")]
