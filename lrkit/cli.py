@@ -143,7 +143,7 @@ def eval_arguments(p: argparse.ArgumentParser) -> None:
                    help="Hub name, local folder, .gguf file or PAIR:expert; repeat for a Table 1 of several "
                         "models (the first is the one the others' fixed/broken counts are against)")
     p.add_argument("--problems", required=True, nargs="+",
-                   help="benchmark names (gsm8k math500 svamp asdiv minerva_math olympiadbench mmlu_stem) "
+                   help="benchmark names (gsm8k math500 math svamp asdiv minerva_math olympiadbench mmlu_stem) "
                         "or JSONL files (question, answer, optional id)")
     p.add_argument("--out", required=True,
                    help="folder: results.jsonl and summary.json for one model on one problem set; for "

@@ -25,6 +25,9 @@ EXPECTED = {
                  r"\left( 3, \frac{\pi}{2} \right)"),
                 ("test/algebra/3.json", r"Solve $|x-2| \le 5$.", "[-3,7]"),
                 ("test/prealgebra/4.json", r"Simplify $\sqrt{50}$.", r"5\sqrt{2}")],
+    "math": [("math-0", r"What is $\frac{1}{2}+\frac{1}{4}$?", r"\frac{3}{4}"),
+             ("math-1", "Find the set of $x$ with $x^2<1$.", "(-1,1)"),   # the last box of the solution
+             ("math-2", r"Compute $\binom{4}{2}$.", "6")],
     "svamp": [("chal-1", "There are 87 oranges and 290 bananas in a box. The bananas are put into 2 equal "
                          "groups. How big is each group of bananas?", "145"),
               ("chal-2", "Jane had 11 stickers. She gave 4 to her brother. How many stickers does Jane have now?",
@@ -57,6 +60,7 @@ def _rows(name):
 
 def test_registry_holds_the_papers_seven_benchmarks_with_notes():
     assert PAPER_BENCHMARKS == ("gsm8k", "math500", "svamp", "asdiv", "minerva_math", "olympiadbench", "mmlu_stem")
+    assert set(BENCHMARKS) == set(PAPER_BENCHMARKS) | {"math"}  # and the full MATH test set
     for bench in BENCHMARKS.values():
         assert bench.hub_id and bench.split and bench.fields and bench.source and bench.licence
         assert bench.answer_kind == ("choice" if bench.name == "mmlu_stem" else "math")
@@ -106,6 +110,11 @@ def test_hub_loading_reads_the_registered_location(monkeypatch):
     registry = load_benchmark("gsm8k", split="train")  # the fake's "train" part: the first two rows
     assert [p.id for p in registry] == ["gsm8k-train-0", "gsm8k-train-1"]
     assert load_problems("gsm8k", split="train") == registry
+    calls.clear()
+    math = load_problems("math")  # seven subject configs, one after the other
+    assert [c[1] for c in calls] == ["algebra", "counting_and_probability", "geometry", "intermediate_algebra",
+                                     "number_theory", "prealgebra", "precalculus"]
+    assert len(math) == 7 and len({p.id for p in math}) == 7
     calls.clear()
     load_problems("olympiadbench")
     assert calls == [("Hothan/OlympiadBench", "OE_TO_maths_en_COMP", "train")]

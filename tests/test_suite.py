@@ -222,3 +222,27 @@ def test_cli_bad_eval_flags_give_one_line(model_dirs, tmp_path, capsys):
 def test_a_problem_set_of_your_own_needs_a_folder_safe_name(model_dirs, tmp_path):
     with pytest.raises(ValueError, match="names a folder"):
         evaluate_suite(model_dirs, {"my set/1": DATA["gsm8k"]}, tmp_path, progress=False)
+
+
+def _fake_result(name, right):
+    from lrkit.evaluation import EvalResult
+
+    rows = [{"id": str(i), "question": "q", "gold": "1", "output": "", "prediction": "1", "correct": r,
+             "n_tokens": 1, "finished": True} for i, r in enumerate(right)]
+    return EvalResult(pd.DataFrame(rows), {"model": name})
+
+
+def test_paper_average_only_with_all_seven_and_math_against_either_math_set():
+    from lrkit.benchmarks import PAPER_BENCHMARKS
+
+    seven = ["math" if b == "math500" else b for b in PAPER_BENCHMARKS]  # the full MATH test set this time
+    results = {"m": {b: _fake_result("m", [True, False]) for b in seven}}
+    suite = SuiteResult(results, ["m"], seven, {"config": {}}, paper_model="Qwen2.5-Math-7B")
+    paper = suite.paper()
+    lightr = paper[paper["row"] == "Qwen2.5-Math-7B + LightR (paper)"].set_index("benchmark")["accuracy"]
+    assert lightr["math"] == pytest.approx(0.578) and lightr["average"] == pytest.approx(0.547)
+    assert suite.scores().set_index("benchmark").loc["average", "accuracy"] == pytest.approx(0.5)
+    assert "MATH-500" not in " ".join(suite.notes())
+    fewer = SuiteResult({"m": {b: results["m"][b] for b in seven[:3]}}, ["m"], seven[:3], {"config": {}},
+                        paper_model="Qwen2.5-Math-7B")
+    assert "average" not in set(fewer.paper()["benchmark"])
