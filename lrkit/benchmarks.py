@@ -11,6 +11,7 @@ Row -> problem mappings follow the Qwen2.5-Math evaluation toolkit
 (QwenLM/Qwen2.5-Math, ``evaluation/parser.py`` and ``data_loader.py``), which is
 what the LightReasoner authors evaluated with:
 
+- MATH (full test set): gold = the last ``\\boxed{}`` of the worked solution.
 - SVAMP: question = body (a full stop added if missing) + " " + question;
   the toolkit uses train and test together (1,000 problems).
 - ASDiv: question = body + " " + question; gold = answer without its
