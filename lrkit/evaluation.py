@@ -263,6 +263,9 @@ def _math_verify(pred: str, gold: str) -> Verdict:
         return Verdict(False, "unparsed")
     try:
         gold_parsed = parse(_for_math_verify(gold), parsing_timeout=seconds, raise_on_error=True)
+    except (TimeoutException, Exception):  # an unreadable gold is compared as text below
+        gold_parsed = []
+    try:
         pred_parsed = parse(_for_math_verify(pred), parsing_timeout=seconds, raise_on_error=True)
     except TimeoutException:
         return Verdict(False, "timeout")
