@@ -25,6 +25,7 @@ _PUBLIC = {
     "evaluate": "lrkit.evaluation",
     "evaluate_contrastive": "lrkit.evaluation",
     "compare": "lrkit.evaluation",
+    "evaluate_suite": "lrkit.suite",
     "extract_answer": "lrkit.evaluation",
     "answers_match": "lrkit.evaluation",
     "token_view": "lrkit.viz",

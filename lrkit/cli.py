@@ -139,24 +139,75 @@ def run_merge(args) -> int:
 # ------------------------------------------------------------------ lrkit eval
 
 def eval_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="Hub name, local folder, .gguf file or PAIR:expert")
-    p.add_argument("--problems", required=True, help="JSONL file (question, answer, optional id) or 'gsm8k'")
-    p.add_argument("--out", required=True, help="folder for results.jsonl and summary.json")
-    p.add_argument("--max-problems", type=int, default=None, help="evaluate only the first N problems")
-    p.add_argument("--split", default="test", help="split when --problems is a Hub name (default test)")
+    p.add_argument("--model", required=True, action="append",
+                   help="Hub name, local folder, .gguf file or PAIR:expert; repeat for a Table 1 of several "
+                        "models (the first is the one the others' fixed/broken counts are against)")
+    p.add_argument("--problems", required=True, nargs="+",
+                   help="benchmark names (gsm8k math500 math svamp asdiv minerva_math olympiadbench mmlu_stem) "
+                        "or JSONL files (question, answer, optional id)")
+    p.add_argument("--out", required=True,
+                   help="folder: results.jsonl and summary.json for one model on one problem set; for "
+                        "more, a Table 1 folder (suite.json, MODEL/BENCHMARK/, table1.html, figure.html), "
+                        "resumed when the same command runs again")
+    p.add_argument("--limit", "--max-problems", dest="limit", type=int, default=None,
+                   help="evaluate only the first N problems of each problem set")
+    p.add_argument("--data-file", action="append", default=[], metavar="NAME=PATH",
+                   help="a local JSONL or parquet copy of benchmark NAME in its Hub schema (offline use)")
+    p.add_argument("--name", action="append", default=None,
+                   help="a label per --model for the table (default: the --model text)")
+    p.add_argument("--paper-model", default=None,
+                   help="the paper's model whose published Table 1 rows to show (default: found from the "
+                        "--model names; 'none' for none)")
+    p.add_argument("--split", default=None,
+                   help="Hub split for one benchmark name (default: the benchmark's evaluation split)")
     add_config_arguments(p, EvalConfig)
+
+
+def _data_files(values: Sequence[str]) -> dict:
+    files = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--data-file {value!r}: expected NAME=PATH, e.g. gsm8k=gsm8k_test.jsonl")
+        files[name] = path
+    return files
 
 
 def run_eval(args) -> int:
     from pathlib import Path
 
-    from .evaluation import RESULTS_FILE, evaluate
-    from .problems import load_problems
-
     config = config_from_args(EvalConfig, args)
-    problems = load_problems(args.problems, max_problems=args.max_problems, split=args.split,
-                             require_answers=True)
-    result = evaluate(args.model, problems, config, out_dir=args.out)
+    data_files = _data_files(args.data_file)
+    if len(args.model) > 1 or len(args.problems) > 1 or args.paper_model is not None:
+        from .benchmarks import BENCHMARKS
+        from .suite import evaluate_suite
+
+        if args.split is not None:
+            raise ValueError("--split applies to one benchmark; a Table 1 uses each benchmark's own split")
+        benchmarks = {p if p in BENCHMARKS else Path(p).stem: (None if p in BENCHMARKS else p)
+                      for p in args.problems}
+        paper_model = False if (args.paper_model or "").lower() == "none" else args.paper_model
+        suite = evaluate_suite(args.model, benchmarks, args.out, config, limit=args.limit,
+                               data_files=data_files, names=args.name, paper_model=paper_model)
+        suite.show()
+        print(f"Table 1 in {Path(args.out) / 'table1.html'}, figure in {Path(args.out) / 'figure.html'}")
+        return 0
+
+    from .benchmarks import load_benchmark
+    from .evaluation import RESULTS_FILE, evaluate
+    from .problems import GSM8K_HUB_NAMES, load_problems
+
+    source = args.problems[0]
+    unknown = sorted(set(data_files) - {source})
+    if unknown:
+        raise ValueError(f"--data-file names {', '.join(unknown)}, which --problems does not")
+    if source in data_files:
+        problems = load_benchmark(source, path=data_files[source], limit=args.limit)
+    else:
+        # `lrkit eval --problems gsm8k` means the test split, as it always has.
+        split = args.split or ("test" if source in GSM8K_HUB_NAMES else None)
+        problems = load_problems(source, max_problems=args.limit, split=split, require_answers=True)
+    result = evaluate(args.model[0], problems, config, out_dir=args.out, name=(args.name or [None])[0])
     result.show()
     print(f"results in {Path(args.out) / RESULTS_FILE}")
     return 0

@@ -7,10 +7,16 @@ two middle tiers go beyond the paper's rule (boxed, else last number) so that
 trailing text after a stated answer ("The answer is 42. Step 3 ...") does not
 win.
 
-Matching (``answers_match``) compares numbers by exact value after stripping
-what does not change the value: commas, ``$``, ``%``, units and words, LaTeX
-spacing and ``\\text{}``; fractions and decimals meet as exact fractions.
-Anything else is compared as normalised text.
+Matching (``answers_match``, ``check_answer``) first tries the exact numeric
+path: when both answers hold one number, they are compared by exact value after
+stripping what does not change the value (commas, ``$``, ``%``, units and words,
+LaTeX spacing and ``\\text{}``); fractions and decimals meet as exact
+fractions. This is the GSM8K path, fast and verified on every GSM8K gold
+solution. Anything else (surds, pi, intervals, tuples, sets, expressions) goes
+to Hugging Face's math-verify (``parse`` then ``verify``, gold first), with a
+time limit per call; a prediction it cannot parse, or that times out, is scored
+wrong and counted as "unparsed". Multiple-choice answers (MMLU-STEM) are
+extracted and compared as letters (``extract_choice``).
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import json
 import math
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -34,10 +41,12 @@ from .models import check_prompt_lengths
 from .prompts import build_prompt_ids
 from .provenance import PROVENANCE_FILE, Provenance, api_call
 
-__all__ = ["extract_answer", "answers_match", "parse_number", "gsm8k_gold", "accuracy_interval",
-           "mcnemar_p_value", "evaluate", "EvalResult", "compare", "Comparison"]
+__all__ = ["extract_answer", "extract_choice", "answers_match", "check_answer", "Verdict", "parse_number",
+           "gsm8k_gold", "accuracy_interval", "mcnemar_p_value", "evaluate", "EvalResult", "compare", "Comparison"]
 
 RESULT_COLUMNS = ("id", "question", "gold", "output", "prediction", "correct", "n_tokens", "finished")
+OPTIONAL_COLUMNS = ("unparsed",)
+"""Kept when present: results written before math-verify have no "unparsed" column."""
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.json"
 
@@ -186,15 +195,130 @@ def _normalized_text(text: str) -> str:
     return re.sub(r"\s+", "", _clean(text)).lower()
 
 
+MATH_VERIFY_TIMEOUT_S = 2
+"""Seconds math-verify may spend parsing one answer or comparing one pair."""
+MAX_ANSWER_CHARS = 400
+"""Longer predictions are not handed to math-verify at all (scored unparsed):
+a final answer is short, and a runaway generation can make sympy crawl."""
+ANSWER_KINDS = ("math", "choice")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of checking one answer."""
+
+    correct: bool
+    method: str
+    """"numeric" (exact values), "math-verify", "text" (normalised text, when the
+    gold is not mathematics), "choice" (letters), "no answer", "unparsed"
+    (math-verify found no expression in the prediction) or "timeout"."""
+
+    @property
+    def unparsed(self) -> bool:
+        return self.method in ("unparsed", "timeout")
+
+
 def answers_match(pred: Optional[str], gold: Optional[str]) -> bool:
-    """True when the prediction equals the gold answer: numerically if both parse, else as text."""
-    if pred is None or gold is None:
-        return False
-    pred_value, gold_value = parse_number(str(pred)), parse_number(str(gold))
+    """True when the prediction equals the gold answer (see ``check_answer``)."""
+    return check_answer(pred, gold).correct
+
+
+def check_answer(pred: Optional[str], gold: Optional[str], kind: str = "math") -> Verdict:
+    """Check an extracted prediction against the gold answer.
+
+    ``kind="math"``: exact numbers when both hold one number, else math-verify.
+    ``kind="choice"``: both must be the same letter.
+    """
+    if kind not in ANSWER_KINDS:
+        raise ValueError(f"answer kind must be one of {', '.join(ANSWER_KINDS)}, got {kind!r}")
+    if pred is None or gold is None or not str(pred).strip():
+        return Verdict(False, "no answer")
+    pred, gold = str(pred), str(gold)
+    if kind == "choice":
+        letter = _choice_letter(pred)
+        return Verdict(letter is not None and letter == _choice_letter(gold), "choice")
+    pred_value, gold_value = parse_number(pred), parse_number(gold)
     if pred_value is not None and gold_value is not None:
-        return pred_value == gold_value
-    normalized = _normalized_text(str(pred))
-    return bool(normalized) and normalized == _normalized_text(str(gold))
+        return Verdict(pred_value == gold_value, "numeric")
+    return _math_verify(pred, gold)
+
+
+def _for_math_verify(answer: str) -> str:
+    """An extracted answer as math-verify reads one: inside \\boxed{}, no bare $."""
+    answer = re.sub(r"(?<!\\)\$", "", answer.replace("\u2212", "-")).strip()
+    return answer if "\\boxed" in answer else "\\boxed{" + answer + "}"
+
+
+def _has_expression(parsed: list) -> bool:
+    return any(not isinstance(item, str) for item in parsed)
+
+
+def _math_verify(pred: str, gold: str) -> Verdict:
+    # Lazy: math-verify pulls in sympy and an ANTLR parser, which `import lrkit` must not.
+    from math_verify import parse, verify
+    from math_verify.errors import TimeoutException
+
+    # Its time limits use SIGALRM, which works only in the main thread; elsewhere
+    # (a worker thread) the limits are off and MAX_ANSWER_CHARS is the only guard.
+    seconds = MATH_VERIFY_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
+    if len(pred) > MAX_ANSWER_CHARS:
+        return Verdict(False, "unparsed")
+    try:
+        gold_parsed = parse(_for_math_verify(gold), parsing_timeout=seconds, raise_on_error=True)
+    except (TimeoutException, Exception):  # an unreadable gold is compared as text below
+        gold_parsed = []
+    try:
+        pred_parsed = parse(_for_math_verify(pred), parsing_timeout=seconds, raise_on_error=True)
+    except TimeoutException:
+        return Verdict(False, "timeout")
+    except Exception:  # math-verify's parser failing on odd input: the answer is unreadable
+        return Verdict(False, "unparsed")
+    if not _has_expression(gold_parsed):  # a gold that is not mathematics: compare as text
+        normalized = _normalized_text(pred)
+        return Verdict(bool(normalized) and normalized == _normalized_text(gold), "text")
+    if not _has_expression(pred_parsed):
+        return Verdict(False, "unparsed")
+    try:
+        return Verdict(bool(verify(gold_parsed, pred_parsed, timeout_seconds=seconds, raise_on_error=True)),
+                       "math-verify")
+    except TimeoutException:
+        return Verdict(False, "timeout")
+    except Exception:  # sympy failing on one comparison: fall back to the texts
+        return Verdict(_normalized_text(pred) == _normalized_text(gold), "math-verify")
+
+
+# --------------------------------------------------------------------------- multiple choice
+
+_CHOICE_TRIGGERS = ("choice is", "answer is")
+_LETTER = re.compile(r"\b([A-E])\b")
+
+
+def extract_choice(text: Optional[str]) -> Optional[str]:
+    """The chosen letter (A-E) in a model's output, as the Qwen2.5-Math evaluation
+    reads multiple-choice answers (its ``choice_answer_clean``), or None.
+
+    After the last "answer is" / "choice is", the first standalone letter;
+    without either phrase, the last standalone letter of the whole output
+    (upper-cased, so a final ``\\boxed{C}`` wins). When a phrase occurs more
+    than once, only the text before the first blank line is read, as in the
+    toolkit (it guards against a model that goes on to invent new questions).
+    """
+    if not isinstance(text, str):
+        return None
+    text = text.strip("\n")
+    if any(text.count(trigger) > 1 for trigger in _CHOICE_TRIGGERS):
+        text = text.split("\n\n")[0]
+    parts = re.split("|".join(_CHOICE_TRIGGERS), text)
+    after_trigger = len(parts) > 1
+    letters = _LETTER.findall(parts[-1].upper())
+    if not letters:
+        return None
+    return letters[0] if after_trigger else letters[-1]
+
+
+def _choice_letter(answer: str) -> Optional[str]:
+    letters = _LETTER.findall(_clean(answer).upper())
+    return letters[-1] if len(letters) == 1 else None
 
 
 # --------------------------------------------------------------------------- statistics
@@ -272,7 +396,8 @@ class EvalResult:
         return {**self.info, "n_problems": self.n, "n_correct": self.n_correct,
                 "accuracy": self.accuracy, "interval": [low, high], "level": 0.95,
                 "n_unfinished": self.n_hit_limit, "n_hit_limit": self.n_hit_limit,
-                "n_no_answer": int(self.df["prediction"].isna().sum())}
+                "n_no_answer": int(self.df["prediction"].isna().sum()),
+                "n_unparsed": int(self.df["unparsed"].astype(bool).sum()) if "unparsed" in self.df else 0}
 
     @property
     def n_hit_limit(self) -> int:
@@ -293,7 +418,7 @@ class EvalResult:
         s = self.summary()
         print(self)
         print(f"  hit max_new_tokens without a stop token: {s['n_hit_limit']}, "
-              f"no answer found: {s['n_no_answer']}")
+              f"no answer found: {s['n_no_answer']}, unparsed answers (scored wrong): {s['n_unparsed']}")
         if "seconds" in s:
             print(f"  {s.get('generated_tokens', 0)} tokens in {s['seconds']:.1f} s")
 
@@ -315,16 +440,17 @@ class EvalResult:
         if (out_dir / SUMMARY_FILE).exists():
             info = json.loads((out_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
             for key in ("n_problems", "n_correct", "accuracy", "interval", "level",
-                        "n_unfinished", "n_hit_limit", "n_no_answer"):
+                        "n_unfinished", "n_hit_limit", "n_no_answer", "n_unparsed"):
                 info.pop(key, None)
         return cls(_results_frame(rows), info)
 
 
 def _results_frame(rows: list[dict]) -> pd.DataFrame:
     data = {}
-    for column in RESULT_COLUMNS:
+    optional = [c for c in OPTIONAL_COLUMNS if rows and all(c in row for row in rows)]
+    for column in (*RESULT_COLUMNS, *optional):
         values = [row.get(column) for row in rows]
-        dtype = {"correct": bool, "finished": bool, "n_tokens": "int64"}.get(column, object)
+        dtype = {"correct": bool, "finished": bool, "unparsed": bool, "n_tokens": "int64"}.get(column, object)
         data[column] = pd.Series(values, dtype=dtype)
     return pd.DataFrame(data)
 
@@ -527,11 +653,14 @@ def _problems_sha256(problems) -> str:
 
 def _result_row(problem, generation, tokenizer) -> dict:
     output = tokenizer.decode(generation.token_ids, skip_special_tokens=True)
-    prediction = extract_answer(output)
+    kind = getattr(problem, "answer_kind", "math")
+    prediction = extract_choice(output) if kind == "choice" else extract_answer(output)
     gold = gsm8k_gold(problem.answer)
+    verdict = check_answer(prediction, gold, kind)
     return {"id": problem.id, "question": problem.question, "gold": gold, "output": output,
-            "prediction": prediction, "correct": answers_match(prediction, gold),
-            "n_tokens": len(generation.token_ids), "finished": generation.finished}
+            "prediction": prediction, "correct": verdict.correct,
+            "n_tokens": len(generation.token_ids), "finished": generation.finished,
+            "unparsed": verdict.unparsed}
 
 
 def _finish(rows: list, info: dict, start: float) -> EvalResult:

@@ -295,7 +295,8 @@ def test_evaluate_predicted_outputs(model_and_tokenizer, tmp_path):
     df = result.df
     assert df["id"].tolist() == [p["id"] for p in PROBLEMS]
     assert list(df.columns) == ["id", "question", "gold", "output", "prediction", "correct",
-                                "n_tokens", "finished"]
+                                "n_tokens", "finished", "unparsed"]
+    assert not df["unparsed"].any()  # every prediction here is a plain number
     for row in df.itertuples():
         output, prediction, correct, finished = EXPECTED[row.id]
         assert (row.output, row.prediction, row.correct, row.finished) == (output, prediction, correct, finished)
