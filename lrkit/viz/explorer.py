@@ -125,11 +125,12 @@ class Explorer:
         i = self._index[self.problem.value]
         return slice(int(self._starts[i]), int(self._ends[i]))
 
-    def _scale(self, score: str) -> ColourScale:
-        if score not in self._scales:
+    def _scale(self, score: str, beta: float) -> ColourScale:
+        key = (score, beta if score == "kl" else None)  # the KL legend marks the slider's beta
+        if key not in self._scales:
             values = score_values(self._steps, score, self._kept) if score != "kept" else np.array([0.0, 1.0])
-            self._scales[score] = ColourScale.for_values(score, values)
-        return self._scales[score]
+            self._scales[key] = ColourScale.for_values(score, values, beta=key[1])
+        return self._scales[key]
 
     def _on_problem(self) -> None:
         rows = self._rows()
@@ -183,8 +184,9 @@ class Explorer:
         self.counts.value = self._counts_html(self._state)
         if tokens:
             cells = rollout_cells(problem, self.score.value, kept_here, alpha, self.temperature)
-            view = TokenView([Panel(str(self.problem.value), str(self.problem.value), cells, alpha)],
-                             self._scale(self.score.value))
+            question = self._steps.attrs.get("questions", {}).get(str(self.problem.value))
+            view = TokenView([Panel(str(self.problem.value), str(self.problem.value), cells, alpha, question)],
+                             self._scale(self.score.value, beta))
             self.tokens.value = view.html
         self.detail.value = self._detail_html(self._state, problem.iloc[position])
 
