@@ -126,11 +126,14 @@ class Explorer:
         return slice(int(self._starts[i]), int(self._ends[i]))
 
     def _scale(self, score: str, beta: float) -> ColourScale:
-        key = (score, beta if score == "kl" else None)  # the KL legend marks the slider's beta
-        if key not in self._scales:
+        if score not in self._scales:
             values = score_values(self._steps, score, self._kept) if score != "kept" else np.array([0.0, 1.0])
-            self._scales[key] = ColourScale.for_values(score, values, beta=key[1])
-        return self._scales[key]
+            self._scales[score] = ColourScale.for_values(score, values)
+        scale = self._scales[score]
+        if score != "kl":
+            return scale
+        # the KL legend marks the slider's beta; the range stays the data's (no recomputation per move)
+        return ColourScale.for_values(score, np.array([scale.vmin, scale.vmax]), scale.vmin, scale.vmax, beta=beta)
 
     def _on_problem(self) -> None:
         rows = self._rows()
