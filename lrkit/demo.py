@@ -345,7 +345,8 @@ def build_demo_report(out_dir: Path, steps, records, trained, base, tuned, compa
     for label, frame in (("Problems fixed by tuning", comparison.fixed),
                          ("Problems broken by tuning", comparison.broken)):
         cols = [c for c in ("id", "question", "gold", "prediction_a", "prediction_b") if c in frame.columns]
-        report.add_table(frame[cols], heading=label, max_rows=15)
+        named = {"prediction_a": "base expert", "prediction_b": "tuned expert"}  # their answers
+        report.add_table(frame[cols].rename(columns=named), heading=label, max_rows=15)
     eff = pd.DataFrame([
         {"stage": name, "seconds": secs} for name, secs in summary["seconds"].items()])
     report.add_summary({

@@ -342,7 +342,17 @@ def read_steps(out_dir: Union[str, Path]):
     path = Path(out_dir) / "steps.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no step statistics (was the run made with save_steps=False?)")
-    return pd.read_json(path, lines=True, dtype=False)
+    steps = pd.read_json(path, lines=True, dtype=False)
+    # What the views need beside the numbers: the run's beta (their colour scale marks
+    # it) and each problem's question (shown above its rollout).
+    config_path, rollouts_path = Path(out_dir) / "config.json", Path(out_dir) / "rollouts.jsonl"
+    if config_path.exists():
+        steps.attrs["beta"] = json.loads(config_path.read_text()).get("beta")
+    if rollouts_path.exists():
+        with open(rollouts_path, encoding="utf-8") as lines:
+            rows = (json.loads(line) for line in lines if line.strip())
+            steps.attrs["questions"] = {str(r["prompt_id"]): r.get("question") for r in rows}
+    return steps
 
 
 def read_rollouts(out_dir: Union[str, Path]):

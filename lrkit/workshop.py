@@ -1,4 +1,4 @@
-"""What the four notebooks share.
+"""What the four notebooks share: set-up and the folders they hand results on in.
 
 - ``notebook_setup``: Colab or not, the device, and bf16 / fp16 (e.g. a T4) / fp32.
 - ``run_dir``: the folder where the notebooks hand results to each other
@@ -11,15 +11,18 @@
   fails on a non-empty folder. Folders are named after the settings that shape
   their content (``sampling-n48-seed2026-beta0.4-alpha0.2``), so a changed
   parameter makes a new folder instead of clashing with an old run.
-- The tables and figures that set a run beside the paper's numbers.
+- ``once``: a plain lrkit call (``lrkit.sample``, ``train``, ``merge``,
+  ``evaluate``), unless its folder already holds that call's finished result.
+  The notebooks show the call with its config; the caching stays behind it.
 
-Every stage is a plain lrkit call (``lrkit.sample``, ``train``, ``merge``,
-``evaluate``); nothing here re-implements them.
+Every stage is a plain lrkit call; nothing here re-implements them. The tables
+that set a run beside the paper's numbers are in ``lrkit.analysis``.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -35,16 +38,8 @@ from .config import EvalConfig, SampleConfig, TrainConfig, to_dict
 from .models import choose_device, choose_dtype, hide_library_chatter
 
 RUN_DIR_ENV = "LRKIT_RUN_DIR"
-INSTALL_SPEC = "lrkit[notebooks] @ git+https://github.com/lrkit/lrkit"
 TOY = "toy"
 PRECISION_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
-
-PAPER_PRELIMINARY = {  # Qwen2.5-Math-1.5B vs Qwen2.5-0.5B, 100 GSM8K problems, 128 tokens
-    "share_kl_below_0.1": 0.59, "share_kl_at_least_0.4": 0.20,
-    "mean_kl_top1_agree": 0.166, "mean_kl_top1_disagree": 1.99,
-    "share_agree_with_kl_above_0.4": 0.10,
-}
-
 
 # --------------------------------------------------------------------------- set-up
 
@@ -214,7 +209,7 @@ def finished_evaluation(out_dir: Path, config: EvalConfig, n_problems: int):
     return EvalResult.load(out_dir)
 
 
-def merge_once(expert: str, adapter_dir: Path, out_dir: Path) -> Path:
+def merge_once(expert: str, adapter_dir: Path, out_dir: Path, dtype="auto") -> Path:
     """``lrkit.merge`` unless ``out_dir`` already holds the merged model; the merge
     is written beside it and renamed, so a half-written folder never looks done."""
     from .training import merge
@@ -224,9 +219,63 @@ def merge_once(expert: str, adapter_dir: Path, out_dir: Path) -> Path:
         return out_dir
     partial = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    merge(expert, adapter_dir, partial)
+    merge(expert, adapter_dir, partial, dtype=dtype)
     os.replace(partial, out_dir)
     return out_dir
+
+
+def _count(items) -> Optional[int]:
+    return len(items) if isinstance(items, (list, tuple)) else None
+
+
+def _finished_sample(a: dict):
+    from .sampling import SampleResult
+
+    n = _count(a["problems"])
+    summary = None if n is None else finished_sampling(a["out_dir"], a["config"] or SampleConfig(), n)
+    return None if summary is None else SampleResult(Path(a["out_dir"]), summary)
+
+
+def _finished_train(a: dict):
+    from .training import load_records
+
+    return load_train_result(a["out_dir"], a["config"] or TrainConfig(), len(load_records(a["records"])))
+
+
+def _finished_evaluate(a: dict):
+    n = _count(a["problems"])
+    if a["out_dir"] is None or n is None:
+        return None
+    return finished_evaluation(a["out_dir"], a["config"] or EvalConfig(), n)
+
+
+_FINISHED = {"lrkit.sampling.sample": _finished_sample, "lrkit.training.train": _finished_train,
+             "lrkit.evaluation.evaluate": _finished_evaluate,
+             "lrkit.training.merge": lambda a: Path(a["out_dir"]) if (Path(a["out_dir"]) / "config.json").exists()
+             else None}
+
+
+def once(call, *args, **kwargs):
+    """``call(*args, **kwargs)`` for ``call`` one of ``lrkit.sample``, ``train``,
+    ``merge``, ``evaluate``, unless its output folder already holds the finished
+    result of the same call (same settings, same number of problems or records):
+    then that result, read from the folder.
+
+    A cell run twice, or a notebook reading what an earlier one made, thus
+    neither recomputes nor fails on a full folder. ``merge`` writes beside its
+    folder and renames it, so an interrupted merge never looks finished.
+    """
+    key = f"{getattr(call, '__module__', '')}.{getattr(call, '__name__', '')}"
+    if key not in _FINISHED:
+        raise ValueError(f"once() takes lrkit.sample, lrkit.train, lrkit.merge or lrkit.evaluate, not {key}")
+    bound = inspect.signature(call).bind(*args, **kwargs)
+    bound.apply_defaults()
+    done = _FINISHED[key](bound.arguments)
+    if done is not None:
+        return done
+    if key == "lrkit.training.merge":
+        return merge_once(**bound.arguments)
+    return call(*args, **kwargs)
 
 
 # --------------------------------------------------------------------------- one notebook's run
@@ -340,19 +389,17 @@ class Workshop:
 
         if records is None:
             records = self.sampled().records()
-        out_dir = self.model_dir(variant) / "adapter"
-        done = load_train_result(out_dir, self.train_config, len(records))
-        if done is not None:
-            return done
-        return train(self.expert_path, records, out_dir, self.train_config, resume=True,
-                     progress=self.progress)
+        return once(train, self.expert_path, records, self.model_dir(variant) / "adapter", self.train_config,
+                    resume=True, progress=self.progress)
 
     def merged(self, variant: str = "lightreasoner") -> Path:
         """The tuned expert as a plain model folder (``lrkit.merge``), made once."""
+        from .training import merge
+
         adapter = self.model_dir(variant) / "adapter"
         if not (adapter / "adapter_config.json").exists() and variant in ("lightreasoner", "sft"):
             self.sft() if variant == "sft" else self.trained()
-        return merge_once(self.expert_path, adapter, self.model_dir(variant) / "merged")
+        return once(merge, self.expert_path, adapter, self.model_dir(variant) / "merged")
 
     def evaluated(self, model: str = "base", name: Optional[str] = None):
         """Greedy pass@1 on ``n_eval`` held-out problems of ``model`` ("base" or a
@@ -406,152 +453,6 @@ class Workshop:
                        progress=self.progress).summary()
 
 
-# --------------------------------------------------------------------------- analysis beside the paper
-
-def preliminary_table(steps, beta: float = 0.4):
-    """The paper's preliminary statistics, this run's beside the paper's."""
-    import pandas as pd
-
-    from .sampling import summarize_steps
-
-    ours = summarize_steps(steps)
-    labels = {
-        "share_kl_below_0.1": "share of steps with KL < 0.1",
-        "share_kl_at_least_0.4": "share of steps with KL >= 0.4",
-        "mean_kl_top1_agree": "mean KL where the top-1 tokens agree",
-        "mean_kl_top1_disagree": "mean KL where the top-1 tokens differ",
-        "share_agree_with_kl_above_0.4": "share of agreeing steps with KL > 0.4",
-    }
-    rows = [{"statistic": text, "this run": ours[key], "paper (Qwen2.5-Math-1.5B vs 0.5B)": PAPER_PRELIMINARY[key]}
-            for key, text in labels.items()]
-    rows.append({"statistic": f"share of steps kept at beta = {beta:g}", "this run": ours["share_kept"],
-                 "paper (Qwen2.5-Math-1.5B vs 0.5B)": None})
-    return pd.DataFrame(rows).set_index("statistic")
-
-
-def kl_thresholds(steps, thresholds: Sequence[float] = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)):
-    """Share and number of steps whose KL reaches each threshold."""
-    import pandas as pd
-
-    kl = steps["kl"].to_numpy()
-    return pd.DataFrame([{"KL >=": t, "steps": int((kl >= t).sum()), "share": float((kl >= t).mean())}
-                         for t in thresholds]).set_index("KL >=")
-
-
-def entropy_quadrants(steps, threshold: float = 0.5):
-    """Steps split by whether each model is confident (entropy < ``threshold`` nats):
-    how many, their mean KL and how many pass the run's beta."""
-    import pandas as pd
-
-    confident_e = steps["expert_entropy"] < threshold
-    confident_a = steps["amateur_entropy"] < threshold
-    rows = []
-    for name, mask in (("both confident", confident_e & confident_a),
-                       ("confident expert, uncertain amateur", confident_e & ~confident_a),
-                       ("uncertain expert, confident amateur", ~confident_e & confident_a),
-                       ("both uncertain", ~confident_e & ~confident_a)):
-        part = steps[mask]
-        rows.append({"steps": int(len(part)), "share of steps": float(mask.mean()),
-                     "mean KL": float(part["kl"].mean()) if len(part) else float("nan"),
-                     "share kept": float(part["kept"].mean()) if len(part) else float("nan"),
-                     "share of all kept steps": float(part["kept"].sum() / max(int(steps["kept"].sum()), 1))})
-    return pd.DataFrame(rows, index=[r for r in ("both confident", "confident expert, uncertain amateur",
-                                                  "uncertain expert, confident amateur", "both uncertain")])
-
-
-def confident_expert_steps(steps, threshold: float = 0.5, n: int = 10):
-    """The ``n`` highest-KL steps where the expert is confident and the amateur is not."""
-    cols = ["prompt_id", "step", "token", "expert_top1", "amateur_top1", "expert_entropy",
-            "amateur_entropy", "kl", "kept"]
-    mask = (steps["expert_entropy"] < threshold) & (steps["amateur_entropy"] >= threshold)
-    return steps.loc[mask, cols].sort_values("kl", ascending=False).head(n).reset_index(drop=True)
-
-
-def peak_problems(steps, n: int = 3) -> list:
-    """Ids of the ``n`` rollouts with the highest KL peak."""
-    return list(steps.groupby("prompt_id")["kl"].max().sort_values(ascending=False).index[:n])
-
-
-def record_table(record: dict):
-    """One record's soft label: each plausible token with both models' probabilities."""
-    import math
-
-    import pandas as pd
-
-    return pd.DataFrame({
-        "token": record["tokens"], "token_id": record["token_ids"],
-        "expert p": [math.exp(x) for x in record["expert_logprobs"]],
-        "amateur p": [math.exp(x) for x in record["amateur_logprobs"]],
-        "soft label v_C": record["weights"]})
-
-
-def soft_label_fit(model_path: str, records: Sequence[dict], setup: Optional[Setup] = None,
-                   batch_size: int = 32) -> float:
-    """Mean KL(v_C || pi_E) of a model over ``records`` (the training loss, no update)."""
-    from .models import load_model
-    from .training import SoftLabelCollator, build_examples, soft_label_kl
-
-    setup = setup or notebook_setup(quiet=True)
-    model, tokenizer = load_model(model_path, device=setup.device, dtype=setup.dtype)
-    examples = build_examples(records, tokenizer, TrainConfig().max_length)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    collate = SoftLabelCollator(pad)
-    total = 0.0
-    with torch.inference_mode():
-        for start in range(0, len(examples), batch_size):
-            batch = {k: v.to(setup.device) for k, v in collate(examples[start:start + batch_size]).items()}
-            total += float(soft_label_kl(model, batch, len(tokenizer)).sum())
-    return total / max(len(examples), 1)
-
-
-def accuracy_row(name: str, result) -> dict:
-    low, high = result.interval
-    return {"name": name, "accuracy": result.accuracy, "low": low, "high": high}
-
-
-def beside_paper(ours: Sequence[dict], paper: dict, title: str, ours_title: str = "this run",
-                 paper_title: str = "paper"):
-    """Two bar charts in one figure: this run's accuracies (with 95% intervals) and
-    the paper's (percentages, no intervals published)."""
-    from plotly.subplots import make_subplots
-
-    from .viz import accuracy_comparison
-
-    names = [row["name"] for row in ours]
-    # the paper's bars in this run's order, so a bar's colour means the same variant in both
-    ordered = sorted(paper.items(), key=lambda kv: names.index(kv[0]) if kv[0] in names else len(names))
-    left = accuracy_comparison(list(ours))
-    right = accuracy_comparison([{"name": k, "accuracy": v / 100, "low": v / 100, "high": v / 100}
-                                 for k, v in ordered])
-    fig = make_subplots(rows=1, cols=2, subplot_titles=(ours_title, paper_title), horizontal_spacing=0.08)
-    for trace in left.data:
-        fig.add_trace(trace, row=1, col=1)
-    for trace in right.data:
-        trace.error_y = None
-        fig.add_trace(trace, row=1, col=2)
-    fig.update_layout(template="plotly_white", title=title, showlegend=False, height=420)
-    fig.update_yaxes(tickformat=".0%", rangemode="tozero", range=[0, 1])
-    return fig
-
-
-def ablation_table(rows: Sequence[dict]):
-    """Ablation rows (variant, examples, tuned_tokens, result) with the paper's column."""
-    import pandas as pd
-
-    from .demo import PAPER_ABLATION
-
-    base = next(r["result"] for r in rows if r["variant"] == "base expert")
-    table = []
-    for row in rows:
-        result = row["result"]
-        low, high = result.interval
-        table.append({"variant": row["variant"], "examples": row["examples"],
-                      "tuned tokens": row["tuned_tokens"], "accuracy": result.accuracy,
-                      "low": low, "high": high, "change vs base": result.accuracy - base.accuracy,
-                      "paper (avg of 6 benchmarks)": PAPER_ABLATION.get(row["variant"])})
-    return pd.DataFrame(table).set_index("variant")
-
-
 def run_ablations(w: Workshop, base, tuned, trained) -> list[dict]:
     """The paper's Table 6 in miniature, every variant with ``w``'s training budget:
     no selection (every step, beta = 0), no contrast (the expert's own distribution
@@ -570,32 +471,3 @@ def run_ablations(w: Workshop, base, tuned, trained) -> list[dict]:
         rows.append({"variant": label, "examples": result.examples, "tuned_tokens": result.tuned_tokens,
                      "result": w.evaluated(variant, name=label)})
     return rows
-
-
-def efficiency_table(sampled, trained, sft=None):
-    """Problems, tuned tokens and time (sampling or rollouts, and training) of
-    LightReasoner and the SFT baseline (a ``Workshop.sft()`` summary), beside the
-    paper's (whose hours cover the whole method)."""
-    import pandas as pd
-
-    from .demo import PAPER_EFFICIENCY
-
-    summary = sampled.summary
-    sampling_seconds = summary.get("rollout_s", 0.0) + summary.get("scoring_s", 0.0)
-    rows = [{"method": "LightReasoner", "problems sampled": summary["problems"],
-             "problems trained on": trained.problems, "tuned tokens": trained.tuned_tokens,
-             "rollout tokens": summary.get("steps"),
-             # folders sampled before lrkit kept timings in state.json have none: unknown then
-             "sampling seconds": round(sampling_seconds, 1) if sampling_seconds else None,
-             "training seconds": round(trained.seconds, 1)}]
-    if sft is not None:
-        s = sft.summary() if hasattr(sft, "summary") else dict(sft)
-        rows.append({"method": "SFT", "problems sampled": s.get("problems_rolled_out"),
-                     "problems trained on": s.get("problems"), "tuned tokens": s.get("tuned_tokens"),
-                     "rollout tokens": s.get("rollout_tokens"),
-                     "sampling seconds": s.get("rollout_seconds"), "training seconds": s.get("train_seconds")})
-    for row in rows:
-        paper = PAPER_EFFICIENCY[row["method"]]
-        row.update({"paper problems trained on": paper["problems"], "paper tuned tokens": int(paper["tuned_tokens"]),
-                    "paper hours": paper["hours"]})
-    return pd.DataFrame(rows).set_index("method")

@@ -128,3 +128,25 @@ def test_a_bad_flag_value_is_an_argparse_error(capsys):
         main(["train", "--expert", "e", "--records", "r", "--out", "o", "--max-steps", "many"])
     assert exit.value.code == 2
     assert "--max-steps" in capsys.readouterr().err
+
+
+def test_the_readme_example_problems_run(tmp_path, capsys):
+    """README: `lrkit sample --expert toy --problems data/examples/problems.jsonl --out ...`."""
+    from lrkit.cli import main
+    from lrkit.pairs import PairNotPreparedError, resolve_pair
+    from lrkit.problems import gsm8k_gold, load_problems
+
+    path = REPO / "data" / "examples" / "problems.jsonl"
+    problems = load_problems(str(path))
+    assert len(problems) == 20 and len({p.id for p in problems}) == 20
+    assert all(gsm8k_gold(p.answer).isdigit() for p in problems)
+    assert str(path.relative_to(REPO)) in (REPO / "README.md").read_text()
+    try:
+        resolve_pair("toy")
+    except PairNotPreparedError:
+        pytest.skip("the bundled toy pair is missing")
+    out = tmp_path / "s1"
+    assert main(["sample", "--expert", "toy", "--problems", str(path), "--out", str(out),
+                 "--max-problems", "2", "--max-new-tokens", "8"]) == 0
+    assert json.loads((out / "summary.json").read_text())["problems"] == 2
+    assert f"records: {out / 'records.jsonl'}" in capsys.readouterr().out

@@ -104,6 +104,10 @@ def test_report_is_one_offline_page_and_stdout_has_the_summary(run):
                  "Accuracy on held-out problems", "Efficiency", "Ablations"):
         assert text in html
     assert f"{100 * summary['base_accuracy']:.1f}%" in html
+    # the fixed / broken tables name their answer columns after the models
+    assert "prediction_a" not in html and "prediction_b" not in html
+    if summary["fixed"] or summary["broken"]:
+        assert "<th>base expert</th>" in html and "<th>tuned expert</th>" in html
     for row in summary["ablations"]:  # the ablation table shows each interval as a percentage
         assert f"{100 * row['accuracy']:.1f}% [{100 * row['low']:.1f}, {100 * row['high']:.1f}]" in html
     assert f"accuracy on 24 held-out problems: base {100 * summary['base_accuracy']:.1f}%" in stdout

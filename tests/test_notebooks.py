@@ -1,9 +1,12 @@
-"""The four notebooks, executed with nbclient on the bundled pair: in order, as a
+"""The four notebooks, executed with papermill on the bundled pair: in order, as a
 workshop runs them (later notebooks read what earlier ones wrote), and alone (each
-makes what it needs). Any error output fails the test.
+makes what it needs, with small values papermill injects after the cell tagged
+``parameters``). Any error output fails the test.
 
 The notebooks write to ``$LRKIT_RUN_DIR`` (a temporary folder here), never to the
-repository. The committed notebooks carry no outputs and match their generator.
+repository. Each ``.ipynb`` is paired with a jupytext percent-format ``.py``
+(either can be edited; ``jupytext --sync notebooks/*.ipynb`` brings the other up
+to date); the committed notebooks carry no outputs and match their ``.py``.
 """
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ from pathlib import Path
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+jupytext = pytest.importorskip("jupytext")
+papermill = pytest.importorskip("papermill")
 
 from lrkit.pairs import PairNotPreparedError, resolve_pair  # noqa: E402
 
@@ -44,31 +48,30 @@ def read(name: str):
     return nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
 
 
-def with_parameters(nb, **values):
-    """The notebook with ``values`` appended to its parameters cell (as papermill does)."""
-    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    cell.source += "\n" + "\n".join(f"{k} = {v!r}" for k, v in values.items())
-    return nb
-
-
 def execute(name: str, run_dir: Path, cwd: Path, monkeypatch, **parameters):
-    """Run a notebook top to bottom; returns (executed notebook, seconds)."""
+    """Run a notebook top to bottom with papermill; returns (executed notebook, seconds)."""
     monkeypatch.setenv("LRKIT_RUN_DIR", str(run_dir))
     monkeypatch.setenv("TQDM_DISABLE", "1")
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", KERNEL_THREADS))
-    nb = with_parameters(read(name), **parameters)
     cwd.mkdir(parents=True, exist_ok=True)
-    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=CELL_TIMEOUT,
-                                     resources={"metadata": {"path": str(cwd)}})
+    executed = run_dir.parent / f"executed_{name}.ipynb"  # to read when a test fails
     start = time.perf_counter()
-    client.execute()
+    try:
+        papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(executed), parameters=parameters,
+                                   kernel_name="python3", cwd=str(cwd), execution_timeout=CELL_TIMEOUT,
+                                   progress_bar=False)
+    except papermill.PapermillExecutionError as error:
+        pytest.fail(f"{name}: cell {error.cell_index} raised {error.ename}: {error.evalue}")
     seconds = time.perf_counter() - start
+    nb = nbformat.read(executed, as_version=4)
     errors = [(i, o.get("ename"), o.get("evalue")) for i, c in enumerate(nb.cells) if c.cell_type == "code"
               for o in c.get("outputs", []) if o.output_type == "error"]
     tracebacks = [(i, o["text"][-500:]) for i, c in enumerate(nb.cells) if c.cell_type == "code"
                   for o in c.get("outputs", []) if o.output_type == "stream" and "Traceback" in o["text"]]
-    nbformat.write(nb, run_dir.parent / f"executed_{name}.ipynb")  # to read when a test fails
     assert errors == [] and tracebacks == [], f"{name}: errors in cells {errors or tracebacks}"
+    if parameters:
+        injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert len(injected) == 1 and all(f"{k} = {v!r}" in injected[0].source for k, v in parameters.items())
     return nb, seconds
 
 
@@ -106,15 +109,42 @@ def test_committed_notebook_is_clean_and_has_one_parameters_cell(name):
     assert '\nPAIR = "toy"' in "\n" + tagged[0].source
 
 
-def test_committed_notebooks_match_their_generator(tmp_path):
-    import importlib.util
+@pytest.mark.parametrize("name", ORDER)
+def test_committed_notebook_matches_its_paired_py(name):
+    ipynb, py = read(name), jupytext.read(NOTEBOOKS / f"{name}.py")
+    assert ipynb.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"
 
-    spec = importlib.util.spec_from_file_location("build_notebooks", NOTEBOOKS / "build_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    for path in module.build(tmp_path):
-        assert path.read_text() == (NOTEBOOKS / path.name).read_text(), \
-            f"{path.name} differs from notebooks/build_notebooks.py; run it and commit the result"
+    def cells(nb):
+        return [(c.cell_type, c.source.strip(), sorted(c.metadata.get("tags", []))) for c in nb.cells]
+
+    assert cells(ipynb) == cells(py), f"{name}.ipynb and {name}.py differ; run jupytext --sync on the edited one"
+
+
+@pytest.mark.parametrize("name, calls", [
+    ("01_sampling", ["lrkit.sample(", "config"]),
+    ("03_finetuning", ["lrkit.train,", "lrkit.merge,", "config = w.train_config"]),
+    ("04_evaluation", ["lrkit.evaluate,", "config = w.eval_config", "lrkit.compare("]),
+])
+def test_each_notebook_makes_the_call_it_teaches(name, calls):
+    code = "\n".join(c.source for c in read(name).cells if c.cell_type == "code")
+    for call in calls:
+        assert call in code, f"{name} does not show {call}"
+
+
+def _shared_cells(name: str) -> tuple[str, str]:
+    """The Colab install cell and the parameters cell of a notebook."""
+    nb = read(name)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    parameters = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    return code[0].source, parameters.source
+
+
+def test_colab_and_parameters_cells_are_the_same_in_all_four():
+    first = _shared_cells(ORDER[0])
+    for name in ORDER[1:]:
+        colab, parameters = _shared_cells(name)
+        assert colab == first[0], f"{name}: the Colab cell differs from {ORDER[0]}'s"
+        assert parameters == first[1], f"{name}: the parameters cell differs from {ORDER[0]}'s"
 
 
 # --------------------------------------------------------------------------- in order

@@ -84,3 +84,17 @@ def test_colour_choice_and_display(steps):
     assert "p0002" in repr(ex)
     with pytest.raises(ValueError, match="prompt_id"):
         Explorer(steps, prompt_id="missing")
+
+
+def test_explorer_kl_legend_follows_the_beta_slider_and_splits_kept_from_unkept(steps):
+    ex = Explorer(steps)
+    ex.problem.value = "p0003"
+    for beta in (0.4, 0.9):
+        ex.beta.value = beta
+        html = ex.tokens.value
+        assert f"\u03b2 = {beta:.3g}" in html
+        colours = {}
+        for cls, style in re.findall(r'class="(lrk-tok(?: lrk-kept)?)" data-step="\d+" data-score="[^"]+" '
+                                     r'style="background:rgb\((\d+,\d+,\d+)\)', html):
+            colours.setdefault("lrk-kept" in cls, set()).add(style)
+        assert colours[True] and colours[False] and colours[True].isdisjoint(colours[False])

@@ -234,3 +234,65 @@ def test_needs_a_prompt_id_when_several_problems():
         token_view(steps)
     with pytest.raises(ValueError, match="unknown score"):
         token_view(steps, "p0000", score="nope")
+
+
+# ---------------------------------------------------------------- the KL scale around beta, the question
+
+def _is_blue(c):
+    return c[2] >= c[0]
+
+
+@pytest.mark.parametrize("rank", [30, 2])
+def test_kl_scale_marks_beta_and_never_gives_kept_and_unkept_one_colour(rank):
+    steps = make_steps(2, 60, seed=4).steps
+    one = steps[steps.prompt_id == steps.prompt_id.iloc[0]].sort_values("step")
+    beta = float(np.sort(one["kl"].to_numpy()[1:])[-rank])  # `rank` steps reach it
+    if rank == 2:  # beta above the 95th percentile, where the old scale topped out below beta
+        assert beta > np.quantile(steps["kl"], 0.95)
+    view = token_view(steps, one.prompt_id.iloc[0], beta=beta)
+    nodes = tokens_of(view)
+    kept = [("lrk-kept" in n.classes) for n in nodes]
+    kl = one["kl"].to_numpy()
+    assert kept == select_steps(one, beta).tolist() and any(kept) and not all(kept)
+    kept_colours = {rgb(n) for n, k in zip(nodes, kept) if k}
+    unkept_colours = {rgb(n) for n, k in zip(nodes, kept) if not k}
+    assert kept_colours.isdisjoint(unkept_colours)
+    assert all(not _is_blue(c) for c in kept_colours) and all(_is_blue(c) for c in unkept_colours)
+    # the unkept step closest to beta is still in the blue family, the kept one closest in the red
+    below = max((v, i) for i, v in enumerate(kl) if not kept[i])[1]
+    assert _is_blue(rgb(nodes[below]))
+    assert view.scale.vmax > beta
+    legend = Tree(view.html).root.find_all("lrk-ticks")[0].text()
+    assert f"\u03b2 = {beta:.3g}" in legend
+
+
+def test_without_a_known_beta_the_kl_scale_is_one_ramp():
+    steps = make_steps(1, 40, seed=4).steps
+    view = token_view(steps)
+    assert view.scale.kind == "sequential" and "\u03b2" not in Tree(view.html).root.find_all("lrk-ticks")[0].text()
+
+
+def test_read_steps_gives_the_views_the_question_and_the_runs_beta(tmp_path):
+    import json
+
+    from lrkit.sampling import read_steps
+
+    steps = make_steps(2, 20, seed=3).steps
+    steps.to_json(tmp_path / "steps.jsonl", orient="records", lines=True)
+    ids = list(dict.fromkeys(steps.prompt_id))
+    questions = {pid: f"What is {i} <b>plus</b> {i}?" for i, pid in enumerate(ids)}
+    (tmp_path / "rollouts.jsonl").write_text("".join(
+        json.dumps({"prompt_id": pid, "question": q}) + "\n" for pid, q in questions.items()))
+    (tmp_path / "config.json").write_text(json.dumps({"beta": 0.7, "alpha": 0.2}))
+    read = read_steps(tmp_path)
+    assert read.attrs["beta"] == 0.7 and read.attrs["questions"] == questions
+    view = token_view(read, ids[1])
+    shown = Tree(view.html).root.find_all("lrk-question")
+    assert len(shown) == 1 and questions[ids[1]] in shown[0].text()
+    assert "<b>plus</b>" not in view.html  # the question is text, not markup
+    assert f"question: {questions[ids[1]]}" in str(view)
+    assert view.scale.kind == "split" and view.scale.beta == 0.7
+    # side by side: each panel its own question
+    both = side_by_side({"a": read, "b": read}, [ids[0], ids[1]])
+    assert [q.text() for q in Tree(both.html).root.find_all("lrk-question")] == \
+        [f"question: {questions[ids[0]]}", f"question: {questions[ids[1]]}"]

@@ -125,11 +125,15 @@ class Explorer:
         i = self._index[self.problem.value]
         return slice(int(self._starts[i]), int(self._ends[i]))
 
-    def _scale(self, score: str) -> ColourScale:
+    def _scale(self, score: str, beta: float) -> ColourScale:
         if score not in self._scales:
             values = score_values(self._steps, score, self._kept) if score != "kept" else np.array([0.0, 1.0])
             self._scales[score] = ColourScale.for_values(score, values)
-        return self._scales[score]
+        scale = self._scales[score]
+        if score != "kl":
+            return scale
+        # the KL legend marks the slider's beta; the range stays the data's (no recomputation per move)
+        return ColourScale.for_values(score, np.array([scale.vmin, scale.vmax]), scale.vmin, scale.vmax, beta=beta)
 
     def _on_problem(self) -> None:
         rows = self._rows()
@@ -183,8 +187,9 @@ class Explorer:
         self.counts.value = self._counts_html(self._state)
         if tokens:
             cells = rollout_cells(problem, self.score.value, kept_here, alpha, self.temperature)
-            view = TokenView([Panel(str(self.problem.value), str(self.problem.value), cells, alpha)],
-                             self._scale(self.score.value))
+            question = self._steps.attrs.get("questions", {}).get(str(self.problem.value))
+            view = TokenView([Panel(str(self.problem.value), str(self.problem.value), cells, alpha, question)],
+                             self._scale(self.score.value, beta))
             self.tokens.value = view.html
         self.detail.value = self._detail_html(self._state, problem.iloc[position])
 

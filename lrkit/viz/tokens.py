@@ -33,6 +33,10 @@ SCORES = {
 _WHITE = (255, 255, 255)
 _SEQUENTIAL = [_WHITE, (253, 174, 97), (215, 25, 28)]      # every channel falls
 _NEGATIVE = (44, 123, 182)
+# A KL scale with a known beta has two hue families that share no colour: unkept
+# steps run white -> pale blue up to beta, kept steps orange -> dark red from beta.
+_UNKEPT = [_WHITE, (171, 205, 228)]
+_KEPT = [(253, 174, 97), (215, 25, 28), (128, 0, 38)]     # every channel falls
 
 
 # ---------------------------------------------------------------- compute
@@ -53,16 +57,20 @@ def score_values(steps: pd.DataFrame, score: str, kept: Optional[np.ndarray] = N
 @dataclass
 class ColourScale:
     """Maps a score to a background colour; sequential (white to red), diverging
-    (blue, white at 0, red) or boolean."""
+    (blue, white at 0, red), boolean, or split: KL with a known beta, where unkept
+    steps take one hue family (white to pale blue, vmin to beta) and kept steps
+    another (orange to dark red, beta to vmax), so the two never share a colour."""
 
     score: str
     label: str
     vmin: float
     vmax: float
-    kind: str = "sequential"  # "sequential" | "diverging" | "boolean"
+    kind: str = "sequential"  # "sequential" | "diverging" | "boolean" | "split"
+    beta: Optional[float] = None
 
     @classmethod
-    def for_values(cls, score: str, values: np.ndarray, vmin=None, vmax=None) -> "ColourScale":
+    def for_values(cls, score: str, values: np.ndarray, vmin=None, vmax=None,
+                   beta: Optional[float] = None) -> "ColourScale":
         label = SCORES.get(score, score)
         finite = values[np.isfinite(values)]
         if score == "kept":
@@ -76,6 +84,11 @@ class ColourScale:
             # KL is heavy-tailed: clip at the 95th percentile so moderate steps show.
             vmax = (float(np.quantile(finite, 0.95)) if score == "kl" else float(finite.max())) \
                 if len(finite) else 1.0
+        if score == "kl" and beta is not None:
+            beta = max(float(beta), float(low))
+            if not vmax > beta:  # the scale must reach past beta, or kept steps would all be its top
+                vmax = 2 * beta if beta > 0 else low + 1.0
+            return cls(score, label, float(low), float(vmax), "split", beta)
         if not vmax > low:
             vmax = low + 1.0
         return cls(score, label, float(low), float(vmax), "sequential")
@@ -88,7 +101,11 @@ class ColourScale:
             return float(np.clip(value / self.vmax, -1.0, 1.0))
         return float(np.clip((value - self.vmin) / (self.vmax - self.vmin), 0.0, 1.0))
 
-    def rgb(self, value: float) -> tuple:
+    def rgb(self, value: float, kept: Optional[bool] = None) -> tuple:
+        """The colour of `value`; on a split scale `kept` picks the family
+        (default: whether `value` reaches beta)."""
+        if self.kind == "split":
+            return self._split_rgb(value, (value >= self.beta) if kept is None else kept)
         t = self.fraction(value)
         if self.kind == "diverging" and t < 0:
             return _mix(_WHITE, _NEGATIVE, -t)
@@ -96,21 +113,48 @@ class ColourScale:
             return _mix(_WHITE, _SEQUENTIAL[-1], t)
         if self.kind == "boolean":
             return _SEQUENTIAL[-1] if t >= 0.5 else _WHITE
-        half = len(_SEQUENTIAL) - 1
-        i = min(int(t * half), half - 1)
-        return _mix(_SEQUENTIAL[i], _SEQUENTIAL[i + 1], t * half - i)
+        return _ramp(_SEQUENTIAL, t)
 
-    def css(self, value: float) -> str:
-        r, g, b = self.rgb(value)
+    def _split_rgb(self, value: float, kept: bool) -> tuple:
+        value = value if np.isfinite(value) else self.vmin
+        if kept:
+            return _ramp(_KEPT, float(np.clip((value - self.beta) / (self.vmax - self.beta), 0.0, 1.0)))
+        span = self.beta - self.vmin
+        return _ramp(_UNKEPT, float(np.clip((value - self.vmin) / span, 0.0, 1.0)) if span > 0 else 1.0)
+
+    def css(self, value: float, kept: Optional[bool] = None) -> str:
+        r, g, b = self.rgb(value, kept)
         text = "#fff" if 0.299 * r + 0.587 * g + 0.114 * b < 140 else "#111"
         return f"background:rgb({r},{g},{b});color:{text}"
+
+    def gradient(self) -> str:
+        """CSS gradient of the legend bar; a split scale puts beta at its middle, with
+        a hard edge between the two families."""
+        if self.kind == "split":
+            low = [self._split_rgb(self.vmin + (self.beta - self.vmin) * i / 5, False) for i in range(6)]
+            high = [self._split_rgb(self.beta + (self.vmax - self.beta) * i / 5, True) for i in range(6)]
+            stops = [f"rgb({r},{g},{b}) {10 * i}%" for i, (r, g, b) in enumerate(low)]
+            stops += [f"rgb({r},{g},{b}) {50 + 10 * i}%" for i, (r, g, b) in enumerate(high)]
+        else:
+            stops = ["rgb({},{},{})".format(*self.rgb(self.vmin + (self.vmax - self.vmin) * i / 10))
+                     for i in range(11)]
+        return f"linear-gradient(to right,{','.join(stops)})"
 
     def ticks(self) -> list:
         if self.kind == "boolean":
             return ["not kept", "kept"]
-        mid = 0.0 if self.kind == "diverging" else (self.vmin + self.vmax) / 2
         top = f"\u2265 {self.vmax:.3g}" if self.score == "kl" else f"{self.vmax:.3g}"
+        if self.kind == "split":
+            return [f"{self.vmin:.3g}", f"\u03b2 = {self.beta:.3g}", top]
+        mid = 0.0 if self.kind == "diverging" else (self.vmin + self.vmax) / 2
         return [f"{self.vmin:.3g}", f"{mid:.3g}", top]
+
+
+def _ramp(colours, t: float) -> tuple:
+    """Linear interpolation along a list of colours, t in [0, 1]."""
+    half = len(colours) - 1
+    i = min(int(t * half), half - 1)
+    return _mix(colours[i], colours[i + 1], t * half - i)
 
 
 def _mix(a, b, t):
@@ -139,6 +183,7 @@ class Panel:
     prompt_id: str
     cells: list = field(default_factory=list)
     alpha: Optional[float] = None   # of the soft labels in the cells, for the tooltip
+    question: Optional[str] = None  # shown above the rollout, so a reader can judge the answer
 
     @property
     def kept_steps(self) -> list:
@@ -202,6 +247,7 @@ _CSS = """
 .lrk-view .lrk-panels{display:flex;gap:16px;flex-wrap:wrap;align-items:flex-start}
 .lrk-view .lrk-panel{flex:1 1 360px;min-width:300px;border:1px solid #ddd;border-radius:4px;padding:6px 8px}
 .lrk-view .lrk-head{font-weight:600;border-bottom:1px solid #eee;margin-bottom:4px}
+.lrk-view .lrk-question{white-space:pre-wrap;color:#333;margin-bottom:4px}
 .lrk-view .lrk-text{white-space:pre-wrap;word-break:break-word;font-family:ui-monospace,Menlo,Consolas,monospace}
 .lrk-view .lrk-tok{position:relative;border-radius:2px;padding:1px 0;cursor:default}
 .lrk-view .lrk-tok.lrk-kept{box-shadow:inset 0 -3px 0 #111}
@@ -254,7 +300,7 @@ def _tip(cell: TokenCell, alpha: Optional[float]) -> str:
 def _cell_html(cell: TokenCell, scale: ColourScale, alpha: Optional[float] = None) -> str:
     cls = "lrk-tok lrk-kept" if cell.kept else "lrk-tok"
     return (f'<span class="{cls}" data-step="{cell.step}" data-score="{cell.score:.6g}" '
-            f'style="{scale.css(cell.score)}">{_token_html(cell.text)}{_tip(cell, alpha)}</span>')
+            f'style="{scale.css(cell.score, cell.kept)}">{_token_html(cell.text)}{_tip(cell, alpha)}</span>')
 
 
 def _legend_html(scale: ColourScale) -> str:
@@ -262,11 +308,12 @@ def _legend_html(scale: ColourScale) -> str:
         bar = (f'<span class="lrk-tok" style="{scale.css(0)};border:1px solid #999">not kept</span> '
                f'<span class="lrk-tok" style="{scale.css(1)}">kept</span>')
     else:
-        stops = ",".join("rgb({},{},{})".format(*scale.rgb(
-            scale.vmin + (scale.vmax - scale.vmin) * i / 10)) for i in range(11))
         ticks = "".join(f"<span>{esc(t)}</span>" for t in scale.ticks())
-        bar = (f'<span><span class="lrk-bar" style="background:linear-gradient(to right,{stops})">'
+        bar = (f'<span><span class="lrk-bar" style="background:{scale.gradient()}">'
                f'</span><br><span class="lrk-ticks">{ticks}</span></span>')
+        if scale.kind == "split":
+            bar += (f'<span>blue: not kept (KL below \u03b2 = {scale.beta:.3g}); '
+                    'orange to red: kept</span>')
     return (f'<div class="lrk-legend"><span>colour: <b>{esc(scale.label)}</b></span>{bar}'
             '<span><span class="lrk-tok lrk-kept">\u2003</span> underlined: kept step'
             ' (hover a token for both top-5s and the soft label)</span></div>')
@@ -275,8 +322,10 @@ def _legend_html(scale: ColourScale) -> str:
 def _panel_html(panel: Panel, scale: ColourScale) -> str:
     head = (f'<div class="lrk-head">{esc(panel.label)} \u00b7 {len(panel.cells)} steps \u00b7 '
             f'{len(panel.kept_steps)} kept</div>')
+    question = ("" if panel.question is None else
+                f'<div class="lrk-question"><b>question:</b> {esc(panel.question)}</div>')
     body = "".join(_cell_html(c, scale, panel.alpha) for c in panel.cells)
-    return (f'<div class="lrk-panel" data-prompt-id="{esc(panel.prompt_id)}">{head}'
+    return (f'<div class="lrk-panel" data-prompt-id="{esc(panel.prompt_id)}">{head}{question}'
             f'<div class="lrk-text">{body}</div></div>')
 
 
@@ -291,7 +340,10 @@ def _panel_text(panel: Panel) -> str:
         shown = visible(c.text).replace("\u21b5", "\u21b5\n")
         pieces.append(f"\u27e6{shown}\u27e7" if c.kept else shown)
     lines = [f"\u2500\u2500 {panel.label} \u00b7 {len(panel.cells)} steps \u00b7 "
-             f"{len(panel.kept_steps)} kept \u2500\u2500", "".join(pieces), ""]
+             f"{len(panel.kept_steps)} kept \u2500\u2500"]
+    if panel.question is not None:
+        lines.append(f"question: {panel.question}")
+    lines += ["".join(pieces), ""]
     kept = [c for c in panel.cells if c.kept]
     if kept:
         lines.append(f"{'step':>5}  {'token':<14}{'KL':>8}  {'expert top-3':<28}  "
@@ -363,20 +415,23 @@ def _one_rollout(steps: pd.DataFrame, prompt_id) -> pd.DataFrame:
 
 
 def _panel(steps, prompt_id, label, score, beta, alpha, temperature, kl_inclusive,
-           skip_first_step, top_n) -> Panel:
+           skip_first_step, top_n, question=None) -> Panel:
     one = _one_rollout(steps, prompt_id)
     kept = None if beta is None else keep_mask(one["kl"].to_numpy(), one["step"].to_numpy(),
                                                beta, kl_inclusive, skip_first_step)
     pid = str(one["prompt_id"].iat[0])
     cells = rollout_cells(one, score, kept, alpha, temperature, top_n)
-    return Panel(label if label is not None else pid, pid, cells, alpha)
+    if question is None:  # lrkit.read_steps keeps each problem's question in the frame's attrs
+        question = steps.attrs.get("questions", {}).get(pid)
+    return Panel(label if label is not None else pid, pid, cells, alpha, question)
 
 
 def token_view(steps: pd.DataFrame, prompt_id=None, *, score: str = "kl",
                beta: Optional[float] = None, alpha: float = 0.2, temperature: float = 1.0,
                kl_inclusive: bool = True, skip_first_step: bool = True,
                vmin: Optional[float] = None, vmax: Optional[float] = None, top_n: int = 5,
-               title: Optional[str] = None, label: Optional[str] = None) -> TokenView:
+               title: Optional[str] = None, label: Optional[str] = None,
+               question: Optional[str] = None) -> TokenView:
     """The token view of one rollout (one `prompt_id` of the step statistics).
 
     score: "kl" (default), "expert_entropy", "amateur_entropy", "logprob_gap"
@@ -384,18 +439,22 @@ def token_view(steps: pd.DataFrame, prompt_id=None, *, score: str = "kl",
     Kept steps are the stored `kept` column, or recomputed when `beta` is given; their
     soft labels are rebuilt at `alpha` / `temperature` from the stored top-k.
     The colour scale runs from vmin to vmax (defaults: 0 to the 95th percentile for KL,
-    the data's range otherwise; symmetric about 0 for the log-prob gap)."""
+    the data's range otherwise; symmetric about 0 for the log-prob gap). For KL with
+    a known beta (given, or the run's, which `lrkit.read_steps` keeps) the legend
+    marks beta and kept and unkept steps take different hue families.
+    The question above the rollout is `question`, else the one `read_steps` keeps."""
     return side_by_side({label: steps} if label is not None else [(None, steps)], prompt_id,
                         score=score, beta=beta, alpha=alpha, temperature=temperature,
                         kl_inclusive=kl_inclusive, skip_first_step=skip_first_step,
-                        vmin=vmin, vmax=vmax, top_n=top_n, title=title)
+                        vmin=vmin, vmax=vmax, top_n=top_n, title=title,
+                        questions=None if question is None else [question])
 
 
 def side_by_side(rollouts, prompt_id=None, *, score: str = "kl", beta: Optional[float] = None,
                  alpha: float = 0.2, temperature: float = 1.0, kl_inclusive: bool = True,
                  skip_first_step: bool = True, vmin: Optional[float] = None,
                  vmax: Optional[float] = None, top_n: int = 5,
-                 title: Optional[str] = None) -> TokenView:
+                 title: Optional[str] = None, questions: Optional[Sequence[str]] = None) -> TokenView:
     """Several rollouts in one view on one colour scale, e.g. the same problem under two
     pairs, or before and after tuning: `side_by_side({"base": steps_a, "tuned": steps_b},
     prompt_id="p12")`. `rollouts` is a mapping label -> step statistics or a sequence of
@@ -406,7 +465,12 @@ def side_by_side(rollouts, prompt_id=None, *, score: str = "kl", beta: Optional[
     ids = prompt_id if isinstance(prompt_id, (list, tuple)) else [prompt_id] * len(items)
     if len(ids) != len(items):
         raise ValueError(f"{len(ids)} prompt ids for {len(items)} rollouts")
+    questions = list(questions) if questions is not None else [None] * len(items)
     panels = [_panel(steps, pid, label, score, beta, alpha, temperature, kl_inclusive,
-                     skip_first_step, top_n) for (label, steps), pid in zip(items, ids)]
+                     skip_first_step, top_n, question)
+              for (label, steps), pid, question in zip(items, ids, questions)]
     values = np.array([c.score for p in panels for c in p.cells], dtype=float)
-    return TokenView(panels, ColourScale.for_values(score, values, vmin, vmax), title)
+    # the threshold the kept marks follow: the one given, else the runs' own (when they share one)
+    run_betas = {steps.attrs.get("beta") for _, steps in items}
+    scale_beta = beta if beta is not None else (run_betas.pop() if len(run_betas) == 1 else None)
+    return TokenView(panels, ColourScale.for_values(score, values, vmin, vmax, beta=scale_beta), title)

@@ -1,0 +1,184 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 1. Sampling: where does the expert's reasoning differ from the amateur's?
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/lrkit/lrkit/blob/main/notebooks/01_sampling.ipynb)
+#
+# LightReasoner ([paper](https://arxiv.org/abs/2510.07962)) lets a weak **amateur** model show a strong
+# **expert** where the expert's reasoning is distinctive. This notebook runs the first stage, *sampling*:
+#
+# 1. the expert answers each problem greedily (a *rollout*, at most 128 new tokens);
+# 2. both models read the same token ids, prompt + rollout, in one forward pass each, which gives
+#    every step's next-token distributions $\pi_E(\cdot\mid s_t)$ and $\pi_A(\cdot\mid s_t)$;
+# 3. each step is scored by $\mathrm{KL}(\pi_E \,\|\, \pi_A)$; steps with KL $\ge \beta$ are kept;
+# 4. each kept step becomes a *record*: a soft label
+#    $v_C = \mathrm{softmax}(\log \pi_E - \log \pi_A)$ over the tokens the expert finds plausible
+#    ($\pi_E(a) \ge \alpha \max \pi_E$).
+#
+# The bundled `toy` pair (two small models trained from scratch on arithmetic word problems) runs on
+# any CPU in seconds. Set `PAIR = "qwen2.5-math-1.5b"` for the paper's Qwen2.5-Math-1.5B expert and
+# Qwen2.5-0.5B amateur on GSM8K (a Colab GPU).
+#
+# The notebooks hand their results to each other through one folder (`runs/notebooks/` in your clone,
+# or `$LRKIT_RUN_DIR`): notebook 2 reads the steps sampled here.
+
+# %%
+# On Colab only: install lrkit (Colab's torch is kept) and enable ipywidgets.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "lrkit[notebooks] @ git+https://github.com/lrkit/lrkit"], check=True)
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+
+# %% tags=["parameters"]
+# Parameters: the same cell in all four notebooks; change it here (papermill injects values after it).
+PAIR = "toy"          # the bundled pair (CPU, seconds); "qwen2.5-math-1.5b" = the paper's pair (Colab GPU)
+N_PROBLEMS = 48       # train problems the expert samples on (the paper: 1000 GSM8K problems)
+BETA = 0.4            # a step is kept when KL(expert || amateur) >= BETA (the paper's 0.4)
+ALPHA = 0.2           # plausibility mask: tokens with p_E >= ALPHA * max p_E (the paper's 0.2)
+MAX_STEPS = 30        # notebooks 3-4: LoRA optimizer steps (the paper: 1000)
+LEARNING_RATE = None  # notebooks 3-4: None = the pair's default (toy 2e-3; the paper's 5e-5 for Hub pairs)
+N_EVAL = 150          # notebook 4: held-out test problems (the paper: all 1319 of GSM8K test)
+ABLATIONS = True      # notebook 4: train and evaluate the paper's three ablation variants
+SFT_BASELINE = True   # notebook 4: train and evaluate the SFT baseline
+DEVICE = "auto"       # "auto": the GPU when there is one (bf16, or fp16 on a T4), else the CPU
+SEED = 2026           # seed of the toy problems
+
+# %% [markdown]
+# ## Set-up
+#
+# `notebook_setup` picks the device and the dtype: bf16 on a GPU that has it, fp16 on other GPUs
+# (a Colab T4), fp32 on the CPU.
+
+# %%
+import lrkit
+from lrkit import analysis, workshop
+
+setup = workshop.notebook_setup(DEVICE)
+w = workshop.Workshop(PAIR, n_problems=N_PROBLEMS, beta=BETA, alpha=ALPHA, max_steps=MAX_STEPS,
+                      learning_rate=LEARNING_RATE, n_eval=N_EVAL, seed=SEED, setup=setup)
+print("results go to", w.folder)
+
+# %% [markdown]
+# ## The pair and the problems
+#
+# `load_pair` loads both models and checks that they share one tokenizer: every id must map to the
+# same string, or the two distributions could not be compared token for token.
+
+# %%
+pair = lrkit.load_pair(PAIR, device=setup.device, dtype=setup.dtype)
+for role, model in (("expert", pair.expert), ("amateur", pair.amateur)):
+    print(f"{role:8} {sum(p.numel() for p in model.parameters()) / 1e6:8.2f}M parameters")
+print("shared vocabulary:", pair.vocab_size, "tokens")
+
+problems = workshop.problems(PAIR, N_PROBLEMS, "train", seed=SEED)
+print(len(problems), "problems; the first one:\n")
+print(problems[0]["question"])
+
+# %% [markdown]
+# ## Sample
+#
+# `lrkit.sample` writes the rollouts, every step's statistics and the kept records as it goes. It
+# is resumable: run the cell again (or after an interruption) and it continues where it stopped, or
+# returns at once when the folder already holds the finished run.
+
+# %%
+config = w.sample_config      # the paper's SampleConfig at BETA and ALPHA
+print(config)
+run = lrkit.sample(pair, None, problems, w.sampling_dir(), config)
+print(run.out_dir)
+
+# %% [markdown]
+# `run.summary` holds the statistics the paper reports for its preliminary analysis (notebook 2
+# looks at them closely).
+
+# %%
+import pandas as pd
+
+pd.Series(run.summary).to_frame("value")
+
+# %% [markdown]
+# ## The rollouts
+#
+# One line per problem: the expert's greedy answer, and whether its final answer is right.
+
+# %%
+from lrkit.problems import gsm8k_gold
+
+rollouts = run.rollouts()
+rollouts["output"] = [pair.tokenizer.decode(ids, skip_special_tokens=True) for ids in rollouts["token_ids"]]
+rollouts["prediction"] = rollouts["output"].map(lrkit.extract_answer)
+rollouts["gold"] = rollouts["answer"].map(gsm8k_gold)      # the text after ####
+rollouts["correct"] = [lrkit.answers_match(p, g) for p, g in zip(rollouts["prediction"], rollouts["gold"])]
+print(f"the expert's rollouts are right on {rollouts['correct'].mean():.0%} of these problems")
+print(rollouts["output"][0])
+rollouts[["prompt_id", "question", "gold", "prediction", "correct", "finished"]].head()
+
+# %% [markdown]
+# ## Every step's statistics
+#
+# `run.steps()` has one row per generated token: the token, the KL between the two models, both
+# entropies, both top-1 tokens, both models' top-k, the mask size and whether the step was kept.
+
+# %%
+steps = run.steps()
+print(len(steps), "steps,", int(steps["kept"].sum()), "kept at beta =", BETA)
+steps[["prompt_id", "step", "token", "kl", "expert_entropy", "amateur_entropy",
+       "expert_top1", "amateur_top1", "mask_size", "kept"]].head(12)
+
+# %% [markdown]
+# The token view colours each token of a rollout by its KL; kept steps are underlined. Hover over a
+# token for both models' top-5 and, for kept steps, the soft label.
+
+# %%
+first = steps["prompt_id"].iloc[0]
+lrkit.token_view(steps, first, beta=BETA, alpha=ALPHA, title=f"rollout {first}")
+
+# %%
+from lrkit.viz import kl_along_rollout
+
+kl_along_rollout(steps, first, beta=BETA)
+
+# %% [markdown]
+# ## The records
+#
+# One JSON line per kept step, in the authors' format (`prompt_id, step, prefix, tokens, token_ids,
+# weights, kl_divergence`) plus lrkit's fields (the exact token ids, entropies, log-probs ...).
+# Notebook 3 trains on them.
+
+# %%
+records = run.records()
+record = max(records, key=lambda r: (len(r["token_ids"]) > 1, r["kl_divergence"]))
+print(f"{len(records)} records; the largest-KL one with several plausible tokens (step {record['step']}):")
+print(repr(record["prefix"][-120:]))
+analysis.record_table(record)
+
+# %% [markdown]
+# ## Run it again
+#
+# Run the sampling cell a second time: on the finished folder `lrkit.sample` returns at once with
+# the same files. This is how the later notebooks find these results, and how each of them also
+# runs on its own (it samples first when this folder does not exist yet).
+
+# %% [markdown]
+# Next: [2. Critical moments](02_critical_moments.ipynb), the paper's analysis of these steps and an
+# explorer to choose beta and alpha.

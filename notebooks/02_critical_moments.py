@@ -1,0 +1,163 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 2. Critical moments: the paper's preliminary analysis
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/lrkit/lrkit/blob/main/notebooks/02_critical_moments.ipynb)
+#
+# Most tokens of a reasoning trace are easy: both models agree and the KL between their next-token
+# distributions is near zero. LightReasoner trains only on the few steps where they diverge. The
+# paper checks this on Qwen2.5-Math-1.5B against Qwen2.5-0.5B (100 problems, 128 tokens):
+#
+# * 59% of steps have KL < 0.1, about 20% have KL >= 0.4;
+# * the mean KL is 1.99 where the two top-1 tokens differ and 0.166 where they agree;
+# * 10% of top-1 agreements still have KL > 0.4: agreeing on the top token is not agreeing on the
+#   distribution.
+#
+# This notebook recomputes those statistics on the steps sampled in notebook 1 (or samples them
+# now when notebook 1 has not run), then shows where they are in single rollouts, and ends with an
+# explorer to see how beta and alpha change what is kept. No model runs after the sampling.
+
+# %%
+# On Colab only: install lrkit (Colab's torch is kept) and enable ipywidgets.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "lrkit[notebooks] @ git+https://github.com/lrkit/lrkit"], check=True)
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+
+# %% tags=["parameters"]
+# Parameters: the same cell in all four notebooks; change it here (papermill injects values after it).
+PAIR = "toy"          # the bundled pair (CPU, seconds); "qwen2.5-math-1.5b" = the paper's pair (Colab GPU)
+N_PROBLEMS = 48       # train problems the expert samples on (the paper: 1000 GSM8K problems)
+BETA = 0.4            # a step is kept when KL(expert || amateur) >= BETA (the paper's 0.4)
+ALPHA = 0.2           # plausibility mask: tokens with p_E >= ALPHA * max p_E (the paper's 0.2)
+MAX_STEPS = 30        # notebooks 3-4: LoRA optimizer steps (the paper: 1000)
+LEARNING_RATE = None  # notebooks 3-4: None = the pair's default (toy 2e-3; the paper's 5e-5 for Hub pairs)
+N_EVAL = 150          # notebook 4: held-out test problems (the paper: all 1319 of GSM8K test)
+ABLATIONS = True      # notebook 4: train and evaluate the paper's three ablation variants
+SFT_BASELINE = True   # notebook 4: train and evaluate the SFT baseline
+DEVICE = "auto"       # "auto": the GPU when there is one (bf16, or fp16 on a T4), else the CPU
+SEED = 2026           # seed of the toy problems
+
+# %%
+import lrkit
+from lrkit import analysis, workshop
+
+setup = workshop.notebook_setup(DEVICE)
+w = workshop.Workshop(PAIR, n_problems=N_PROBLEMS, beta=BETA, alpha=ALPHA, max_steps=MAX_STEPS,
+                      learning_rate=LEARNING_RATE, n_eval=N_EVAL, seed=SEED, setup=setup)
+print("results go to", w.folder)
+
+run = w.sampled()      # notebook 1's run, or sampled now
+steps = run.steps()
+print(len(steps), "steps of", steps["prompt_id"].nunique(), "rollouts")
+
+# %% [markdown]
+# ## 1. How KL is distributed
+#
+# The paper's Figure 2: the share of steps per KL bin. The inset zooms on the tail beyond beta, the
+# steps that become records.
+
+# %%
+from lrkit.viz import (entropy_scatter, kept_share_by_beta, kl_along_rollout, kl_by_agreement,
+                       kl_histogram, step_distributions)
+
+kl_histogram(steps, beta=BETA)
+
+# %% [markdown]
+# ## 2. The share of steps above each threshold, and the paper's numbers
+
+# %%
+analysis.kl_thresholds(steps).style.format({"share": "{:.1%}"}).format_index("{:g}")
+
+# %%
+analysis.preliminary_table(steps, beta=BETA).style.format("{:.3f}", na_rep="")
+
+# %% [markdown]
+# ## 3. Agreeing and disagreeing top-1 tokens
+#
+# When the two models' most likely tokens differ, the distributions differ a lot; when they agree
+# the KL is usually small, but not always.
+
+# %%
+kl_by_agreement(steps, beta=BETA)
+
+# %% [markdown]
+# ## 4. A confident expert and an uncertain amateur
+#
+# Steps where the expert is sure (low entropy) and the amateur is not are where the expert knows
+# something the amateur does not. Each point is a step, coloured by KL.
+
+# %%
+entropy_scatter(steps)
+
+# %%
+CONFIDENT = 0.5   # nats: below this entropy a model counts as confident
+analysis.entropy_quadrants(steps, CONFIDENT).style.format(
+    {"share of steps": "{:.1%}", "mean KL": "{:.3f}", "share kept": "{:.1%}", "share of all kept steps": "{:.1%}"})
+
+# %%
+analysis.confident_expert_steps(steps, CONFIDENT, n=10)
+
+# %% [markdown]
+# ## 5. How beta sets the number of records
+#
+# Each kept step is one record and one supervised (tuned) token; the curve shows how many remain as
+# beta grows.
+
+# %%
+kept_share_by_beta(steps, beta=BETA)
+
+# %% [markdown]
+# ## 6. Critical moments in one rollout
+#
+# The rollout with the highest KL peak: KL along the rollout (the paper's Figure 3), then its token
+# view (hover a token for both models' top-5 and the soft label), then the distributions at its kept
+# step with the most plausible tokens.
+
+# %%
+peak = analysis.peak_problems(steps, 1)[0]
+kl_along_rollout(steps, peak, beta=BETA)
+
+# %%
+lrkit.token_view(steps, peak, beta=BETA, alpha=ALPHA, title=f"rollout {peak}")
+
+# %%
+one = steps[steps["prompt_id"] == peak]
+kept = one[one["kept"]] if one["kept"].any() else one
+row = kept.sort_values(["mask_size", "kl"]).iloc[-1]   # the kept step with the most plausible tokens
+step_distributions(row, alpha=ALPHA)
+
+# %% [markdown]
+# ## 7. The explorer
+#
+# Choose a problem, move beta and alpha, pick a step: the explorer shows the kept steps of the
+# rollout, how many records (tuned tokens) the whole set would give, and the chosen step's
+# distributions and soft label. Everything is recomputed from the stored statistics, so the
+# sliders answer at once.
+
+# %%
+explorer = lrkit.Explorer(steps, beta=BETA, alpha=ALPHA, prompt_id=peak)
+explorer
+
+# %% [markdown]
+# Next: [3. Fine-tuning](03_finetuning.ipynb) trains the expert on the records kept at `BETA`.

@@ -1,0 +1,215 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 4. Evaluation: base against tuned, ablations and efficiency
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/lrkit/lrkit/blob/main/notebooks/04_evaluation.ipynb)
+#
+# Zero-shot greedy pass@1 on held-out problems, with the paper's cue ("put your final answer within
+# `\boxed{}`"): the answer is the last `\boxed{...}`, else a `#### N` line or "the answer is N",
+# else the last number, compared by value. The notebook then
+#
+# * compares the base and the tuned expert with 95% intervals and an exact McNemar test,
+# * shows the problems tuning fixed and broke, with both rollouts' token views side by side,
+# * runs the paper's ablations (Table 6) with the same small budget,
+# * compares the cost with the paper's SFT baseline,
+#
+# each beside the paper's numbers (Qwen2.5-Math-1.5B). The toy numbers are a miniature: few
+# problems, wide intervals; what carries over is the method, not the size of the gain.
+#
+# It reads notebook 3's tuned expert, or trains it now when notebook 3 has not run.
+
+# %%
+# On Colab only: install lrkit (Colab's torch is kept) and enable ipywidgets.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "lrkit[notebooks] @ git+https://github.com/lrkit/lrkit"], check=True)
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+
+# %% tags=["parameters"]
+# Parameters: the same cell in all four notebooks; change it here (papermill injects values after it).
+PAIR = "toy"          # the bundled pair (CPU, seconds); "qwen2.5-math-1.5b" = the paper's pair (Colab GPU)
+N_PROBLEMS = 48       # train problems the expert samples on (the paper: 1000 GSM8K problems)
+BETA = 0.4            # a step is kept when KL(expert || amateur) >= BETA (the paper's 0.4)
+ALPHA = 0.2           # plausibility mask: tokens with p_E >= ALPHA * max p_E (the paper's 0.2)
+MAX_STEPS = 30        # notebooks 3-4: LoRA optimizer steps (the paper: 1000)
+LEARNING_RATE = None  # notebooks 3-4: None = the pair's default (toy 2e-3; the paper's 5e-5 for Hub pairs)
+N_EVAL = 150          # notebook 4: held-out test problems (the paper: all 1319 of GSM8K test)
+ABLATIONS = True      # notebook 4: train and evaluate the paper's three ablation variants
+SFT_BASELINE = True   # notebook 4: train and evaluate the SFT baseline
+DEVICE = "auto"       # "auto": the GPU when there is one (bf16, or fp16 on a T4), else the CPU
+SEED = 2026           # seed of the toy problems
+
+# %%
+import lrkit
+from lrkit import analysis, workshop
+
+setup = workshop.notebook_setup(DEVICE)
+w = workshop.Workshop(PAIR, n_problems=N_PROBLEMS, beta=BETA, alpha=ALPHA, max_steps=MAX_STEPS,
+                      learning_rate=LEARNING_RATE, n_eval=N_EVAL, seed=SEED, setup=setup)
+print("results go to", w.folder)
+
+run = w.sampled()         # notebook 1
+trained = w.trained()     # notebook 3
+merged = w.merged()
+
+# %% [markdown]
+# ## Base against tuned
+
+# %% [markdown]
+# `lrkit.evaluate` generates greedily and scores each answer, with the `EvalConfig` below (the paper's
+# `\boxed{}` cue; for the toy pair, answers fit in 160 new tokens). `workshop.once` reads a finished
+# evaluation of the same model and settings instead of running it again.
+
+# %%
+from lrkit.models import load_model
+
+config = w.eval_config
+print(config)
+tests = w.test_problems()
+expert, tokenizer = load_model(w.expert_path, device=setup.device, dtype=setup.dtype)
+base = workshop.once(lrkit.evaluate, expert, tests, config, tokenizer=tokenizer,
+                     out_dir=w.eval_dir("base"), name="base expert")
+tuned_expert, _ = load_model(str(merged), device=setup.device, dtype=setup.dtype)
+tuned = workshop.once(lrkit.evaluate, tuned_expert, tests, config, tokenizer=tokenizer,
+                      out_dir=w.eval_dir("lightreasoner"), name="LightReasoner")
+
+# %%
+comparison = lrkit.compare(base, tuned)
+comparison.show()
+
+# %%
+from lrkit.demo import PAPER_ABLATION, PAPER_GSM8K
+
+analysis.beside_paper(
+    [analysis.accuracy_row("base expert", base), analysis.accuracy_row("LightReasoner", tuned)],
+    {"base expert": PAPER_GSM8K["base expert"], "LightReasoner": PAPER_GSM8K["LightReasoner"]},
+    "Accuracy, base vs tuned expert", ours_title=f"this run ({PAIR}, {base.n} problems, 95% CI)",
+    paper_title="paper (Qwen2.5-Math-1.5B, GSM8K)")
+
+# %% [markdown]
+# ## Problems fixed and broken
+#
+# Fixed: wrong before tuning, right after; broken: the reverse. For a few of each, both experts'
+# rollouts are scored against the same amateur (sampling with the tuned expert in place of the
+# base one) and shown side by side, coloured by KL on one scale.
+
+# %%
+columns = {"id": "id", "question": "question", "gold": "gold", "prediction_a": "base", "prediction_b": "tuned"}
+print(f"{len(comparison.fixed)} fixed, {len(comparison.broken)} broken")
+comparison.fixed[list(columns)].rename(columns=columns).head(5)
+
+# %%
+comparison.broken[list(columns)].rename(columns=columns).head(5)
+
+# %%
+from IPython.display import display
+from lrkit.viz import side_by_side
+
+shown = list(comparison.fixed["id"][:2]) + list(comparison.broken["id"][:2])
+chosen = [p for p in w.test_problems() if p["id"] in shown]
+views = {"base expert": w.rollout_steps("base", chosen),
+         "tuned expert": w.rollout_steps("lightreasoner", chosen)}
+for pid in shown:
+    kind = "fixed" if pid in set(comparison.fixed["id"]) else "broken"
+    display(side_by_side(views, pid, beta=BETA, alpha=ALPHA, title=f"{kind}: {pid}"))
+if not shown:
+    print("tuning changed no answer on these problems")
+
+# %% [markdown]
+# ## Ablations (the paper's Table 6 in miniature)
+#
+# Every variant gets the same training budget as the full method:
+#
+# * **no selection**: every step is a record (beta = 0);
+# * **no contrast**: the target is the expert's own distribution over the mask, not $v_C$;
+# * **neither**: both.
+#
+# The paper (average of six benchmarks) finds that the contrast matters most: without it the gain
+# almost vanishes, while dropping the selection costs little accuracy but many more tuned tokens.
+
+# %%
+if ABLATIONS:
+    with workshop.quiet():   # three more models to train, merge and evaluate: no progress bars
+        rows = workshop.run_ablations(w, base, tuned, trained)
+    ablations = analysis.ablation_table(rows)
+    display(ablations.style.format({"accuracy": "{:.1%}", "low": "{:.1%}", "high": "{:.1%}",
+                                    "change vs base": "{:+.1%}", "paper (avg of 6 benchmarks)": "{:.1f}"}))
+    display(analysis.beside_paper(
+        [analysis.accuracy_row(r["variant"], r["result"]) for r in rows], PAPER_ABLATION,
+        "Ablations", ours_title=f"this run ({PAIR}, 95% CI)",
+        paper_title="paper (Qwen2.5-Math-1.5B, avg of 6 benchmarks)"))
+
+# %% [markdown]
+# Read the intervals before a ranking: on the toy pair the variants differ by a few problems out of
+# `N_EVAL`. The miniature shows how each variant is built and what it costs in tuned tokens; the
+# paper's effect sizes need its models and benchmarks.
+
+# %% [markdown]
+# ## Does the contrast point towards better answers?
+#
+# Tuning moves the expert towards the soft labels $v_C$. Decoding by their argmax directly
+# (log pi_E - log pi_A inside the alpha mask, both models reading the same prefix, no training)
+# shows where that road leads. If this scores below the base expert, the pair's contrast points away
+# from better answers and no amount of tuning towards it can help. On the bundled toy pair it did in
+# our runs (the README gives the figures): its two models learned from the same data, and we think
+# the amateur is most sure exactly where the answer is easy, so the contrast pushes away from it.
+
+# %%
+contrastive = lrkit.evaluate_contrastive(w.load_pair(), w.test_problems(), w.eval_config, alpha=ALPHA,
+                                         progress=False)
+print(f"greedy expert {base.accuracy:.1%} {tuple(round(x, 3) for x in base.interval)}; "
+      f"decoding by v_C's argmax (alpha {ALPHA}) {contrastive.accuracy:.1%} "
+      f"{tuple(round(x, 3) for x in contrastive.interval)} on {contrastive.n} problems")
+lrkit.compare(base, contrastive).show()
+
+# %% [markdown]
+# ## Efficiency: LightReasoner against SFT
+#
+# The paper's SFT baseline samples one rollout per problem, keeps the right ones and trains on all
+# their tokens. LightReasoner trains on the kept steps only. The paper (one H200): SFT 4.0 h on 3952
+# problems and 1.77M tuned tokens for 69.2% on GSM8K; LightReasoner 0.5 h on 1000 problems and
+# 0.02M tuned tokens for 70.6%. On the toy pair every stage takes seconds, so the times mostly
+# measure fixed costs (loading models, starting the Trainer); the tuned tokens are the count that
+# carries over.
+
+# %%
+sft = sft_result = None
+if SFT_BASELINE:
+    with workshop.quiet():
+        sft = w.sft()
+        sft_result = w.evaluated("sft", name="SFT")
+    print(f"SFT: {sft['problems']} of {sft['problems_rolled_out']} rollouts right, "
+          f"{sft['tuned_tokens']} tuned tokens; {sft_result}")
+efficiency = analysis.efficiency_table(run, trained, sft)
+efficiency
+
+# %%
+if sft_result is not None:
+    display(analysis.beside_paper(
+        [analysis.accuracy_row("base expert", base), analysis.accuracy_row("SFT", sft_result),
+         analysis.accuracy_row("LightReasoner", tuned)], PAPER_GSM8K, "SFT against LightReasoner",
+        ours_title=f"this run ({PAIR}, 95% CI)", paper_title="paper (Qwen2.5-Math-1.5B, GSM8K)"))
+
+# %% [markdown]
+# That is the whole method: sample (1), select (2), train (3), evaluate (4). `lrkit demo --ablations`
+# runs the same pipeline with larger budgets and writes it all to one HTML report.
