@@ -380,13 +380,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SHARDED_COMMANDS = ("sample", "train", "eval")
+"""The commands that use every process of `torchrun` / `accelerate launch` (lrkit.distributed)."""
+
+
+def _start_processes(args) -> None:
+    """Join the launcher's processes; refuse what would hang or mix output."""
+    from . import distributed
+
+    if args.command not in SHARDED_COMMANDS:
+        raise ValueError(f"lrkit {args.command} runs in one process; only {', '.join(SHARDED_COMMANDS)} "
+                         "run under torchrun / accelerate launch")
+    distributed.start(getattr(args, "device", None))
+    outs = distributed.gather(str(getattr(args, "out", "")))
+    if len(set(outs)) > 1:
+        raise ValueError("--out differs across processes (" + ", ".join(
+            f"rank {rank}: {out}" for rank, out in enumerate(outs)) + "); every process must run the same command")
+
+
+def _is_main_process() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """`lrkit COMMAND ...`: parse, then run the command (the one place commands are dispatched)."""
+    """`lrkit COMMAND ...`: parse, then run the command (the one place commands are dispatched).
+
+    Under a launcher (`torchrun` or `accelerate launch`, see lrkit.distributed)
+    every process runs this same function; rank 0 alone prints the result or the
+    error line, naming the rank that failed when it is not rank 0.
+    """
+    import contextlib
+    import io
+
+    from . import distributed
     from .provenance import set_command_line
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     set_command_line(argv)  # run folders record the command that made them
+    main_process = _is_main_process()
     try:
         if args.command != "pair":
             from .models import hide_library_chatter
@@ -397,12 +431,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from huggingface_hub.utils import logging as hub_logging
 
             hub_logging.set_verbosity_error()
-        return int(args.run(args) or 0)
+        if distributed.launched():
+            _start_processes(args)
+        with distributed.together():
+            quiet = contextlib.nullcontext() if main_process else contextlib.redirect_stdout(io.StringIO())
+            with quiet:
+                return int(args.run(args) or 0)
+    except distributed.RankFailedError as err:  # another rank's error, shared by lrkit.distributed
+        if main_process:
+            print(error_line(args.command, err), file=sys.stderr)
+        return 2 if err.user_error else 1
     except USER_ERRORS as err:  # user errors: one clear line, no traceback
-        print(error_line(args.command, err), file=sys.stderr)
+        if main_process:
+            print(error_line(args.command, err), file=sys.stderr)
         return 2
     finally:
         set_command_line(None)
+        distributed.stop()
 
 
 if __name__ == "__main__":
