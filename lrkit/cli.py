@@ -182,6 +182,11 @@ def run_eval(args) -> int:
         from .benchmarks import BENCHMARKS
         from .suite import evaluate_suite
 
+        from .distributed import current
+
+        if current().sharded:
+            raise ValueError("a Table 1 (several --model or --problems) runs in one process; shard one "
+                             "model on one problem set at a time under a launcher")
         if args.split is not None:
             raise ValueError("--split applies to one benchmark; a Table 1 uses each benchmark's own split")
         benchmarks = {p if p in BENCHMARKS else Path(p).stem: (None if p in BENCHMARKS else p)
@@ -354,7 +359,8 @@ class OneLineErrorParser(argparse.ArgumentParser):
     other user error of lrkit."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        # Under a launcher every process parses the same flags: rank 0 alone says so.
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n" if _is_main_process() else None)
 
 
 USER_ERRORS = (ValueError, OSError)

@@ -455,7 +455,7 @@ def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_
             if config.save_steps:
                 summary.update(summarize_steps(read_steps(out_dir)))
             _write_json_atomic(out_dir / SUMMARY_FILE, summary)
-            provenance.finish(processes=ranks.world)
+            provenance.finish(**({"processes": ranks.world} if ranks.sharded else {}))
     return SampleResult(out_dir, distributed.broadcast(summary))
 
 

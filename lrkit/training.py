@@ -42,6 +42,7 @@ from typing import Optional, Sequence, Union
 import torch
 from transformers import AutoConfig, Trainer, TrainerCallback, TrainingArguments
 
+from . import distributed
 from .config import CODE_SYSTEM_PROMPT, TrainConfig, to_dict
 from .divergence import log_probs
 from .generation import left_pad
@@ -196,7 +197,10 @@ class CountingTrainer(Trainer):
 
     def count(self, positions: int) -> None:
         if self.model.training:
-            self.supervised_positions += int(positions) * self.args.world_size
+            if self.args.world_size > 1:  # every rank's own count, summed (ranks may hold fewer rows)
+                total = torch.tensor(int(positions), device=self.args.device)
+                positions = self.accelerator.reduce(total, reduction="sum").item()
+            self.supervised_positions += int(positions)
 
 
 class SoftLabelTrainer(CountingTrainer):
@@ -259,6 +263,10 @@ def training_arguments(config: TrainConfig, out_dir: PathLike, precision: str,
         remove_unused_columns=False, report_to="none",
         dataloader_pin_memory=torch.cuda.is_available(),
     )
+    if distributed.current().sharded:
+        # Under a launcher: DDP over the process group lrkit.distributed joined
+        # (the Trainer would otherwise reset it, and on CPUs fall back to one process).
+        values.update(accelerator_config={"use_configured_state": True}, ddp_find_unused_parameters=False)
     values.update(overrides)
     return TrainingArguments(**values)
 
@@ -485,10 +493,15 @@ def train(expert: PathLike, records: Union[PathLike, Sequence[dict]], out_dir: P
     run = {"method": "LightReasoner", "expert": expert, "config": to_dict(config),
            "system_prompt": system_prompt, "examples": len(examples), "examples_sha256": digest(examples),
            "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer)}
-    checkpoint = prepare_out_dir(out_dir, run, resume)
-    write_run(out_dir, run)
-    provenance = Provenance(out_dir, api_call("train", expert, source, str(out_dir), resume=resume),
-                            choose_device(), resolve_precision(config.precision)).start()
+    ranks = distributed.current()
+    checkpoint, provenance = None, None
+    with distributed.together():  # rank 0 alone checks and writes the folder; the others wait for it
+        if ranks.is_main:
+            checkpoint = prepare_out_dir(out_dir, run, resume)
+            write_run(out_dir, run)
+            provenance = Provenance(out_dir, api_call("train", expert, source, str(out_dir), resume=resume),
+                                    choose_device(), resolve_precision(config.precision)).start()
+    checkpoint = distributed.broadcast(checkpoint)
     trainer = fit(SoftLabelTrainer, expert, tokenizer, examples, out_dir, config,
                   SoftLabelCollator(pad_id_of(tokenizer), config.parity_right_padding), "kl",
                   checkpoint, callbacks, progress, vocab_size=scored_vocab_size(tokenizer))
@@ -498,8 +511,9 @@ def train(expert: PathLike, records: Union[PathLike, Sequence[dict]], out_dir: P
         problems=len({str(r["prompt_id"]) for r in records}), examples=len(examples),
         steps=trainer.state.global_step, seconds=time.perf_counter() - started,
         resumed_from=str(checkpoint) if checkpoint else None)
-    write_run(out_dir, {**run, "result": result.summary()})
-    provenance.finish()
+    if ranks.is_main:
+        write_run(out_dir, {**run, "result": result.summary()})
+        provenance.finish(**({"processes": ranks.world} if ranks.sharded else {}))
     return result
 
 
