@@ -263,6 +263,8 @@ def training_arguments(config: TrainConfig, out_dir: PathLike, precision: str,
         remove_unused_columns=False, report_to="none",
         dataloader_pin_memory=torch.cuda.is_available(),
     )
+    if precision == "bf16" and not torch.cuda.is_available():
+        values["use_cpu"] = True  # the Trainer refuses bf16 without a GPU unless told it runs on the CPU
     if distributed.current().sharded:
         # Under a launcher: DDP over the process group lrkit.distributed joined
         # (the Trainer would otherwise reset it, and on CPUs fall back to one process).
