@@ -231,3 +231,16 @@ def test_killing_a_rank_then_rerunning_resumes_without_loss_or_duplicates(tmp_pa
     for name in OUTPUTS:
         assert (killed / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
     assert not (killed / "shards").exists()
+
+
+def test_accelerate_launch_runs_the_same_command(setup, one_process_sample, tmp_path):
+    # On a machine without GPUs accelerate's --cpu launcher starts one process
+    # (several CPU processes are torchrun's, or accelerate's MPI launcher's).
+    out = tmp_path / "acc"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "-m", "lrkit", *sample_args(setup, out)]
+    run = subprocess.run(command, env=_env(), cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-2000:]
+    for name in OUTPUTS:
+        assert (out / name).read_bytes() == (one_process_sample / name).read_bytes(), name
