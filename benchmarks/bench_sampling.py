@@ -70,7 +70,8 @@ def authors_algorithm(pair, problems, config: SampleConfig, chunk: int = 64):
                                   temperature=None, top_p=None, top_k=None)
     for problem in problems:
         prompt = build_prompt_ids(tok, problem["question"], config.system_prompt)
-        out = pair.expert.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+        out = pair.expert.generate(torch.tensor([prompt], device=pair.device),
+                                   attention_mask=torch.ones(1, len(prompt), dtype=torch.long, device=pair.device),
                                    generation_config=gen_config, output_scores=True,
                                    return_dict_in_generate=True)
         targets = out.sequences[0, len(prompt):].tolist()
@@ -83,11 +84,12 @@ def authors_algorithm(pair, problems, config: SampleConfig, chunk: int = 64):
             mask = torch.zeros_like(padded)
             for j, seq in enumerate(batch):
                 mask[j, :len(seq)] = 1
+            padded, mask = padded.to(pair.device), mask.to(pair.device)
             logits = pair.amateur(padded, attention_mask=mask).logits
             for j, seq in enumerate(batch):
                 amateur_probs.append(F.softmax(logits[j, len(seq) - 1], dim=-1))
         for step in range(1, len(targets)):
-            p_e, p_a = expert_probs[step][:vocab], amateur_probs[step - 1][:vocab]
+            p_e, p_a = expert_probs[step][:vocab].float(), amateur_probs[step - 1][:vocab].float()
             kl = F.kl_div((p_a + 1e-12).log(), p_e + 1e-12, reduction="sum").item()
             if kl < config.beta:
                 continue
