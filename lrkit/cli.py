@@ -182,11 +182,11 @@ def run_eval(args) -> int:
         from .benchmarks import BENCHMARKS
         from .suite import evaluate_suite
 
-        from .distributed import current
+        from .distributed import current, on_every_rank
 
         if current().sharded:
-            raise ValueError("a Table 1 (several --model or --problems) runs in one process; shard one "
-                             "model on one problem set at a time under a launcher")
+            raise on_every_rank(ValueError("a Table 1 (several --model or --problems) runs in one process; "
+                                           "shard one model on one problem set at a time under a launcher"))
         if args.split is not None:
             raise ValueError("--split applies to one benchmark; a Table 1 uses each benchmark's own split")
         benchmarks = {p if p in BENCHMARKS else Path(p).stem: (None if p in BENCHMARKS else p)
@@ -395,13 +395,17 @@ def _start_processes(args) -> None:
     from . import distributed
 
     if args.command not in SHARDED_COMMANDS:
-        raise ValueError(f"lrkit {args.command} runs in one process; only {', '.join(SHARDED_COMMANDS)} "
-                         "run under torchrun / accelerate launch")
-    distributed.start(getattr(args, "device", None))
+        raise distributed.on_every_rank(ValueError(
+            f"lrkit {args.command} runs in one process; only {', '.join(SHARDED_COMMANDS)} run under "
+            "torchrun / accelerate launch"))
+    try:
+        distributed.start(getattr(args, "device", None))
+    except ValueError as err:
+        raise distributed.on_every_rank(err)
     outs = distributed.gather(str(getattr(args, "out", "")))
     if len(set(outs)) > 1:
-        raise ValueError("--out differs across processes (" + ", ".join(
-            f"rank {rank}: {out}" for rank, out in enumerate(outs)) + "); every process must run the same command")
+        raise distributed.on_every_rank(ValueError("--out differs across processes (" + ", ".join(
+            f"rank {rank}: {out}" for rank, out in enumerate(outs)) + "); every process must run the same command"))
 
 
 def _is_main_process() -> bool:
@@ -439,17 +443,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             hub_logging.set_verbosity_error()
         if distributed.launched():
             _start_processes(args)
-        with distributed.together():
-            quiet = contextlib.nullcontext() if main_process else contextlib.redirect_stdout(io.StringIO())
-            with quiet:
-                return int(args.run(args) or 0)
+        quiet = contextlib.nullcontext() if main_process else contextlib.redirect_stdout(io.StringIO())
+        with quiet:
+            return int(args.run(args) or 0)
     except distributed.RankFailedError as err:  # another rank's error, shared by lrkit.distributed
         if main_process:
             print(error_line(args.command, err), file=sys.stderr)
         return 2 if err.user_error else 1
     except USER_ERRORS as err:  # user errors: one clear line, no traceback
-        if main_process:
-            print(error_line(args.command, err), file=sys.stderr)
+        # An error every rank learnt of (a lrkit.distributed section) is rank 0's
+        # to print; one outside a section only this rank knows: it says so and
+        # exits, and the launcher stops the others.
+        if main_process or not getattr(err, "_lrkit_shared", False):
+            rank = distributed.current().rank
+            print(error_line(args.command, f"rank {rank}: {err}" if rank else err), file=sys.stderr)
         return 2
     finally:
         set_command_line(None)

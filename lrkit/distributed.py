@@ -137,6 +137,13 @@ def broadcast(value: Any) -> Any:
     return gather(value)[0]
 
 
+def on_every_rank(error: BaseException) -> BaseException:
+    """Mark an error that every rank raises alike (same flags, same checks), so
+    rank 0 alone reports it."""
+    error._lrkit_shared = True
+    return error
+
+
 def _describe(error: BaseException) -> str:
     text = " ".join(part.strip() for part in str(error).splitlines() if part.strip())
     return text or type(error).__name__

@@ -41,6 +41,11 @@ if os.environ.get("TEST_FAIL_RANK") == rank:
     def broken(*args, **kwargs):
         raise RuntimeError("generation broke on this rank")
     lrkit.sampling.greedy_generate_batch = broken
+if os.environ.get("TEST_FAIL_TRAINING_RANK") == rank:
+    import lrkit.training
+    def broken_loss(*args, **kwargs):
+        raise RuntimeError("the loss broke on this rank")
+    lrkit.training.soft_label_kl = broken_loss
 sys.exit(main(argv))
 """
 
@@ -244,3 +249,19 @@ def test_accelerate_launch_runs_the_same_command(setup, one_process_sample, tmp_
     assert run.returncode == 0, run.stderr[-2000:]
     for name in OUTPUTS:
         assert (out / name).read_bytes() == (one_process_sample / name).read_bytes(), name
+
+
+@pytest.mark.slow
+def test_a_rank_failing_inside_ddp_training_ends_the_run(setup, one_process_sample, tmp_path):
+    # Mid-step, outside any lrkit section: the rank exits with its traceback and
+    # torchrun stops the other one, which would otherwise wait in the all-reduce.
+    script = tmp_path / "wrapper.py"
+    script.write_text(WRAPPER)
+    started = time.monotonic()
+    run = launch("train", "--expert", str(setup[1]), "--records", str(one_process_sample / "records.jsonl"),
+                 "--out", str(tmp_path / "lora"), "--max-steps", "2", "--per-device-batch-size", "2",
+                 script=script, TEST_FAIL_TRAINING_RANK="1")
+    assert time.monotonic() - started < 120, "no hang"
+    assert run.returncode != 0
+    assert "RuntimeError: the loss broke on this rank" in run.stderr
+    assert not (tmp_path / "lora" / "adapter_model.safetensors").exists()
