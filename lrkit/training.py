@@ -195,6 +195,24 @@ class CountingTrainer(Trainer):
 
     supervised_positions = 0
 
+    def real_rows(self, rows: int) -> int:
+        """How many of this micro-batch's rows are records. Under several processes
+        accelerate completes the last round of an epoch with repeats of the first
+        records (every rank needs a batch); they come after the real rows, in rank
+        order, and ``gradient_state.remainder`` says how many rows are real."""
+        state = self.accelerator.gradient_state
+        if self.args.world_size == 1 or not state.end_of_dataloader or state.remainder <= 0:
+            return rows
+        offset = self.args.process_index * self.args.per_device_train_batch_size
+        return max(0, min(rows, state.remainder - offset))
+
+    def global_rows(self, rows: int) -> int:
+        """Rows of this optimizer micro-step over every rank (records only)."""
+        state = self.accelerator.gradient_state
+        if self.args.world_size > 1 and state.end_of_dataloader and state.remainder > 0:
+            return state.remainder
+        return rows * self.args.world_size
+
     def count(self, positions: int) -> None:
         if self.model.training:
             if self.args.world_size > 1:  # every rank's own count, summed (ranks may hold fewer rows)
@@ -214,8 +232,12 @@ class SoftLabelTrainer(CountingTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         kl = soft_label_kl(model, inputs, self.vocab_size)
-        self.count(kl.shape[0])
-        loss = kl.mean()
+        real = self.real_rows(kl.shape[0])
+        self.count(real)
+        # The mean over every rank's records, as one process takes it: DDP averages
+        # the ranks' gradients, so each rank's sum is scaled by processes / rows.
+        # (Repeated rows get weight 0; with one process this is kl.mean().)
+        loss = kl[:real].sum() * self.args.world_size / self.global_rows(kl.shape[0])
         return (loss, {"kl": kl}) if return_outputs else loss
 
 

@@ -122,10 +122,13 @@ def test_evaluation_on_two_processes_writes_the_one_process_results(setup, tmp_p
 
 def test_training_on_two_processes_reaches_the_one_process_adapter(setup, one_process_sample, tmp_path):
     records = tmp_path / "records.jsonl"
-    records.write_text("".join((one_process_sample / "records.jsonl").read_text().splitlines(True)[:16]))
+    # 13 records, global batch 4: the first epoch ends on a batch of one, which
+    # accelerate completes with repeated records on the other rank; they must
+    # neither train nor count. Step 5 starts the second epoch.
+    records.write_text("".join((one_process_sample / "records.jsonl").read_text().splitlines(True)[:13]))
     # Same global batch: 4 x 1 process vs 2 x 2 processes. No dropout: its masks
     # come from each rank's own random stream, so they cannot match.
-    args = ["train", "--expert", str(setup[1]), "--records", str(records), "--max-steps", "4",
+    args = ["train", "--expert", str(setup[1]), "--records", str(records), "--max-steps", "5",
             "--gradient-accumulation-steps", "1", "--learning-rate", "1e-3", "--save-steps", "100",
             "--logging-steps", "1", "--precision", "fp32", "--lora-dropout", "0"]
     assert main([*args, "--per-device-batch-size", "4", "--out", str(tmp_path / "one")]) == 0
@@ -134,7 +137,7 @@ def test_training_on_two_processes_reaches_the_one_process_adapter(setup, one_pr
     one, two = tmp_path / "one", tmp_path / "two"
     losses = [[json.loads(line)["kl"] for line in (folder / "loss.jsonl").read_text().splitlines()]
               for folder in (one, two)]
-    assert len(losses[0]) == len(losses[1]) == 4
+    assert len(losses[0]) == len(losses[1]) == 5
     # Tolerance: float32 sums in another order (two half batches, then an all-reduce).
     assert losses[1] == pytest.approx(losses[0], rel=1e-4)
     weights = [load_file(str(folder / "adapter_model.safetensors")) for folder in (one, two)]
@@ -142,7 +145,7 @@ def test_training_on_two_processes_reaches_the_one_process_adapter(setup, one_pr
     for name in weights[0]:
         torch.testing.assert_close(weights[1][name], weights[0][name], rtol=1e-4, atol=1e-5)
     tuned = [json.loads((folder / "lrkit_train.json").read_text())["result"]["tuned_tokens"] for folder in (one, two)]
-    assert tuned[0] == tuned[1] == 16
+    assert tuned[0] == tuned[1] == 4 + 4 + 4 + 1 + 4
 
 
 def test_a_failing_rank_stops_the_run_with_its_error(setup, tmp_path):
