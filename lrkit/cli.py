@@ -445,7 +445,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _start_processes(args)
         quiet = contextlib.nullcontext() if main_process else contextlib.redirect_stdout(io.StringIO())
         with quiet:
-            return int(args.run(args) or 0)
+            status = int(args.run(args) or 0)
+        distributed.stop()
+        return status
     except distributed.RankFailedError as err:  # another rank's error, shared by lrkit.distributed
         if main_process:
             print(error_line(args.command, err), file=sys.stderr)
@@ -460,7 +462,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     finally:
         set_command_line(None)
-        distributed.stop()
+        distributed.stop(finished=False)  # after an error: leave at once (no-op after a normal end)
 
 
 if __name__ == "__main__":

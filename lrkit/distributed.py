@@ -99,11 +99,16 @@ def start(device: Optional[str] = None) -> Ranks:
     return _current
 
 
-def stop() -> None:
+def stop(finished: bool = True) -> None:
+    """Leave the process group. ``finished``: every rank got to its end, so they
+    first wait for each other: a rank that tore its group down while another
+    still used it could end that one with an abort at exit."""
     global _current
     import torch.distributed as dist
 
     if _current.sharded and dist.is_available() and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
     _current = Ranks()
 

@@ -195,23 +195,29 @@ class CountingTrainer(Trainer):
 
     supervised_positions = 0
 
+    def _last_round_rows(self) -> int:
+        """Records in an epoch's last round of micro-batches when it is short, else 0.
+
+        Under several processes accelerate completes that round with repeats of
+        the epoch's first records (every rank needs a batch); they come after the
+        real rows, in rank order. (Computed here rather than read from accelerate's
+        gradient_state.remainder, which a resumed run's skipping loader loses.)
+        """
+        if self.args.world_size == 1 or not self.accelerator.gradient_state.end_of_dataloader:
+            return 0
+        return len(self.train_dataset) % (self.args.per_device_train_batch_size * self.args.world_size)
+
     def real_rows(self, rows: int) -> int:
-        """How many of this micro-batch's rows are records. Under several processes
-        accelerate completes the last round of an epoch with repeats of the first
-        records (every rank needs a batch); they come after the real rows, in rank
-        order, and ``gradient_state.remainder`` says how many rows are real."""
-        state = self.accelerator.gradient_state
-        if self.args.world_size == 1 or not state.end_of_dataloader or state.remainder <= 0:
+        """How many of this micro-batch's rows are records, not repeats."""
+        last = self._last_round_rows()
+        if not last:
             return rows
         offset = self.args.process_index * self.args.per_device_train_batch_size
-        return max(0, min(rows, state.remainder - offset))
+        return max(0, min(rows, last - offset))
 
     def global_rows(self, rows: int) -> int:
-        """Rows of this optimizer micro-step over every rank (records only)."""
-        state = self.accelerator.gradient_state
-        if self.args.world_size > 1 and state.end_of_dataloader and state.remainder > 0:
-            return state.remainder
-        return rows * self.args.world_size
+        """Records in this micro-step over every rank."""
+        return self._last_round_rows() or rows * self.args.world_size
 
     def count(self, positions: int) -> None:
         if self.model.training:

@@ -268,3 +268,21 @@ def test_a_rank_failing_inside_ddp_training_ends_the_run(setup, one_process_samp
     assert run.returncode != 0
     assert "RuntimeError: the loss broke on this rank" in run.stderr
     assert not (tmp_path / "lora" / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_resumed_ddp_training_counts_each_record_once(setup, one_process_sample, tmp_path):
+    records = tmp_path / "records.jsonl"
+    records.write_text("".join((one_process_sample / "records.jsonl").read_text().splitlines(True)[:13]))
+    args = ["train", "--expert", str(setup[1]), "--records", str(records), "--gradient-accumulation-steps", "1",
+            "--save-steps", "2", "--logging-steps", "1", "--precision", "fp32", "--lora-dropout", "0",
+            "--per-device-batch-size", "2", "--out", str(tmp_path / "lora")]
+    first = launch(*args, "--max-steps", "2")
+    assert first.returncode == 0, first.stderr[-2000:]
+    # The resumed run skips the batches done; its epoch still ends on one record
+    # (13 = 4 + 4 + 4 + 1) that accelerate pads with repeats, which must not count.
+    resumed = launch(*args, "--max-steps", "5", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    result = json.loads((tmp_path / "lora" / "lrkit_train.json").read_text())["result"]
+    assert result["steps"] == 5
+    assert result["tuned_tokens"] == 4 + 4 + 4 + 1 + 4
