@@ -408,6 +408,17 @@ def _start_processes(args) -> None:
             f"rank {rank}: {out}" for rank, out in enumerate(outs)) + "); every process must run the same command"))
 
 
+def _leave_together() -> None:
+    """After an error every rank knows of: leave only once all have reached here,
+    so rank 0 has printed the line before the launcher stops anyone."""
+    from . import distributed
+
+    try:
+        distributed.stop()
+    except Exception:  # a rank already gone: leaving at once is all that is left
+        pass
+
+
 def _is_main_process() -> bool:
     import os
 
@@ -451,15 +462,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except distributed.RankFailedError as err:  # another rank's error, shared by lrkit.distributed
         if main_process:
             print(error_line(args.command, err), file=sys.stderr)
+        _leave_together()
         return 2 if err.user_error else 1
     except USER_ERRORS as err:  # user errors: one clear line, no traceback
         # An error every rank learnt of (a lrkit.distributed section) is rank 0's
         # to print; one outside a section only this rank knows: it says so and
         # exits, and the launcher stops the others.
-        if main_process or not getattr(err, "_lrkit_shared", False):
+        shared = getattr(err, "_lrkit_shared", False)
+        if main_process or not shared:
             rank = distributed.current().rank
             print(error_line(args.command, f"rank {rank}: {err}" if rank else err), file=sys.stderr)
+        if shared:
+            _leave_together()
         return 2
+    except BaseException as err:  # a bug: its traceback, after rank 0 has said which rank failed
+        if getattr(err, "_lrkit_shared", False):
+            _leave_together()
+        raise
     finally:
         set_command_line(None)
         distributed.stop(finished=False)  # after an error: leave at once (no-op after a normal end)

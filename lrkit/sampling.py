@@ -17,6 +17,7 @@ context, an --out holding something else) runs before anything is written.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -418,7 +419,8 @@ def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_
     if progress and ranks.is_main:
         from tqdm.auto import tqdm
         bar = tqdm(total=sum(len(batches[i]) for i in mine), desc="sampling", unit="problem")
-    with distributed.together():  # each rank samples its batches: r, r + N, r + 2N...
+    with contextlib.closing(bar) if bar is not None else contextlib.nullcontext(), distributed.together():
+        # each rank samples its batches: r, r + N, r + 2N... (the bar closes, error or not)
         for index in mine:
             chunks = _read_shard(out_dir, index)
             if chunks is None:
@@ -442,8 +444,6 @@ def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_
                 _merge_batch(out_dir, index, chunks, timings)
             if bar is not None:
                 bar.update(len(batches[index]))
-    if bar is not None:
-        bar.close()
     summary = None
     with distributed.together():
         if ranks.is_main:
