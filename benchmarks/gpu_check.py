@@ -179,7 +179,7 @@ def check_sampling(expert: Path, amateur: Path, scale: Scale, device: str, dtype
             "s_per_problem": per_problem, "speedup": per_problem["authors"] / per_problem["lrkit"],
             "kept_steps_lrkit": len(ours), "kept_steps_authors": len(theirs),
             "kept_steps_agreement": len(ours & theirs) / max(len(ours | theirs), 1),
-            "rollout_s": result.summary["rollout_s"], "scoring_s": result.summary["scoring_s"]}
+            "same_kept_steps": ours == theirs, "rollout_s": result.summary["rollout_s"], "scoring_s": result.summary["scoring_s"]}
 
 
 # ---------------------------------------------------------------- 2. training
