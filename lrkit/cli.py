@@ -182,6 +182,11 @@ def run_eval(args) -> int:
         from .benchmarks import BENCHMARKS
         from .suite import evaluate_suite
 
+        from .distributed import current, on_every_rank
+
+        if current().sharded:
+            raise on_every_rank(ValueError("a Table 1 (several --model or --problems) runs in one process; "
+                                           "shard one model on one problem set at a time under a launcher"))
         if args.split is not None:
             raise ValueError("--split applies to one benchmark; a Table 1 uses each benchmark's own split")
         benchmarks = {p if p in BENCHMARKS else Path(p).stem: (None if p in BENCHMARKS else p)
@@ -354,7 +359,8 @@ class OneLineErrorParser(argparse.ArgumentParser):
     other user error of lrkit."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        # Under a launcher every process parses the same flags: rank 0 alone says so.
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n" if _is_main_process() else None)
 
 
 USER_ERRORS = (ValueError, OSError)
@@ -380,13 +386,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SHARDED_COMMANDS = ("sample", "train", "eval")
+"""The commands that use every process of `torchrun` / `accelerate launch` (lrkit.distributed)."""
+
+
+def _start_processes(args) -> None:
+    """Join the launcher's processes; refuse what would hang or mix output."""
+    from . import distributed
+
+    if args.command not in SHARDED_COMMANDS:
+        raise distributed.on_every_rank(ValueError(
+            f"lrkit {args.command} runs in one process; only {', '.join(SHARDED_COMMANDS)} run under "
+            "torchrun / accelerate launch"))
+    try:
+        distributed.start(getattr(args, "device", None))
+    except ValueError as err:
+        raise distributed.on_every_rank(err)
+    outs = distributed.gather(str(getattr(args, "out", "")))
+    if len(set(outs)) > 1:
+        raise distributed.on_every_rank(ValueError("--out differs across processes (" + ", ".join(
+            f"rank {rank}: {out}" for rank, out in enumerate(outs)) + "); every process must run the same command"))
+
+
+def _leave_together() -> None:
+    """After an error every rank knows of: leave only once all have reached here,
+    so rank 0 has printed the line before the launcher stops anyone."""
+    from . import distributed
+
+    try:
+        distributed.stop()
+    except Exception:  # a rank already gone: leaving at once is all that is left
+        pass
+
+
+def _is_main_process() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """`lrkit COMMAND ...`: parse, then run the command (the one place commands are dispatched)."""
+    """`lrkit COMMAND ...`: parse, then run the command (the one place commands are dispatched).
+
+    Under a launcher (`torchrun` or `accelerate launch`, see lrkit.distributed)
+    every process runs this same function; rank 0 alone prints the result or the
+    error line, naming the rank that failed when it is not rank 0.
+    """
+    import contextlib
+    import io
+
+    from . import distributed
     from .provenance import set_command_line
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     set_command_line(argv)  # run folders record the command that made them
+    main_process = _is_main_process()
     try:
         if args.command != "pair":
             from .models import hide_library_chatter
@@ -397,12 +452,36 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from huggingface_hub.utils import logging as hub_logging
 
             hub_logging.set_verbosity_error()
-        return int(args.run(args) or 0)
+        if distributed.launched():
+            _start_processes(args)
+        quiet = contextlib.nullcontext() if main_process else contextlib.redirect_stdout(io.StringIO())
+        with quiet:
+            status = int(args.run(args) or 0)
+        distributed.stop()
+        return status
+    except distributed.RankFailedError as err:  # another rank's error, shared by lrkit.distributed
+        if main_process:
+            print(error_line(args.command, err), file=sys.stderr)
+        _leave_together()
+        return 2 if err.user_error else 1
     except USER_ERRORS as err:  # user errors: one clear line, no traceback
-        print(error_line(args.command, err), file=sys.stderr)
+        # An error every rank learnt of (a lrkit.distributed section) is rank 0's
+        # to print; one outside a section only this rank knows: it says so and
+        # exits, and the launcher stops the others.
+        shared = getattr(err, "_lrkit_shared", False)
+        if main_process or not shared:
+            rank = distributed.current().rank
+            print(error_line(args.command, f"rank {rank}: {err}" if rank else err), file=sys.stderr)
+        if shared:
+            _leave_together()
         return 2
+    except BaseException as err:  # a bug: its traceback, after rank 0 has said which rank failed
+        if getattr(err, "_lrkit_shared", False):
+            _leave_together()
+        raise
     finally:
         set_command_line(None)
+        distributed.stop(finished=False)  # after an error: leave at once (no-op after a normal end)
 
 
 if __name__ == "__main__":

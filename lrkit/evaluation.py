@@ -486,9 +486,10 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def _resolve_model(model_or_path, tokenizer):
     if isinstance(model_or_path, (str, Path)):
+        from .distributed import local_device
         from .models import load_model
 
-        model, loaded_tokenizer = load_model(str(model_or_path))
+        model, loaded_tokenizer = load_model(str(model_or_path), device=local_device(None))
         return model, tokenizer or loaded_tokenizer, str(model_or_path)
     if tokenizer is None:
         raise ValueError("evaluate() got a model object without its tokenizer; pass tokenizer=")
@@ -560,48 +561,62 @@ def _run_evaluation(generate_batch, models, tokenizer, problems, config: EvalCon
                     out_dir, progress: bool) -> EvalResult:
     """Generate in length-sorted batches, score each answer, save after every
     batch; ``models`` are in eval mode meanwhile and get their mode back."""
-    prompts = [build_prompt_ids(tokenizer, p.question, config.system_prompt) for p in problems]
-    check_prompt_lengths(prompts, problems, models, config.max_new_tokens)
-    info = {**info, "problems_sha256": _problems_sha256(problems)}
-    provenance = None
-    if out_dir is not None:
-        check_eval_out_dir(Path(out_dir), info)
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        first = next(models[0].parameters())
-        provenance = Provenance(out_dir, api_call("evaluate", info.get("model"), out_dir=str(out_dir)),
-                                first.device, first.dtype).start()
-    # Similar lengths share a batch so little compute goes to padding.
+    from . import distributed
+
+    ranks = distributed.current()
+    with distributed.together():  # every rank checks the input; rank 0 alone touches the folder
+        prompts = [build_prompt_ids(tokenizer, p.question, config.system_prompt) for p in problems]
+        check_prompt_lengths(prompts, problems, models, config.max_new_tokens)
+        if ranks.world > len(problems):
+            raise ValueError(f"{ranks.world} processes for {len(problems)} problem(s): launch at most "
+                             f"{len(problems)} (torchrun --nproc-per-node / accelerate --num_processes)")
+        info = {**info, "problems_sha256": _problems_sha256(problems)}
+        provenance = None
+        if out_dir is not None and ranks.is_main:
+            check_eval_out_dir(Path(out_dir), info)
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            first = next(models[0].parameters())
+            provenance = Provenance(out_dir, api_call("evaluate", info.get("model"), out_dir=str(out_dir)),
+                                    first.device, first.dtype).start()
+    # Similar lengths share a batch so little compute goes to padding. Under a
+    # launcher rank r takes batches r, r + N...: each problem is generated in
+    # the batch it would have in one process, so the results are the same.
     order = sorted(range(len(problems)), key=lambda i: len(prompts[i]))
     batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+    batches = [batch for index, batch in enumerate(batches) if ranks.mine(index)]
     rows: list[Optional[dict]] = [None] * len(problems)
     bar = None
-    if progress:
+    if progress and ranks.is_main:
         from tqdm.auto import tqdm
-        bar = tqdm(total=len(problems), desc="evaluating", unit="problem")
+        bar = tqdm(total=sum(map(len, batches)), desc="evaluating", unit="problem")
     modes = [model.training for model in models]
     for model in models:
         model.eval()
     start = time.perf_counter()
     try:
-        for batch in batches:
-            generations = generate_batch([prompts[i] for i in batch])
-            for i, generation in zip(batch, generations):
-                rows[i] = _result_row(problems[i], generation, tokenizer)
-            if bar is not None:
-                bar.update(len(batch))
-                done = [r for r in rows if r is not None]
-                bar.set_postfix(accuracy=f"{sum(r['correct'] for r in done) / len(done):.1%}")
-            if out_dir is not None:
-                _finish(rows, {**info, "complete": False, "n_planned": len(problems)}, start).save(out_dir)
+        with distributed.together():
+            for batch in batches:
+                generations = generate_batch([prompts[i] for i in batch])
+                for i, generation in zip(batch, generations):
+                    rows[i] = _result_row(problems[i], generation, tokenizer)
+                if bar is not None:
+                    bar.update(len(batch))
+                    done = [r for r in rows if r is not None]
+                    bar.set_postfix(accuracy=f"{sum(r['correct'] for r in done) / len(done):.1%}")
+                if out_dir is not None and ranks.is_main:
+                    _finish(rows, {**info, "complete": False, "n_planned": len(problems)}, start).save(out_dir)
     finally:
         for model, mode in zip(models, modes):
             model.train(mode)
         if bar is not None:
             bar.close()
+    if ranks.sharded:  # every rank's rows, back in problem order
+        for shard in distributed.gather(rows):
+            rows = [mine if mine is not None else theirs for mine, theirs in zip(rows, shard)]
     result = _finish(rows, {**info, "complete": True}, start)
-    if out_dir is not None:
+    if out_dir is not None and ranks.is_main:
         result.save(out_dir)
-        provenance.finish()
+        provenance.finish(**({"processes": ranks.world} if ranks.sharded else {}))
     return result
 
 

@@ -17,6 +17,7 @@ context, an --out holding something else) runs before anything is written.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -272,6 +273,7 @@ def _prepare_out_dir(out_dir: Path, run_config: dict, overwrite: bool) -> tuple[
     if overwrite:
         for name in OUTPUT_FILES + (STATE_FILE, CONFIG_FILE, SUMMARY_FILE, PROVENANCE_FILE):
             (out_dir / name).unlink(missing_ok=True)
+        _remove_shards(out_dir)
     if config_path.exists():
         stored = json.loads(config_path.read_text())
         if stored != run_config:
@@ -299,12 +301,12 @@ def _prepare_out_dir(out_dir: Path, run_config: dict, overwrite: bool) -> tuple[
     return int(state["batches_done"]), timings
 
 
-def _append_batch(out_dir: Path, batch_index: int, chunks: dict[str, list[dict]], timings: dict) -> None:
+def _append_batch(out_dir: Path, batch_index: int, chunks: dict[str, str], timings: dict) -> None:
     sizes = {}
     for name in OUTPUT_FILES:
         path = out_dir / name
         with path.open("a", encoding="utf-8") as handle:
-            handle.write("".join(dumps(line) for line in chunks[name]))
+            handle.write(chunks[name])
             handle.flush()
             os.fsync(handle.fileno())
         sizes[name] = path.stat().st_size
@@ -390,57 +392,117 @@ def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_
     ``problems`` is a JSONL path, ``"gsm8k"`` or a list of problems.
     Rerunning the same call after an interruption resumes where it stopped.
     """
-    config = (config or SampleConfig()).validate()
-    problems_source = problems
-    problems = load_problems(problems, max_problems=max_problems)
-    pair = expert if isinstance(expert, ModelPair) else load_pair(
-        expert, amateur, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-    out_dir = Path(out_dir)
-    prompts = [build_prompt_ids(pair.tokenizer, p.question, config.system_prompt) for p in problems]
-    check_prompt_lengths(prompts, problems, [pair.expert, pair.amateur], config.max_new_tokens,
-                         source="" if isinstance(problems_source, (list, tuple)) else str(problems_source))
-    run_config = {**to_dict(config), "expert": pair.expert_name,
-                  "amateur": pair.amateur_name, "problems": len(problems),
-                  "problems_sha256": _problems_fingerprint(problems),
-                  "tokenizer_fingerprint": tokenizer_fingerprint(pair.tokenizer)}
-    # Timings add up over resumed runs: a finished folder reopened keeps its own.
-    done, timings = _prepare_out_dir(out_dir, run_config, overwrite)
-    provenance = Provenance(out_dir, api_call("sample", pair.expert_name, pair.amateur_name,
-                                              problems_source, out_dir=str(out_dir)),
-                            pair.device, next(pair.expert.parameters()).dtype).start()
+    from . import distributed
+
+    ranks = distributed.current()
+    with distributed.together():  # every rank checks the input; rank 0 alone touches the folder
+        config = (config or SampleConfig()).validate()
+        problems_source = problems
+        problems = load_problems(problems, max_problems=max_problems)
+        if ranks.world > len(problems):
+            raise ValueError(f"{ranks.world} processes for {len(problems)} problem(s): launch at most "
+                             f"{len(problems)} (torchrun --nproc-per-node / accelerate --num_processes)")
+        pair = expert if isinstance(expert, ModelPair) else load_pair(
+            expert, amateur, device=distributed.local_device(device), dtype=dtype,
+            trust_remote_code=trust_remote_code)
+        out_dir = Path(out_dir)
+        prompts = [build_prompt_ids(pair.tokenizer, p.question, config.system_prompt) for p in problems]
+        check_prompt_lengths(prompts, problems, [pair.expert, pair.amateur], config.max_new_tokens,
+                             source="" if isinstance(problems_source, (list, tuple)) else str(problems_source))
+        run_config = {**to_dict(config), "expert": pair.expert_name,
+                      "amateur": pair.amateur_name, "problems": len(problems),
+                      "problems_sha256": _problems_fingerprint(problems),
+                      "tokenizer_fingerprint": tokenizer_fingerprint(pair.tokenizer)}
+        done, timings, provenance = 0, {}, None
+        if ranks.is_main:
+            # Timings add up over resumed runs: a finished folder reopened keeps its own.
+            done, timings = _prepare_out_dir(out_dir, run_config, overwrite)
+            provenance = Provenance(out_dir, api_call("sample", pair.expert_name, pair.amateur_name,
+                                                      problems_source, out_dir=str(out_dir)),
+                                    pair.device, next(pair.expert.parameters()).dtype).start()
+    done = distributed.broadcast(done)
     batches = [range(i, min(i + config.batch_size, len(problems)))
                for i in range(0, len(problems), config.batch_size)]
     stop_ids = stop_token_ids(pair.expert, pair.tokenizer)
+    mine = [index for index in range(done, len(batches)) if ranks.mine(index)]
     bar = None
-    if progress:
+    if progress and ranks.is_main:
         from tqdm.auto import tqdm
-        bar = tqdm(total=len(problems), initial=min(done * config.batch_size, len(problems)),
-                   desc="sampling", unit="problem")
-    for index in range(done, len(batches)):
-        batch = [problems[i] for i in batches[index]]
-        batch_prompts = [prompts[i] for i in batches[index]]
-        start = time.perf_counter()
-        gens = greedy_generate_batch(pair.expert, pair.tokenizer, batch_prompts, config.max_new_tokens, stop_ids)
-        rollouts = [Rollout(p, ids, g.token_ids, g.finished) for p, ids, g in zip(batch, batch_prompts, gens)]
-        middle = time.perf_counter()
-        columns, labels = score_rollouts(pair, rollouts, config)
-        rollout_lines, step_rows, records = build_outputs(pair, rollouts, columns, labels, config)
-        timings["rollout_s"] += middle - start
-        timings["scoring_s"] += time.perf_counter() - middle
-        _append_batch(out_dir, index, {"rollouts.jsonl": rollout_lines,
-                                       "steps.jsonl": step_rows if config.save_steps else [],
-                                       "records.jsonl": records}, timings)
-        if bar is not None:
-            bar.update(len(batch))
-    if bar is not None:
-        bar.close()
-    summary = {"problems": len(problems), "expert": pair.expert_name, "amateur": pair.amateur_name,
-               "records": _count_lines(out_dir / "records.jsonl"), **timings}
-    if config.save_steps:
-        summary.update(summarize_steps(read_steps(out_dir)))
-    _write_json_atomic(out_dir / SUMMARY_FILE, summary)
-    provenance.finish()
-    return SampleResult(out_dir, summary)
+        bar = tqdm(total=sum(len(batches[i]) for i in mine), desc="sampling", unit="problem")
+    with contextlib.closing(bar) if bar is not None else contextlib.nullcontext(), distributed.together():
+        # each rank samples its batches: r, r + N, r + 2N... (the bar closes, error or not)
+        for index in mine:
+            chunks = _read_shard(out_dir, index)
+            if chunks is None:
+                batch = [problems[i] for i in batches[index]]
+                batch_prompts = [prompts[i] for i in batches[index]]
+                start = time.perf_counter()
+                gens = greedy_generate_batch(pair.expert, pair.tokenizer, batch_prompts,
+                                             config.max_new_tokens, stop_ids)
+                rollouts = [Rollout(p, ids, g.token_ids, g.finished)
+                            for p, ids, g in zip(batch, batch_prompts, gens)]
+                middle = time.perf_counter()
+                columns, labels = score_rollouts(pair, rollouts, config)
+                rollout_lines, step_rows, records = build_outputs(pair, rollouts, columns, labels, config)
+                chunks = {"rollouts.jsonl": "".join(dumps(line) for line in rollout_lines),
+                          "steps.jsonl": "".join(dumps(line) for line in step_rows) if config.save_steps else "",
+                          "records.jsonl": "".join(dumps(line) for line in records),
+                          "rollout_s": middle - start, "scoring_s": time.perf_counter() - middle}
+            if ranks.sharded:  # rank 0 merges every rank's batches in order once all are done
+                _write_shard(out_dir, index, chunks)
+            else:
+                _merge_batch(out_dir, index, chunks, timings)
+            if bar is not None:
+                bar.update(len(batches[index]))
+    summary = None
+    with distributed.together():
+        if ranks.is_main:
+            for index in range(done, len(batches) if ranks.sharded else 0):
+                _merge_batch(out_dir, index, _read_shard(out_dir, index), timings)
+            _remove_shards(out_dir)
+            summary = {"problems": len(problems), "expert": pair.expert_name, "amateur": pair.amateur_name,
+                       "records": _count_lines(out_dir / "records.jsonl"), **timings}
+            if config.save_steps:
+                summary.update(summarize_steps(read_steps(out_dir)))
+            _write_json_atomic(out_dir / SUMMARY_FILE, summary)
+            provenance.finish(**({"processes": ranks.world} if ranks.sharded else {}))
+    return SampleResult(out_dir, distributed.broadcast(summary))
+
+
+# --------------------------------------------------------------------------- shards (several processes)
+# Under a launcher each rank writes every batch it finished to shards/batch-N.json
+# (atomically: a killed rank leaves whole batches or none); rank 0 appends them
+# to the run's files in batch order, so the folder ends as one process would
+# leave it. A rerun, with any number of processes, reuses the batches there.
+
+SHARD_DIR = "shards"
+
+
+def _shard_path(out_dir: Path, index: int) -> Path:
+    return out_dir / SHARD_DIR / f"batch-{index:06d}.json"
+
+
+def _read_shard(out_dir: Path, index: int) -> Optional[dict]:
+    path = _shard_path(out_dir, index)
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def _write_shard(out_dir: Path, index: int, chunks: dict) -> None:
+    path = _shard_path(out_dir, index)
+    path.parent.mkdir(exist_ok=True)
+    _write_json_atomic(path, chunks)
+
+
+def _remove_shards(out_dir: Path) -> None:
+    import shutil
+
+    shutil.rmtree(out_dir / SHARD_DIR, ignore_errors=True)
+
+
+def _merge_batch(out_dir: Path, index: int, chunks: dict, timings: dict) -> None:
+    for key in ("rollout_s", "scoring_s"):
+        timings[key] += chunks[key]
+    _append_batch(out_dir, index, {name: chunks[name] for name in OUTPUT_FILES}, timings)
 
 
 def _count_lines(path: Path) -> int:

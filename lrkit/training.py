@@ -42,6 +42,7 @@ from typing import Optional, Sequence, Union
 import torch
 from transformers import AutoConfig, Trainer, TrainerCallback, TrainingArguments
 
+from . import distributed
 from .config import CODE_SYSTEM_PROMPT, TrainConfig, to_dict
 from .divergence import log_probs
 from .generation import left_pad
@@ -194,9 +195,36 @@ class CountingTrainer(Trainer):
 
     supervised_positions = 0
 
+    def _last_round_rows(self) -> int:
+        """Records in an epoch's last round of micro-batches when it is short, else 0.
+
+        Under several processes accelerate completes that round with repeats of
+        the epoch's first records (every rank needs a batch); they come after the
+        real rows, in rank order. (Computed here rather than read from accelerate's
+        gradient_state.remainder, which a resumed run's skipping loader loses.)
+        """
+        if self.args.world_size == 1 or not self.accelerator.gradient_state.end_of_dataloader:
+            return 0
+        return len(self.train_dataset) % (self.args.per_device_train_batch_size * self.args.world_size)
+
+    def real_rows(self, rows: int) -> int:
+        """How many of this micro-batch's rows are records, not repeats."""
+        last = self._last_round_rows()
+        if not last:
+            return rows
+        offset = self.args.process_index * self.args.per_device_train_batch_size
+        return max(0, min(rows, last - offset))
+
+    def global_rows(self, rows: int) -> int:
+        """Records in this micro-step over every rank."""
+        return self._last_round_rows() or rows * self.args.world_size
+
     def count(self, positions: int) -> None:
         if self.model.training:
-            self.supervised_positions += int(positions) * self.args.world_size
+            if self.args.world_size > 1:  # every rank's own count, summed (ranks may hold fewer rows)
+                total = torch.tensor(int(positions), device=self.args.device)
+                positions = self.accelerator.reduce(total, reduction="sum").item()
+            self.supervised_positions += int(positions)
 
 
 class SoftLabelTrainer(CountingTrainer):
@@ -210,8 +238,12 @@ class SoftLabelTrainer(CountingTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         kl = soft_label_kl(model, inputs, self.vocab_size)
-        self.count(kl.shape[0])
-        loss = kl.mean()
+        real = self.real_rows(kl.shape[0])
+        self.count(real)
+        # The mean over every rank's records, as one process takes it: DDP averages
+        # the ranks' gradients, so each rank's sum is scaled by processes / rows.
+        # (Repeated rows get weight 0; with one process this is kl.mean().)
+        loss = kl[:real].sum() * self.args.world_size / self.global_rows(kl.shape[0])
         return (loss, {"kl": kl}) if return_outputs else loss
 
 
@@ -259,6 +291,12 @@ def training_arguments(config: TrainConfig, out_dir: PathLike, precision: str,
         remove_unused_columns=False, report_to="none",
         dataloader_pin_memory=torch.cuda.is_available(),
     )
+    if precision == "bf16" and not torch.cuda.is_available():
+        values["use_cpu"] = True  # the Trainer refuses bf16 without a GPU unless told it runs on the CPU
+    if distributed.current().sharded:
+        # Under a launcher: DDP over the process group lrkit.distributed joined
+        # (the Trainer would otherwise reset it, and on CPUs fall back to one process).
+        values.update(accelerator_config={"use_configured_state": True}, ddp_find_unused_parameters=False)
     values.update(overrides)
     return TrainingArguments(**values)
 
@@ -485,10 +523,15 @@ def train(expert: PathLike, records: Union[PathLike, Sequence[dict]], out_dir: P
     run = {"method": "LightReasoner", "expert": expert, "config": to_dict(config),
            "system_prompt": system_prompt, "examples": len(examples), "examples_sha256": digest(examples),
            "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer)}
-    checkpoint = prepare_out_dir(out_dir, run, resume)
-    write_run(out_dir, run)
-    provenance = Provenance(out_dir, api_call("train", expert, source, str(out_dir), resume=resume),
-                            choose_device(), resolve_precision(config.precision)).start()
+    ranks = distributed.current()
+    checkpoint, provenance = None, None
+    with distributed.together():  # rank 0 alone checks and writes the folder; the others wait for it
+        if ranks.is_main:
+            checkpoint = prepare_out_dir(out_dir, run, resume)
+            write_run(out_dir, run)
+            provenance = Provenance(out_dir, api_call("train", expert, source, str(out_dir), resume=resume),
+                                    choose_device(), resolve_precision(config.precision)).start()
+    checkpoint = distributed.broadcast(checkpoint)
     trainer = fit(SoftLabelTrainer, expert, tokenizer, examples, out_dir, config,
                   SoftLabelCollator(pad_id_of(tokenizer), config.parity_right_padding), "kl",
                   checkpoint, callbacks, progress, vocab_size=scored_vocab_size(tokenizer))
@@ -498,8 +541,9 @@ def train(expert: PathLike, records: Union[PathLike, Sequence[dict]], out_dir: P
         problems=len({str(r["prompt_id"]) for r in records}), examples=len(examples),
         steps=trainer.state.global_step, seconds=time.perf_counter() - started,
         resumed_from=str(checkpoint) if checkpoint else None)
-    write_run(out_dir, {**run, "result": result.summary()})
-    provenance.finish()
+    if ranks.is_main:
+        write_run(out_dir, {**run, "result": result.summary()})
+        provenance.finish(**({"processes": ranks.world} if ranks.sharded else {}))
     return result
 
 
