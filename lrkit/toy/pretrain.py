@@ -1,4 +1,5 @@
-"""Train the bundled toy pair from scratch: a competent expert and a weaker amateur.
+"""Train the control toy pair (``toy-shared``) from scratch: a competent expert and
+a weaker amateur on the same data; and the training code both toy pairs share.
 
 Both are Qwen2 models (so LoRA's q_proj/v_proj exist) of different sizes,
 trained with the same recipe on the toy arithmetic family, with loss only on
@@ -6,7 +7,7 @@ the assistant turn. Prompts are built by ``lrkit.prompts.build_prompt_ids``
 with the system prompt cycling through lrkit's sampling prompt, the paper's
 evaluation prompt and none, so the models answer under all three.
 
-    python -m lrkit build-toy --out data/toy --seed 0
+    python -m lrkit build-toy --pair toy-shared --out data/toy-shared --seed 0
 """
 from __future__ import annotations
 
@@ -60,12 +61,15 @@ AMATEUR = ToyModelSpec(hidden_size=128, num_layers=2, intermediate_size=256, num
                        train_problems=12000, learning_rate=3e-3)
 
 
-def toy_pair_paths() -> tuple[Path, Path]:
-    """The bundled (expert, amateur) folders: data/toy/ of a checkout, or the
-    copy an installed wheel holds (lrkit/toy_pair/)."""
-    from lrkit.pairs import TOY_DIR
+def toy_pair_paths(pair: str = "toy") -> tuple[Path, Path]:
+    """A bundled pair's (expert, amateur) folders: data/<pair>/ of a checkout, or
+    the copy an installed wheel holds (lrkit/toy_pair/, lrkit/toy_shared_pair/)."""
+    from lrkit.pairs import TOY_DIR, TOY_SHARED_DIR
 
-    return TOY_DIR / "expert", TOY_DIR / "amateur"
+    folders = {"toy": TOY_DIR, "toy-shared": TOY_SHARED_DIR}
+    if pair not in folders:
+        raise ValueError(f"{pair!r} is not a bundled toy pair; those are {', '.join(folders)}")
+    return folders[pair] / "expert", folders[pair] / "amateur"
 
 
 def build_model(spec: ToyModelSpec, tokenizer: PreTrainedTokenizerFast, seed: int) -> Qwen2ForCausalLM:
@@ -140,16 +144,23 @@ def use_bf16(precision: str) -> bool:
 
 
 def train_model(model, tokenizer, spec: ToyModelSpec, seed: int, precision: str = "auto",
-                log_every: int = 50, log=print, after_step=None) -> list[float]:
-    """One epoch over ``spec.train_problems`` fresh train problems; returns the loss per step.
+                log_every: int = 50, log=print, after_step=None,
+                phases: Optional[Sequence[Sequence[dict]]] = None) -> list[float]:
+    """One epoch over fresh train problems; returns the loss per step.
 
-    ``after_step(step, model)``, if given, runs after every optimizer step (for
-    validation curves while tuning).
+    By default ``spec.train_problems`` problems of the toy family. ``phases``,
+    if given, are lists of problems seen one after the other (each shuffled on
+    its own) under one learning-rate schedule: a pretraining corpus, then a
+    continuation. ``after_step(step, model)``, if given, runs after every
+    optimizer step (for validation curves while tuning).
     """
-    problems = generate_problems(spec.train_problems, "train", seed=seed)
-    examples = [encode_example(tokenizer, p, SYSTEM_PROMPTS[i % len(SYSTEM_PROMPTS)])
-                for i, p in enumerate(problems)]
-    batches = training_batches(examples, spec.batch_size, tokenizer.pad_token_id, seed)
+    if phases is None:
+        phases = [generate_problems(spec.train_problems, "train", seed=seed)]
+    batches = []
+    for index, problems in enumerate(phases):
+        examples = [encode_example(tokenizer, p, SYSTEM_PROMPTS[i % len(SYSTEM_PROMPTS)])
+                    for i, p in enumerate(problems)]
+        batches += training_batches(examples, spec.batch_size, tokenizer.pad_token_id, seed + index)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
@@ -218,7 +229,7 @@ def evaluate_toy(model, tokenizer, problems: Sequence[dict],
     return {"n": n, "accuracy": correct / n, "format_rate": formatted / n}
 
 
-def build_toy_pair(out_dir="data/toy", seed: int = 0, expert: ToyModelSpec = EXPERT,
+def build_toy_pair(out_dir="data/toy-shared", seed: int = 0, expert: ToyModelSpec = EXPERT,
                    amateur: ToyModelSpec = AMATEUR, n_eval: int = 500, n_validation: int = 200,
                    precision: str = "auto", threads: Optional[int] = 1, log=print) -> dict:
     """Train the tokenizer, the expert and the amateur; save them under ``out_dir``.
@@ -310,10 +321,11 @@ def _percent(value: Optional[float]) -> str:
 
 
 CARD_TEMPLATE = """\
-# The bundled toy pair
+# The bundled control pair `toy-shared`: both models learned the same data
 
-A real expert-amateur pair that runs offline in seconds, so `lrkit demo` can show
-the whole LightReasoner method on a laptop. Both models are Qwen2 causal LMs
+A real expert-amateur pair that runs offline in seconds, kept as the control on
+which LightReasoner fails: its two models learned the same data, so the
+contrast penalises what the amateur also knows (`lrkit demo --pair toy-shared`). Both models are Qwen2 causal LMs
 (`Qwen2ForCausalLM`, so LoRA's `q_proj`/`v_proj` exist) trained from scratch by
 lrkit on its own arithmetic word problems (`lrkit.toy.problems`: GSM8K format,
 7 story templates, 2-4 steps, small integers; train and test split by a hash of
@@ -335,8 +347,8 @@ pad `<|endoftext|>`. Load them with `AutoModelForCausalLM.from_pretrained` and
 
 ## How it was built
 
-    lrkit build-toy --out data/toy --seed {seed}
-    # or: python -m lrkit build-toy --out data/toy --seed {seed}
+    lrkit build-toy --pair toy-shared --out data/toy-shared --seed {seed}
+    # or: python -m lrkit build-toy --pair toy-shared --out data/toy-shared --seed {seed}
 
 Prompts come from `lrkit.prompts.build_prompt_ids` with the system prompt
 cycling through lrkit's sampling prompt ("Please reason step by step."), the

@@ -56,15 +56,19 @@ def render_conversation(question: str, answer: Optional[str], system_prompt: Opt
     return text
 
 
-def _training_texts(n_problems: int, seed: int) -> Iterable[str]:
-    for i, problem in enumerate(generate_problems(n_problems, "train", seed=seed)):
+def _training_texts(problems: Iterable[dict]) -> Iterable[str]:
+    for i, problem in enumerate(problems):
         yield render_conversation(problem["question"], problem["answer"],
                                   SYSTEM_PROMPTS[i % len(SYSTEM_PROMPTS)])
 
 
 def train_toy_tokenizer(vocab_size: int = DEFAULT_VOCAB_SIZE, n_problems: int = 3000,
-                        seed: int = 0) -> PreTrainedTokenizerFast:
-    """Learn the BPE merges on rendered train problems and wrap the result for transformers."""
+                        seed: int = 0, problems: Optional[Iterable[dict]] = None) -> PreTrainedTokenizerFast:
+    """Learn the BPE merges on rendered train problems and wrap the result for transformers.
+
+    ``problems`` defaults to ``n_problems`` train problems of the toy family."""
+    if problems is None:
+        problems = generate_problems(n_problems, "train", seed=seed)
     tokenizer = Tokenizer(models.BPE())
     tokenizer.normalizer = normalizers.NFC()
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
@@ -79,7 +83,7 @@ def train_toy_tokenizer(vocab_size: int = DEFAULT_VOCAB_SIZE, n_problems: int = 
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(_training_texts(n_problems, seed), trainer=trainer)
+    tokenizer.train_from_iterator(_training_texts(problems), trainer=trainer)
     return wrap_tokenizer(tokenizer)
 
 
