@@ -29,7 +29,7 @@ demo: $(STAMP)
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -m "" -q
 
-# The bundled pair's calibration (expert 30-80%, amateur <= half); see data/toy/CARD.md.
+# The bundled pairs' calibration (expert within bounds, amateur <= half); see data/*/CARD.md.
 calibrate: $(STAMP)
 	$(BIN)/python -m pytest -m calibration -q
 

@@ -294,6 +294,7 @@ def check_demo(scale: Scale, device: str, root: Path) -> dict:
     if scale.demo:
         config = dataclasses.replace(
             defaults, train_problems=scale.demo["train_problems"], test_problems=scale.demo["test_problems"],
+            seeds=1, check_problems=scale.demo["test_problems"],
             train=dataclasses.replace(defaults.train, max_steps=scale.demo["max_steps"]),
             eval=dataclasses.replace(defaults.eval, max_new_tokens=scale.demo["eval_tokens"]))
     original = models.load_pair

@@ -39,6 +39,10 @@ def main() -> int:
                         help="also score contrastive decoding (the soft label's argmax, no training) "
                              "at these alphas")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--pair", default="toy", choices=("toy", "toy-shared"),
+                        help="the bundled pair whose problems and models to use (default: toy)")
+    parser.add_argument("--pair-dir", default=None,
+                        help="a candidate build of that pair (a folder with expert/ and amateur/)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -49,7 +53,7 @@ def main() -> int:
     from lrkit.pairs import resolve_pair
     from lrkit.records import read_records
     from lrkit.sampling import sample
-    from lrkit.toy.problems import generate_problems
+    from lrkit.toy import toy_problems
     from lrkit.training import merge, train
 
     config = DemoConfig()
@@ -57,11 +61,12 @@ def main() -> int:
         config = replace(config, train_problems=args.train_problems)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    expert, amateur = resolve_pair("toy")
+    expert, amateur = ((f"{args.pair_dir}/expert", f"{args.pair_dir}/amateur") if args.pair_dir
+                       else resolve_pair(args.pair))
     pair = load_pair(expert, amateur, device="cpu")
     unlabeled = [{"id": p["id"], "question": p["question"]}
-                 for p in generate_problems(config.train_problems, "train", seed=config.problem_seed)]
-    validation = generate_problems(args.validation, "validation", seed=config.problem_seed)
+                 for p in toy_problems(args.pair, config.train_problems, "train", seed=config.problem_seed)]
+    validation = toy_problems(args.pair, args.validation, "validation", seed=config.problem_seed)
 
     sampled = sample(pair, None, unlabeled, out / "sampling", config.sample, progress=False)
     records = read_records(sampled.records_path)

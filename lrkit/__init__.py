@@ -24,6 +24,7 @@ _PUBLIC = {
     "merge": "lrkit.training",
     "evaluate": "lrkit.evaluation",
     "evaluate_contrastive": "lrkit.evaluation",
+    "contrast_check": "lrkit.diagnostics",
     "compare": "lrkit.evaluation",
     "evaluate_suite": "lrkit.suite",
     "extract_answer": "lrkit.evaluation",

@@ -301,7 +301,10 @@ def run_pair(args) -> int:
 # ------------------------------------------------------------------ lrkit build-toy
 
 def build_toy_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="data/toy", help="folder for expert/ and amateur/")
+    p.add_argument("--pair", default="toy", choices=("toy", "toy-shared"),
+                   help="toy: the default pair, a specialist built on a general corpus against a small general "
+                        "model; toy-shared: the control, both models trained on the same data (default: toy)")
+    p.add_argument("--out", default=None, help="folder for expert/ and amateur/ (default: data/<pair>)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-eval", type=int, default=500, help="test problems to measure accuracy on")
     p.add_argument("--n-validation", type=int, default=200,
@@ -312,11 +315,13 @@ def build_toy_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_build_toy(args) -> int:
-    from .toy.pretrain import build_toy_pair
+    if args.pair == "toy":
+        from .toy.habit_pair import build_habit_pair as build
+    else:
+        from .toy.pretrain import build_toy_pair as build
 
-    summary = build_toy_pair(args.out, seed=args.seed, n_eval=args.n_eval,
-                             n_validation=args.n_validation, precision=args.precision,
-                             threads=args.threads)
+    summary = build(args.out or f"data/{args.pair}", seed=args.seed, n_eval=args.n_eval,
+                    n_validation=args.n_validation, precision=args.precision, threads=args.threads)
     for role, info in summary["models"].items():
         print(f"{role}: accuracy {info['accuracy']:.1%} on {info['n']} test problems, "
               f"format {info['format_rate']:.1%}, {info['parameters']:,} parameters, "
@@ -348,8 +353,8 @@ COMMANDS: dict[str, Command] = {
                     "", demo_arguments, run_demo),  # its description is lrkit/demo.py's docstring
     "pair": Command("list named expert-amateur pairs, or prepare one",
                     "named expert-amateur pairs", pair_arguments, run_pair),
-    "build-toy": Command("rebuild the bundled toy pair from scratch",
-                         "Train the bundled toy expert-amateur pair from scratch.", build_toy_arguments,
+    "build-toy": Command("rebuild a bundled toy pair from scratch",
+                         "Train a bundled toy expert-amateur pair (toy or toy-shared) from scratch.", build_toy_arguments,
                          run_build_toy),
 }
 

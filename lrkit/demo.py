@@ -1,7 +1,11 @@
-"""``lrkit demo``: the whole method on the bundled toy pair, offline, in minutes.
+"""``lrkit demo``: the whole method on a bundled toy pair, offline, in minutes.
 
-    lrkit demo                 # sample, select, train, evaluate, report -> runs/demo/report.html
-    lrkit demo --ablations     # + the paper's Table 6 in miniature and the SFT baseline
+    lrkit demo                          # check, sample, select, train (3 seeds), evaluate, report
+    lrkit demo --ablations              # + the paper's Table 6 in miniature and the SFT baseline
+    lrkit demo --pair toy-shared --out runs/demo-toy-shared   # the control: where the method fails
+
+Before any training the demo runs the gold-path check (``lrkit.diagnostics``)
+on both bundled pairs, the quickest test of whether a pair suits the method.
 
 Every setting was chosen on train problems only (a validation slice of the
 train split); the held-out test problems are used for the final numbers alone.
@@ -14,7 +18,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -40,6 +44,13 @@ class DemoConfig:
     """Held-out test-split problems both experts are evaluated on."""
     problem_seed: int = 2026
     """Seed of the demo's problems (not the seed the toy pair was trained on)."""
+    pair: str = "toy"
+    """The bundled pair: "toy" (the method works on it) or "toy-shared" (the control: it fails)."""
+    seeds: int = 3
+    """LightReasoner is trained once per seed (TrainConfig.seed, +1, ...) on the same records;
+    the first seed's model is the one the report looks at in detail."""
+    check_problems: int = 200
+    """Validation problems whose gold solutions the gold-path check reads."""
     sample: SampleConfig = field(default_factory=lambda: SampleConfig(batch_size=100))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         learning_rate=2e-3, max_steps=60, per_device_batch_size=16, gradient_accumulation_steps=1,
@@ -93,7 +104,7 @@ def _check_pair_build(out_dir: Path, expert_path: str, amateur_path: str) -> Non
     path = out_dir / PAIR_FILE
     if path.exists():
         if json.loads(path.read_text()) != current:
-            raise ValueError(f"{out_dir} holds a demo run made with another build of the toy pair; "
+            raise ValueError(f"{out_dir} holds a demo run made with another bundled pair or another build of the toy pair; "
                              f"rerun with --fresh to replace it, or choose another --out")
         return
     if any(out_dir.iterdir()):
@@ -152,9 +163,13 @@ def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations
     from .pairs import resolve_pair
     from .records import read_records
     from .sampling import read_steps, sample
-    from .toy.problems import generate_problems
+    from .toy import TOY_PAIRS, toy_problems
 
     config = config or DemoConfig()
+    if config.pair not in TOY_PAIRS:
+        raise ValueError(f"--pair must be one of {', '.join(TOY_PAIRS)} (the bundled pairs), got {config.pair!r}")
+    if config.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {config.seeds}")
     out_dir = Path(out_dir)
     if fresh and out_dir.exists():
         shutil.rmtree(out_dir)
@@ -162,14 +177,18 @@ def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
-    expert_path, amateur_path = (str(p) for p in resolve_pair("toy"))
+    expert_path, amateur_path = (str(p) for p in resolve_pair(config.pair))
     _check_pair_build(out_dir, expert_path, amateur_path)
     pair = load_pair(expert_path, amateur_path, device="cpu")
     provenance = Provenance(out_dir, api_call("run_demo", str(out_dir), ablations=ablations, fresh=fresh),
                             "cpu", next(pair.expert.parameters()).dtype).start(write=False)
-    train_set = generate_problems(config.train_problems, "train", seed=config.problem_seed)
+    train_set = toy_problems(config.pair, config.train_problems, "train", seed=config.problem_seed)
     unlabeled = [{"id": p["id"], "question": p["question"]} for p in train_set]
-    test = generate_problems(config.test_problems, "test", seed=config.problem_seed)
+    test = toy_problems(config.pair, config.test_problems, "test", seed=config.problem_seed)
+
+    # Before any training: does each bundled pair's contrast point towards gold?
+    with _stage("gold-path check", timings, progress):
+        checks = _gold_path_checks(pair, config)
 
     with _stage("sampling", timings, progress):
         with _same_settings("sampling", out_dir):
@@ -178,21 +197,26 @@ def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations
     steps = read_steps(out_dir / "sampling")
 
     from .training import train
-    with _stage("training", timings, progress):
-        with _same_settings("training", out_dir):
-            trained = train(expert_path, records, out_dir / "adapter", config.train, resume=True,
-                            progress=progress)
-    with _stage("merging", timings, progress):
-        merged = _merge(expert_path, trained.adapter_dir, out_dir / "merged")
     with _stage("evaluating base expert", timings, progress):
         with _same_settings("evaluation", out_dir):
             base = evaluate(pair.expert, test, config.eval, tokenizer=pair.tokenizer,
                             out_dir=out_dir / "eval_base", progress=progress, name="base expert")
-    with _stage("evaluating tuned expert", timings, progress):
-        with _same_settings("evaluation", out_dir):
-            tuned = evaluate(str(merged), test, config.eval, out_dir=out_dir / "eval_tuned",
-                             progress=progress, name="LightReasoner")
-    comparison = compare(base, tuned)
+    runs = []
+    for index in range(config.seeds):
+        seed = config.train.seed + index
+        suffix = "" if index == 0 else f"_seed{seed}"
+        seed_config = replace(config.train, seed=seed)
+        with _stage(f"training (seed {seed})", timings, progress):
+            with _same_settings("training", out_dir):
+                trained_seed = train(expert_path, records, out_dir / f"adapter{suffix}", seed_config, resume=True,
+                                     progress=progress)
+            merged = _merge(expert_path, trained_seed.adapter_dir, out_dir / f"merged{suffix}")
+        with _stage(f"evaluating tuned expert (seed {seed})", timings, progress):
+            with _same_settings("evaluation", out_dir):
+                tuned_seed = evaluate(str(merged), test, config.eval, out_dir=out_dir / f"eval_tuned{suffix}",
+                                      progress=progress, name=f"LightReasoner (seed {seed})")
+        runs.append((seed, trained_seed, tuned_seed, compare(base, tuned_seed)))
+    _, trained, tuned, comparison = runs[0]
     # Where tuning leads: the expert decoding by the soft labels' own argmax, no training.
     with _stage("decoding by the soft labels", timings, progress):
         with _same_settings("evaluation", out_dir):
@@ -208,7 +232,7 @@ def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations
 
     rollout_tokens = int(len(steps))
     summary = {
-        "pair": "toy", "train_problems": len(unlabeled), "test_problems": len(test),
+        "pair": config.pair, "train_problems": len(unlabeled), "test_problems": len(test),
         "steps": rollout_tokens, "records": len(records),
         "share_kept": sampled.summary.get("share_kept"),
         "mean_kl_top1_agree": sampled.summary.get("mean_kl_top1_agree"),
@@ -222,10 +246,17 @@ def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations
         "contrastive_decoding_interval": list(decoded.interval),
         "hit_token_limit": {"base": base.n_hit_limit, "tuned": tuned.n_hit_limit,
                             "contrastive_decoding": decoded.n_hit_limit},
+        "contrastive_decoding_vs_base": _comparison_summary(compare(base, decoded)),
+        "seeds": [{"seed": seed, "accuracy": result.accuracy, "interval": list(result.interval),
+                   "gain": result.accuracy - base.accuracy, "tuned_tokens": t.tuned_tokens,
+                   **_comparison_summary(c)} for seed, t, result, c in runs],
+        "mean_gain": sum(result.accuracy - base.accuracy for _, _, result, _ in runs) / len(runs),
+        "gold_path_check": checks,
         "seconds": timings,
         "total_seconds": round(time.perf_counter() - started, 1),
-        "config": {"demo": {"train_problems": config.train_problems, "test_problems": config.test_problems,
-                            "problem_seed": config.problem_seed},
+        "config": {"demo": {"pair": config.pair, "train_problems": config.train_problems,
+                            "test_problems": config.test_problems, "problem_seed": config.problem_seed,
+                            "seeds": config.seeds, "check_problems": config.check_problems},
                    "sample": to_dict(config.sample), "train": to_dict(config.train),
                    "eval": to_dict(config.eval)},
     }
@@ -238,6 +269,29 @@ def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations
                                     summary, config, decoded)
     summary["report"] = str(report_path)
     return DemoResult(out_dir, report_path, summary)
+
+
+def _comparison_summary(comparison) -> dict:
+    return {"fixed": int(len(comparison.fixed)), "broken": int(len(comparison.broken)),
+            "mcnemar_p": comparison.p_value}
+
+
+def _gold_path_checks(pair, config: DemoConfig) -> dict:
+    """The gold-path check of the demo's pair and of the other bundled pair,
+    each on its own family's validation problems, at the demo's beta and alpha."""
+    from .diagnostics import contrast_check
+    from .models import load_pair
+    from .pairs import resolve_pair
+    from .toy import TOY_PAIRS, toy_problems
+
+    results = {}
+    for name in sorted(TOY_PAIRS, key=lambda n: n != config.pair):
+        checked = pair if name == config.pair else load_pair(*resolve_pair(name), device="cpu")
+        problems = toy_problems(name, config.check_problems, "validation", seed=config.problem_seed)
+        check = contrast_check(checked, problems, beta=config.sample.beta, alpha=config.sample.alpha,
+                               system_prompt=config.sample.system_prompt)
+        results[name] = check.summary()
+    return results
 
 
 def _ablations(pair, expert_path, unlabeled, train_set, test, records, trained, base, tuned, decoded,
@@ -301,7 +355,7 @@ def build_demo_report(out_dir: Path, steps, records, trained, base, tuned, compa
                       kl_histogram, loss_curve, token_view)
 
     beta = config.sample.beta
-    report = Report("LightReasoner on the bundled toy pair",
+    report = Report(f"LightReasoner on the bundled pair {summary['pair']!r}",
                     subtitle=f"{summary['train_problems']} train problems sampled, "
                              f"{summary['test_problems']} held-out problems evaluated; every number "
                              f"on this page comes from this run")
@@ -314,8 +368,21 @@ def build_demo_report(out_dir: Path, steps, records, trained, base, tuned, compa
         "tuned expert accuracy": _pct_interval(tuned),
         "fixed / broken": f"{summary['fixed']} / {summary['broken']} (exact McNemar p = {summary['mcnemar_p']:.3g})",
         **({"decoding by the soft labels' argmax (no training)": _pct_interval(decoded)} if decoded else {}),
+        **({"LightReasoner over all seeds": _seeds_text(summary["seeds"], summary["mean_gain"])}
+           if len(summary.get("seeds", [])) > 1 else {}),
+        **({"gold-path check (before training)": _check_text(summary["gold_path_check"][summary["pair"]])}
+           if "gold_path_check" in summary else {}),
         "generations cut at the token limit (base / tuned)": f"{base.n_hit_limit} / {tuned.n_hit_limit}",
     }, heading="Summary")
+    if "gold_path_check" in summary:
+        report.add_table(gold_path_frame(summary["gold_path_check"]),
+                         heading="Before training: does the pair's contrast point towards gold?",
+                         caption=GOLD_PATH_CAPTION)
+    if len(summary.get("seeds", [])) > 1:
+        report.add_table(seeds_frame(summary["seeds"], base.accuracy), heading="LightReasoner, one run per seed",
+                         caption="The same records, trained with each seed; accuracy on the same held-out "
+                                 "problems. Fixed / broken and the exact McNemar p are against the base expert. "
+                                 "The rest of this page looks at the first seed.")
     report.add_figure(kl_histogram(steps, beta=beta), heading="Where the expert and the amateur diverge",
                       caption="Share of steps per KL bin (the paper's Figure 2); steps right of beta become records.")
     report.add_figure(kl_by_agreement(steps, beta=beta),
@@ -340,8 +407,8 @@ def build_demo_report(out_dir: Path, steps, records, trained, base, tuned, compa
     ]), heading="Accuracy on held-out problems",
         caption="95% Wilson intervals. 'decoding by v_C': the base expert and the amateur decode together, "
                 "taking at each step the argmax of the soft label (log pi_E - log pi_A inside the alpha "
-                "mask), with no training: where tuning towards the labels leads. Below the base expert, "
-                "this pair's contrast points away from better answers.")
+                "mask), with no training: where tuning towards the labels leads. Above the base expert, the "
+                "pair's contrast points towards better answers; below it, away from them.")
     for label, frame in (("Problems fixed by tuning", comparison.fixed),
                          ("Problems broken by tuning", comparison.broken)):
         cols = [c for c in ("id", "question", "gold", "prediction_a", "prediction_b") if c in frame.columns]
@@ -373,6 +440,54 @@ def build_demo_report(out_dir: Path, steps, records, trained, base, tuned, compa
                          caption="Provenance of this run (provenance.json): the code, the libraries, "
                                  "the device and the command that produced this page.")
     return report.save(out_dir / "report.html")
+
+
+GOLD_PATH_CAPTION = (
+    "Both models read 200 validation gold solutions token by token. At the steps the method keeps "
+    "(KL >= beta), where the soft label's argmax differs from the expert's own, it either fixes a token "
+    "(the expert's choice is wrong, v_C's is gold) or breaks one. 'mass on gold' compares v_C with the "
+    "expert's own distribution inside the same mask (the 'no contrast' target). A pair suits the method "
+    "when v_C fixes at least twice as many tokens as it breaks (over >= 50 disagreements) and moves at "
+    "least 0.03 of mass towards gold. toy: the expert learned a general corpus first and keeps some of its "
+    "habits, which the amateur (general corpus only) holds more strongly, so the contrast removes them. "
+    "toy-shared: both models learned the same data, so the contrast penalises what the amateur also knows.")
+
+
+def gold_path_frame(checks: dict):
+    """The gold-path checks of several pairs side by side, one row per pair."""
+    import pandas as pd
+
+    return pd.DataFrame([{
+        "pair": name, "steps kept": f"{c['kept']:,} of {c['steps']:,}",
+        "v_C differs from the expert": c["disagreements"], "fixes": c["fixes"], "breaks": c["breaks"],
+        "mass on gold, v_C": f"{c['label_gold_mass']:.3f}", "mass on gold, expert (masked)": f"{c['expert_gold_mass']:.3f}",
+        "suits the method": "yes" if c["passes"] else "no",
+    } for name, c in checks.items()])
+
+
+def seeds_frame(seeds: list[dict], base_accuracy: float):
+    import pandas as pd
+
+    return pd.DataFrame([{
+        "seed": row["seed"], "accuracy [95% interval]": _pct_pair(row["accuracy"], row["interval"]),
+        "change vs base (points)": f"{100 * row['gain']:+.1f}", "fixed / broken": f"{row['fixed']} / {row['broken']}",
+        "McNemar p": f"{row['mcnemar_p']:.3g}", "tuned tokens": f"{row['tuned_tokens']:,}",
+    } for row in seeds])
+
+
+def _pct_pair(accuracy: float, interval) -> str:
+    return f"{100 * accuracy:.1f}% [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
+
+
+def _seeds_text(seeds: list[dict], mean_gain: float) -> str:
+    gains = ", ".join(f"{100 * row['gain']:+.1f}" for row in seeds)
+    return f"mean change {100 * mean_gain:+.1f} points over {len(seeds)} seeds ({gains})"
+
+
+def _check_text(check: dict) -> str:
+    return (f"v_C fixes {check['fixes']} and breaks {check['breaks']} of the expert's tokens; mass on gold "
+            f"{check['label_gold_mass']:.3f} vs {check['expert_gold_mass']:.3f} -> "
+            f"{'suits the method' if check['passes'] else 'does not suit the method'}")
 
 
 def _setting_text(value) -> str:
@@ -422,7 +537,9 @@ def print_summary(summary: dict) -> None:
 
     b, t = summary["base_interval"], summary["tuned_interval"]
     print()
-    print("LightReasoner on the bundled toy pair")
+    print(f"LightReasoner on the bundled pair {summary.get('pair', 'toy')!r}")
+    for name, check in summary.get("gold_path_check", {}).items():
+        print(f"  gold-path check, {name}: {_check_text(check)}")
     print(f"  sampled {summary['train_problems']} problems, {summary['steps']} steps; kept "
           f"{summary['records']} ({pct(summary['share_kept'])}) at beta {summary['config']['sample']['beta']}")
     print(f"  mean KL: top-1s agree {summary['mean_kl_top1_agree']:.3f}, disagree "
@@ -431,14 +548,21 @@ def print_summary(summary: dict) -> None:
     print(f"  accuracy on {summary['test_problems']} held-out problems: base {pct(summary['base_accuracy'])} "
           f"[{pct(b[0])}, {pct(b[1])}] -> tuned {pct(summary['tuned_accuracy'])} [{pct(t[0])}, {pct(t[1])}]")
     print(f"  fixed {summary['fixed']}, broken {summary['broken']} (McNemar p = {summary['mcnemar_p']:.3g})")
+    if len(summary.get("seeds", [])) > 1:
+        print(f"  LightReasoner over all seeds: {_seeds_text(summary['seeds'], summary['mean_gain'])}")
+        for row in summary["seeds"]:
+            print(f"    seed {row['seed']}: {_pct_pair(row['accuracy'], row['interval'])}, fixed {row['fixed']}, "
+                  f"broken {row['broken']} (McNemar p = {row['mcnemar_p']:.3g})")
     if "hit_token_limit" in summary:
         limits = summary["hit_token_limit"]
         print(f"  generations cut at the token limit: base {limits['base']}, tuned {limits['tuned']}, "
               f"decoding by v_C {limits['contrastive_decoding']} (of {summary['test_problems']} each)")
     if "contrastive_decoding_accuracy" in summary:
         c = summary["contrastive_decoding_interval"]
+        cd = summary.get("contrastive_decoding_vs_base", {})
         print(f"  decoding by the soft labels' argmax, no training: "
-              f"{pct(summary['contrastive_decoding_accuracy'])} [{pct(c[0])}, {pct(c[1])}]")
+              f"{pct(summary['contrastive_decoding_accuracy'])} [{pct(c[0])}, {pct(c[1])}]"
+              + (f", fixed {cd['fixed']}, broken {cd['broken']} (McNemar p = {cd['mcnemar_p']:.3g})" if cd else ""))
     if "ablations" in summary:
         print("  ablations (accuracy, change vs base, paper's figure):")
         for row in summary["ablations"]:

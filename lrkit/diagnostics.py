@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 import torch
 
 from . import divergence
+from .config import CODE_SYSTEM_PROMPT
 
 MIN_FIX_RATIO = 2.0
 """The gate: v_C's argmax fixes at least twice as many tokens as it breaks..."""
@@ -117,24 +118,22 @@ class ContrastCheck:
 
 
 def contrast_check(pair, problems, beta: float = 0.4, alpha: float = 0.2, temperature: float = 1.0,
-                   system_prompt: Optional[str] = None, skip_first_step: bool = True,
+                   system_prompt: Optional[str] = CODE_SYSTEM_PROMPT, skip_first_step: bool = True,
                    batch_size: int = 16, progress: bool = False) -> ContrastCheck:
     """Run the gold-path check of ``pair`` (a loaded :class:`lrkit.ModelPair`)
     on problems with worked gold answers.
 
     The gold answer text (GSM8K style, ending ``#### N``) is tokenized on its
     own and followed by EOS, exactly as a model would generate it after the
-    prompt. ``system_prompt`` defaults to sampling's (``SampleConfig``).
+    prompt. ``system_prompt`` is sampling's default; None sends no system turn.
     """
     import pandas as pd
 
-    from .config import SampleConfig
     from .generation import stop_token_ids
     from .problems import load_problems
     from .prompts import build_prompt_ids
     from .sampling import _to_logits, last_positions_hidden
 
-    system_prompt = SampleConfig().system_prompt if system_prompt is None else system_prompt
     problems = [p for p in load_problems(problems) if p.answer]
     if not problems:
         raise ValueError("contrast_check() needs problems with gold answers")

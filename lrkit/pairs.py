@@ -39,16 +39,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
-def _bundled_toy_dir() -> Path:
-    """data/toy of a source checkout, else the copy a wheel installs as lrkit/toy_pair."""
+def _bundled_dir(folder: str, package: str) -> Path:
+    """data/<folder> of a source checkout, else the copy a wheel installs as lrkit/<package>."""
     here = Path(__file__).resolve().parent
-    checkout, installed = here.parent / "data" / "toy", here / "toy_pair"
+    checkout, installed = here.parent / "data" / folder, here / package
     if (checkout / "expert").is_dir() or not (installed / "expert").is_dir():
         return checkout
     return installed
 
 
-TOY_DIR = _bundled_toy_dir()
+TOY_DIR = _bundled_dir("toy", "toy_pair")
+"""The default pair (the habit world, :mod:`lrkit.toy.habits`): the method works on it."""
+TOY_SHARED_DIR = _bundled_dir("toy-shared", "toy_shared_pair")
+"""The control (both models learned the same data): the method fails on it."""
 COMPLETE_MARKER = "lrkit_pair.json"
 """Written last into a converted model folder; its presence means the folder is complete."""
 
@@ -127,8 +130,13 @@ _QWEN_CODER_NOTES = (
 PAIRS: dict[str, PairSpec] = {spec.name: spec for spec in [
     PairSpec(
         "toy", str(TOY_DIR / "expert"), str(TOY_DIR / "amateur"),
-        "bundled from-scratch pair on lrkit's arithmetic word problems (CPU, seconds)",
-        "Built by `lrkit build-toy`; committed under data/toy."),
+        "bundled from-scratch pair where the method works: a specialist built on a general corpus "
+        "against a small general model (CPU, seconds)",
+        "Built by `lrkit build-toy --pair toy`; committed under data/toy (see its CARD.md)."),
+    PairSpec(
+        "toy-shared", str(TOY_SHARED_DIR / "expert"), str(TOY_SHARED_DIR / "amateur"),
+        "bundled control pair where the method fails: both models learned the same data (CPU, seconds)",
+        "Built by `lrkit build-toy --pair toy-shared`; committed under data/toy-shared."),
     PairSpec(
         "qwen2.5-math-1.5b", "Qwen/Qwen2.5-Math-1.5B", "Qwen/Qwen2.5-0.5B",
         "the paper's main pair (GSM8K 42.5 -> 70.6)",
@@ -225,7 +233,7 @@ def resolve_pair(name: Optional[str] = None, cache_dir: Union[str, Path, None] =
         if missing:
             raise PairNotPreparedError(
                 f"pair {spec.name!r}: missing {', '.join(missing)}"
-                + ("; rebuild it with `lrkit build-toy`" if spec.name == "toy" else ""))
+                + (f"; rebuild it with `lrkit build-toy --pair {spec.name}`" if spec.name in ("toy", "toy-shared") else ""))
     return spec.expert, spec.amateur
 
 

@@ -120,15 +120,21 @@ def run_dir(*parts) -> Path:
 # --------------------------------------------------------------------------- problems and configs
 
 def problems(pair: str, n: int, split: str = "train", seed: int = 0) -> list[dict]:
-    """``n`` problems for ``pair``: the toy family for ``toy`` (seeded), else the
+    """``n`` problems for ``pair``: a bundled toy pair's own family (seeded), else the
     first ``n`` of GSM8K's ``split`` (the paper samples GSM8K train, tests on test)."""
-    if pair == TOY:
-        from .toy.problems import generate_problems
+    from .toy import TOY_PAIRS, toy_problems
 
-        return generate_problems(n, split, seed=seed)
+    if pair in TOY_PAIRS:
+        return toy_problems(pair, n, split, seed=seed)
     from .problems import load_problems
 
     return [p.to_dict() for p in load_problems("gsm8k", max_problems=n, split=split)]
+
+
+def _is_toy(pair: str) -> bool:
+    from .toy import TOY_PAIRS
+
+    return pair in TOY_PAIRS
 
 
 def _toy_defaults():
@@ -139,7 +145,7 @@ def _toy_defaults():
 
 def sample_config(pair: str, beta: float = 0.4, alpha: float = 0.2) -> SampleConfig:
     """The paper's sampling settings at ``beta`` / ``alpha`` (the toy pair: bigger batches)."""
-    base = _toy_defaults().sample if pair == TOY else SampleConfig()
+    base = _toy_defaults().sample if _is_toy(pair) else SampleConfig()
     return replace(base, beta=beta, alpha=alpha).validate()
 
 
@@ -147,7 +153,7 @@ def train_config(pair: str, max_steps: int, learning_rate: Optional[float] = Non
                  precision: str = "auto") -> TrainConfig:
     """The paper's LoRA settings for ``max_steps`` optimizer steps. The toy models
     are tiny and take the demo's larger learning rate and batch."""
-    base = _toy_defaults().train if pair == TOY else TrainConfig()
+    base = _toy_defaults().train if _is_toy(pair) else TrainConfig()
     return replace(base, max_steps=max_steps, learning_rate=learning_rate or base.learning_rate,
                    logging_steps=max(1, min(base.logging_steps, max_steps // 10)),
                    save_steps=max_steps, precision=precision).validate()
@@ -156,7 +162,7 @@ def train_config(pair: str, max_steps: int, learning_rate: Optional[float] = Non
 def eval_config(pair: str) -> EvalConfig:
     """Zero-shot greedy pass@1 with the paper's \\boxed{} cue (the toy pair: its
     answers fit in 160 tokens)."""
-    return _toy_defaults().eval if pair == TOY else EvalConfig()
+    return _toy_defaults().eval if _is_toy(pair) else EvalConfig()
 
 
 def _tag(value) -> str:

@@ -34,7 +34,8 @@ def run(tmp_path_factory):
         stdout = io.StringIO()
         with contextlib.redirect_stdout(stdout):
             assert main(["demo", "--out", str(out), "--train-problems", "12", "--test-problems", "24",
-                         "--max-steps", "3", "--ablations", "--quiet"]) == 0
+                         "--max-steps", "3", "--seeds", "2", "--check-problems", "8", "--ablations",
+                         "--quiet"]) == 0
     finally:
         torch.set_num_threads(previous)
     return out, stdout.getvalue()
@@ -68,8 +69,48 @@ def test_summary_matches_the_stage_files(run):
     n_decoded = sum(r["correct"] for r in decoded)
     assert summary["contrastive_decoding_accuracy"] == pytest.approx(n_decoded / 24)
     assert summary["contrastive_decoding_interval"] == pytest.approx(list(accuracy_interval(n_decoded, 24)))
-    assert set(summary["seconds"]) >= {"sampling", "training", "merging", "evaluating base expert",
-                                       "evaluating tuned expert", "decoding by the soft labels"}
+    assert set(summary["seconds"]) >= {"gold-path check", "sampling", "training (seed 0)", "training (seed 1)",
+                                       "evaluating base expert", "evaluating tuned expert (seed 0)",
+                                       "evaluating tuned expert (seed 1)", "decoding by the soft labels"}
+
+
+def test_every_seed_is_trained_and_scored_against_the_base(run):
+    out, stdout = run
+    summary = json.loads((out / "summary.json").read_text())
+    base = {r["id"]: r["correct"] for r in lines(out / "eval_base" / "results.jsonl")}
+    assert [row["seed"] for row in summary["seeds"]] == [0, 1]
+    gains = []
+    for row, folder in zip(summary["seeds"], ("eval_tuned", "eval_tuned_seed1")):
+        tuned = {r["id"]: r["correct"] for r in lines(out / folder / "results.jsonl")}
+        assert row["accuracy"] == pytest.approx(sum(tuned.values()) / 24)
+        assert row["fixed"] == sum(tuned[i] and not base[i] for i in base)
+        assert row["broken"] == sum(base[i] and not tuned[i] for i in base)
+        gains.append(row["accuracy"] - summary["base_accuracy"])
+        assert row["gain"] == pytest.approx(gains[-1])
+    assert summary["mean_gain"] == pytest.approx(sum(gains) / 2)
+    assert summary["seeds"][0]["accuracy"] == summary["tuned_accuracy"]
+    assert (out / "adapter_seed1").is_dir() and (out / "merged_seed1").is_dir()
+    assert "LightReasoner over all seeds: mean change" in stdout
+
+
+def test_gold_path_check_of_both_bundled_pairs(run):
+    from lrkit.diagnostics import contrast_check
+    from lrkit.models import load_pair
+    from lrkit.toy import toy_problems
+
+    out, stdout = run
+    summary = json.loads((out / "summary.json").read_text())
+    checks = summary["gold_path_check"]
+    assert list(checks) == ["toy", "toy-shared"]  # the demo's pair first
+    for name, check in checks.items():
+        again = contrast_check(load_pair(name, device="cpu"), toy_problems(name, 8, "validation", seed=2026),
+                               beta=0.4, alpha=0.2).summary()
+        for key in ("steps", "kept", "fixes", "breaks", "disagreements", "passes"):
+            assert check[key] == again[key], (name, key)
+        assert check["label_gold_mass"] == pytest.approx(again["label_gold_mass"])
+        assert f"gold-path check, {name}:" in stdout
+    html = (out / "report.html").read_text()
+    assert "Before training: does the pair" in html and "toy-shared" in html
 
 
 def test_ablation_table_has_every_variant_on_the_same_test_set(run):
@@ -125,7 +166,7 @@ def test_running_the_demo_again_in_its_folder_gives_the_same_numbers(run):
     torch.set_num_threads(1)
     try:
         assert main(["demo", "--out", str(out), "--train-problems", "12", "--test-problems", "24",
-                     "--max-steps", "3", "--quiet"]) == 0
+                     "--max-steps", "3", "--seeds", "2", "--check-problems", "8", "--quiet"]) == 0
     finally:
         torch.set_num_threads(previous)
     after = json.loads((out / "summary.json").read_text())
@@ -149,7 +190,8 @@ def test_a_folder_from_another_build_of_the_pair_is_refused(tmp_path):
 
 def _demo_again(out, *flags, capsys) -> tuple[int, list[str]]:
     capsys.readouterr()
-    code = main(["demo", "--out", str(out), "--train-problems", "12", "--test-problems", "24", "--quiet", *flags])
+    code = main(["demo", "--out", str(out), "--train-problems", "12", "--test-problems", "24", "--seeds", "2",
+                 "--check-problems", "8", "--quiet", *flags])
     return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
 

@@ -45,14 +45,15 @@ def test_toy_resolves_to_folders_inside_the_repo():
             pairs.resolve_pair("toy")
 
 
-def test_an_installed_wheel_carries_the_toy_pair(tmp_path):
+def test_an_installed_wheel_carries_the_toy_pairs(tmp_path):
     """A pip install from git (Colab) has no data/ beside the package: the wheel
-    must carry the pair and the registry must find it there."""
+    must carry both bundled pairs and the registry must find them there."""
     import subprocess
     import sys
 
-    if not (REPO / "data" / "toy" / "expert").is_dir():
-        pytest.skip("no bundled pair in this checkout")
+    folders = {"toy": ("toy", "toy_pair"), "toy-shared": ("toy-shared", "toy_shared_pair")}
+    if not all((REPO / "data" / folder / "expert").is_dir() for folder, _ in folders.values()):
+        pytest.skip("no bundled pairs in this checkout")
     # Build from a copy, so no build/ folder is left in the checkout (and none is reused).
     import shutil
 
@@ -61,7 +62,8 @@ def test_an_installed_wheel_carries_the_toy_pair(tmp_path):
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, source / name)
     shutil.copytree(REPO / "lrkit", source / "lrkit", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "data" / "toy", source / "data" / "toy")
+    for folder, _ in folders.values():
+        shutil.copytree(REPO / "data" / folder, source / "data" / folder)
     build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "wheel"), str(source)]
     # The installed setuptools if it can build wheels, else pip fetches one from PyPI.
     if subprocess.run(build + ["--no-build-isolation"], cwd=tmp_path, capture_output=True).returncode:
@@ -74,19 +76,22 @@ def test_an_installed_wheel_carries_the_toy_pair(tmp_path):
     # pyproject lists the packages by hand: every module of the checkout must be in the wheel
     assert shipped_code == {str(p.relative_to(REPO)) for p in (REPO / "lrkit").rglob("*.py")}
     script = ("import json, lrkit.pairs as p; from lrkit.toy import toy_pair_paths; "
-              "print(json.dumps([p.resolve_pair('toy'), [str(x) for x in toy_pair_paths()]]))")
+              "print(json.dumps({n: [p.resolve_pair(n), [str(x) for x in toy_pair_paths(n)]] "
+              "for n in ('toy', 'toy-shared')}))")
     out = subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, capture_output=True,
                          text=True, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}).stdout
-    resolved, from_toy = json.loads(out.strip().splitlines()[-1])
-    assert resolved == from_toy
-    expert, amateur = (Path(x) for x in resolved)
-    assert expert == site / "lrkit" / "toy_pair" / "expert"
-    assert amateur == site / "lrkit" / "toy_pair" / "amateur"
-    for role, folder in (("expert", expert), ("amateur", amateur)):
-        shipped = sorted(f.name for f in folder.iterdir())
-        assert shipped == sorted(f.name for f in (REPO / "data" / "toy" / role).iterdir())
-        assert (folder / "model.safetensors").read_bytes() == \
-            (REPO / "data" / "toy" / role / "model.safetensors").read_bytes()
+    found = json.loads(out.strip().splitlines()[-1])
+    for name, (folder, package) in folders.items():
+        resolved, from_toy = found[name]
+        assert resolved == from_toy
+        expert, amateur = (Path(x) for x in resolved)
+        assert expert == site / "lrkit" / package / "expert"
+        assert amateur == site / "lrkit" / package / "amateur"
+        for role, shipped_folder in (("expert", expert), ("amateur", amateur)):
+            shipped = sorted(f.name for f in shipped_folder.iterdir())
+            assert shipped == sorted(f.name for f in (REPO / "data" / folder / role).iterdir())
+            assert (shipped_folder / "model.safetensors").read_bytes() == \
+                (REPO / "data" / folder / role / "model.safetensors").read_bytes()
 
 
 def test_unprepared_offline_pair_says_how_to_prepare(tmp_path):

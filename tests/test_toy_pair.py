@@ -1,5 +1,6 @@
-"""The bundled toy pair in data/toy: loads with plain transformers, fits the size
-budget, answers in format, and (slow) keeps the calibration the demo relies on."""
+"""The bundled toy pairs (data/toy, data/toy-shared): load with plain transformers,
+fit the size budget, answer in format, and (slow) keep the calibration the demo
+relies on, on a 200-problem sample of each pair's own test problems."""
 import re
 
 import pytest
@@ -10,10 +11,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from lrkit.config import CODE_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT
 from lrkit.generation import greedy_generate
 from lrkit.prompts import build_prompt_ids
-from lrkit.toy import generate_problems, toy_pair_paths
+from lrkit.toy import TOY_PAIRS, toy_pair_paths, toy_problems
 
-EXPERT_DIR, AMATEUR_DIR = toy_pair_paths()
-MAX_BYTES = 15_000_000
+MAX_BYTES = 25_000_000
+"""All bundled weights together (both pairs)."""
+CALIBRATION = {  # expert accuracy bounds, minimum format rate of both models
+    "toy": ((0.35, 0.60), 0.95),
+    "toy-shared": ((0.30, 0.80), 0.90),
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -31,14 +36,19 @@ def load(folder):
     return model.eval(), AutoTokenizer.from_pretrained(folder)
 
 
-@pytest.fixture(scope="module")
-def expert():
-    return load(EXPERT_DIR)
+@pytest.fixture(scope="module", params=TOY_PAIRS)
+def pair(request):
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def amateur():
-    return load(AMATEUR_DIR)
+def expert(pair):
+    return load(toy_pair_paths(pair)[0])
+
+
+@pytest.fixture(scope="module")
+def amateur(pair):
+    return load(toy_pair_paths(pair)[1])
 
 
 def gold(answer: str) -> int:
@@ -66,9 +76,13 @@ def in_format(text: str, finished: bool) -> bool:
 
 
 def test_bundled_folders_fit_the_size_budget():
-    files = [f for folder in (EXPERT_DIR, AMATEUR_DIR) for f in folder.iterdir()]
-    assert {f.name for f in files} >= {"config.json", "model.safetensors", "tokenizer.json"}
-    assert sum(f.stat().st_size for f in files) <= MAX_BYTES
+    total = 0
+    for name in TOY_PAIRS:
+        for folder in toy_pair_paths(name):
+            files = list(folder.iterdir())
+            assert {f.name for f in files} >= {"config.json", "model.safetensors", "tokenizer.json"}
+            total += sum(f.stat().st_size for f in files if f.name.endswith(".safetensors"))
+    assert total <= MAX_BYTES
 
 
 def test_pair_loads_with_plain_transformers_and_shares_one_tokenizer(expert, amateur):
@@ -85,12 +99,12 @@ def test_pair_loads_with_plain_transformers_and_shares_one_tokenizer(expert, ama
     assert n_expert > 4 * n_amateur
 
 
-def test_loaded_tokenizer_splits_text_as_its_tokenizer_json_says(expert):
+def test_loaded_tokenizer_splits_text_as_its_tokenizer_json_says(pair, expert):
     # transformers may swap in a model-specific tokenizer class on load; the ids
     # the models were trained on are the ones tokenizer.json itself produces.
     _, tokenizer = expert
-    raw = Tokenizer.from_file(str(EXPERT_DIR / "tokenizer.json"))
-    texts = [p["question"] + "\n" + p["answer"] for p in generate_problems(50, "test", seed=3)]
+    raw = Tokenizer.from_file(str(toy_pair_paths(pair)[0] / "tokenizer.json"))
+    texts = [p["question"] + "\n" + p["answer"] for p in toy_problems(pair, 50, "test", seed=3)]
     texts += ["It's 12's, they'LL pay $3.50!\n\n  x \t y\r\nZoë 漢字", "cafe\u0301 Zoe\u0308"]
     for text in texts:
         assert tokenizer.encode(text, add_special_tokens=False) == raw.encode(text).ids
@@ -109,9 +123,9 @@ def test_chat_template_renders_the_training_prompt(expert):
         f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n")
 
 
-def test_expert_answers_in_format_under_every_trained_prompt(expert):
+def test_expert_answers_in_format_under_every_trained_prompt(pair, expert):
     model, tokenizer = expert
-    problems = generate_problems(2, "test", seed=7)
+    problems = toy_problems(pair, 2, "test", seed=7)
     prompts = [build_prompt_ids(tokenizer, p["question"], system_prompt)
                for system_prompt in (CODE_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT, None)
                for p in problems]
@@ -122,15 +136,16 @@ def test_expert_answers_in_format_under_every_trained_prompt(expert):
 
 @pytest.mark.slow
 @pytest.mark.calibration
-def test_calibration_on_held_out_test_problems(expert, amateur):
-    """Expert 30-80%, amateur at most half of it, both answering in format."""
-    problems = generate_problems(200, "test", seed=1)
+def test_calibration_on_held_out_test_problems(pair, expert, amateur):
+    """Expert within the pair's bounds, amateur at most half of it, both answering in format."""
+    (low, high), min_format = CALIBRATION[pair]
+    problems = toy_problems(pair, 200, "test", seed=1)
     accuracy, format_rate = {}, {}
     for role, (model, tokenizer) in (("expert", expert), ("amateur", amateur)):
         answers = answer_problems(model, tokenizer, problems, PAPER_EVAL_SYSTEM_PROMPT)
         accuracy[role] = sum(predicted(text) == gold(p["answer"])
                              for p, (text, _) in zip(problems, answers)) / len(problems)
         format_rate[role] = sum(in_format(*a) for a in answers) / len(problems)
-    assert 0.30 <= accuracy["expert"] <= 0.80, accuracy
+    assert low <= accuracy["expert"] <= high, accuracy
     assert accuracy["amateur"] <= accuracy["expert"] / 2, accuracy
-    assert format_rate["expert"] >= 0.9 and format_rate["amateur"] >= 0.9, format_rate
+    assert format_rate["expert"] >= min_format and format_rate["amateur"] >= min_format, format_rate

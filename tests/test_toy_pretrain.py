@@ -71,4 +71,4 @@ def test_tiny_build_is_deterministic_and_loadable(tmp_path):
     recorded = json.loads((tmp_path / "a" / "build.json").read_text())
     assert recorded["models"]["amateur"]["n"] == 2
     card = (tmp_path / "a" / "CARD.md").read_text()
-    assert "lrkit build-toy --out data/toy --seed 0" in card
+    assert "lrkit build-toy --pair toy-shared --out data/toy-shared --seed 0" in card
