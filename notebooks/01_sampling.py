@@ -29,8 +29,10 @@
 #    $v_C = \mathrm{softmax}(\log \pi_E - \log \pi_A)$ over the tokens the expert finds plausible
 #    ($\pi_E(a) \ge \alpha \max \pi_E$).
 #
-# The bundled `toy` pair (two small models trained from scratch on arithmetic word problems) runs on
-# any CPU in seconds. Set `PAIR = "qwen2.5-math-1.5b"` for the paper's Qwen2.5-Math-1.5B expert and
+# The bundled `toy` pair (two small models trained from scratch: an expert built on a general corpus
+# and then arithmetic word problems, an amateur that learned the general corpus only) runs on any CPU
+# in seconds. `PAIR = "toy-shared"` is the control pair on which the method fails (notebook 4 sets the
+# two side by side). Set `PAIR = "qwen2.5-math-1.5b"` for the paper's Qwen2.5-Math-1.5B expert and
 # Qwen2.5-0.5B amateur on GSM8K (a Colab GPU).
 #
 # The notebooks hand their results to each other through one folder (`runs/notebooks/` in your clone,
@@ -51,7 +53,7 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 # Parameters: the same cell in all four notebooks; change it here (papermill injects values after it).
-PAIR = "toy"          # the bundled pair (CPU, seconds); "qwen2.5-math-1.5b" = the paper's pair (Colab GPU)
+PAIR = "toy"          # bundled: "toy" (CPU, seconds) or the control "toy-shared"; "qwen2.5-math-1.5b" = the paper's pair (Colab GPU)
 N_PROBLEMS = 48       # train problems the expert samples on (the paper: 1000 GSM8K problems)
 BETA = 0.4            # a step is kept when KL(expert || amateur) >= BETA (the paper's 0.4)
 ALPHA = 0.2           # plausibility mask: tokens with p_E >= ALPHA * max p_E (the paper's 0.2)

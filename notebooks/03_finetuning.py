@@ -43,7 +43,7 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 # Parameters: the same cell in all four notebooks; change it here (papermill injects values after it).
-PAIR = "toy"          # the bundled pair (CPU, seconds); "qwen2.5-math-1.5b" = the paper's pair (Colab GPU)
+PAIR = "toy"          # bundled: "toy" (CPU, seconds) or the control "toy-shared"; "qwen2.5-math-1.5b" = the paper's pair (Colab GPU)
 N_PROBLEMS = 48       # train problems the expert samples on (the paper: 1000 GSM8K problems)
 BETA = 0.4            # a step is kept when KL(expert || amateur) >= BETA (the paper's 0.4)
 ALPHA = 0.2           # plausibility mask: tokens with p_E >= ALPHA * max p_E (the paper's 0.2)

@@ -47,7 +47,7 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 # Parameters: the same cell in all four notebooks; change it here (papermill injects values after it).
-PAIR = "toy"          # the bundled pair (CPU, seconds); "qwen2.5-math-1.5b" = the paper's pair (Colab GPU)
+PAIR = "toy"          # bundled: "toy" (CPU, seconds) or the control "toy-shared"; "qwen2.5-math-1.5b" = the paper's pair (Colab GPU)
 N_PROBLEMS = 48       # train problems the expert samples on (the paper: 1000 GSM8K problems)
 BETA = 0.4            # a step is kept when KL(expert || amateur) >= BETA (the paper's 0.4)
 ALPHA = 0.2           # plausibility mask: tokens with p_E >= ALPHA * max p_E (the paper's 0.2)
@@ -165,22 +165,55 @@ if ABLATIONS:
 # paper's effect sizes need its models and benchmarks.
 
 # %% [markdown]
-# ## Does the contrast point towards better answers?
+# ## When the method works, when it fails, and how to tell before training
 #
-# Tuning moves the expert towards the soft labels $v_C$. Decoding by their argmax directly
-# (log pi_E - log pi_A inside the alpha mask, both models reading the same prefix, no training)
-# shows where that road leads. If this scores below the base expert, the pair's contrast points away
-# from better answers and no amount of tuning towards it can help. On the bundled toy pair it did in
-# our runs (the README gives the figures): its two models learned from the same data, and we think
-# the amateur is most sure exactly where the answer is easy, so the contrast pushes away from it.
+# Tuning moves the expert towards the soft labels $v_C$, so a pair suits the method only if $v_C$
+# points towards better answers. Two checks say so before any training:
+#
+# * **the gold-path check** (`lrkit.contrast_check`): both models read gold solutions token by token;
+#   at the steps the method keeps, does $v_C$'s argmax fix the expert's wrong tokens more often than it
+#   breaks right ones, and does it put more mass on gold than the expert's own (masked) distribution?
+# * **decoding by $v_C$'s argmax** (`lrkit.evaluate_contrastive`): the expert and the amateur decode
+#   together, taking the soft label's argmax at every step, with no training.
+#
+# lrkit bundles two pairs to show both sides. `toy`: the expert learned a general corpus whose
+# answers copy the last number, then arithmetic; the amateur learned the general corpus only. The
+# expert keeps a little of the habit and the amateur holds it fully, so the contrast removes it, as in
+# the paper (a maths specialist built on a general model, against a small general model).
+# `toy-shared`: both models learned the same arithmetic, so the contrast penalises what the amateur
+# also knows, and tuning towards it cannot help.
 
 # %%
-contrastive = lrkit.evaluate_contrastive(w.load_pair(), w.test_problems(), w.eval_config, alpha=ALPHA,
-                                         progress=False)
-print(f"greedy expert {base.accuracy:.1%} {tuple(round(x, 3) for x in base.interval)}; "
-      f"decoding by v_C's argmax (alpha {ALPHA}) {contrastive.accuracy:.1%} "
-      f"{tuple(round(x, 3) for x in contrastive.interval)} on {contrastive.n} problems")
-lrkit.compare(base, contrastive).show()
+from lrkit.demo import gold_path_frame
+from lrkit.toy import TOY_PAIRS, toy_problems
+
+pairs = TOY_PAIRS if PAIR in TOY_PAIRS else (PAIR,)
+checks, decoding = {}, []
+for name in pairs:
+    pair = w.load_pair() if name == PAIR else lrkit.load_pair(name, device=setup.device, dtype=setup.dtype)
+    gold_solutions = (toy_problems(name, 200, "validation", seed=SEED) if name in TOY_PAIRS
+                      else workshop.problems(name, 200, "train"))
+    checks[name] = lrkit.contrast_check(pair, gold_solutions, beta=BETA, alpha=ALPHA)
+    tests_of_pair = toy_problems(name, N_EVAL, "test", seed=SEED) if name in TOY_PAIRS else w.test_problems()
+    greedy = lrkit.evaluate(pair.expert, tests_of_pair, w.eval_config, tokenizer=pair.tokenizer, progress=False)
+    by_label = lrkit.evaluate_contrastive(pair, tests_of_pair, w.eval_config, alpha=ALPHA, progress=False)
+    versus = lrkit.compare(greedy, by_label)
+    decoding.append({"pair": name, "greedy expert": f"{greedy.accuracy:.1%}",
+                     "decoding by v_C's argmax": f"{by_label.accuracy:.1%}",
+                     "fixed / broken": f"{len(versus.fixed)} / {len(versus.broken)}",
+                     "McNemar p": f"{versus.p_value:.3g}"})
+display(gold_path_frame({name: check.summary() for name, check in checks.items()}))
+
+# %%
+import pandas as pd
+
+pd.DataFrame(decoding)
+
+# %% [markdown]
+# Read the two tables together: on `toy` the soft labels fix far more tokens than they break and
+# decoding by them beats greedy decoding, so tuning towards them helps (the accuracy above); on
+# `toy-shared` they break more than they fix and decoding by them is worse than greedy. Run the
+# gold-path check on any new pair before spending GPU time on it.
 
 # %% [markdown]
 # ## Efficiency: LightReasoner against SFT
@@ -209,6 +242,25 @@ if sft_result is not None:
         [analysis.accuracy_row("base expert", base), analysis.accuracy_row("SFT", sft_result),
          analysis.accuracy_row("LightReasoner", tuned)], PAPER_GSM8K, "SFT against LightReasoner",
         ours_title=f"this run ({PAIR}, 95% CI)", paper_title="paper (Qwen2.5-Math-1.5B, GSM8K)"))
+
+# %% [markdown]
+# ## The paper's Table 1 for these two models
+#
+# `lrkit.evaluate_suite` evaluates several models on several benchmarks and writes the paper's Table 1
+# (accuracy with 95% intervals, the average, fixed / broken with McNemar p per benchmark, an HTML table
+# and a plotly figure). On Colab with the paper's models it takes the benchmarks by name (`gsm8k`,
+# `math500`, `svamp`, `asdiv`, `minerva_math`, `olympiadbench`, `mmlu_stem`, from the Hub) and shows
+# the paper's published rows beside yours; offline, the toy pair's test problems stand in.
+
+# %%
+from lrkit.toy import TOY_PAIRS
+
+benchmarks = ({"toy test": w.test_problems()} if PAIR in TOY_PAIRS else
+              ["gsm8k", "math500", "svamp", "asdiv", "minerva_math", "olympiadbench", "mmlu_stem"])
+suite = lrkit.evaluate_suite([w.expert_path, str(merged)], benchmarks, w.folder / "table1", w.eval_config,
+                             limit=None if PAIR in TOY_PAIRS else N_EVAL, names=["base expert", "LightReasoner"],
+                             device=setup.device, dtype=setup.dtype, progress=False)
+suite
 
 # %% [markdown]
 # That is the whole method: sample (1), select (2), train (3), evaluate (4). `lrkit demo --ablations`
