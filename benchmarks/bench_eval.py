@@ -28,7 +28,7 @@ from lrkit.evaluation import evaluate  # noqa: E402
 from lrkit.generation import left_pad, pad_token_id, stop_token_ids  # noqa: E402
 from lrkit.models import load_model  # noqa: E402
 from lrkit.prompts import build_prompt_ids  # noqa: E402
-from lrkit.toy import generate_problems  # noqa: E402
+from lrkit.toy import toy_problems  # noqa: E402
 
 
 @torch.inference_mode()
@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
 
     model, tokenizer = load_model(args.model, device=args.device)
-    problems = generate_problems(args.problems, "test")
+    problems = toy_problems("toy", args.problems, "test")
     config = EvalConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     prompts = [build_prompt_ids(tokenizer, p["question"], config.system_prompt) for p in problems]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # as evaluate() batches them

@@ -255,7 +255,7 @@ if sft_result is not None:
 # %%
 from lrkit.toy import TOY_PAIRS
 
-benchmarks = ({"toy test": w.test_problems()} if PAIR in TOY_PAIRS else
+benchmarks = ({"toy_test": w.test_problems()} if PAIR in TOY_PAIRS else
               ["gsm8k", "math500", "svamp", "asdiv", "minerva_math", "olympiadbench", "mmlu_stem"])
 suite = lrkit.evaluate_suite([w.expert_path, str(merged)], benchmarks, w.folder / "table1", w.eval_config,
                              limit=None if PAIR in TOY_PAIRS else N_EVAL, names=["base expert", "LightReasoner"],

@@ -87,6 +87,16 @@ def without_timings(path: Path) -> dict:
     return {k: v for k, v in json.loads(path.read_text()).items() if k not in TIMINGS}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread_like_the_ranks():
+    """torchrun gives each rank one thread; the one-process references here must
+    use one too, or float sums are ordered differently and the last digits differ."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def one_process_sample(setup):
     out = setup[0] / "one"
