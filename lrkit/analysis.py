@@ -190,3 +190,30 @@ def efficiency_table(sampled, trained, sft=None):
         row.update({"paper problems trained on": paper["problems"], "paper tuned tokens": int(paper["tuned_tokens"]),
                     "paper hours": paper["hours"]})
     return pd.DataFrame(rows).set_index("method")
+
+
+def pairs_side_by_side(pairs: dict, eval_config, beta: float = 0.4, alpha: float = 0.2):
+    """Whether each pair suits the method, before any training.
+
+    ``pairs``: name -> (loaded ModelPair, gold-solution problems, test problems).
+    Returns two tables, one row per pair: the gold-path check
+    (``lrkit.contrast_check`` on the gold problems) and greedy decoding against
+    decoding by v_C's argmax on the test problems, with fixed / broken and McNemar p.
+    """
+    import pandas as pd
+
+    from .demo import gold_path_frame
+    from .diagnostics import contrast_check
+    from .evaluation import compare, evaluate, evaluate_contrastive
+
+    checks, decoding = {}, []
+    for name, (pair, gold_problems, test_problems) in pairs.items():
+        checks[name] = contrast_check(pair, gold_problems, beta=beta, alpha=alpha).summary()
+        greedy = evaluate(pair.expert, test_problems, eval_config, tokenizer=pair.tokenizer, progress=False)
+        by_label = evaluate_contrastive(pair, test_problems, eval_config, alpha=alpha, progress=False)
+        versus = compare(greedy, by_label)
+        decoding.append({"pair": name, "greedy expert": f"{greedy.accuracy:.1%}",
+                         "decoding by v_C's argmax": f"{by_label.accuracy:.1%}",
+                         "fixed / broken": f"{len(versus.fixed)} / {len(versus.broken)}",
+                         "McNemar p": f"{versus.p_value:.3g}"})
+    return gold_path_frame(checks), pd.DataFrame(decoding)

@@ -184,30 +184,21 @@ if ABLATIONS:
 # also knows, and tuning towards it cannot help.
 
 # %%
-from lrkit.demo import gold_path_frame
 from lrkit.toy import TOY_PAIRS, toy_problems
 
-pairs = TOY_PAIRS if PAIR in TOY_PAIRS else (PAIR,)
-checks, decoding = {}, []
-for name in pairs:
+names = TOY_PAIRS if PAIR in TOY_PAIRS else (PAIR,)
+pairs = {}
+for name in names:
     pair = w.load_pair() if name == PAIR else lrkit.load_pair(name, device=setup.device, dtype=setup.dtype)
-    gold_solutions = (toy_problems(name, 200, "validation", seed=SEED) if name in TOY_PAIRS
-                      else workshop.problems(name, 200, "train"))
-    checks[name] = lrkit.contrast_check(pair, gold_solutions, beta=BETA, alpha=ALPHA)
-    tests_of_pair = toy_problems(name, N_EVAL, "test", seed=SEED) if name in TOY_PAIRS else w.test_problems()
-    greedy = lrkit.evaluate(pair.expert, tests_of_pair, w.eval_config, tokenizer=pair.tokenizer, progress=False)
-    by_label = lrkit.evaluate_contrastive(pair, tests_of_pair, w.eval_config, alpha=ALPHA, progress=False)
-    versus = lrkit.compare(greedy, by_label)
-    decoding.append({"pair": name, "greedy expert": f"{greedy.accuracy:.1%}",
-                     "decoding by v_C's argmax": f"{by_label.accuracy:.1%}",
-                     "fixed / broken": f"{len(versus.fixed)} / {len(versus.broken)}",
-                     "McNemar p": f"{versus.p_value:.3g}"})
-display(gold_path_frame({name: check.summary() for name, check in checks.items()}))
+    if name in TOY_PAIRS:   # each bundled pair on its own family: 200 validation gold solutions, N_EVAL tests
+        pairs[name] = (pair, toy_problems(name, 200, "validation", seed=SEED), toy_problems(name, N_EVAL, "test", seed=SEED))
+    else:                   # a Hub pair: GSM8K train gold solutions, the notebook's test problems
+        pairs[name] = (pair, workshop.problems(name, 200, "train"), w.test_problems())
+checks, decoding = analysis.pairs_side_by_side(pairs, w.eval_config, beta=BETA, alpha=ALPHA)
+display(checks)
 
 # %%
-import pandas as pd
-
-pd.DataFrame(decoding)
+decoding
 
 # %% [markdown]
 # Read the two tables together: on `toy` the soft labels fix far more tokens than they break and
