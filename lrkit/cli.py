@@ -34,6 +34,14 @@ def _optional_str(value: str) -> Optional[str]:
     return None if value.lower() in ("none", "") else value
 
 
+def _on_off(value: str) -> bool:
+    words = {"on": True, "off": False, "true": True, "false": False, "yes": True, "no": False,
+             "1": True, "0": False}
+    if value.lower() not in words:
+        raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
+    return words[value.lower()]
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls, skip: Sequence[str] = (),
                          title: str = "defaults are the paper's") -> None:
     """One flag per scalar field of `cls` (nested dataclass fields are skipped)."""
@@ -46,9 +54,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, skip: Sequence[st
             continue
         default = f.default
         help_text = f"{docs.get(f.name, '')} (default: {default!r})".replace("%", "%%")
-        if hint is bool:
-            group.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=default, help=help_text)
+        if hint is bool:  # --x, --x on|off, --no-x
+            group.add_argument(_flag(f.name), dest=f.name, nargs="?", const=True, type=_on_off,
+                               metavar="on|off", default=default, help=help_text)
+            group.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
+                               help=argparse.SUPPRESS)
         elif hint in (int, float):
             group.add_argument(_flag(f.name), dest=f.name, type=hint, default=default, help=help_text)
         elif hint is tuple:
@@ -235,6 +245,9 @@ def demo_arguments(p: argparse.ArgumentParser) -> None:
                    help="SampleConfig.beta of the demo (default: %(default)r)")
     p.add_argument("--max-steps", type=int, default=defaults.train.max_steps,
                    help="TrainConfig.max_steps of the demo (default: %(default)r)")
+    p.add_argument("--packing", type=_on_off, default=defaults.train.packing, metavar="on|off",
+                   help="TrainConfig.packing of the demo: every kept step of a rollout in one forward pass "
+                        "(default: on)")
 
 
 def demo_config_from_args(args):
@@ -243,7 +256,8 @@ def demo_config_from_args(args):
     defaults = DemoConfig()
     return config_from_args(DemoConfig, args,
                             sample=dataclasses.replace(defaults.sample, beta=args.beta),
-                            train=dataclasses.replace(defaults.train, max_steps=args.max_steps),
+                            train=dataclasses.replace(defaults.train, max_steps=args.max_steps,
+                                                      packing=args.packing),
                             eval=defaults.eval)
 
 

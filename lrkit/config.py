@@ -93,20 +93,33 @@ class TrainConfig:
     """Log the loss every this many optimizer steps."""
     save_steps: int = 200
     """Checkpoint every this many optimizer steps (resume comes from these)."""
+    packing: bool = True
+    """Pack the records of one rollout into one sequence and take the loss at
+    every kept position of it in one forward pass (lrkit.packing). The loss, the
+    records per step and the tuned tokens mean what they mean without packing;
+    off trains one sequence per record, as the paper's recipe does."""
+    chunk_size: int = 64
+    """Supervised positions turned into full-vocabulary logits at once in packed
+    training (each chunk recomputed in the backward pass); bounds logits memory
+    at chunk_size x vocab floats."""
     parity_right_padding: bool = False
     """Reproduce the authors' defect: pad on the right and read logits[:, -1].
-    Only for comparisons; shorter sequences are then supervised at a pad."""
+    Only for comparisons, and only without packing; shorter sequences are then
+    supervised at a pad."""
 
     def validate(self) -> "TrainConfig":
         for name in ("lora_r", "lora_alpha", "per_device_batch_size",
                      "gradient_accumulation_steps", "max_steps", "max_length",
-                     "logging_steps", "save_steps"):
+                     "logging_steps", "save_steps", "chunk_size"):
             _check_positive_int(name, getattr(self, name))
         _check_range("lora_dropout", self.lora_dropout, 0.0, 1.0)
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if self.precision not in ("auto", "bf16", "fp16", "fp32"):
             raise ValueError(f"precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
+        if self.packing and self.parity_right_padding:
+            raise ValueError("parity_right_padding is the authors' per-record layout: "
+                             "turn packing off with it (--packing off)")
         return self
 
 

@@ -227,6 +227,35 @@ class CountingTrainer(Trainer):
             self.supervised_positions += int(positions)
 
 
+class PackedSoftLabelTrainer(CountingTrainer):
+    """Packed soft-label training (lrkit.packing): each item of the dataset is one
+    process's micro-batch, already scheduled, read in order."""
+
+    loss_is_scaled_for_ga = False  # the Trainer divides by the grad-accum steps
+
+    def __init__(self, *args, vocab_size: int, chunk_size: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.vocab_size, self.chunk_size = vocab_size, chunk_size
+
+    def _get_train_sampler(self, train_dataset=None):
+        from torch.utils.data import SequentialSampler
+
+        return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        from .packing import packed_kl
+
+        kl = packed_kl(model, inputs, self.vocab_size, self.chunk_size)
+        self.count(inputs["target_ids"].shape[0])
+        # sum(KL) x micro-batches x processes / records of the step: after the
+        # Trainer's division by grad-accum and DDP's mean over processes, the
+        # optimizer sees the mean KL over the step's records.
+        micro_batches = getattr(self, "current_gradient_accumulation_steps", None) or \
+            self.args.gradient_accumulation_steps
+        loss = kl.sum() * micro_batches * self.args.world_size / inputs["step_records"].float()
+        return (loss, {"kl": kl}) if return_outputs else loss
+
+
 class SoftLabelTrainer(CountingTrainer):
     """The loss is the mean sparse KL at each row's last position."""
 
@@ -498,6 +527,22 @@ def pad_id_of(tokenizer) -> int:
     return 0
 
 
+def packed_items(records: Sequence[dict], examples: Sequence[dict], tokenizer, config: TrainConfig,
+                 system_prompt: Optional[str], processes: int = 1):
+    """The packed schedule as the Trainer's dataset (one micro-batch per item, in
+    reading order: step by step, micro-step by micro-step, process by process)
+    and its collator."""
+    from .packing import PackedCollator, pack_units, schedule
+
+    inputs = [record_input_ids(r, tokenizer, system_prompt) for r in records]
+    units = pack_units(inputs, config.max_length)
+    steps = schedule(units, config.per_device_batch_size * config.gradient_accumulation_steps * processes,
+                     config.gradient_accumulation_steps * processes, config.max_steps, config.seed)
+    items = [micro for step in steps for micro in step]
+    targets = [(e["target_ids"], e["target_weights"]) for e in examples]
+    return items, PackedCollator(pad_id_of(tokenizer), targets)
+
+
 def train(expert: PathLike, records: Union[PathLike, Sequence[dict]], out_dir: PathLike,
           config: Optional[TrainConfig] = None, system_prompt: Optional[str] = CODE_SYSTEM_PROMPT,
           resume: bool = False, callbacks: Sequence[TrainerCallback] = (), progress: bool = True) -> TrainResult:
@@ -532,9 +577,15 @@ def train(expert: PathLike, records: Union[PathLike, Sequence[dict]], out_dir: P
             provenance = Provenance(out_dir, api_call("train", expert, source, str(out_dir), resume=resume),
                                     choose_device(), resolve_precision(config.precision)).start()
     checkpoint = distributed.broadcast(checkpoint)
-    trainer = fit(SoftLabelTrainer, expert, tokenizer, examples, out_dir, config,
-                  SoftLabelCollator(pad_id_of(tokenizer), config.parity_right_padding), "kl",
-                  checkpoint, callbacks, progress, vocab_size=scored_vocab_size(tokenizer))
+    if config.packing:
+        items, collator = packed_items(records, examples, tokenizer, config, system_prompt, ranks.world)
+        trainer = fit(PackedSoftLabelTrainer, expert, tokenizer, items, out_dir, config, collator, "kl",
+                      checkpoint, callbacks, progress, args_overrides={"per_device_train_batch_size": 1},
+                      vocab_size=scored_vocab_size(tokenizer), chunk_size=config.chunk_size)
+    else:
+        trainer = fit(SoftLabelTrainer, expert, tokenizer, examples, out_dir, config,
+                      SoftLabelCollator(pad_id_of(tokenizer), config.parity_right_padding), "kl",
+                      checkpoint, callbacks, progress, vocab_size=scored_vocab_size(tokenizer))
     result = TrainResult(
         adapter_dir=out_dir, loss_history=loss_history(trainer, "kl"),
         tuned_tokens=trainer.supervised_positions,
