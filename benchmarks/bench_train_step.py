@@ -39,6 +39,23 @@ Figures on a CPU (2 cores shared with other jobs, so times are noisy; fp32):
 
 The authors' extra memory is the all-position logits, 8 x 256 x 151936 floats
 (1.16 GiB) at length 256; lrkit's last-position logits take 8 x 151936 (4.6 MiB).
+
+One epoch, packed against per-record (``--epoch``): the same records, the same
+LoRA and AdamW, the paper's batch (8 records x grad-accum 2 per step), each
+variant in a fresh subprocess, one after the other:
+
+    python benchmarks/bench_train_step.py --epoch                  # paper-shaped records, see below
+    python benchmarks/bench_train_step.py --epoch --records runs/demo/sampling/records.jsonl \
+        --expert toy:expert --batch 16 --grad-accum 1                # the demo's records and model
+
+Paper-shaped records (``paper_shaped_records``): ``--rollouts`` rollouts of 128
+tokens after prompts of 80..120 tokens, each step after the first kept with
+probability 0.2 (about 25 records a rollout), targets of 1..5 ids; the model is
+a random Qwen2.5-Math-1.5B (benchmarks/configs: hidden 1536, vocabulary 151936,
+tied embeddings) with ``--layers`` of its 28 layers. Reported per variant:
+token-forwards (tokens the model reads, without and with left padding), the
+epoch's wall time (forward, loss, backward, optimizer step; one warm-up step
+first, not counted) and the peak memory during the epoch, measured as above.
 """
 from __future__ import annotations
 
@@ -56,7 +73,10 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lrkit.config import TrainConfig  # noqa: E402
+from lrkit.packing import PackedCollator, pack_units, packed_kl, schedule  # noqa: E402
 from lrkit.training import SoftLabelCollator, add_lora, build_examples, soft_label_kl  # noqa: E402
+
+CONFIGS = Path(__file__).resolve().parent / "configs"
 
 VOCAB_ROWS = 151936     # Qwen2.5-Math-1.5B output rows
 TOKENIZER_LEN = 151665  # len(tokenizer) of Qwen2.5: the rows lrkit scores
@@ -118,6 +138,146 @@ def authors_loss(model, batch):
 
 
 VARIANTS = {"lrkit": (lrkit_batch, lrkit_loss), "authors": (authors_batch, authors_loss)}
+EPOCH_VARIANTS = ("per-record", "packed")
+
+
+# ---------------------------------------------------------------- one epoch, packed vs per-record
+
+def paper_shaped_records(rollouts: int, seed: int = 0, new_tokens: int = 128, keep: float = 0.2) -> list[dict]:
+    """Records shaped like the paper's sampling output (see the module docstring)."""
+    generator = torch.Generator().manual_seed(seed)
+    records = []
+    for r in range(rollouts):
+        prompt_length = int(torch.randint(80, 121, (1,), generator=generator))
+        prompt = torch.randint(0, AUTHORS_VOCAB, (prompt_length,), generator=generator).tolist()
+        rollout = torch.randint(0, AUTHORS_VOCAB, (new_tokens,), generator=generator).tolist()
+        for step in range(1, new_tokens):
+            if float(torch.rand((), generator=generator)) >= keep:
+                continue
+            k = int(torch.randint(1, 6, (1,), generator=generator))
+            records.append({"prompt_id": f"p{r}", "prompt_token_ids": prompt, "prefix_token_ids": rollout[:step],
+                            "token_ids": torch.randperm(AUTHORS_VOCAB, generator=generator)[:k].tolist(),
+                            "weights": torch.softmax(torch.randn(k, generator=generator), 0).tolist()})
+    return records
+
+
+def paper_model(layers: int, device: str):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    values = json.loads((CONFIGS / "qwen2.5-math-1.5b.json").read_text())
+    values = {k: v for k, v in values.items() if not k.startswith("_")}
+    values["num_hidden_layers"] = layers
+    torch.manual_seed(0)
+    return Qwen2ForCausalLM(Qwen2Config(**values))
+
+
+def epoch_plan(records, variant: str, batch: int, grad_accum: int, seed: int = 0):
+    """The micro-batches of one epoch, each as (kind, payload, records in its step)."""
+    examples = build_examples(records, tokenizer=None, max_length=512)
+    per_step = batch * grad_accum
+    if variant == "packed":
+        inputs = [list(r["prompt_token_ids"]) + list(r["prefix_token_ids"]) for r in records]
+        steps = schedule(pack_units(inputs, 512), per_step, grad_accum, -(-len(records) // per_step), seed)
+        return examples, [[m for m in step] for step in steps]
+    order = torch.randperm(len(records), generator=torch.Generator().manual_seed(seed)).tolist()
+    steps = []
+    for start in range(0, len(order), per_step):
+        chunk = order[start:start + per_step]
+        steps.append([chunk[i:i + batch] for i in range(0, len(chunk), batch)])
+    return examples, steps
+
+
+def token_counts(examples, steps, variant: str) -> tuple[int, int]:
+    """(token-forwards, token-forwards with left padding) of an epoch."""
+    plain = padded = 0
+    for step in steps:
+        for micro in step:
+            lengths = ([len(s) for s in micro.sequences] if variant == "packed"
+                       else [len(examples[i]["input_ids"]) for i in micro])
+            if lengths:
+                plain += sum(lengths)
+                padded += len(lengths) * max(lengths)
+    return plain, padded
+
+
+def run_epoch(variant: str, args) -> dict:
+    torch.set_num_threads(args.threads)
+    cuda = args.device.startswith("cuda")
+    before_model = torch.cuda.memory_allocated() if cuda else _kib("VmRSS") * 1024
+    if args.records:
+        from lrkit.models import load_model, load_tokenizer, resolve_member, scored_vocab_size
+        from lrkit.records import read_records
+
+        expert = resolve_member(args.expert)
+        model, _ = load_model(expert, device="cpu", dtype="fp32", with_tokenizer=False)
+        vocab, pad = scored_vocab_size(load_tokenizer(expert)), 0
+        records = read_records(args.records)
+    else:
+        model, vocab, pad = paper_model(args.layers, args.device), TOKENIZER_LEN, PAD_ID
+        records = paper_shaped_records(args.rollouts)
+    model = add_lora(model, TrainConfig(lora_dropout=0.0)).to(args.device).train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-5)
+    examples, steps = epoch_plan(records, variant, args.batch, args.grad_accum)
+    collate = (PackedCollator(pad, [(e["target_ids"], e["target_weights"]) for e in examples])
+               if variant == "packed" else SoftLabelCollator(pad))
+
+    def step(micro_batches) -> float:
+        total, count = 0.0, sum(len(m.records) if variant == "packed" else len(m) for m in micro_batches)
+        for micro in micro_batches:
+            if variant == "packed":
+                batch = {k: v.to(args.device) for k, v in collate([micro]).items()}
+                kl = packed_kl(model, batch, vocab)
+            else:
+                batch = {k: v.to(args.device) for k, v in collate([examples[i] for i in micro]).items()}
+                kl = soft_label_kl(model, batch, vocab)
+            (kl.sum() / count).backward()
+            total += kl.sum().item()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
+        return total / count
+
+    step(steps[0])  # warm-up (not counted): optimizer state, kernels
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        Path("/proc/self/clear_refs").write_text("5")
+    start = time.perf_counter()
+    losses = [step(s) for s in steps]
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated() if cuda else _kib("VmHWM") * 1024
+    plain, padded = token_counts(examples, steps, variant)
+    return {"variant": variant, "records": len(records), "steps": len(steps), "token_forwards": plain,
+            "padded_token_forwards": padded, "epoch_s": seconds, "peak_mib": peak / 2**20,
+            "model_plus_step_mib": (peak - before_model) / 2**20, "first_loss": losses[0],
+            "mean_loss": sum(losses) / len(losses)}
+
+
+def compare_epochs(args, forwarded) -> dict:
+    results = {}
+    for name in EPOCH_VARIANTS:
+        out = subprocess.run([sys.executable, __file__, *forwarded, "--variant", name],
+                             check=True, capture_output=True, text=True).stdout
+        results[name] = json.loads(out.strip().splitlines()[-1])
+    plain, packed = results["per-record"], results["packed"]
+    shape = (f"records {args.records} on {args.expert}" if args.records else
+             f"paper-shaped records, {args.rollouts} rollouts, random Qwen2.5-Math-1.5B with {args.layers} layers")
+    print(f"one epoch: {shape}; batch {args.batch} x grad-accum {args.grad_accum}, {args.device}, "
+          f"{args.threads} threads")
+    print(f"{'variant':11} {'records':>7} {'steps':>5} {'token-fwd':>10} {'padded':>10} {'epoch s':>8} "
+          f"{'peak MiB':>9} {'model+step':>10} {'mean loss':>9}")
+    for r in results.values():
+        print(f"{r['variant']:11} {r['records']:7d} {r['steps']:5d} {r['token_forwards']:10d} "
+              f"{r['padded_token_forwards']:10d} {r['epoch_s']:8.2f} {r['peak_mib']:9.1f} "
+              f"{r['model_plus_step_mib']:10.1f} {r['mean_loss']:9.4f}")
+    ratios = {"token_forwards": plain["token_forwards"] / packed["token_forwards"],
+              "padded_token_forwards": plain["padded_token_forwards"] / packed["padded_token_forwards"],
+              "wall_time": plain["epoch_s"] / packed["epoch_s"],
+              "peak_memory": plain["peak_mib"] / packed["peak_mib"],
+              "model_plus_step_memory": plain["model_plus_step_mib"] / packed["model_plus_step_mib"]}
+    print("per-record / packed: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
+    return {"results": results, "ratios": ratios}
 
 
 def _kib(field: str) -> int:
@@ -172,13 +332,25 @@ def main(argv=None) -> int:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--variant", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--epoch", action="store_true", help="one epoch, packed vs per-record")
+    parser.add_argument("--grad-accum", type=int, default=2, help="--epoch: micro-batches per step")
+    parser.add_argument("--rollouts", type=int, default=16, help="--epoch: paper-shaped rollouts")
+    parser.add_argument("--records", default=None, help="--epoch: a records.jsonl instead of paper-shaped records")
+    parser.add_argument("--expert", default="toy:expert", help="--epoch with --records: the model they train")
+    parser.add_argument("--json", default=None, help="--epoch: also write the results to this file")
+    parser.add_argument("--variant", choices=sorted(VARIANTS) + list(EPOCH_VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.variant:  # child process
-        print(json.dumps(run_variant(args.variant, args)))
+        result = run_epoch(args.variant, args) if args.epoch else run_variant(args.variant, args)
+        print(json.dumps(result))
         return 0
 
     forwarded = [a for a in (argv if argv is not None else sys.argv[1:])]
+    if args.epoch:
+        report = compare_epochs(args, forwarded)
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        return 0
     results = {}
     for name in ("authors", "lrkit"):
         out = subprocess.run([sys.executable, __file__, *forwarded, "--variant", name],

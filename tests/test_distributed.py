@@ -42,10 +42,11 @@ if os.environ.get("TEST_FAIL_RANK") == rank:
         raise RuntimeError("generation broke on this rank")
     lrkit.sampling.greedy_generate_batch = broken
 if os.environ.get("TEST_FAIL_TRAINING_RANK") == rank:
-    import lrkit.training
+    import lrkit.packing, lrkit.training
     def broken_loss(*args, **kwargs):
         raise RuntimeError("the loss broke on this rank")
     lrkit.training.soft_label_kl = broken_loss
+    lrkit.packing.packed_kl = broken_loss
 sys.exit(main(argv))
 """
 
@@ -130,7 +131,8 @@ def test_evaluation_on_two_processes_writes_the_one_process_results(setup, tmp_p
     assert without_timings(two / "summary.json") == without_timings(one / "summary.json")
 
 
-def test_training_on_two_processes_reaches_the_one_process_adapter(setup, one_process_sample, tmp_path):
+@pytest.mark.parametrize("packing", ["on", "off"])
+def test_training_on_two_processes_reaches_the_one_process_adapter(setup, one_process_sample, tmp_path, packing):
     records = tmp_path / "records.jsonl"
     # 13 records, global batch 4: the first epoch ends on a batch of one, which
     # accelerate completes with repeated records on the other rank; they must
@@ -140,7 +142,7 @@ def test_training_on_two_processes_reaches_the_one_process_adapter(setup, one_pr
     # come from each rank's own random stream, so they cannot match.
     args = ["train", "--expert", str(setup[1]), "--records", str(records), "--max-steps", "5",
             "--gradient-accumulation-steps", "1", "--learning-rate", "1e-3", "--save-steps", "100",
-            "--logging-steps", "1", "--precision", "fp32", "--lora-dropout", "0"]
+            "--logging-steps", "1", "--precision", "fp32", "--lora-dropout", "0", "--packing", packing]
     assert main([*args, "--per-device-batch-size", "4", "--out", str(tmp_path / "one")]) == 0
     run = launch(*args, "--per-device-batch-size", "2", "--out", str(tmp_path / "two"))
     assert run.returncode == 0, run.stderr[-2000:]
@@ -281,12 +283,13 @@ def test_a_rank_failing_inside_ddp_training_ends_the_run(setup, one_process_samp
 
 
 @pytest.mark.slow
-def test_resumed_ddp_training_counts_each_record_once(setup, one_process_sample, tmp_path):
+@pytest.mark.parametrize("packing", ["on", "off"])
+def test_resumed_ddp_training_counts_each_record_once(setup, one_process_sample, tmp_path, packing):
     records = tmp_path / "records.jsonl"
     records.write_text("".join((one_process_sample / "records.jsonl").read_text().splitlines(True)[:13]))
     args = ["train", "--expert", str(setup[1]), "--records", str(records), "--gradient-accumulation-steps", "1",
             "--save-steps", "2", "--logging-steps", "1", "--precision", "fp32", "--lora-dropout", "0",
-            "--per-device-batch-size", "2", "--out", str(tmp_path / "lora")]
+            "--per-device-batch-size", "2", "--packing", packing, "--out", str(tmp_path / "lora")]
     first = launch(*args, "--max-steps", "2")
     assert first.returncode == 0, first.stderr[-2000:]
     # The resumed run skips the batches done; its epoch still ends on one record

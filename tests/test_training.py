@@ -96,7 +96,8 @@ def runs(expert, one_hot_records, tmp_path_factory):
         snapshot = Snapshot()
         folder = tmp_path_factory.mktemp(f"parity_{parity}") / "run"
         result = train(expert, one_hot_records, folder,
-                       TrainConfig(**FAST, parity_right_padding=parity), callbacks=[snapshot])
+                       TrainConfig(**FAST, parity_right_padding=parity, packing=not parity),
+                       callbacks=[snapshot])
         out[parity] = (result, snapshot)
     return out
 
@@ -332,8 +333,9 @@ class Crash(TrainerCallback):
             raise KeyboardInterrupt
 
 
-def test_an_interrupted_run_resumes_to_the_uninterrupted_result(expert, one_hot_records, tmp_path):
-    config = TrainConfig(**{**FAST, "per_device_batch_size": 2, "max_steps": 4, "save_steps": 2})
+@pytest.mark.parametrize("packing", [True, False])
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(expert, one_hot_records, tmp_path, packing):
+    config = TrainConfig(**{**FAST, "per_device_batch_size": 2, "max_steps": 4, "save_steps": 2, "packing": packing})
     straight = train(expert, one_hot_records, tmp_path / "straight", config)
 
     with pytest.raises(KeyboardInterrupt):  # after the checkpoint at step 2 and the log of step 3
@@ -386,9 +388,10 @@ def test_resuming_a_finished_run_changes_nothing(expert, one_hot_records, tmp_pa
         assert torch.equal(original[key], reloaded[key]), key
 
 
-def test_a_finished_run_resumed_with_more_steps_goes_on(expert, one_hot_records, tmp_path):
-    short = TrainConfig(**{**FAST, "per_device_batch_size": 2, "max_steps": 2, "save_steps": 50})
-    longer = TrainConfig(**{**FAST, "per_device_batch_size": 2, "max_steps": 4, "save_steps": 50})
+@pytest.mark.parametrize("packing", [True, False])
+def test_a_finished_run_resumed_with_more_steps_goes_on(expert, one_hot_records, tmp_path, packing):
+    short = TrainConfig(**{**FAST, "per_device_batch_size": 2, "max_steps": 2, "save_steps": 50, "packing": packing})
+    longer = TrainConfig(**{**FAST, "per_device_batch_size": 2, "max_steps": 4, "save_steps": 50, "packing": packing})
     straight = train(expert, one_hot_records, tmp_path / "straight", longer)
     train(expert, one_hot_records, tmp_path / "run", short)
     extended = train(expert, one_hot_records, tmp_path / "run", longer, resume=True)
