@@ -241,7 +241,7 @@ def _problems_label(source: str, data_files: dict) -> tuple[str, Optional[str]]:
 # ------------------------------------------------------------------ lrkit export / push
 
 def export_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", help="the --out folder of lrkit sample (or its records.jsonl)")
+    p.add_argument("run_dir", metavar="RUN", help="the --out folder of lrkit sample (or its records.jsonl)")
     p.add_argument("--to", required=True, help="new folder: data/*.parquet and a README.md dataset card")
     p.add_argument("--overwrite", action="store_true", help="replace what --to holds")
 
@@ -249,7 +249,7 @@ def export_arguments(p: argparse.ArgumentParser) -> None:
 def run_export(args) -> int:
     from .export import DATA_FILE, export
 
-    to = export(args.run, args.to, overwrite=args.overwrite)
+    to = export(args.run_dir, args.to, overwrite=args.overwrite)
     print(f"exported: {to / DATA_FILE} and the dataset card {to / 'README.md'}")
     return 0
 
