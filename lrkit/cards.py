@@ -88,7 +88,7 @@ def card_inputs(folder: PathLike, adapter_dir: Optional[PathLike] = None) -> dic
         "kind": kind, "method": run.get("method", "LightReasoner"),
         "base_model": public_name(run["expert"]),
         "config": run.get("config", {}), "system_prompt": run.get("system_prompt"),
-        "examples": run.get("examples"), "examples_sha256": run.get("examples_sha256"),
+        "examples": run.get("examples", result.get("examples")), "examples_sha256": run.get("examples_sha256"),
         "problems": result.get("problems"), "tuned_tokens": result.get("tuned_tokens"),
         "steps": result.get("steps"),
         "adapter": Path(adapter_dir).name if adapter_dir is not None else None,
@@ -130,11 +130,12 @@ def build_model_card(info: dict):
                   f"{base.split(':')[0]}`); it is not on the Hub.", ""]
     lines += ["## Training", "",
               "| item | value |", "| --- | --- |",
-              f"| records used (training examples) | {info.get('examples')} |",
+              (f"| records used (training examples) | {info.get('examples')} |" if info["method"] == "LightReasoner"
+               else f"| training examples (the expert's right rollouts) | {info.get('examples')} |"),
               f"| problems they came from | {info.get('problems')} |",
               f"| tuned tokens (supervised positions) | {info.get('tuned_tokens')} |",
               f"| optimizer steps | {info.get('steps')} |",
-              f"| examples sha256 | `{info.get('examples_sha256')}` |", ""]
+              *([f"| examples sha256 | `{info['examples_sha256']}` |"] if info.get("examples_sha256") else []), ""]
     lines += ["### Settings", "", "| setting | value |", "| --- | --- |"]
     lines += [f"| {key} | {_text(value)} |" for key, value in sorted(config.items())]
     lines += [f"| system_prompt | {_text(info.get('system_prompt'))} |", ""]
