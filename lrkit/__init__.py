@@ -19,6 +19,7 @@ _PUBLIC = {
     "sample": "lrkit.sampling",
     "read_steps": "lrkit.sampling",
     "read_records": "lrkit.records",
+    "records_dataset": "lrkit.export",
     "select_steps": "lrkit.selection",
     "train": "lrkit.training",
     "merge": "lrkit.training",

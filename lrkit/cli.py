@@ -113,7 +113,8 @@ def run_sample(args) -> int:
 
 def train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--expert", required=True, help="expert: Hub name, folder, or pair member such as toy:expert")
-    p.add_argument("--records", required=True, help="records.jsonl of lrkit sample (or of the authors' code)")
+    p.add_argument("--records", required=True,
+                   help="records.jsonl of lrkit sample (or of the authors' code), or a folder of lrkit export")
     p.add_argument("--out", required=True, help="output folder: adapter, tokenizer, loss.jsonl, checkpoints")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--system-prompt", type=_optional_str, default=CODE_SYSTEM_PROMPT,
@@ -224,7 +225,59 @@ def run_eval(args) -> int:
         problems = load_problems(source, max_problems=args.limit, split=split, require_answers=True)
     result = evaluate(args.model[0], problems, config, out_dir=args.out, name=(args.name or [None])[0])
     result.show()
+    from .cards import add_evaluation
+
+    # A model folder lrkit trained or merged carries a card: the evaluation goes on it.
+    card = add_evaluation(args.model[0], result, *_problems_label(source, data_files))
+    if card is not None:
+        print(f"model card updated: {card}")
     print(f"results in {Path(args.out) / RESULTS_FILE}")
+    return 0
+
+
+def _problems_label(source: str, data_files: dict) -> tuple[str, Optional[str]]:
+    """(label, Hub dataset id or None) of the problems an evaluation ran on, for a model card."""
+    from pathlib import Path
+
+    from .benchmarks import BENCHMARKS
+
+    if source in BENCHMARKS:
+        return source, BENCHMARKS[source].hub_id
+    if source in ("gsm8k", "openai/gsm8k"):
+        return "gsm8k", "openai/gsm8k"
+    return Path(source).stem, None
+
+
+# ------------------------------------------------------------------ lrkit export / push
+
+def export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN", help="the --out folder of lrkit sample (or its records.jsonl)")
+    p.add_argument("--to", required=True, help="new folder: data/*.parquet and a README.md dataset card")
+    p.add_argument("--overwrite", action="store_true", help="replace what --to holds")
+
+
+def run_export(args) -> int:
+    from .export import DATA_FILE, export
+
+    to = export(args.run_dir, args.to, overwrite=args.overwrite)
+    print(f"exported: {to / DATA_FILE} and the dataset card {to / 'README.md'}")
+    return 0
+
+
+def push_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("folder", help="an adapter or merged folder (lrkit train / merge) or an lrkit export folder")
+    p.add_argument("--repo-id", required=True, help="Hub repository OWNER/NAME (created when missing)")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
+    p.add_argument("--dataset", action="append", default=[],
+                   help="Hub dataset id the model was trained on, added to its card (repeatable)")
+
+
+def run_push(args) -> int:
+    from .cards import push
+
+    url = push(args.folder, args.repo_id, private=args.private, token=args.token, datasets=args.dataset)
+    print(f"pushed {args.folder} to {url}")
     return 0
 
 
@@ -363,6 +416,12 @@ COMMANDS: dict[str, Command] = {
                      "Merge a LoRA adapter into the expert and save a plain model.", merge_arguments, run_merge),
     "eval": Command("greedy pass@1 of a model on a problem set",
                     "Greedy pass@1 of a model on a problem set.", eval_arguments, run_eval),
+    "export": Command("a sampling run's records as parquet with a dataset card",
+                      "Write a sampling run's records as a Hugging Face dataset (parquet) with a dataset card.",
+                      export_arguments, run_export),
+    "push": Command("upload an adapter, merged model or export, with its card, to the Hub",
+                    "Upload an adapter, merged model or exported dataset folder with its card to the "
+                    "Hugging Face Hub (huggingface_hub.HfApi).", push_arguments, run_push),
     "demo": Command("the whole method on the bundled pair, with an HTML report",
                     "", demo_arguments, run_demo),  # its description is lrkit/demo.py's docstring
     "pair": Command("list named expert-amateur pairs, or prepare one",

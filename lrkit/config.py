@@ -106,6 +106,11 @@ class TrainConfig:
     """Reproduce the authors' defect: pad on the right and read logits[:, -1].
     Only for comparisons, and only without packing; shorter sequences are then
     supervised at a pad."""
+    report_to: Optional[str] = "tensorboard"
+    """Where the Trainer also sends its logs (transformers' report_to): "tensorboard"
+    writes event files into the run folder's tensorboard/ (offline), "none" (or None)
+    sends nowhere; trackio, wandb, mlflow ... or several, comma-separated. loss.jsonl
+    is written in every case."""
 
     def validate(self) -> "TrainConfig":
         for name in ("lora_r", "lora_alpha", "per_device_batch_size",
@@ -120,7 +125,22 @@ class TrainConfig:
         if self.packing and self.parity_right_padding:
             raise ValueError("parity_right_padding is the authors' per-record layout: "
                              "turn packing off with it (--packing off)")
+        unknown = [name for name in report_targets(self.report_to) if name not in REPORT_TARGETS]
+        if unknown:
+            raise ValueError(f"report_to: unknown {', '.join(map(repr, unknown))}; use none, all or "
+                             f"names among {', '.join(REPORT_TARGETS)} (comma-separated)")
         return self
+
+
+REPORT_TARGETS = ("tensorboard", "trackio", "wandb", "mlflow", "comet_ml", "clearml", "dvclive", "neptune",
+                  "azure_ml", "codecarbon", "dagshub", "flyte", "swanlab", "kubeflow", "all")
+"""The names transformers' ``report_to`` takes (its integrations, and "all")."""
+
+
+def report_targets(report_to: Optional[str]) -> list[str]:
+    """``TrainConfig.report_to`` as the list the Trainer takes ([] for none)."""
+    names = [name.strip() for name in (report_to or "none").split(",") if name.strip()]
+    return [] if names in ([], ["none"]) else names
 
 
 @dataclass

@@ -90,6 +90,8 @@ def _no_contrast(records: list[dict]) -> list[dict]:
     return out
 
 
+EXPORT_DIR = "records_dataset"
+"""Where the demo exports its records (``lrkit export``): parquet and a dataset card."""
 PAIR_FILE = "pair.json"
 """The sha256 of both toy models' weights, so a rerun never mixes two builds."""
 
@@ -153,7 +155,15 @@ def _train_and_evaluate(name, records, expert_path, tokenizer, test, config: Dem
                     progress=progress)
     merged = _merge(expert_path, trained.adapter_dir, out_dir / f"merged_{name}")
     result = evaluate(str(merged), test, config.eval, out_dir=out_dir / f"eval_{name}", progress=progress)
+    _card_evaluation(merged, result, config)
     return trained, result
+
+
+def _card_evaluation(merged: Path, result, config: DemoConfig) -> None:
+    """The evaluation goes on the merged model's card."""
+    from .cards import add_evaluation
+
+    add_evaluation(merged, result, f"{config.pair} test problems (problem seed {config.problem_seed})")
 
 
 def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations: bool = False,
@@ -195,6 +205,10 @@ def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations
             sampled = sample(pair, None, unlabeled, out_dir / "sampling", config.sample, progress=progress)
     records = read_records(sampled.records_path)
     steps = read_steps(out_dir / "sampling")
+    with _stage("exporting the records (parquet + dataset card)", timings, progress):
+        from .export import export
+
+        export(out_dir / "sampling", out_dir / EXPORT_DIR, overwrite=True)
 
     from .training import train
     with _stage("evaluating base expert", timings, progress):
@@ -215,6 +229,7 @@ def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations
             with _same_settings("evaluation", out_dir):
                 tuned_seed = evaluate(str(merged), test, config.eval, out_dir=out_dir / f"eval_tuned{suffix}",
                                       progress=progress, name=f"LightReasoner (seed {seed})")
+            _card_evaluation(merged, tuned_seed, config)
         runs.append((seed, trained_seed, tuned_seed, compare(base, tuned_seed)))
     _, trained, tuned, comparison = runs[0]
     # Where tuning leads: the expert decoding by the soft labels' own argmax, no training.
@@ -252,6 +267,8 @@ def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations
                    **_comparison_summary(c)} for seed, t, result, c in runs],
         "mean_gain": sum(result.accuracy - base.accuracy for _, _, result, _ in runs) / len(runs),
         "gold_path_check": checks,
+        "records_dataset": str(out_dir / EXPORT_DIR),
+        "tensorboard": str(out_dir),
         "seconds": timings,
         "total_seconds": round(time.perf_counter() - started, 1),
         "config": {"demo": {"pair": config.pair, "train_problems": config.train_problems,
@@ -328,6 +345,7 @@ def _ablations(pair, expert_path, unlabeled, train_set, test, records, trained, 
         from .evaluation import evaluate
         sft_result = evaluate(str(merged), test, config.eval, out_dir=out_dir / "eval_sft",
                               progress=progress, name="SFT")
+        _card_evaluation(merged, sft_result, config)
     rows.append({"variant": "SFT baseline", "examples": baseline.problems_used,
                  "tuned_tokens": baseline.tuned_tokens, "result": sft_result,
                  "seconds": baseline.summary()["seconds"]})
@@ -399,8 +417,11 @@ def build_demo_report(out_dir: Path, steps, records, trained, base, tuned, compa
                                              title=f"problem {pid}"),
                                   caption="Colour = KL; hover a token for both models' top-5 and, "
                                           "for kept steps, the soft label.")
-    report.add_figure(loss_curve(trained.loss_history, y="kl"), heading="Fine-tuning",
-                      caption="KL(v_C || pi_E) at the supervised position, per logged optimizer step.")
+    from .curves import read_loss_log
+
+    report.add_figure(loss_curve(read_loss_log(trained.adapter_dir), y="kl"), heading="Fine-tuning",
+                      caption="KL(v_C || pi_E) at the supervised position, per logged optimizer step "
+                              "(the adapter folder's loss.jsonl; its tensorboard/ holds the same curve).")
     bars = [(base, "base expert"), (tuned, "LightReasoner")] + ([(decoded, "decoding by v_C")] if decoded else [])
     report.add_figure(accuracy_comparison([
         {"name": name, "accuracy": r.accuracy, "low": r.interval[0], "high": r.interval[1]} for r, name in bars
@@ -569,4 +590,7 @@ def print_summary(summary: dict) -> None:
             paper = "" if row["paper"] is None else f"  paper {row['paper']}"
             print(f"    {row['variant']:<20} {pct(row['accuracy']):>6}  {100 * row['delta_vs_base']:+.1f}{paper}")
     print(f"  time: {summary['seconds']} (total {summary['total_seconds']} s)")
+    if "records_dataset" in summary:
+        print(f"  records as a dataset (parquet + card): {summary['records_dataset']}")
+        print(f"  training curves: tensorboard --logdir {summary['tensorboard']}")
     print(f"  report: {summary.get('report')}")

@@ -112,8 +112,14 @@ def _refuse_constant(name: str):
 
 
 def iter_numbered_records(path: Union[str, Path]) -> Iterator[tuple[int, dict]]:
-    """(line number, validated record) for each record of a JSONL file."""
+    """(line number, validated record) for each record of a JSONL file; for a
+    folder written by ``lrkit export`` (parquet), (row number, record)."""
     path = Path(path)
+    if path.is_dir():
+        from .export import iter_parquet_records
+
+        yield from iter_parquet_records(path)
+        return
     if not path.is_file():
         raise RecordError(f"{path}: no such record file")
     for number, line in read_lines(path, RecordError):

@@ -202,4 +202,7 @@ def run_sft(expert: PathLike, problems: Union[PathLike, Sequence], out_dir: Path
                            result.tuned_tokens, rollout_seconds, train_seconds, result)
     write_run(out_dir, {**run, "result": sft_result.summary()})
     provenance.finish()
+    from .cards import write_model_card
+
+    write_model_card(out_dir)  # replaces peft's boilerplate README.md
     return sft_result

@@ -43,7 +43,7 @@ import torch
 from transformers import AutoConfig, Trainer, TrainerCallback, TrainingArguments
 
 from . import distributed
-from .config import CODE_SYSTEM_PROMPT, TrainConfig, to_dict
+from .config import CODE_SYSTEM_PROMPT, TrainConfig, report_targets, to_dict
 from .divergence import log_probs
 from .generation import left_pad
 from .models import (choose_device, choose_dtype, load_model, load_tokenizer, resolve_member,
@@ -58,7 +58,7 @@ RUN_FILE = "lrkit_train.json"
 LOSS_FILE = "loss.jsonl"
 PROGRESS_FILE = "lrkit_progress.json"
 PRECISIONS = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
-RESUMABLE_CHANGES = ("max_steps", "save_steps", "logging_steps")
+RESUMABLE_CHANGES = ("max_steps", "save_steps", "logging_steps", "report_to")
 """TrainConfig fields a resumed run may change; any other change is refused."""
 
 
@@ -80,7 +80,8 @@ def load_located_records(records: Union[PathLike, Sequence[dict]]) -> tuple[list
         if not numbered:
             raise RecordError(f"{records}: the record file holds no records")
         loaded = [record for _, record in numbered]
-        wheres = [f"{records}, line {number}" for number, _ in numbered]
+        unit = "row" if Path(records).is_dir() else "line"  # a folder: lrkit export's parquet
+        wheres = [f"{records}, {unit} {number}" for number, _ in numbered]
     else:
         wheres = [f"record {i + 1}" for i in range(len(records))]
         loaded = [validate_record(dict(r), where) for r, where in zip(records, wheres)]
@@ -317,7 +318,7 @@ def training_arguments(config: TrainConfig, out_dir: PathLike, precision: str,
         save_strategy="steps", save_steps=config.save_steps, save_total_limit=2,
         bf16=precision == "bf16", fp16=precision == "fp16",
         seed=config.seed, data_seed=config.seed,
-        remove_unused_columns=False, report_to="none",
+        remove_unused_columns=False, report_to=report_targets(config.report_to) or "none",
         dataloader_pin_memory=torch.cuda.is_available(),
     )
     if precision == "bf16" and not torch.cuda.is_available():
@@ -483,6 +484,10 @@ def fit(trainer_class, expert: str, tokenizer, examples: Sequence[dict], out_dir
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
+    from .curves import log_tensorboard_to, use_loss_bar
+
+    use_loss_bar(trainer)  # the bar shows the loss; its own callback would print each log as a dict
+    log_tensorboard_to(trainer, out_dir)
     if checkpoint is not None and (checkpoint / PROGRESS_FILE).exists():
         trainer.supervised_positions = json.loads((checkpoint / PROGRESS_FILE).read_text())["supervised_positions"]
     # The run's own step target: max_steps may grow on resume (RESUMABLE_CHANGES);
@@ -595,6 +600,9 @@ def train(expert: PathLike, records: Union[PathLike, Sequence[dict]], out_dir: P
     if ranks.is_main:
         write_run(out_dir, {**run, "result": result.summary()})
         provenance.finish(**({"processes": ranks.world} if ranks.sharded else {}))
+        from .cards import write_model_card
+
+        write_model_card(out_dir)  # replaces peft's boilerplate README.md
     return result
 
 
@@ -630,4 +638,7 @@ def merge(expert: PathLike, adapter_dir: PathLike, out_dir: PathLike,
     provenance = Provenance(out_dir, api_call("merge", expert, str(adapter_dir), str(out_dir)), "cpu", target)
     provenance.entry["started"] = started
     provenance.finish()
+    from .cards import write_model_card
+
+    write_model_card(out_dir, adapter_dir=adapter_dir)
     return out_dir

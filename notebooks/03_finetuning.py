@@ -109,8 +109,16 @@ print(config)
 trained = workshop.once(lrkit.train, w.expert_path, records, w.model_dir() / "adapter", config, resume=True)
 trained.summary()
 
+# %% [markdown]
+# The loss curve, drawn from the run folder's `loss.jsonl` (one line per logged step). The same
+# curve is in the folder's `tensorboard/` event files (`TrainConfig.report_to`, TensorBoard by
+# default): `tensorboard --logdir` on the adapter folder, or `%load_ext tensorboard` and
+# `%tensorboard --logdir ...` in a notebook.
+
 # %%
-loss_curve(trained.loss_history, y="kl", title="KL(v_C || pi_E) at the supervised positions")
+from lrkit.curves import read_loss_log
+
+loss_curve(read_loss_log(trained.adapter_dir), y="kl", title="KL(v_C || pi_E) at the supervised positions")
 
 # %% [markdown]
 # ## Merge

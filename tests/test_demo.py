@@ -34,8 +34,7 @@ def run(tmp_path_factory):
         stdout = io.StringIO()
         with contextlib.redirect_stdout(stdout):
             assert main(["demo", "--out", str(out), "--train-problems", "12", "--test-problems", "24",
-                         "--max-steps", "3", "--seeds", "2", "--check-problems", "8", "--ablations",
-                         "--quiet"]) == 0
+                         "--max-steps", "3", "--seeds", "2", "--check-problems", "8", "--ablations"]) == 0
     finally:
         torch.set_num_threads(previous)
     return out, stdout.getvalue()
@@ -159,11 +158,12 @@ def test_report_is_one_offline_page_and_stdout_has_the_summary(run):
         "decoding by the soft labels' argmax (no training)" in html
 
 
-def test_running_the_demo_again_in_its_folder_gives_the_same_numbers(run):
+def test_running_the_demo_again_in_its_folder_gives_the_same_numbers(run, capsys):
     out, _ = run
     before = json.loads((out / "summary.json").read_text())
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
+    capsys.readouterr()
     try:
         assert main(["demo", "--out", str(out), "--train-problems", "12", "--test-problems", "24",
                      "--max-steps", "3", "--seeds", "2", "--check-problems", "8", "--quiet"]) == 0
@@ -172,6 +172,45 @@ def test_running_the_demo_again_in_its_folder_gives_the_same_numbers(run):
     after = json.loads((out / "summary.json").read_text())
     for key in ("steps", "records", "tuned_tokens", "base_accuracy", "tuned_accuracy", "fixed", "broken"):
         assert after[key] == before[key], key
+    # --quiet: the summary and nothing else (no stage lines, no bars, no log dicts)
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert printed[0] == "LightReasoner on the bundled pair 'toy'"
+    assert all(line.startswith("  ") for line in printed[1:]), printed
+
+
+def test_the_demos_stdout_holds_no_log_dicts(run):
+    """stdout is a StringIO here, not a terminal, and the demo ran with its progress bars."""
+    _, stdout = run
+    assert "[lrkit demo] training (seed 0)..." in stdout  # the run this checks was not --quiet
+    assert not [line for line in stdout.splitlines() if line.lstrip().startswith("{")]
+
+
+def test_the_demo_leaves_curves_cards_and_a_dataset(run):
+    from datasets import load_dataset
+    from huggingface_hub import DatasetCard, ModelCard
+
+    out, stdout = run
+    summary = json.loads((out / "summary.json").read_text())
+    for adapter in ("adapter", "adapter_seed1", "adapter_no_selection", "sft"):
+        assert list((out / adapter / "tensorboard").glob("events.out.tfevents.*")), adapter
+    merged = sorted(p for p in out.iterdir() if p.name.startswith("merged"))
+    assert [p.name for p in merged] == ["merged", "merged_neither", "merged_no_contrast", "merged_no_selection",
+                                        "merged_seed1", "merged_sft"]
+    evals = {"merged": "eval_tuned", "merged_seed1": "eval_tuned_seed1", "merged_sft": "eval_sft",
+             "merged_neither": "eval_neither", "merged_no_contrast": "eval_no_contrast",
+             "merged_no_selection": "eval_no_selection"}
+    for folder in merged:
+        card = ModelCard.load(folder / "README.md")
+        assert card.data.base_model == "toy:expert" and "lightreasoner" in card.data.tags, folder.name
+        assert str(out) not in card.content and str(TOY_DIR) not in card.content
+        results = lines(out / evals[folder.name] / "results.jsonl")
+        [entry] = card.data.eval_results
+        assert entry.metric_value == pytest.approx(round(sum(r["correct"] for r in results) / len(results), 4))
+    export = Path(summary["records_dataset"])
+    dataset = load_dataset("parquet", data_files=str(export / "data" / "*.parquet"), split="train")
+    assert len(dataset) == summary["records"]
+    assert f"| records | {summary['records']} |" in DatasetCard.load(export / "README.md").text
+    assert f"records as a dataset (parquet + card): {export}" in stdout
 
 
 def test_a_folder_from_another_build_of_the_pair_is_refused(tmp_path):

@@ -93,6 +93,10 @@ def test_sft_keeps_right_finished_rollouts_and_tunes_on_their_tokens(expert, tmp
     summary = result.summary()
     assert summary["method"] == "SFT" and summary["tuned_tokens"] == result.tuned_tokens
     assert summary["seconds"] == pytest.approx(summary["rollout_seconds"] + summary["train_seconds"], abs=0.02)
+    card = (tmp_path / "sft" / "README.md").read_text()  # lrkit's card, not peft's boilerplate
+    assert "Model Card for Model ID" not in card and "library_name: peft" in card
+    assert f"| training examples (the expert's right rollouts) | {len(kept)} |" in card
+    assert str(expert) not in card and "base_model" not in card  # a local expert has no public name
 
     def no_rollouts(*args, **kwargs):
         raise AssertionError("the stored rollouts were not reused")
