@@ -143,20 +143,23 @@ EPOCH_VARIANTS = ("per-record", "packed")
 
 # ---------------------------------------------------------------- one epoch, packed vs per-record
 
-def paper_shaped_records(rollouts: int, seed: int = 0, new_tokens: int = 128, keep: float = 0.2) -> list[dict]:
-    """Records shaped like the paper's sampling output (see the module docstring)."""
+def paper_shaped_records(rollouts: int, seed: int = 0, new_tokens: int = 128, keep: float = 0.2,
+                         vocab: int = AUTHORS_VOCAB, prompt_lengths: tuple = (80, 120),
+                         first_id: int = 0) -> list[dict]:
+    """Records shaped like the paper's sampling output (see the module docstring);
+    token ids in [first_id, vocab)."""
     generator = torch.Generator().manual_seed(seed)
     records = []
     for r in range(rollouts):
-        prompt_length = int(torch.randint(80, 121, (1,), generator=generator))
-        prompt = torch.randint(0, AUTHORS_VOCAB, (prompt_length,), generator=generator).tolist()
-        rollout = torch.randint(0, AUTHORS_VOCAB, (new_tokens,), generator=generator).tolist()
+        prompt_length = int(torch.randint(prompt_lengths[0], prompt_lengths[1] + 1, (1,), generator=generator))
+        prompt = torch.randint(first_id, vocab, (prompt_length,), generator=generator).tolist()
+        rollout = torch.randint(first_id, vocab, (new_tokens,), generator=generator).tolist()
         for step in range(1, new_tokens):
             if float(torch.rand((), generator=generator)) >= keep:
                 continue
             k = int(torch.randint(1, 6, (1,), generator=generator))
             records.append({"prompt_id": f"p{r}", "prompt_token_ids": prompt, "prefix_token_ids": rollout[:step],
-                            "token_ids": torch.randperm(AUTHORS_VOCAB, generator=generator)[:k].tolist(),
+                            "token_ids": torch.randperm(vocab - first_id, generator=generator)[:k].add(first_id).tolist(),
                             "weights": torch.softmax(torch.randn(k, generator=generator), 0).tolist()})
     return records
 
@@ -185,6 +188,33 @@ def epoch_plan(records, variant: str, batch: int, grad_accum: int, seed: int = 0
         chunk = order[start:start + per_step]
         steps.append([chunk[i:i + batch] for i in range(0, len(chunk), batch)])
     return examples, steps
+
+
+def epoch_step(model, optimizer, examples, variant: str, vocab: int, pad: int, device: str,
+               autocast=None):
+    """One optimizer step over a step of ``epoch_plan``: forward, loss, backward, AdamW."""
+    import contextlib
+
+    collate = (PackedCollator(pad, [(e["target_ids"], e["target_weights"]) for e in examples])
+               if variant == "packed" else SoftLabelCollator(pad))
+    cuda = device.startswith("cuda")
+
+    def step(micro_batches) -> float:
+        total, count = 0.0, sum(len(m.records) if variant == "packed" else len(m) for m in micro_batches)
+        for micro in micro_batches:
+            features = [micro] if variant == "packed" else [examples[i] for i in micro]
+            batch = {k: v.to(device) for k, v in collate(features).items()}
+            with autocast or contextlib.nullcontext():
+                kl = (packed_kl(model, batch, vocab) if variant == "packed" else soft_label_kl(model, batch, vocab))
+            (kl.sum() / count).backward()
+            total += kl.sum().item()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
+        return total / count
+
+    return step
 
 
 def token_counts(examples, steps, variant: str) -> tuple[int, int]:
@@ -218,25 +248,8 @@ def run_epoch(variant: str, args) -> dict:
     model = add_lora(model, TrainConfig(lora_dropout=0.0)).to(args.device).train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-5)
     examples, steps = epoch_plan(records, variant, args.batch, args.grad_accum)
-    collate = (PackedCollator(pad, [(e["target_ids"], e["target_weights"]) for e in examples])
-               if variant == "packed" else SoftLabelCollator(pad))
 
-    def step(micro_batches) -> float:
-        total, count = 0.0, sum(len(m.records) if variant == "packed" else len(m) for m in micro_batches)
-        for micro in micro_batches:
-            if variant == "packed":
-                batch = {k: v.to(args.device) for k, v in collate([micro]).items()}
-                kl = packed_kl(model, batch, vocab)
-            else:
-                batch = {k: v.to(args.device) for k, v in collate([examples[i] for i in micro]).items()}
-                kl = soft_label_kl(model, batch, vocab)
-            (kl.sum() / count).backward()
-            total += kl.sum().item()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if cuda:
-            torch.cuda.synchronize()
-        return total / count
+    step = epoch_step(model, optimizer, examples, variant, vocab, pad, args.device)
 
     step(steps[0])  # warm-up (not counted): optimizer state, kernels
     if cuda:

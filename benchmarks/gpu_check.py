@@ -17,15 +17,19 @@ runs the full 128 tokens, the worst case. It measures:
    benchmarks/bench_sampling.py) on 8 problems: seconds per problem, their
    ratio, and the share of those 8 problems' kept steps both select;
 2. training: 100 steps at the paper's settings (bf16 autocast, batch 8 x grad-accum
-   2, lengths up to 512, LoRA q/v r 8) with lrkit's loss (left padding, last
-   position logits, sparse labels), against the authors' recipe (right padding,
-   all-position logits, dense labels; benchmarks/bench_train_step.py) for 10 steps:
-   seconds per step and peak GPU memory; then lrkit's merge of the adapter;
+   2, lengths up to 512, LoRA q/v r 8) with lrkit's per-record loss (left padding,
+   last position logits, sparse labels), against the authors' recipe (right
+   padding, all-position logits, dense labels; benchmarks/bench_train_step.py) for
+   10 steps: seconds per step and peak GPU memory; then lrkit's merge of the
+   adapter. Then packed training (lrkit's default) against per-record on
+   paper-shaped records (128-token rollouts, about 20% of steps kept; see
+   ``bench_train_step.paper_shaped_records``): 100 packed steps and 20 per-record
+   steps of the same schedule, with token-forwards, seconds per step and peak memory;
 3. ``lrkit demo`` end to end on CUDA (the toy pair in fp32: its kept steps are
    compared with a CPU run of the demo's sampling stage; the same sampling in bf16
    on CUDA reports whether bf16 changes the rollouts);
-4. a projection of the paper's pipeline (1,000 problems sampled, 1,000 steps
-   trained, one merge) from these numbers, against the authors' 0.5 h on one H200.
+4. a projection of the paper's pipeline (1,000 problems sampled, 1,000 packed
+   steps trained, one merge) from these numbers, against the authors' 0.5 h on one H200.
 
 Writes ``gpu_check.json`` and ``gpu_check.md`` (one Markdown table) to ``--out``.
 """
@@ -51,6 +55,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bench_sampling import authors_algorithm  # noqa: E402
+from bench_train_step import epoch_plan, epoch_step, paper_shaped_records, token_counts  # noqa: E402
 from lrkit.config import SampleConfig, TrainConfig  # noqa: E402
 from lrkit.models import load_pair  # noqa: E402
 from lrkit.sampling import sample  # noqa: E402
@@ -68,6 +73,9 @@ AUTHORS_MINUTES = 30.0  # the paper: 0.5 h on one H200 for 1,000 problems and 1,
 class Scale:
     """The run's sizes; --dry-run shrinks every one of them."""
 
+    packed_steps: int = 100
+    per_record_steps: int = 20
+    prompt_lengths: tuple = (80, 120)
     problems: int = 512
     new_tokens: int = 128
     batch: int = 64
@@ -82,7 +90,7 @@ class Scale:
     tokenizer_len: int = TOKENIZER_LEN
 
 
-DRY = Scale(problems=12, new_tokens=12, batch=4, authors_problems=2, train_steps=3, authors_steps=2,
+DRY = Scale(packed_steps=3, per_record_steps=2, prompt_lengths=(4, 8), problems=12, new_tokens=12, batch=4, authors_problems=2, train_steps=3, authors_steps=2,
             train_batch=2, grad_accum=2, max_length=48,
             demo={"train_problems": 6, "test_problems": 6, "max_steps": 2, "eval_tokens": 24},
             shrink={"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
@@ -262,6 +270,41 @@ def time_training(expert: Path, scale: Scale, device: str, variant: str, steps: 
             "peak_gib": peak, "final_loss": losses[-1], "finite": all(map(lambda v: v == v, losses))}
 
 
+def time_paper_shaped(expert: Path, scale: Scale, device: str, variant: str, steps: int, vocab: int) -> dict:
+    """``steps`` optimizer steps of one epoch's schedule over paper-shaped records."""
+    from transformers import AutoModelForCausalLM
+
+    cuda = device.startswith("cuda")
+    dtype = torch.bfloat16 if cuda else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(str(expert), dtype=dtype).to(device)
+    model = add_lora(model, TrainConfig()).train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-5)
+    per_step = scale.train_batch * scale.grad_accum
+    rollouts = -(-(steps + 1) * per_step // max(1, int(0.2 * scale.new_tokens)))  # enough for steps + warm-up
+    records = paper_shaped_records(rollouts, new_tokens=scale.new_tokens, vocab=vocab,
+                                   prompt_lengths=scale.prompt_lengths, first_id=len(SPECIALS))
+    examples, plan = epoch_plan(records, variant, scale.train_batch, scale.grad_accum)
+    plan = plan[:steps + 1]
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else None
+    step = epoch_step(model, optimizer, examples, variant, vocab, 0, device, autocast)
+    step(plan[0])  # warm-up
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    times, losses = [], []
+    for micro_batches in plan[1:]:
+        start = time.perf_counter()
+        losses.append(step(micro_batches))
+        times.append(time.perf_counter() - start)
+    tokens, padded = token_counts(examples, plan[1:], variant)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+    del model, optimizer
+    if cuda:
+        torch.cuda.empty_cache()
+    return {"variant": variant, "steps": len(times), "s_per_step": statistics.median(times), "peak_gib": peak,
+            "token_forwards_per_step": tokens / len(times), "padded_token_forwards_per_step": padded / len(times),
+            "finite": all(v == v for v in losses)}
+
+
 def check_training(expert: Path, scale: Scale, device: str, vocab: int, root: Path) -> dict:
     from transformers import AutoTokenizer
 
@@ -272,7 +315,12 @@ def check_training(expert: Path, scale: Scale, device: str, vocab: int, root: Pa
     start = time.perf_counter()
     merge(str(expert), str(adapter), str(root / "merged"))
     merge_s = time.perf_counter() - start
-    return {"batch": scale.train_batch, "grad_accum": scale.grad_accum, "max_length": scale.max_length,
+    packed = time_paper_shaped(expert, scale, device, "packed", scale.packed_steps, vocab)
+    per_record = time_paper_shaped(expert, scale, device, "per-record", scale.per_record_steps, vocab)
+    return {"packed": packed, "per_record": per_record,
+            "packing_speedup": per_record["s_per_step"] / packed["s_per_step"],
+            "packing_token_ratio": per_record["padded_token_forwards_per_step"] / packed["padded_token_forwards_per_step"],
+            "batch": scale.train_batch, "grad_accum": scale.grad_accum, "max_length": scale.max_length,
             "precision": "bf16" if device.startswith("cuda") else "fp32", "lrkit": lrkit, "authors": authors,
             "speedup": authors["s_per_step"] / lrkit["s_per_step"],
             "memory_ratio": (authors["peak_gib"] / lrkit["peak_gib"]) if lrkit["peak_gib"] else None,
@@ -338,7 +386,7 @@ def check_demo(scale: Scale, device: str, root: Path) -> dict:
 
 def projection(sampling: dict, training: dict, load_s: float) -> dict:
     minutes = {"sampling 1,000 problems": 1000 * sampling["s_per_problem"]["lrkit"] / 60,
-               "training 1,000 steps": 1000 * training["lrkit"]["s_per_step"] / 60,
+               "training 1,000 steps (packed)": 1000 * training["packed"]["s_per_step"] / 60,
                "merge": training["merge_s"] / 60, "loading the pair": load_s / 60}
     authors = {"sampling 1,000 problems": 1000 * sampling["s_per_problem"]["authors"] / 60,
                "training 1,000 steps": 1000 * training["authors"]["s_per_step"] / 60}
@@ -359,6 +407,12 @@ def markdown(report: dict) -> str:
          f"{t['speedup']:.1f}x faster", ""),
         ("training, peak memory", gib(t["lrkit"]["peak_gib"]), gib(t["authors"]["peak_gib"]),
          f"{t['memory_ratio']:.1f}x less" if t["memory_ratio"] else "n/a", ""),
+        ("packed vs per-record training, s per step", f"{t['packed']['s_per_step']:.3f}",
+         f"{t['per_record']['s_per_step']:.3f} (lrkit per-record)", f"{t['packing_speedup']:.1f}x faster", ">= 5x"),
+        ("packed vs per-record, token-forwards per step",
+         f"{t['packed']['padded_token_forwards_per_step']:.0f}",
+         f"{t['per_record']['padded_token_forwards_per_step']:.0f} (lrkit per-record)",
+         f"{t['packing_token_ratio']:.1f}x fewer", ">= 8x"),
         ("merge, s", f"{t['merge_s']:.1f}", "", "", ""),
         ("demo end to end, s", f"{d['seconds']:.1f} ({d['precision']})", "", "", ""),
         ("demo kept steps vs CPU", f"{d['kept_steps']} vs {d['kept_steps_cpu']}: " + (

@@ -72,14 +72,20 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def card_inputs(folder: PathLike, adapter_dir: Optional[PathLike] = None) -> dict:
+EXTERNAL = "a LoRA adapter trained outside lrkit"
+
+
+def card_inputs(folder: PathLike, adapter_dir: Optional[PathLike] = None, expert: Optional[str] = None) -> dict:
     """What the card of an adapter folder (``lrkit_train.json`` beside it) or a
-    merged folder (``adapter_dir`` given: the adapter's run) says."""
+    merged folder (``adapter_dir`` given: the adapter's run) says. A merged
+    adapter that lrkit did not train (no run file) is described from ``expert``."""
     from .training import RUN_FILE
 
     folder = Path(folder)
     kind = "merged" if adapter_dir is not None else "adapter"
     run = _read_json(Path(adapter_dir if adapter_dir is not None else folder) / RUN_FILE)
+    if not run and adapter_dir is not None and expert is not None:
+        run = {"method": EXTERNAL, "expert": expert}
     if not run:
         raise CardError(f"{Path(adapter_dir or folder) / RUN_FILE}: no training run to describe")
     previous = _read_json(folder / CARD_DATA_FILE)
@@ -104,7 +110,9 @@ def build_model_card(info: dict):
 
     adapter = info["kind"] == "adapter"
     base = info.get("base_model")
-    title = f"{info['method']} {'LoRA adapter' if adapter else 'model'} of {base or 'a local model'}"
+    external = info["method"] == EXTERNAL
+    title = (f"Merged LoRA model of {base or 'a local model'}" if external else
+             f"{info['method']} {'LoRA adapter' if adapter else 'model'} of {base or 'a local model'}")
     evaluations = info.get("evaluations", [])
     data = ModelCardData(
         base_model=base, library_name="peft" if adapter else "transformers",
@@ -122,13 +130,15 @@ def build_model_card(info: dict):
     lines += [f"This is {what}, trained by [lrkit]({_repo_url()}) with {info['method']}: the expert "
               "is tuned towards contrastive soft labels at the steps where it and a weaker amateur "
               "disagree most (KL >= beta)." if info["method"] == "LightReasoner" else
+              f"This is the expert with {EXTERNAL} merged into it by lrkit (plain transformers weights); "
+              "lrkit knows nothing of its training." if info["method"] == EXTERNAL else
               f"This is {what}, trained by lrkit with {info['method']}.", ""]
     if base is None:
         lines += ["The expert was a local model with no public name, so the card names no base model.", ""]
     elif ":" in base:
         lines += [f"Base model: `{base}`, a member of lrkit's bundled pair (`lrkit pair show "
                   f"{base.split(':')[0]}`); it is not on the Hub.", ""]
-    lines += ["## Training", "",
+    lines += [] if external else ["## Training", "",
               "| item | value |", "| --- | --- |",
               (f"| records used (training examples) | {info.get('examples')} |" if info["method"] == "LightReasoner"
                else f"| training examples (the expert's right rollouts) | {info.get('examples')} |"),
@@ -136,9 +146,10 @@ def build_model_card(info: dict):
               f"| tuned tokens (supervised positions) | {info.get('tuned_tokens')} |",
               f"| optimizer steps | {info.get('steps')} |",
               *([f"| examples sha256 | `{info['examples_sha256']}` |"] if info.get("examples_sha256") else []), ""]
-    lines += ["### Settings", "", "| setting | value |", "| --- | --- |"]
-    lines += [f"| {key} | {_text(value)} |" for key, value in sorted(config.items())]
-    lines += [f"| system_prompt | {_text(info.get('system_prompt'))} |", ""]
+    if not external:
+        lines += ["### Settings", "", "| setting | value |", "| --- | --- |"]
+        lines += [f"| {key} | {_text(value)} |" for key, value in sorted(config.items())]
+        lines += [f"| system_prompt | {_text(info.get('system_prompt'))} |", ""]
     lines += ["## Evaluation", ""]
     if evaluations:
         lines += ["| problems | n | accuracy | 95% interval | cut at the token limit |",
@@ -173,12 +184,12 @@ def _write(folder: Path, info: dict) -> Path:
 
 
 def write_model_card(folder: PathLike, adapter_dir: Optional[PathLike] = None,
-                     datasets: Sequence[str] = ()) -> Path:
+                     datasets: Sequence[str] = (), expert: Optional[str] = None) -> Path:
     """Write (or rewrite) ``folder/README.md``: an adapter folder's card from its
     ``lrkit_train.json``, a merged folder's from its ``adapter_dir``'s. Earlier
     evaluations and datasets in ``lrkit_card.json`` are kept."""
     folder = Path(folder)
-    info = card_inputs(folder, adapter_dir)
+    info = card_inputs(folder, adapter_dir, expert)
     info["datasets"] = sorted(set(info["datasets"]) | set(datasets))
     return _write(folder, info)
 

@@ -640,5 +640,5 @@ def merge(expert: PathLike, adapter_dir: PathLike, out_dir: PathLike,
     provenance.finish()
     from .cards import write_model_card
 
-    write_model_card(out_dir, adapter_dir=adapter_dir)
+    write_model_card(out_dir, adapter_dir=adapter_dir, expert=expert)
     return out_dir

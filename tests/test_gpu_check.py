@@ -31,4 +31,9 @@ def test_gpu_check_dry_run_writes_its_report(tmp_path):
     assert abs(projected["lrkit_total_minutes"] - sum(projected["lrkit_minutes"].values())) < 1e-9
     table = (tmp_path / "gpu_check.md").read_text()
     assert "DRY RUN" in table
-    assert table.count("\n| ") == 9  # header + 8 measurements
+    packed, per_record = training["packed"], training["per_record"]
+    assert packed["finite"] and per_record["finite"] and packed["steps"] == report["scale"]["packed_steps"]
+    # the same records per step, read in fewer tokens
+    assert packed["padded_token_forwards_per_step"] < per_record["padded_token_forwards_per_step"]
+    assert "training 1,000 steps (packed)" in projected["lrkit_minutes"]
+    assert table.count("\n| ") == 11  # header + 10 measurements

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -174,6 +175,22 @@ def test_the_merged_card_and_an_evaluation_on_it(shared, tmp_path, capsys):
     assert entry.dataset_name == "test" and entry.metric_value == pytest.approx(round(accuracy, 4))
     assert f"| test | 6 | {100 * accuracy:.1f}% |" in evaluated.text
     assert "No evaluation of this model yet" not in evaluated.text
+
+
+def test_a_merged_adapter_lrkit_did_not_train_gets_a_card_naming_the_expert(shared, tmp_path):
+    """A plain peft adapter (no lrkit_train.json) merges, and its card says what lrkit knows."""
+    from lrkit import merge
+    from lrkit.cards import EXTERNAL
+
+    foreign = tmp_path / "foreign"
+    shutil.copytree(shared["root"] / "adapter", foreign,
+                    ignore=shutil.ignore_patterns("lrkit_*", "README.md", "checkpoint-*", "tensorboard"))
+    assert not (foreign / "lrkit_train.json").exists()
+    merge("toy:expert", foreign, tmp_path / "merged")
+    data = card(tmp_path / "merged").data.to_dict()
+    text = (tmp_path / "merged" / "README.md").read_text()
+    assert data["base_model"] == "toy:expert" and data["library_name"] == "transformers"
+    assert EXTERNAL in text and "## Training" not in text and str(tmp_path) not in text
 
 
 def test_public_names():
