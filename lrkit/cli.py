@@ -53,7 +53,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, skip: Sequence[st
         if f.name in skip or dataclasses.is_dataclass(hint):
             continue
         default = f.default
-        help_text = f"{docs.get(f.name, '')} (default: {default!r})".replace("%", "%%")
+        shown = ("on" if default else "off") if hint is bool else repr(default)
+        help_text = f"{docs.get(f.name, '')} (default: {shown})".replace("%", "%%")
         if hint is bool:  # --x, --x on|off, --no-x
             group.add_argument(_flag(f.name), dest=f.name, nargs="?", const=True, type=_on_off,
                                metavar="on|off", default=default, help=help_text)

@@ -1,6 +1,6 @@
-"""Fine-tuning stage: LoRA on the expert with contrastive soft labels (SPEC section 2).
+"""Fine-tuning stage: LoRA on the expert with contrastive soft labels.
 
-Every record supervises one position. Its input is the record's prompt ids plus
+Every record supervises one position: its input is the record's prompt ids plus
 its prefix ids; its target is v_C, the record's sparse ``token_ids`` /
 ``weights``, at the last real position of that input.
 
@@ -8,7 +8,7 @@ The loss is KL(v_C || pi_E) = sum_i w_i (log w_i - log pi_E(i)) in float32, from
 that position's logits only. Its gradient equals the gradient of the
 v_C-weighted cross-entropy -sum_i w_i log pi_E(i): the two differ by the entropy
 of v_C, a constant of the record. lrkit logs the KL, which is 0 when the expert
-already matches v_C.
+already matches v_C. The optimizer sees the mean over the step's records.
 
 pi_E is the softmax over the first ``scored_vocab_size(tokenizer)`` logit rows
 (the tokenizer's length without trailing ``[PAD...]`` placeholders), the same
@@ -16,11 +16,18 @@ rows the sampler built v_C from. Rows a model carries beyond its tokenizer
 (Qwen2.5: 151936 rows for 151665 tokens) are never a target; they are sliced
 off before the softmax, so the loss and the labels see the same distribution.
 
-Batches are padded on the LEFT, so position -1 holds every row's last real
-token, and the model is asked for that position's logits only
-(``logits_to_keep=1``): logits take batch x vocab floats, not batch x length x
-vocab. ``TrainConfig.parity_right_padding`` reproduces the authors' trainer
-(right padding, ``logits[:, -1]``), which supervises every shorter row at a pad.
+Two layouts give the same loss and gradients (tests/test_packing.py):
+
+* packed (``TrainConfig.packing``, the default; ``lrkit.packing``): the records
+  of one rollout are prefixes of one sequence, so one causal pass over it gives
+  the expert's distribution at every kept step. A step still holds per-device
+  batch x grad-accum x processes records; the hidden states are gathered at the
+  supervised positions and the output layer is applied in chunks;
+* per-record (``packing=False``, the paper's recipe): one sequence per record,
+  padded on the LEFT, so position -1 holds every row's last real token, and the
+  model is asked for that position's logits only (``logits_to_keep=1``).
+  ``TrainConfig.parity_right_padding`` reproduces the authors' trainer (right
+  padding, ``logits[:, -1]``), which supervises every shorter row at a pad.
 
 Output directory: the adapter and tokenizer, ``loss.jsonl`` (one line per
 logged step: step, kl, learning_rate, grad_norm, epoch), ``trainer_state.json``,

@@ -106,6 +106,11 @@ def test_flags_reach_the_config():
     args = build_parser().parse_args(["eval", "--model", "m", "--problems", "p", "--out", "o",
                                       "--system-prompt", ""])
     assert config_from_args(EvalConfig, args).system_prompt is None
+    train = ["train", "--expert", "e", "--records", "r", "--out", "o"]
+    packing = {flags: config_from_args(TrainConfig, build_parser().parse_args(train + list(flags))).packing
+               for flags in [(), ("--packing", "off"), ("--packing", "on"), ("--no-packing",), ("--packing",)]}
+    assert packing == {(): True, ("--packing", "off"): False, ("--packing", "on"): True, ("--no-packing",): False,
+                       ("--packing",): True}
 
 
 def test_demo_flags_build_its_config():
@@ -119,6 +124,9 @@ def test_demo_flags_build_its_config():
     assert parsed.sample == dataclasses.replace(defaults.sample, beta=0.3)
     assert parsed.train == dataclasses.replace(defaults.train, max_steps=4)
     assert parsed.eval == defaults.eval
+    assert defaults.train.packing
+    off = demo_config_from_args(build_parser().parse_args(["demo", "--packing", "off"]))
+    assert off.train == dataclasses.replace(defaults.train, packing=False)
 
 
 def test_a_bad_flag_value_is_an_argparse_error(capsys):
