@@ -1,4 +1,4 @@
-"""The paper's SFT baseline (SPEC section 2), on lrkit's training code paths.
+"""The paper's SFT baseline (docs/METHOD.md, section 2), on lrkit's training code paths.
 
 1. One greedy chain-of-thought rollout of the expert per train problem
    (``lrkit.generation.greedy_generate``, the prompt of ``lrkit.prompts``).

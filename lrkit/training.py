@@ -1,4 +1,4 @@
-"""Fine-tuning stage: LoRA on the expert with contrastive soft labels (SPEC section 2).
+"""Fine-tuning stage: LoRA on the expert with contrastive soft labels (docs/METHOD.md, section 2).
 
 Every record supervises one position. Its input is the record's prompt ids plus
 its prefix ids; its target is v_C, the record's sparse ``token_ids`` /
