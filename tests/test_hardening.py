@@ -21,16 +21,11 @@ from lrkit.provenance import PACKAGES, read_provenance
 from lrkit.records import tokenizer_fingerprint
 from lrkit.sampling import read_steps, sample
 
-from tiny_models import make_model, make_tokenizer, save_pair
+from tiny_models import make_model, make_tokenizer
 
 MAX_NEW = 8
 PROBLEMS = [{"id": f"p{i}", "question": f"Ann has {i + 3} pens and {2 * i + 1} cups. How many?",
              "answer": f"#### {3 * i + 4}"} for i in range(4)]
-
-
-@pytest.fixture(scope="module")
-def pair_paths(tmp_path_factory):
-    return save_pair(tmp_path_factory.mktemp("pair"), expert_rows=3, eos_boost=1.0)
 
 
 @pytest.fixture(scope="module")
