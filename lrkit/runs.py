@@ -72,7 +72,10 @@ def _take(folder: Path, stage: str) -> Iterator[None]:
     if folder.exists() and not folder.is_dir():
         yield  # not a folder: nothing to lock, the stage says what is wrong
         return
-    created = not folder.exists()
+    created, missing = [], folder  # the folders this call makes, deepest first
+    while not missing.exists() and missing != missing.parent:
+        created.append(missing)
+        missing = missing.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
@@ -92,12 +95,15 @@ def _take(folder: Path, stage: str) -> Iterator[None]:
         with _held_guard:
             del _held[key]
         try:
-            path.unlink(missing_ok=True)  # while still held: a later writer makes a fresh file
+            with contextlib.suppress(OSError):  # an open file on Windows: filelock removes it there
+                path.unlink(missing_ok=True)  # while still held: a later writer makes a fresh file
         finally:
             lock.release()
-        if created:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only succeeds when the call left the new folder empty
+        for made in created:  # what the call made and left empty goes (rmdir fails on anything else)
+            try:
+                made.rmdir()
+            except OSError:
+                break
 
 
 @contextlib.contextmanager

@@ -1,8 +1,7 @@
-"""What a new user hits when something goes wrong (issue 12): every mistake ends
-with exit status 2 and one line naming the file, line, field or flag; nothing a
-user produced is overwritten or silently mixed; every run folder says what made it.
-
-Each test here failed on the code before the fixes (points 1-9 of the issue)."""
+"""What a new user hits when something goes wrong, through the command line:
+every mistake ends with exit status 2 and one line naming the file, line, field
+or flag; nothing a user produced is overwritten or silently mixed; every run
+folder says what made it."""
 from __future__ import annotations
 
 import json

@@ -89,7 +89,7 @@ def test_lock_file_exists_only_while_held_and_a_new_empty_folder_goes(tmp_path):
     with locked(folder, "test"):
         assert (folder / LOCK_FILE).exists()
         assert entries(folder) == []
-    assert not folder.exists(), "a folder the call made and left empty is removed"
+    assert not (tmp_path / "new").exists(), "the folders the call made and left empty are removed"
     with locked(folder, "test"):
         (folder / "result.json").write_text("{}")
     assert sorted(p.name for p in folder.iterdir()) == ["result.json"], "the lock file goes on release"
@@ -230,3 +230,27 @@ def test_two_training_processes_into_one_folder(pair_paths, undisturbed, tmp_pat
         assert (got[name] - expected[name]).abs().max().item() <= 1e-6, name
     runs = json.loads((out / "provenance.json").read_text())["runs"]
     assert len(runs) == 1 and runs[0]["ended"]
+
+
+def test_a_launch_of_two_ranks_into_a_busy_folder_stops_every_rank_with_one_line(pair_paths, problems_file,
+                                                                                 tmp_path):
+    """Under torchrun rank 0 alone takes the lock; when it cannot, every rank stops
+    at once and rank 0 alone prints the line (no hang, nothing written)."""
+    out = tmp_path / "busy"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], env=_env(), text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                              "-m", "lrkit", *sample_argv(pair_paths, problems_file, out), "--device", "cpu"],
+                             env={**_env(), "LRKIT_DIST_TIMEOUT": "120"}, cwd=tmp_path, capture_output=True,
+                             text=True, timeout=300)
+        assert time.monotonic() - started < 200, "no hang"
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE], "nothing written beside the holder's lock"
+    finally:
+        holder.communicate("\n", timeout=60)
+    assert run.returncode != 0
+    lines = [line for line in run.stderr.splitlines() if line.startswith("lrkit") and ": error: " in line]
+    assert len(lines) == 1, run.stderr[-2000:]
+    assert lines[0].startswith(f"lrkit sample: error: {out}: another lrkit process is writing this folder")
