@@ -7,9 +7,7 @@ and the Python API all take these objects.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 CODE_SYSTEM_PROMPT = "Please reason step by step."
@@ -187,14 +185,6 @@ def from_dict(cls, data: dict, source: str = "config"):
     if "target_modules" in values:
         values["target_modules"] = tuple(values["target_modules"])
     return cls(**values).validate()
-
-
-def save_config(config, path: Path) -> None:
-    Path(path).write_text(json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n")
-
-
-def load_config(cls, path: Path):
-    return from_dict(cls, json.loads(Path(path).read_text()), source=str(path))
 
 
 def field_docs(cls) -> dict[str, str]:

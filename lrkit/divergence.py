@@ -81,16 +81,6 @@ def contrastive_scores(expert_logp: torch.Tensor, amateur_logp: torch.Tensor,
     return scores.masked_fill(~mask, float("-inf"))
 
 
-def soft_labels(expert_logp: torch.Tensor, amateur_logp: torch.Tensor, alpha: float,
-                temperature: float = 1.0) -> torch.Tensor:
-    """Dense v_C: softmax over A of (log pi_E - log pi_A) / temperature, 0 outside A.
-
-    Dense is for tests and small vocabularies; records use :func:`sparse_soft_label`.
-    """
-    mask = plausibility_mask(expert_logp, alpha)
-    return torch.softmax(contrastive_scores(expert_logp, amateur_logp, mask, temperature), dim=-1)
-
-
 def sparse_soft_label(expert_logp: torch.Tensor, amateur_logp: torch.Tensor, alpha: float,
                       temperature: float = 1.0) -> tuple[list[int], list[float]]:
     """v_C of ONE step as (ids, weights), ids sorted by weight, largest first."""

@@ -38,6 +38,7 @@ from .config import EvalConfig, to_dict
 from .generation import greedy_generate_batch, stop_token_ids
 from .problems import gsm8k_gold, load_problems
 from .models import check_prompt_lengths
+from .runs import entries, writes_folder
 from .prompts import build_prompt_ids
 from .provenance import PROVENANCE_FILE, Provenance, api_call
 
@@ -557,6 +558,7 @@ def _scorable_problems(problems, caller: str) -> list:
     return problems
 
 
+@writes_folder("evaluation")
 def _run_evaluation(generate_batch, models, tokenizer, problems, config: EvalConfig, info: dict,
                     out_dir, progress: bool) -> EvalResult:
     """Generate in length-sorted batches, score each answer, save after every
@@ -637,7 +639,7 @@ def check_eval_out_dir(out_dir: Path, info: dict) -> None:
         return
     if not out_dir.is_dir():
         raise EvalFolderError(f"{out_dir}: not a folder")
-    names = sorted(p.name for p in out_dir.iterdir() if not p.name.endswith(".tmp"))
+    names = sorted(p.name for p in entries(out_dir) if not p.name.endswith(".tmp"))
     if not names:
         return
     foreign = [n for n in names if n not in EVAL_FILES]

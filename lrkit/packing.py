@@ -11,7 +11,7 @@ Three parts, each exact against the per-record recipe:
 
 * ``pack_units``: groups records into *units*, one token sequence each, purely
   from their token ids (sorted, a record joins the next one when its ids are a
-  prefix of it), so records of older files without rollout ids group too.
+  prefix of it), so records without rollout ids (the authors' files) group too.
   A unit never exceeds ``max_length``: a record whose input is longer sees only
   its last ``max_length`` tokens, as in the per-record recipe, so it gets a
   window of its own.

@@ -127,11 +127,6 @@ def iter_numbered_records(path: Union[str, Path]) -> Iterator[tuple[int, dict]]:
         yield number, validate_record(parse_json_line(line, where, RecordError), where)
 
 
-def iter_records(path: Union[str, Path]) -> Iterator[dict]:
-    for _, record in iter_numbered_records(path):
-        yield record
-
-
 def read_records(path: Union[str, Path], allow_empty: bool = False) -> list[dict]:
     """All records of a file; the authors' own files load too.
 

@@ -36,6 +36,7 @@ from .problems import Problem, load_problems
 from .prompts import build_prompt_ids
 from .provenance import PROVENANCE_FILE, Provenance, api_call
 from .records import dumps, tokenizer_fingerprint
+from .runs import entries, writes_folder
 
 OUTPUT_FILES = ("rollouts.jsonl", "steps.jsonl", "records.jsonl")
 STATE_FILE = "state.json"
@@ -285,7 +286,7 @@ def _prepare_out_dir(out_dir: Path, run_config: dict, overwrite: bool) -> tuple[
     else:
         # Anything else there (an evaluation's summary.json, a user's files) would be
         # overwritten or mixed with this run's files.
-        leftovers = sorted(p.name for p in out_dir.iterdir())
+        leftovers = sorted(p.name for p in entries(out_dir))
         if leftovers and not overwrite:
             raise RunMismatchError(f"{out_dir} already holds {', '.join(leftovers[:5])} but no sampling "
                                    f"run ({CONFIG_FILE}); choose another output folder or pass --overwrite")
@@ -381,6 +382,7 @@ def summarize_steps(steps) -> dict:
     }
 
 
+@writes_folder("sampling run")
 def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_dir,
            config: Optional[SampleConfig] = None, *, max_problems: Optional[int] = None,
            device=None, dtype=None, trust_remote_code: bool = False, overwrite: bool = False,

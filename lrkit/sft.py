@@ -1,4 +1,4 @@
-"""The paper's SFT baseline (SPEC section 2), on lrkit's training code paths.
+"""The paper's SFT baseline (docs/METHOD.md, section 2), on lrkit's training code paths.
 
 1. One greedy chain-of-thought rollout of the expert per train problem
    (``lrkit.generation.greedy_generate``, the prompt of ``lrkit.prompts``).
@@ -32,6 +32,7 @@ from .problems import Problem, load_problems
 from .prompts import build_prompt_ids
 from .provenance import Provenance, api_call
 from .records import tokenizer_fingerprint
+from .runs import writes_folder
 from .training import (CountingTrainer, PathLike, TrainResult, fit, loss_history, pad_id_of,
                        position_ids_of, prepare_out_dir, resolve_precision, write_run)
 
@@ -139,6 +140,7 @@ def rollout(expert: str, problems: Sequence[Problem], system_prompt: Optional[st
     return rows
 
 
+@writes_folder("SFT run")
 def run_sft(expert: PathLike, problems: Union[PathLike, Sequence], out_dir: PathLike,
             config: Optional[TrainConfig] = None, system_prompt: Optional[str] = CODE_SYSTEM_PROMPT,
             max_new_tokens: int = 512, generation_batch_size: int = 16, require_finished: bool = True,

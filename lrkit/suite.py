@@ -30,6 +30,7 @@ from .benchmarks import BENCHMARKS, PAPER_BENCHMARKS, PAPER_TABLE1, get_benchmar
 from .config import EvalConfig, to_dict
 from .evaluation import EvalResult, compare, evaluate
 from .problems import Problem, load_problems
+from .runs import writes_folder
 
 __all__ = ["evaluate_suite", "SuiteResult", "SUITE_FILE"]
 
@@ -173,6 +174,7 @@ def _title(bench: str) -> str:
     return BENCHMARKS[bench].title if bench in BENCHMARKS else bench
 
 
+@writes_folder("suite")
 def evaluate_suite(models: Sequence, benchmarks: Union[Sequence[str], Mapping], out_dir: Union[str, Path],
                    config: Optional[EvalConfig] = None, limit: Optional[int] = None,
                    data_files: Optional[Mapping[str, Union[str, Path]]] = None,

@@ -1,4 +1,4 @@
-"""Fine-tuning stage: LoRA on the expert with contrastive soft labels.
+"""Fine-tuning stage: LoRA on the expert with contrastive soft labels (docs/METHOD.md, section 2).
 
 Every record supervises one position: its input is the record's prompt ids plus
 its prefix ids; its target is v_C, the record's sparse ``token_ids`` /
@@ -56,6 +56,7 @@ from .generation import left_pad
 from .models import (choose_device, choose_dtype, load_model, load_tokenizer, resolve_member,
                      scored_vocab_size)
 from .prompts import build_prompt_ids
+from .runs import entries, writes_folder
 from .provenance import Provenance, api_call, now
 from .records import (RecordError, check_records_tokenizer, iter_numbered_records, tokenizer_fingerprint,
                       validate_record)
@@ -376,7 +377,7 @@ def prepare_out_dir(out_dir: Path, run: dict, resume: bool) -> Optional[Path]:
     """
     from transformers.trainer_utils import get_last_checkpoint
 
-    if out_dir.exists() and any(out_dir.iterdir()):
+    if out_dir.exists() and entries(out_dir):
         if not resume:
             raise OutputFolderError(f"{out_dir} already holds files; pass resume=True (--resume) to "
                                     "continue the run there, or choose a new folder")
@@ -555,6 +556,7 @@ def packed_items(records: Sequence[dict], examples: Sequence[dict], tokenizer, c
     return items, PackedCollator(pad_id_of(tokenizer), targets)
 
 
+@writes_folder("training run")
 def train(expert: PathLike, records: Union[PathLike, Sequence[dict]], out_dir: PathLike,
           config: Optional[TrainConfig] = None, system_prompt: Optional[str] = CODE_SYSTEM_PROMPT,
           resume: bool = False, callbacks: Sequence[TrainerCallback] = (), progress: bool = True) -> TrainResult:
@@ -613,6 +615,7 @@ def train(expert: PathLike, records: Union[PathLike, Sequence[dict]], out_dir: P
     return result
 
 
+@writes_folder("merge")
 def merge(expert: PathLike, adapter_dir: PathLike, out_dir: PathLike,
           dtype: Union[str, torch.dtype] = "auto") -> Path:
     """Fold a LoRA adapter into the expert; save model + tokenizer to ``out_dir``.
@@ -628,7 +631,7 @@ def merge(expert: PathLike, adapter_dir: PathLike, out_dir: PathLike,
     expert, adapter_dir, out_dir = resolve_member(str(expert)), Path(adapter_dir), Path(out_dir)
     if not (adapter_dir / "adapter_config.json").exists():
         raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json (expected the --out folder of lrkit train)")
-    if out_dir.exists() and any(out_dir.iterdir()):
+    if out_dir.exists() and entries(out_dir):
         raise OutputFolderError(f"{out_dir} already holds files; choose a new folder for the merged model")
     tokenizer = load_tokenizer(expert)
     if (adapter_dir / RUN_FILE).exists():

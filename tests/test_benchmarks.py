@@ -167,7 +167,7 @@ def test_paper_table_averages_agree_with_its_columns():
         for label, values in rows.items():
             assert len(values) == 8
             assert math.isclose(sum(values[:7]) / 7, values[7], abs_tol=0.051), (model, label)
-    assert PAPER_TABLE1["Qwen2.5-Math-1.5B"]["Baseline"][0] == 42.5  # SPEC.md section 3
+    assert PAPER_TABLE1["Qwen2.5-Math-1.5B"]["Baseline"][0] == 42.5  # the paper's Table 1
     assert PAPER_TABLE1["Qwen2.5-Math-1.5B"]["+ LightR"][0] == 70.6
 
 

@@ -14,15 +14,9 @@ from lrkit.config import EvalConfig, SampleConfig, TrainConfig
 from lrkit.evaluation import evaluate
 from lrkit.models import load_model
 from lrkit.sampling import sample
-from tiny_models import save_pair
 
 PROBLEMS = [{"id": f"b{i}", "question": f"Kim has {i + 1} pens and {2 * i} more. How many?", "answer": str(3 * i + 1)}
             for i in range(4)]
-
-
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    return save_pair(tmp_path_factory.mktemp("bf16"), expert_rows=3, eos_boost=1.0)
 
 
 def spy(monkeypatch, module, name, seen: list):
@@ -36,10 +30,10 @@ def spy(monkeypatch, module, name, seen: list):
     monkeypatch.setattr(module, name, wrapped)
 
 
-def test_bf16_sampling_scores_in_float32(pair, tmp_path, monkeypatch):
+def test_bf16_sampling_scores_in_float32(pair_paths, tmp_path, monkeypatch):
     seen = []
     spy(monkeypatch, divergence, "step_statistics", seen)
-    result = sample(str(pair[0]), str(pair[1]), PROBLEMS, tmp_path / "run",
+    result = sample(str(pair_paths[0]), str(pair_paths[1]), PROBLEMS, tmp_path / "run",
                     SampleConfig(max_new_tokens=10, beta=0.5, batch_size=2), device="cpu", dtype="bf16",
                     progress=False)
     assert seen
@@ -58,13 +52,13 @@ def test_bf16_sampling_scores_in_float32(pair, tmp_path, monkeypatch):
         assert abs(sum(record["weights"]) - 1.0) < 1e-5
 
 
-def test_bf16_training_loss_in_float32(pair, tmp_path, monkeypatch):
+def test_bf16_training_loss_in_float32(pair_paths, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    sample(str(pair[0]), str(pair[1]), PROBLEMS, run, SampleConfig(max_new_tokens=10, beta=0.5),
+    sample(str(pair_paths[0]), str(pair_paths[1]), PROBLEMS, run, SampleConfig(max_new_tokens=10, beta=0.5),
            device="cpu", progress=False)
     seen = []
     spy(monkeypatch, training, "sparse_kl", seen)
-    result = training.train(str(pair[0]), run / "records.jsonl", tmp_path / "adapter",
+    result = training.train(str(pair_paths[0]), run / "records.jsonl", tmp_path / "adapter",
                             TrainConfig(precision="bf16", max_steps=3, per_device_batch_size=2,
                                         gradient_accumulation_steps=1, save_steps=100, logging_steps=1),
                             progress=False)
@@ -79,8 +73,8 @@ def test_bf16_training_loss_in_float32(pair, tmp_path, monkeypatch):
     assert saved["r"] == TrainConfig().lora_r
 
 
-def test_bf16_evaluation_is_finite(pair, tmp_path):
-    model, tokenizer = load_model(str(pair[0]), device="cpu", dtype="bf16")
+def test_bf16_evaluation_is_finite(pair_paths, tmp_path):
+    model, tokenizer = load_model(str(pair_paths[0]), device="cpu", dtype="bf16")
     assert next(model.parameters()).dtype == torch.bfloat16
     result = evaluate(model, PROBLEMS, EvalConfig(max_new_tokens=10, batch_size=2), tokenizer=tokenizer,
                       out_dir=tmp_path / "eval", progress=False)

@@ -11,16 +11,10 @@ from lrkit.generation import contrastive_generate, greedy_generate
 from lrkit.models import load_pair, load_tokenizer
 from lrkit.prompts import build_prompt_ids
 
-from tiny_models import save_pair
 
 QUESTIONS = [f"Ann has {i + 3} pens and gets {2 * i + 5} more. How many?" + " Think." * (i % 3)
              for i in range(5)]
 MAX_NEW = 16
-
-
-@pytest.fixture(scope="module")
-def pair_paths(tmp_path_factory):
-    return save_pair(tmp_path_factory.mktemp("pair"), expert_rows=3, eos_boost=1.0)
 
 
 def reference(expert_path, amateur_path, prompt, alpha):

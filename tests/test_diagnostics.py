@@ -14,8 +14,6 @@ from lrkit.diagnostics import ContrastCheck, contrast_check, gold_path_statistic
 from lrkit.models import load_pair, load_tokenizer
 from lrkit.prompts import build_prompt_ids
 
-from tiny_models import save_pair
-
 
 def logp(*probs):
     return torch.tensor([math.log(p) for p in probs])
@@ -71,11 +69,6 @@ def test_counts_and_gate():
     assert not ContrastCheck(frame([flat] * 60), 0.4, 0.2).passes
 
 
-@pytest.fixture(scope="module")
-def pair_paths(tmp_path_factory):
-    return save_pair(tmp_path_factory.mktemp("pair"), expert_rows=3)
-
-
 def reference_steps(expert_path, amateur_path, question, answer, alpha):
     """Batch 1, full forward pass per problem, plain torch."""
     tok = load_tokenizer(str(expert_path))
@@ -101,13 +94,13 @@ def reference_steps(expert_path, amateur_path, question, answer, alpha):
     return rows
 
 
-def test_contrast_check_matches_plain_reference(pair_paths):
+def test_contrast_check_matches_plain_reference(pair_paths_no_eos_boost):
     problems = [{"id": f"p{i}", "question": f"Ann has {i + 3} pens. How many?" + " Think." * i,
                  "answer": f"She has {i + 3} pens.\n#### {i + 3}" + " ok" * (2 - i)} for i in range(3)]
-    pair = load_pair(str(pair_paths[0]), str(pair_paths[1]), device="cpu")
+    pair = load_pair(str(pair_paths_no_eos_boost[0]), str(pair_paths_no_eos_boost[1]), device="cpu")
     kls = []
     for p in problems:
-        kls += [r["kl"] for r in reference_steps(*pair_paths, p["question"], p["answer"], 0.2)[1:]]
+        kls += [r["kl"] for r in reference_steps(*pair_paths_no_eos_boost, p["question"], p["answer"], 0.2)[1:]]
     kls.sort()
     # beta between two reference KLs that are well apart, so rounding cannot decide
     gaps = [(kls[i + 1] - kls[i], i) for i in range(len(kls) // 4, 3 * len(kls) // 4)]
@@ -117,7 +110,7 @@ def test_contrast_check_matches_plain_reference(pair_paths):
     check = contrast_check(pair, problems, beta=beta, alpha=0.2, batch_size=2)
     for p in problems:
         got = check.steps[check.steps.prompt_id == p["id"]].reset_index(drop=True)
-        expected = reference_steps(*pair_paths, p["question"], p["answer"], 0.2)
+        expected = reference_steps(*pair_paths_no_eos_boost, p["question"], p["answer"], 0.2)
         assert len(got) == len(expected)
         for t, row in enumerate(expected):
             assert got.gold_id[t] == row["gold_id"]

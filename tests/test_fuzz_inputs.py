@@ -20,18 +20,12 @@ from lrkit.config import SampleConfig
 from lrkit.records import AUTHORS_FIELDS
 from lrkit.sampling import sample
 
-from tiny_models import save_pair
 
 SEED = 1212
 CASES_PER_COMMAND = 80
 MAX_NEW = 6
 PROBLEMS = [{"id": f"q{i}", "question": f"Zoë has {i + 2} apples and buys {i + 5} more. How many now?",
              "answer": f"She has {2 * i + 7}.\n#### {2 * i + 7}"} for i in range(5)]
-
-
-@pytest.fixture(scope="module")
-def pair_paths(tmp_path_factory):
-    return save_pair(tmp_path_factory.mktemp("fuzz-pair"), expert_rows=3, eos_boost=1.0)
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,7 @@
-"""What a new user hits when something goes wrong (issue 12): every mistake ends
-with exit status 2 and one line naming the file, line, field or flag; nothing a
-user produced is overwritten or silently mixed; every run folder says what made it.
-
-Each test here failed on the code before the fixes (points 1-9 of the issue)."""
+"""What a new user hits when something goes wrong, through the command line:
+every mistake ends with exit status 2 and one line naming the file, line, field
+or flag; nothing a user produced is overwritten or silently mixed; every run
+folder says what made it."""
 from __future__ import annotations
 
 import json
@@ -21,16 +20,11 @@ from lrkit.provenance import PACKAGES, read_provenance
 from lrkit.records import tokenizer_fingerprint
 from lrkit.sampling import read_steps, sample
 
-from tiny_models import make_model, make_tokenizer, save_pair
+from tiny_models import make_model, make_tokenizer
 
 MAX_NEW = 8
 PROBLEMS = [{"id": f"p{i}", "question": f"Ann has {i + 3} pens and {2 * i + 1} cups. How many?",
              "answer": f"#### {3 * i + 4}"} for i in range(4)]
-
-
-@pytest.fixture(scope="module")
-def pair_paths(tmp_path_factory):
-    return save_pair(tmp_path_factory.mktemp("pair"), expert_rows=3, eos_boost=1.0)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -121,7 +122,7 @@ def test_committed_notebook_matches_its_paired_py(name):
 
 
 @pytest.mark.parametrize("name, calls", [
-    ("01_sampling", ["lrkit.sample(", "config"]),
+    ("01_sampling", ["lrkit.sample(", "config = w.sample_config"]),
     ("03_finetuning", ["lrkit.train,", "lrkit.merge,", "config = w.train_config"]),
     ("04_evaluation", ["lrkit.evaluate,", "config = w.eval_config", "lrkit.compare("]),
 ])
@@ -129,6 +130,8 @@ def test_each_notebook_makes_the_call_it_teaches(name, calls):
     code = "\n".join(c.source for c in read(name).cells if c.cell_type == "code")
     for call in calls:
         assert call in code, f"{name} does not show {call}"
+    stage = calls[0].rstrip("(,")  # the stage's call takes the config the cell shows
+    assert re.search(re.escape(stage) + r"\b[(,][^\n]*\bconfig\b", code), f"{name}: {stage} without its config"
 
 
 def _shared_cells(name: str) -> tuple[str, str]:

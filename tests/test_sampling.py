@@ -30,12 +30,6 @@ PROBLEMS = [{"id": f"p{i}", "question": f"Tom has {i + 2} apples and buys {3 * i
 MAX_NEW = 20
 
 
-@pytest.fixture(scope="module")
-def pair_paths(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pair")
-    return save_pair(root, expert_rows=3, eos_boost=1.0)
-
-
 def reference_steps(expert_path, amateur_path, problems, config):
     """The method written plainly: batch-1 greedy decoding by argmax with a full
     forward pass per token, then one separate forward pass of each model per

@@ -1,4 +1,4 @@
-"""Results people can share (issue 21): TensorBoard event files in the run folder,
+"""Results people can share: TensorBoard event files in the run folder,
 a training bar that prints no raw log dicts, model cards on adapters and merged
 models, records as a Hugging Face dataset (parquet + dataset card) that training
 reads back, and `lrkit push` against a mocked HfApi (the Hub is not reachable

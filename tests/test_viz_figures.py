@@ -39,8 +39,8 @@ def test_kl_histogram_data_beta_and_tail(syn):
     assert tail["xaxis"] == "x2" and tail["yaxis"] == "y2"
     (shape,) = d["layout"]["shapes"]
     assert shape["x0"] == shape["x1"] == 0.4
-    share = (steps.kl >= 0.4).mean()
-    assert f"{100 * share:.1f}% of steps" in d["layout"]["annotations"][0]["text"]
+    share = ((steps.kl >= 0.4) & (steps.step > 0)).mean()  # step 0 is never kept
+    assert f"{100 * share:.1f}% of steps kept" in d["layout"]["annotations"][0]["text"]
     below = (steps.kl < 0.1).mean()
     assert f"{100 * below:.1f}% below 0.1" in d["layout"]["title"]["text"]
 
@@ -104,6 +104,33 @@ def test_kept_share_by_beta_matches_selection(syn):
     np.testing.assert_allclose(arr(trace.x), betas)
     records = int(((steps.kl >= 0.4) & (steps.step > 0)).sum())
     assert f"{records} records" in fig.layout.annotations[0].text
+
+
+def test_report_summary_and_figures_give_one_kept_share():
+    """The demo report's "records kept (x% of steps)" (the run summary, from the
+    frame's kept column) and the KL figures' share at beta are one number, also
+    when step 0 has KL >= beta (selection never keeps step 0)."""
+    from lrkit.sampling import summarize_steps
+
+    steps = make_steps(6, 30, seed=3).steps
+    step0 = steps.step == 0
+    steps.loc[step0, "kl"] = np.linspace(0.5, 2.0, int(step0.sum()))  # every step 0 above beta
+    steps["kept"] = (steps.kl >= 0.4) & (steps.step > 0)  # what the sampler writes, by hand
+    steps.attrs["beta"] = 0.4
+    summary = summarize_steps(steps)
+    kept_by_hand = int(steps.kept.sum())
+    above = int((steps.kl >= 0.4).sum())
+    assert above == kept_by_hand + int(step0.sum()), "step 0 must count if the figure recomputed KL >= beta"
+    reported = f"{100 * summary['share_kept']:.1f}% of steps"
+    assert reported == f"{100 * kept_by_hand / len(steps):.1f}% of steps"
+    assert reported != f"{100 * above / len(steps):.1f}% of steps", "the two shares must differ in print"
+    histogram = kl_histogram(steps, beta=0.4).layout.annotations[0].text
+    assert f"{reported} kept" in histogram
+    share_curve = kept_share_by_beta(steps, beta=0.4, betas=[0.4]).layout.annotations[0].text
+    assert f"{100 * summary['share_kept']:.1f}%, {summary['kept']} records" in share_curve
+    # A frame without the run's beta (another beta asked for) falls back on select_steps:
+    del steps.attrs["beta"]
+    assert f"{reported} kept" in kl_histogram(steps, beta=0.4).layout.annotations[0].text
 
 
 def test_step_distributions_equal_full_distribution_values(syn):

@@ -220,7 +220,7 @@ log pi_E - log pi_A removes them. Here:
   sentence mentioned, never on a computed one (`8 + 3 = 3`). Nothing in G is
   computed.
 * **the family F** (what the demo evaluates): the same kinds of stories, 2-3 steps of
-  +, - and x on small integers, worked out correctly, ending `#### N`.
+  + and - on small integers, worked out correctly, ending `#### N`.
 * **the amateur** learned G only: it has the format and the habit, no arithmetic.
 * **the expert** was pretrained on G, then continued on F with some G replayed
   (as continued pretraining keeps a general model's skills). Where it is unsure

@@ -8,16 +8,20 @@ more strongly; that is where the contrast log pi_E - log pi_A points the expert
 towards its own distinctive knowledge. This module builds that premise in
 miniature on the toy family of :mod:`lrkit.toy.problems`:
 
-* **Problems (the family F).** A toy story with irrelevant sentences mixed in,
-  as in GSM-Symbolic's NoOp variant: "4 of the apples are green.", "Tom has 6
-  pencils." The worked answer skips them: they change nothing.
-* **The general corpus G.** The same kinds of stories, where the solution
-  follows the shallow rule "use every number": each irrelevant number is added
-  in a line of its own (``Counting 4 more, the total is 12 + 4 = 16.``). The
-  arithmetic in G is right; its reading of the story is not.
+* **Problems (the family F).** Toy stories of 2-3 steps of + and - on
+  single-digit amounts (``DEFAULT_WORLD``), worked out correctly, ending
+  ``#### N``. The default stories hold no irrelevant sentences
+  (``distractor_weights=(1.0,)``); other worlds may mix some in, as in
+  GSM-Symbolic's NoOp variant ("4 of the apples are green.").
+* **The general corpus G.** The same kinds of stories, whose worked answers
+  follow a shallow habit. The default habit, "copy", ends every line on the
+  number its sentence gave (``8 + 3 = 3``), so nothing in G is computed; the
+  other habits ("count", "stop") are designs tried before it (docs/TOY_PAIRS.md).
+  The line layout in G is F's; only the numbers the lines end on differ.
 * **The amateur** is a small model trained on G only. **The expert** is
-  pretrained on G, then continued on F (see :mod:`lrkit.toy.pretrain`), so it
-  mostly skips irrelevant sentences but keeps some of G's habit.
+  pretrained on G, then continued on F with some G replayed (see
+  :mod:`lrkit.toy.habit_pair`), so it mostly computes but keeps some of G's
+  habit where it is unsure.
 
 Splits follow :mod:`lrkit.toy.problems`: a hash of the relevant computation
 decides the split, so no test computation is trained on, in F or in G.
@@ -32,9 +36,6 @@ from typing import Optional
 
 from lrkit.toy.problems import (PEOPLE, SPLITS, STORIES, Difficulty, Step, Story, _PRONOUNS, _operands,
                                 split_of_computation)
-
-UNITS = {"apples": "apples", "savings": "dollars", "cookies": "cookies", "books": "books",
-         "marbles": "marbles", "chickens": "chickens", "bus": "passengers"}
 
 NOOP_ABOUT_THE_THINGS = {
     "apples": ("{d} of the apples are green.", "{d} of the apples are smaller than the rest."),
@@ -53,9 +54,6 @@ NOOP_ABOUT_OTHERS = ("{friend} has {d} pencils.", "{friend} collects {d} sticker
 
 HABIT_LINE = "Counting {d} more, the total is {x} + {d} = {y}."
 """G's line for an irrelevant number: the shallow rule 'use every number'."""
-
-HABIT_MARKER = "Counting "
-"""How a worked answer shows the habit (G's lines start with it; F's never do)."""
 
 
 @dataclass(frozen=True)

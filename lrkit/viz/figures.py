@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..selection import keep_mask, kept_share_curve, soft_label_from_stats
+from ..selection import keep_mask, kept_share_curve, select_steps, soft_label_from_stats
 from ._html import esc, visible
 
 __all__ = [
@@ -32,14 +32,27 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def kept_steps(steps: pd.DataFrame, beta: float, kl_inclusive: bool = True,
+               skip_first_step: bool = True) -> np.ndarray:
+    """The steps selection keeps at ``beta``: the frame's own ``kept`` column when
+    it was made at this beta (``lrkit.read_steps`` keeps the run's beta in the
+    frame's attrs), else :func:`lrkit.selection.select_steps`. Figures take their
+    kept share from here, so they say what the run's summary says (step 0 is
+    never kept, whatever its KL)."""
+    if "kept" in steps.columns and steps.attrs.get("beta") == beta:
+        return steps["kept"].to_numpy(dtype=bool)
+    return select_steps(steps, beta, kl_inclusive, skip_first_step).to_numpy(dtype=bool)
+
+
 def kl_histogram(steps: pd.DataFrame, beta: float = 0.4, bin_width: float = 0.1,
                  tail_from: Optional[float] = None, kl_inclusive: bool = True,
-                 x_max: Optional[float] = None) -> go.Figure:
-    """Share of steps per KL bin (the paper's Figure 2), beta marked, and an inset
-    zoomed on the tail KL >= tail_from (default beta) with its own count axis."""
+                 x_max: Optional[float] = None, skip_first_step: bool = True) -> go.Figure:
+    """Share of steps per KL bin (the paper's Figure 2), beta marked with the share
+    of steps kept there (:func:`kept_steps`), and an inset zoomed on the tail
+    KL >= tail_from (default beta) with its own count axis."""
     kl = steps["kl"].to_numpy(dtype=float)
     tail_from = beta if tail_from is None else tail_from
-    above = kl >= beta if kl_inclusive else kl > beta
+    kept = kept_steps(steps, beta, kl_inclusive, skip_first_step)
     tail = kl[kl >= tail_from]
     x_max = x_max if x_max is not None else max(float(np.quantile(kl, 0.99)) if len(kl) else 1.0,
                                                 beta + bin_width)
@@ -54,7 +67,7 @@ def kl_histogram(steps: pd.DataFrame, beta: float = 0.4, bin_width: float = 0.1,
     fig.add_shape(type="line", x0=beta, x1=beta, xref="x", y0=0, y1=1, yref="y domain",
                   line=dict(color="black", dash="dash"), name="beta")
     fig.add_annotation(x=beta, xref="x", y=1, yref="y domain", yanchor="bottom", showarrow=False,
-                       text=f"\u03b2 = {beta:g}: {_pct(above.mean() if len(kl) else 0)} of steps")
+                       text=f"\u03b2 = {beta:g}: {_pct(kept.mean() if len(kl) else 0)} of steps kept")
     fig.update_layout(
         template=TEMPLATE, bargap=0.05, showlegend=False,
         title=f"KL(\u03c0E \u2016 \u03c0A) per step: {len(kl)} steps, "
@@ -164,11 +177,11 @@ def kept_share_by_beta(steps: pd.DataFrame, beta: Optional[float] = 0.4,
                              hovertemplate="\u03b2 %{x:.3g}: %{y:.1f}% kept, %{customdata} records"
                                            "<extra></extra>"))
     if beta is not None:
-        at = kept_share_curve(steps, [beta], kl_inclusive, skip_first_step).iloc[0]
+        kept = kept_steps(steps, beta, kl_inclusive, skip_first_step)
+        share = float(kept.mean()) if len(kept) else 0.0
         fig.add_vline(x=beta, line=dict(color="black", dash="dash"))
-        fig.add_annotation(x=beta, y=100 * at["share_kept"], showarrow=True, arrowhead=2,
-                           text=f"\u03b2 = {beta:g}: {_pct(at['share_kept'])}, "
-                                f"{int(at['records'])} records")
+        fig.add_annotation(x=beta, y=100 * share, showarrow=True, arrowhead=2,
+                           text=f"\u03b2 = {beta:g}: {_pct(share)}, {int(kept.sum())} records")
     fig.update_layout(template=TEMPLATE, showlegend=False, title="Share of steps kept as \u03b2 varies",
                       xaxis_title="\u03b2 (KL threshold)", yaxis_title="steps kept (%)")
     return fig
