@@ -126,13 +126,14 @@ from IPython.display import display
 from lrkit.viz import side_by_side
 
 shown = list(comparison.fixed["id"][:2]) + list(comparison.broken["id"][:2])
-chosen = [p for p in w.test_problems() if p["id"] in shown]
-views = {"base expert": w.rollout_steps("base", chosen),
-         "tuned expert": w.rollout_steps("lightreasoner", chosen)}
-for pid in shown:
-    kind = "fixed" if pid in set(comparison.fixed["id"]) else "broken"
-    display(side_by_side(views, pid, beta=BETA, alpha=ALPHA, title=f"{kind}: {pid}"))
-if not shown:
+if shown:
+    chosen = [p for p in w.test_problems() if p["id"] in shown]
+    views = {"base expert": w.rollout_steps("base", chosen),
+             "tuned expert": w.rollout_steps("lightreasoner", chosen)}
+    for pid in shown:
+        kind = "fixed" if pid in set(comparison.fixed["id"]) else "broken"
+        display(side_by_side(views, pid, beta=BETA, alpha=ALPHA, title=f"{kind}: {pid}"))
+else:
     print("tuning changed no answer on these problems")
 
 # %% [markdown]
@@ -192,8 +193,8 @@ for name in names:
     pair = w.load_pair() if name == PAIR else lrkit.load_pair(name, device=setup.device, dtype=setup.dtype)
     if name in TOY_PAIRS:   # each bundled pair on its own family: 200 validation gold solutions, N_EVAL tests
         pairs[name] = (pair, toy_problems(name, 200, "validation", seed=SEED), toy_problems(name, N_EVAL, "test", seed=SEED))
-    else:                   # a Hub pair: GSM8K train gold solutions, the notebook's test problems
-        pairs[name] = (pair, workshop.problems(name, 200, "train"), w.test_problems())
+    else:                   # a Hub pair: gold solutions of the GSM8K train problems sampled on (at most 200), the test problems
+        pairs[name] = (pair, workshop.problems(name, min(200, N_PROBLEMS), "train"), w.test_problems())
 checks, decoding = analysis.pairs_side_by_side(pairs, w.eval_config, beta=BETA, alpha=ALPHA)
 display(checks)
 
