@@ -113,7 +113,8 @@ def write_dataset(home: Path, repo_id: str, config: str | None, splits: dict, ca
     after the Hub repository) on the snapshot's files."""
     import pandas as pd
     from datasets import disable_progress_bars
-    from datasets.packaged_modules.parquet.parquet import Parquet
+    from datasets.data_files import DataFilesDict
+    from datasets.packaged_modules.parquet.parquet import Parquet, ParquetConfig
 
     disable_progress_bars()
 
@@ -127,8 +128,13 @@ def write_dataset(home: Path, repo_id: str, config: str | None, splits: dict, ca
         files[split] = [str(path)]
     if card:
         (snapshot / "README.md").write_text(card)
-    builder = Parquet(cache_dir=str(Path(home) / "datasets"), dataset_name=repo_id.split("/")[1],
-                      config_name=config, config_id=config, hash=REVISION, data_files=files)
+    data_files = DataFilesDict.from_patterns(files, base_path=str(snapshot))
+
+    class HubParquet(Parquet):  # as the Hub module does: the card's configs are the builder's
+        BUILDER_CONFIGS = [ParquetConfig(name=config, data_files=data_files)]
+
+    builder = HubParquet(cache_dir=str(Path(home) / "datasets"), dataset_name=repo_id.split("/")[1],
+                         config_name=config, hash=REVISION)
     # Online the files are hf://datasets/<repo>@<revision>/...; here they are the
     # snapshot's, so the repository is named once the builder has checked them.
     builder.repo_id = repo_id
