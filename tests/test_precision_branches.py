@@ -11,6 +11,7 @@ tensors stay on the CPU, in the dtype the branch chose.
 from __future__ import annotations
 
 import math
+import os
 import types
 
 import pytest
@@ -27,6 +28,23 @@ CARDS = {  # name: (capability, precision, dtype)
 }
 PROBLEMS = [{"id": f"p{i}", "question": f"Kim has {i + 1} pens and {2 * i} more. How many?",
              "answer": str(3 * i + 1)} for i in range(3)]
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """TrainingArguments under a mocked GPU sets accelerate's process-wide state
+    (device, mixed precision; transformers 4.x also $ACCELERATE_MIXED_PRECISION);
+    later tests in the process must not inherit it."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("ACCELERATE_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("ACCELERATE_")]:
+        if key not in before:
+            del os.environ[key]
+    os.environ.update(before)
+    from accelerate.state import AcceleratorState, PartialState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    PartialState._reset_state()
 
 
 @pytest.fixture(scope="module")
