@@ -237,3 +237,16 @@ def test_the_colab_path_offline(cache, tmp_path, monkeypatch):
                    for d in PAPER_DATASETS})
     assert requested == expected
     print("rehearsal seconds:", {k: round(v, 1) for k, v in times.items()})
+
+
+@pytest.mark.parametrize("name", ["01_sampling", "02_critical_moments", "03_finetuning", "04_evaluation"])
+def test_papermill_reads_every_parameter(name):
+    """A second '=' in a parameter's comment made papermill skip it ("Passed unknown
+    parameter: PAIR" when the rehearsal injected the pair)."""
+    papermill = pytest.importorskip("papermill")
+    nbformat = pytest.importorskip("nbformat")
+
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assigned = re.findall(r"^([A-Z_]+) = ", cell.source, re.M)
+    assert len(assigned) == 11 and set(papermill.inspect_notebook(str(NOTEBOOKS / f"{name}.ipynb"))) == set(assigned)
