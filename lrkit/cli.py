@@ -90,7 +90,9 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
 def sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--expert", required=True, help="expert: Hub name, folder, .gguf file, or a pair name such as toy")
     p.add_argument("--amateur", default=None, help="amateur (omit when --expert names a pair)")
-    p.add_argument("--problems", required=True, help="JSONL file with question (+answer, id), or gsm8k")
+    p.add_argument("--problems", required=True,
+                   help="JSONL file with question (+answer, id), or a benchmark split such as gsm8k:train; "
+                        "a bare gsm8k here means gsm8k:train (the paper's sampling set)")
     p.add_argument("--out", required=True, help="output folder; rerun the same command to resume")
     p.add_argument("--max-problems", type=int, default=None, help="use only the first N problems")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
@@ -101,8 +103,14 @@ def sample_arguments(p: argparse.ArgumentParser) -> None:
 def run_sample(args) -> int:
     from .sampling import sample
 
+    from .problems import benchmark_source
+
     config = config_from_args(SampleConfig, args)
-    result = sample(args.expert, args.amateur, args.problems, args.out, config,
+    problems, named = args.problems, benchmark_source(args.problems)
+    if named is not None and named[1] is None:  # the command's documented default: sample train
+        problems = f"{named[0]}:train"
+        print(f"problems: {problems} (a bare benchmark name samples its train split)", file=sys.stderr)
+    result = sample(args.expert, args.amateur, problems, args.out, config,
                     max_problems=args.max_problems, device=args.device, dtype=args.dtype,
                     trust_remote_code=args.trust_remote_code, overwrite=args.overwrite)
     print(json.dumps(result.summary, indent=2))
@@ -212,7 +220,7 @@ def run_eval(args) -> int:
 
     from .benchmarks import load_benchmark
     from .evaluation import RESULTS_FILE, evaluate
-    from .problems import GSM8K_HUB_NAMES, load_problems
+    from .problems import load_problems
 
     source = args.problems[0]
     unknown = sorted(set(data_files) - {source})
@@ -221,9 +229,8 @@ def run_eval(args) -> int:
     if source in data_files:
         problems = load_benchmark(source, path=data_files[source], limit=args.limit)
     else:
-        # `lrkit eval --problems gsm8k` means the test split, as it always has.
-        split = args.split or ("test" if source in GSM8K_HUB_NAMES else None)
-        problems = load_problems(source, max_problems=args.limit, split=split, require_answers=True)
+        # A benchmark name means its evaluation split (gsm8k: test), as everywhere.
+        problems = load_problems(source, max_problems=args.limit, split=args.split, require_answers=True)
     result = evaluate(args.model[0], problems, config, out_dir=args.out, name=(args.name or [None])[0])
     result.show()
     from .cards import add_evaluation

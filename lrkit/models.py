@@ -49,8 +49,18 @@ def choose_dtype(device: torch.device, dtype: Union[str, torch.dtype, None] = No
             raise ValueError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(sorted(DTYPES))}")
         return DTYPES[dtype]
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if native_bf16(device) else torch.float16
     return torch.float32
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether the CUDA ``device`` computes in bf16 natively (compute capability 8.0 on:
+    A100, H100, L4; or ROCm). ``torch.cuda.is_bf16_supported()`` alone also says yes on a
+    T4 (7.5), where bf16 is emulated and slow: there fp16 is the half precision to use."""
+    if torch.version.hip:
+        return True
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return torch.cuda.get_device_capability(index)[0] >= 8
 
 
 def _gguf_location(name_or_path: str) -> tuple[str, Optional[str]]:

@@ -1,6 +1,9 @@
 """Problem sets: JSONL files with ``question`` (+ optional ``answer`` and ``id``),
 or a benchmark by name (``gsm8k``, ``math500``, ``svamp``, ... see
-``lrkit.benchmarks``) from the Hub through ``datasets`` or from a local copy."""
+``lrkit.benchmarks``) from the Hub through ``datasets`` or from a local copy.
+
+A benchmark name means its evaluation split (``gsm8k``: test); ``NAME:SPLIT``
+(``gsm8k:train``) names another (:func:`benchmark_source`)."""
 from __future__ import annotations
 
 import json
@@ -99,34 +102,61 @@ def read_jsonl_problems(path: Union[str, Path], require_answers: bool = False) -
     return problems
 
 
-def load_gsm8k(split: str = "train") -> list[Problem]:
-    """GSM8K from the Hub (works on Colab; needs the network)."""
+def load_gsm8k(split: str) -> list[Problem]:
+    """GSM8K's ``split`` ("train" or "test") from the Hub (works on Colab; needs the network)."""
     from .benchmarks import load_benchmark
 
     return load_benchmark("gsm8k", split=split)
+
+
+def benchmark_source(source) -> Optional[tuple[str, Optional[str]]]:
+    """``(benchmark name, split or None)`` when ``source`` names a benchmark, else None.
+
+    The rule, the same everywhere a problem source is read:
+
+    - ``NAME`` (``gsm8k``, ``math500``, ...; ``openai/gsm8k`` is ``gsm8k``) means
+      the benchmark's **evaluation** split (``BENCHMARKS[NAME].split``; GSM8K: test);
+    - ``NAME:SPLIT`` (``gsm8k:train``) means that Hub split;
+    - a path that exists is a file, whatever its name.
+
+    Sampling and SFT need ``NAME:SPLIT`` (:func:`training_problems`); only the
+    command line ``lrkit sample --problems gsm8k`` keeps its documented meaning,
+    ``gsm8k:train``, and says so.
+    """
+    from .benchmarks import BENCHMARKS
+
+    if isinstance(source, (list, tuple)) or Path(str(source)).exists():
+        return None
+    name, sep, split = str(source).partition(":")
+    name = "gsm8k" if name in GSM8K_HUB_NAMES else name
+    if name not in BENCHMARKS:
+        return None
+    if sep and not re.fullmatch(r"[A-Za-z0-9_.+-]+", split):
+        raise ProblemError(f"{source!r}: expected NAME:SPLIT, e.g. gsm8k:train")
+    return name, (split if sep else None)
 
 
 def load_problems(source: Union[str, Path, Sequence], max_problems: Optional[int] = None,
                   split: Optional[str] = None, require_answers: bool = False) -> list[Problem]:
     """Problems from a JSONL path, a benchmark name, or a list of dicts/Problems.
 
-    ``gsm8k`` keeps its old meaning here, the Hub's ``split`` (default
-    "train", what sampling uses); every other benchmark name
-    (``lrkit.benchmarks.BENCHMARKS``) loads that benchmark's evaluation split
-    unless ``split`` is given. ``require_answers``: a JSONL line without an
-    answer is an error naming its line.
+    A benchmark name means its evaluation split (GSM8K: test), ``NAME:SPLIT``
+    or ``split`` another Hub split (:func:`benchmark_source`).
+    ``require_answers``: a JSONL line without an answer is an error naming its line.
     """
     from .benchmarks import BENCHMARKS, load_benchmark
 
+    named = benchmark_source(source)
     if isinstance(source, (list, tuple)):
         problems = [p if isinstance(p, Problem) else problem_from_dict(p, f"problem {i}", str(i))
                     for i, p in enumerate(source)]
         if len({p.id for p in problems}) != len(problems):
             raise ProblemError("problem ids are not unique")
-    elif str(source) in GSM8K_HUB_NAMES and not Path(str(source)).exists():
-        problems = load_gsm8k(split or "train")
-    elif str(source) in BENCHMARKS and not Path(str(source)).exists():
-        problems = load_benchmark(str(source), split=split)
+    elif named is not None:
+        name, named_split = named
+        if named_split is not None and split is not None and named_split != split:
+            raise ProblemError(f"{source!r} names split {named_split!r} but split={split!r} was given")
+        problems = load_benchmark(name, split=named_split or split)
     elif _looks_like_a_name(source):
         raise ProblemError(f"unknown benchmark {str(source)!r} and no such file; known benchmarks: "
                            f"{', '.join(BENCHMARKS)}")
@@ -137,6 +167,17 @@ def load_problems(source: Union[str, Path, Sequence], max_problems: Optional[int
             raise ValueError(f"max_problems must be >= 1, got {max_problems}")
         problems = problems[:max_problems]
     return problems
+
+
+def training_problems(source, max_problems: Optional[int] = None, caller: str = "sampling") -> list[Problem]:
+    """Problems to learn from (sampling, SFT): as :func:`load_problems`, but a
+    bare benchmark name is refused, since it means the evaluation split; name
+    the split (``gsm8k:train``, the paper's sampling set)."""
+    named = benchmark_source(source)
+    if named is not None and named[1] is None:
+        raise ProblemError(f"problems {str(source)!r}: a bare benchmark name means its evaluation split; "
+                           f"{caller} names its split, e.g. '{named[0]}:train'")
+    return load_problems(source, max_problems=max_problems)
 
 
 def _looks_like_a_name(source) -> bool:

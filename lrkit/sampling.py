@@ -32,7 +32,7 @@ from . import divergence
 from .config import SampleConfig, to_dict
 from .generation import greedy_generate_batch, pad_token_id, stop_token_ids
 from .models import ModelPair, check_prompt_lengths, load_pair
-from .problems import Problem, load_problems
+from .problems import Problem, training_problems
 from .prompts import build_prompt_ids
 from .provenance import PROVENANCE_FILE, Provenance, api_call
 from .records import dumps, tokenizer_fingerprint
@@ -391,7 +391,8 @@ def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_
 
     ``expert`` is a loaded :class:`ModelPair` (then ``amateur`` is None), a pair
     name such as ``"toy"``, or the expert's name/path with ``amateur`` beside it.
-    ``problems`` is a JSONL path, ``"gsm8k"`` or a list of problems.
+    ``problems`` is a JSONL path, a benchmark split such as ``"gsm8k:train"`` (the
+    paper's; a bare name, the evaluation split, is refused) or a list of problems.
     Rerunning the same call after an interruption resumes where it stopped.
     """
     from . import distributed
@@ -400,7 +401,7 @@ def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_
     with distributed.together():  # every rank checks the input; rank 0 alone touches the folder
         config = (config or SampleConfig()).validate()
         problems_source = problems
-        problems = load_problems(problems, max_problems=max_problems)
+        problems = training_problems(problems, max_problems=max_problems, caller="sampling")
         if ranks.world > len(problems):
             raise ValueError(f"{ranks.world} processes for {len(problems)} problem(s): launch at most "
                              f"{len(problems)} (torchrun --nproc-per-node / accelerate --num_processes)")

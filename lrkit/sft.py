@@ -28,7 +28,7 @@ import torch
 from .config import CODE_SYSTEM_PROMPT, TrainConfig, to_dict
 from .generation import greedy_generate, left_pad
 from .models import choose_device, load_model, load_tokenizer, resolve_member
-from .problems import Problem, load_problems
+from .problems import Problem, training_problems
 from .prompts import build_prompt_ids
 from .provenance import Provenance, api_call
 from .records import tokenizer_fingerprint
@@ -146,7 +146,7 @@ def run_sft(expert: PathLike, problems: Union[PathLike, Sequence], out_dir: Path
             max_new_tokens: int = 512, generation_batch_size: int = 16, require_finished: bool = True,
             judge: Optional[Callable[[str, Problem], bool]] = None, resume: bool = False,
             progress: bool = True) -> SFTResult:
-    """Run the SFT baseline on ``problems`` (a JSONL path, "gsm8k", or a list of
+    """Run the SFT baseline on ``problems`` (a JSONL path, "gsm8k:train", or a list of
     dicts/Problems with gold answers) and LoRA-tune ``expert`` on the right rollouts.
 
     ``config`` goes through ``sft_config`` (batch 4 x 4, one pass). The system
@@ -159,7 +159,7 @@ def run_sft(expert: PathLike, problems: Union[PathLike, Sequence], out_dir: Path
     """
     config = sft_config(config)
     expert, out_dir = resolve_member(str(expert)), Path(out_dir)
-    problems = load_problems(problems)
+    problems = training_problems(problems, caller="SFT")
     unanswered = [p.id for p in problems if p.answer is None]
     if unanswered:
         raise ValueError(f"SFT needs gold answers; problem(s) {', '.join(unanswered[:5])} have none")

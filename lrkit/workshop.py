@@ -119,16 +119,17 @@ def run_dir(*parts) -> Path:
 
 # --------------------------------------------------------------------------- problems and configs
 
-def problems(pair: str, n: int, split: str = "train", seed: int = 0) -> list[dict]:
+def problems(pair: str, n: int, split: str, seed: int = 0) -> list[dict]:
     """``n`` problems for ``pair``: a bundled toy pair's own family (seeded), else the
-    first ``n`` of GSM8K's ``split`` (the paper samples GSM8K train, tests on test)."""
+    first ``n`` of GSM8K's ``split`` (the paper samples GSM8K train, tests on test).
+    ``split`` has no default: sampling and evaluation each name theirs."""
     from .toy import TOY_PAIRS, toy_problems
 
     if pair in TOY_PAIRS:
         return toy_problems(pair, n, split, seed=seed)
     from .problems import load_problems
 
-    return [p.to_dict() for p in load_problems("gsm8k", max_problems=n, split=split)]
+    return [p.to_dict() for p in load_problems(f"gsm8k:{split}", max_problems=n)]
 
 
 def _is_toy(pair: str) -> bool:

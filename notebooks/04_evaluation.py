@@ -47,14 +47,14 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 # Parameters: the same cell in all four notebooks; change it here (papermill injects values after it).
-PAIR = "toy"          # bundled: "toy" (CPU, seconds) or the control "toy-shared"; "qwen2.5-math-1.5b" = the paper's pair (Colab GPU)
+PAIR = "toy"          # bundled: "toy" (CPU, seconds) or the control "toy-shared"; "qwen2.5-math-1.5b": the pair of the paper (Colab GPU)
 N_PROBLEMS = 48       # train problems the expert samples on (the paper: 1000 GSM8K problems)
-BETA = 0.4            # a step is kept when KL(expert || amateur) >= BETA (the paper's 0.4)
-ALPHA = 0.2           # plausibility mask: tokens with p_E >= ALPHA * max p_E (the paper's 0.2)
+BETA = 0.4            # a step is kept when KL(expert || amateur) is at least BETA (the paper: 0.4)
+ALPHA = 0.2           # plausibility mask: tokens with p_E at least ALPHA * max p_E (the paper: 0.2)
 MAX_STEPS = 30        # notebooks 3-4: LoRA optimizer steps (the paper: 1000)
-LEARNING_RATE = None  # notebooks 3-4: None = the pair's default (toy 2e-3; the paper's 5e-5 for Hub pairs)
+LEARNING_RATE = None  # notebooks 3-4: None: the default of the pair (toy 2e-3; Hub pairs 5e-5 as in the paper)
 N_EVAL = 150          # notebook 4: held-out test problems (the paper: all 1319 of GSM8K test)
-ABLATIONS = True      # notebook 4: train and evaluate the paper's three ablation variants
+ABLATIONS = True      # notebook 4: train and evaluate the three ablation variants of the paper
 SFT_BASELINE = True   # notebook 4: train and evaluate the SFT baseline
 DEVICE = "auto"       # "auto": the GPU when there is one (bf16, or fp16 on a T4), else the CPU
 SEED = 2026           # seed of the toy problems
@@ -126,13 +126,14 @@ from IPython.display import display
 from lrkit.viz import side_by_side
 
 shown = list(comparison.fixed["id"][:2]) + list(comparison.broken["id"][:2])
-chosen = [p for p in w.test_problems() if p["id"] in shown]
-views = {"base expert": w.rollout_steps("base", chosen),
-         "tuned expert": w.rollout_steps("lightreasoner", chosen)}
-for pid in shown:
-    kind = "fixed" if pid in set(comparison.fixed["id"]) else "broken"
-    display(side_by_side(views, pid, beta=BETA, alpha=ALPHA, title=f"{kind}: {pid}"))
-if not shown:
+if shown:
+    chosen = [p for p in w.test_problems() if p["id"] in shown]
+    views = {"base expert": w.rollout_steps("base", chosen),
+             "tuned expert": w.rollout_steps("lightreasoner", chosen)}
+    for pid in shown:
+        kind = "fixed" if pid in set(comparison.fixed["id"]) else "broken"
+        display(side_by_side(views, pid, beta=BETA, alpha=ALPHA, title=f"{kind}: {pid}"))
+else:
     print("tuning changed no answer on these problems")
 
 # %% [markdown]
@@ -192,8 +193,8 @@ for name in names:
     pair = w.load_pair() if name == PAIR else lrkit.load_pair(name, device=setup.device, dtype=setup.dtype)
     if name in TOY_PAIRS:   # each bundled pair on its own family: 200 validation gold solutions, N_EVAL tests
         pairs[name] = (pair, toy_problems(name, 200, "validation", seed=SEED), toy_problems(name, N_EVAL, "test", seed=SEED))
-    else:                   # a Hub pair: GSM8K train gold solutions, the notebook's test problems
-        pairs[name] = (pair, workshop.problems(name, 200, "train"), w.test_problems())
+    else:                   # a Hub pair: gold solutions of the GSM8K train problems sampled on (at most 200), the test problems
+        pairs[name] = (pair, workshop.problems(name, min(200, N_PROBLEMS), "train"), w.test_problems())
 checks, decoding = analysis.pairs_side_by_side(pairs, w.eval_config, beta=BETA, alpha=ALPHA)
 display(checks)
 

@@ -1,0 +1,252 @@
+"""The Colab path rehearsed offline (issue 20): the paper's pair and benchmarks by
+their Hub names, from a local Hugging Face cache (tests/hub_fixture.py) with
+HF_HUB_OFFLINE=1, run as a Colab user runs them: the command line and the four
+notebooks, each in its own process, so the libraries read HF_HOME as they start.
+
+The fast tests check the fixture itself against independent facts about Qwen2.5
+(token ids, special tokens, the published configs, each model card's template).
+The slow test is the rehearsal.
+"""
+from __future__ import annotations
+
+import json
+import lzma
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import hub_fixture as hub
+
+TESTS = Path(__file__).parent
+REPO = TESTS.parent
+NOTEBOOKS = REPO / "notebooks"
+MATH_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
+QWEN_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+PAPER_MODELS = {"Qwen/Qwen2.5-Math-1.5B", "Qwen/Qwen2.5-0.5B"}
+PAPER_DATASETS = {"openai/gsm8k", "HuggingFaceH4/MATH-500", "ChilleD/SVAMP", "EleutherAI/asdiv",
+                  "math-ai/minervamath", "Hothan/OlympiadBench", "hails/mmlu_no_train"}
+NOTEBOOK_PARAMETERS = dict(PAIR="qwen2.5-math-1.5b", N_PROBLEMS=4, MAX_STEPS=2, N_EVAL=3,
+                           ABLATIONS=True, SFT_BASELINE=False)
+"""Small sizes. SFT_BASELINE is off: random weights get no GSM8K answer right, and
+SFT refuses to train on nothing (as it should)."""
+
+
+def backend():
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_str(hub.tokenizer_json().decode("utf-8"))
+
+
+def render(template: str, question: str, system: str | None) -> str:
+    """The chat template rendered as transformers renders it, by jinja2 directly."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    return env.from_string(template).render(messages=messages, add_generation_prompt=True, tools=None)
+
+
+def template_of(repo_id: str) -> str:
+    return json.loads((hub.QWEN / f"{repo_id.split('/')[1]}.tokenizer_config.json").read_text())["chat_template"]
+
+
+# ------------------------------------------------------------------ the fixture's files
+
+def test_the_tokenizer_is_qwen25s():
+    tok = backend()
+    assert tok.get_vocab_size(with_added_tokens=True) == hub.TOKENS == 151_665
+    assert tok.get_vocab_size(with_added_tokens=False) == 151_643
+    specials = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645,
+                "<|video_pad|>": 151656, "<tool_call>": 151657, "<|fim_prefix|>": 151659, "<|file_sep|>": 151664}
+    assert {t: tok.token_to_id(t) for t in specials} == specials
+    # Qwen2 byte-level BPE ids, as Qwen's own tokenizer gives them
+    assert tok.encode("Hello, world!").ids == [9707, 11, 1879, 0]
+    assert tok.encode("<|im_start|>user\n").ids == [151644, 872, 198]
+    assert tok.decode(tok.encode(" x² = 3½ 中文").ids) == " x² = 3½ 中文"
+    assert (hub.QWEN / "tokenizer.json.xz").stat().st_size < 5_000_000
+    assert "Apache License" in (hub.QWEN / "LICENSE").read_text()
+
+
+def test_each_model_has_its_model_cards_template():
+    qwen, math = template_of(hub.AMATEUR), template_of(hub.EXPERT)
+    assert qwen == (hub.QWEN / "gguf_chat_template.jinja").read_text()  # Qwen2.5's, as shipped in the GGUF
+    assert render(qwen, "1+1?", None) == (f"<|im_start|>system\n{QWEN_SYSTEM}<|im_end|>\n"
+                                          "<|im_start|>user\n1+1?<|im_end|>\n<|im_start|>assistant\n")
+    assert render(math, "1+1?", None) == (f"<|im_start|>system\n{MATH_SYSTEM}<|im_end|>\n"
+                                          "<|im_start|>user\n1+1?<|im_end|>\n<|im_start|>assistant\n")
+    assert render(math, "1+1?", "Be brief.") == render(qwen, "1+1?", "Be brief.")
+
+
+def test_configs_are_the_published_ones_shrunk_in_depth_and_width_only():
+    math, small = hub.real_config(hub.EXPERT), hub.real_config(hub.AMATEUR)
+    assert (math["hidden_size"], math["num_hidden_layers"], math["tie_word_embeddings"]) == (1536, 28, True)
+    assert (small["hidden_size"], small["num_hidden_layers"], small["tie_word_embeddings"]) == (896, 24, True)
+    assert math["vocab_size"] == small["vocab_size"] == hub.ROWS == 151_936
+    for repo_id, real in ((hub.EXPERT, math), (hub.AMATEUR, small)):
+        assert set(hub.SHRINK[repo_id]) <= {"hidden_size", "intermediate_size", "num_hidden_layers",
+                                            "max_window_layers"}
+        shrunk = {**real, **hub.SHRINK[repo_id]}
+        assert shrunk["hidden_size"] % shrunk["num_attention_heads"] == 0
+
+
+# ------------------------------------------------------------------ the rehearsal
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    if not hub.GSM8K_TRAIN.is_file():
+        pytest.skip(f"{hub.GSM8K_TRAIN} is missing")
+    return hub.build_hub_cache(tmp_path_factory.mktemp("hf_home"))
+
+
+def offline(home: Path, log: Path) -> dict:
+    env = {**os.environ, **hub.offline_env(home), "LRKIT_REHEARSAL_LOG": str(log), "TQDM_DISABLE": "1",
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(TESTS / "rehearsal_site"), env.get("PYTHONPATH", "")])
+    return env
+
+
+def lrkit(env: dict, cwd: Path, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "lrkit", *args], env=env, cwd=cwd, capture_output=True, text=True)
+    assert done.returncode == 0, f"lrkit {' '.join(args)} failed:\n{done.stderr[-3000:]}"
+    return done.stdout + done.stderr
+
+
+def python(env: dict, cwd: Path, code: str):
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def check_sampling_folder(folder: Path, system: str) -> int:
+    """Every id inside the tokenizer; prompts exactly the expert's chat template."""
+    tok, template = backend(), template_of(hub.EXPERT)
+    records = jsonl(folder / "records.jsonl")
+    for r in records:
+        ids = (r["token_ids"] + r["prompt_token_ids"] + r["prefix_token_ids"]
+               + [r["expert_token_id"], r["expert_top1_id"], r["amateur_top1_id"]])
+        assert max(ids) < hub.TOKENS, f"record {r['prompt_id']} step {r['step']} beyond the tokenizer"
+        assert abs(sum(r["weights"]) - 1) < 1e-4 and min(r["weights"]) > 0
+    for s in jsonl(folder / "steps.jsonl"):
+        assert max(s["expert_topk_ids"] + s["amateur_topk_ids"] + [s["token_id"]]) < hub.TOKENS
+    for rollout in jsonl(folder / "rollouts.jsonl"):
+        expected = tok.encode(render(template, rollout["question"], system), add_special_tokens=False).ids
+        assert rollout["prompt_token_ids"] == expected
+    return len(records)
+
+
+def execute_notebook(name: str, env: dict, cwd: Path, monkeypatch) -> float:
+    import nbformat
+    import papermill
+
+    for key, value in env.items():
+        if os.environ.get(key) != value:
+            monkeypatch.setenv(key, value)
+    executed = cwd / f"executed_{name}.ipynb"
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(executed), parameters=NOTEBOOK_PARAMETERS,
+                                   kernel_name="python3", cwd=str(cwd), execution_timeout=600, progress_bar=False)
+    except papermill.PapermillExecutionError as error:
+        pytest.fail(f"{name}: cell {error.cell_index} raised {error.ename}: {error.evalue}")
+    nb = nbformat.read(executed, as_version=4)
+    errors = [(i, o.get("ename")) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+              for o in c.get("outputs", []) if o.output_type == "error"
+              or (o.output_type == "stream" and "Traceback" in o["text"])]
+    assert errors == [], f"{name}: error cells {errors}"
+    return time.perf_counter() - start
+
+
+@pytest.mark.slow
+def test_the_colab_path_offline(cache, tmp_path, monkeypatch):
+    pytest.importorskip("papermill")
+    from datasets.naming import camelcase_to_snakecase
+
+    log = tmp_path / "requested.log"
+    env, work = offline(cache, log), tmp_path / "work"
+    work.mkdir()
+    times = {}
+
+    # The tokenizer and the models, loaded by the pair's name.
+    sizes = python(env, work, "import json, lrkit; p = lrkit.load_pair('qwen2.5-math-1.5b'); "
+                              "from lrkit.models import output_rows; "
+                              "print(json.dumps([len(p.tokenizer), p.vocab_size, output_rows(p.expert), "
+                              "output_rows(p.amateur), p.expert.config.tie_word_embeddings, "
+                              "p.amateur.config.tie_word_embeddings, p.expert_name, p.amateur_name]))")
+    assert sizes == [151_665, 151_665, 151_936, 151_936, True, True, hub.EXPERT, hub.AMATEUR]
+
+    # Each model's own template from its Hub name, with its own default system prompt.
+    question = "Tom has 3 apples and buys 4 more. How many apples does he have?"
+    prompts = python(env, work, "import json; from lrkit.models import load_tokenizer; "
+                                "from lrkit.prompts import build_prompt_ids; "
+                                f"print(json.dumps([build_prompt_ids(load_tokenizer(m), {question!r}, None) "
+                                f"for m in {[hub.EXPERT, hub.AMATEUR]!r}]))")
+    tok = backend()
+    for ids, repo_id, system in zip(prompts, (hub.EXPERT, hub.AMATEUR), (MATH_SYSTEM, QWEN_SYSTEM)):
+        text = render(template_of(repo_id), question, None)
+        assert system in text and ids == tok.encode(text, add_special_tokens=False).ids
+
+    # The command line by Hub names: sample (GSM8K train), train, merge, Table 1 (GSM8K test + MATH-500).
+    start = time.perf_counter()
+    out = lrkit(env, work, "sample", "--expert", hub.EXPERT, "--amateur", hub.AMATEUR, "--problems", "gsm8k",
+                "--max-problems", "4", "--max-new-tokens", "24", "--out", "sample")
+    assert "problems: gsm8k:train" in out
+    assert [r["prompt_id"] for r in jsonl(work / "sample" / "rollouts.jsonl")] == [f"gsm8k-train-{i}" for i in range(4)]
+    assert check_sampling_folder(work / "sample", "Please reason step by step.") > 0
+    lrkit(env, work, "train", "--expert", hub.EXPERT, "--records", "sample/records.jsonl", "--out", "lora",
+          "--max-steps", "2", "--per-device-batch-size", "2", "--gradient-accumulation-steps", "1",
+          "--save-steps", "100", "--logging-steps", "1")
+    losses = jsonl(work / "lora" / "loss.jsonl")
+    assert len(losses) >= 2 and all(0 <= e["kl"] < 100 for e in losses)
+    lrkit(env, work, "merge", "--expert", hub.EXPERT, "--adapter", "lora", "--out", "merged")
+    merged = json.loads((work / "merged" / "config.json").read_text())
+    assert merged["vocab_size"] == hub.ROWS and merged["tie_word_embeddings"] is True
+    lrkit(env, work, "eval", "--model", hub.EXPERT, "--model", "merged", "--problems", "gsm8k", "math500",
+          "--limit", "2", "--out", "table1")
+    for model in ("Qwen_Qwen2.5-Math-1.5B", "merged"):
+        assert [r["id"] for r in jsonl(work / "table1" / model / "gsm8k" / "results.jsonl")] == \
+            ["gsm8k-test-0", "gsm8k-test-1"]
+        assert [r["id"] for r in jsonl(work / "table1" / model / "math500" / "results.jsonl")] == \
+            ["test/algebra/1.json", "test/precalculus/2.json"]
+    assert (work / "table1" / "table1.html").is_file()
+    times["command line"] = time.perf_counter() - start
+    print(f"command line: {times['command line']:.0f} s", flush=True)
+
+    # Every notebook, in order, with the paper's pair and small sizes.
+    run_dir = tmp_path / "runs"
+    env = {**env, "LRKIT_RUN_DIR": str(run_dir)}
+    for name in ("01_sampling", "02_critical_moments", "03_finetuning", "04_evaluation"):
+        times[name] = execute_notebook(name, env, work, monkeypatch)
+        print(f"{name}: {times[name]:.0f} s", flush=True)
+    sampled = [f.parent for f in (run_dir / "qwen2.5-math-1.5b").rglob("records.jsonl")]
+    assert any(f.name.startswith("sampling-n4-seed2026-beta0.4-") for f in sampled)  # notebook 1's
+    assert all(check_sampling_folder(folder, "Please reason step by step.") >= 0 for folder in sampled)
+
+    # Exactly the paper's repositories were asked for, and nothing else.
+    requested = set(log.read_text().splitlines())
+    expected = ({f"model {m}" for m in PAPER_MODELS}
+                | {f"dataset-cache {d.split('/')[0]}/{camelcase_to_snakecase(d.split('/')[1])}"
+                   for d in PAPER_DATASETS})
+    assert requested == expected
+    print("rehearsal seconds:", {k: round(v, 1) for k, v in times.items()})
+
+
+@pytest.mark.parametrize("name", ["01_sampling", "02_critical_moments", "03_finetuning", "04_evaluation"])
+def test_papermill_reads_every_parameter(name):
+    """A second '=' in a parameter's comment made papermill skip it ("Passed unknown
+    parameter: PAIR" when the rehearsal injected the pair)."""
+    papermill = pytest.importorskip("papermill")
+    nbformat = pytest.importorskip("nbformat")
+
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assigned = re.findall(r"^([A-Z_]+) = ", cell.source, re.M)
+    assert len(assigned) == 11 and set(papermill.inspect_notebook(str(NOTEBOOKS / f"{name}.ipynb"))) == set(assigned)
