@@ -21,10 +21,41 @@ class Generation:
     """True when a stop id ended the generation before max_new_tokens ran out."""
 
 
+END_OF_TURN_PROBE = "LRKIT0END0OF0TURN"
+
+
+def end_of_turn_id(tokenizer) -> Optional[int]:
+    """The special token a chat template closes an assistant turn with (Qwen's
+    ``<|im_end|>``, Llama 3's ``<|eot_id|>``), or None.
+
+    A base model prompted through its chat template (Qwen2.5-Math-1.5B: EOS
+    ``<|endoftext|>``) ends its answer with that token; without it as a stop id
+    the rollout would run on past the answer, and its steps after the turn's end
+    would become records. Found by rendering a turn, not from a list of names.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "1"}, {"role": "assistant", "content": END_OF_TURN_PROBE}],
+            tokenize=False)
+    except Exception:  # a template that refuses this conversation names no end of turn
+        return None
+    if END_OF_TURN_PROBE not in text:
+        return None
+    after = text.split(END_OF_TURN_PROBE, 1)[1]
+    ids = tokenizer(after, add_special_tokens=False)["input_ids"] if after else []
+    special = {i for i, token in getattr(tokenizer, "added_tokens_decoder", {}).items() if token.special}
+    special |= set(getattr(tokenizer, "all_special_ids", []))
+    return int(ids[0]) if ids and ids[0] in special else None
+
+
 def stop_token_ids(model, tokenizer) -> list[int]:
-    """EOS ids from the tokenizer and the model's own generation config."""
+    """EOS ids from the tokenizer and the model's own generation config, and the
+    chat template's end-of-turn token."""
     ids: list[int] = []
-    for source in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
+    for source in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None),
+                   end_of_turn_id(tokenizer)):
         if source is None:
             continue
         for i in source if isinstance(source, (list, tuple)) else [source]:
