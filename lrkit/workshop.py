@@ -257,7 +257,7 @@ def _finished_evaluate(a: dict):
 
 
 _FINISHED = {"lrkit.sampling.sample": _finished_sample, "lrkit.training.train": _finished_train,
-             "lrkit.evaluation.evaluate": _finished_evaluate,
+             "lrkit.evaluation.loop.evaluate": _finished_evaluate,
              "lrkit.training.merge": lambda a: Path(a["out_dir"]) if (Path(a["out_dir"]) / "config.json").exists()
              else None}
 

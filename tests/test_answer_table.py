@@ -171,7 +171,7 @@ def test_unparsable_predictions_are_wrong_and_flagged(pred):
 
 
 def test_a_pathological_answer_times_out_instead_of_hanging(monkeypatch):
-    import lrkit.evaluation as evaluation
+    import lrkit.evaluation.grade as evaluation
 
     monkeypatch.setattr(evaluation, "MATH_VERIFY_TIMEOUT_S", 1)
     start = time.perf_counter()

@@ -333,7 +333,7 @@ def test_evaluate_rows_match_direct_greedy_generation(model_dir, tmp_path):
 
 
 def test_evaluate_writes_finished_batches_before_a_crash(model_and_tokenizer, tmp_path, monkeypatch):
-    import lrkit.evaluation as evaluation
+    import lrkit.evaluation.loop as evaluation
 
     model, tokenizer = model_and_tokenizer
     real = evaluation.greedy_generate_batch

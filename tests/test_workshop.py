@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 import lrkit
-from lrkit import evaluation, training, workshop
+from lrkit import training, workshop
+from lrkit.evaluation import loop as evaluation
 from lrkit.config import EvalConfig
 from tiny_models import make_model, make_tokenizer
 

@@ -1,0 +1,22 @@
+"""Evaluation: zero-shot greedy pass@1, answer extraction and grading,
+intervals, comparisons.
+
+- ``parse``: what an output answers (``extract_answer``, ``extract_choice``);
+- ``grade``: whether it equals the gold answer (``check_answer``, ``answers_match``);
+- ``stats``: Wilson intervals, the exact McNemar test, ``compare``;
+- ``results``: ``EvalResult`` and its folder (``results.jsonl``, ``summary.json``);
+- ``loop``: ``evaluate`` and ``evaluate_contrastive``.
+"""
+from __future__ import annotations
+
+from ..problems import gsm8k_gold
+from .grade import ANSWER_KINDS, Verdict, answers_match, check_answer
+from .loop import evaluate, evaluate_contrastive
+from .parse import extract_answer, extract_choice, last_boxed, parse_number
+from .results import EVAL_FILES, RESULTS_FILE, SUMMARY_FILE, EvalFolderError, EvalResult, check_eval_out_dir
+from .stats import Comparison, accuracy_interval, compare, mcnemar_p_value
+
+__all__ = ["extract_answer", "extract_choice", "last_boxed", "parse_number", "answers_match", "check_answer",
+           "Verdict", "ANSWER_KINDS", "gsm8k_gold", "accuracy_interval", "mcnemar_p_value", "compare",
+           "Comparison", "evaluate", "evaluate_contrastive", "EvalResult", "EvalFolderError",
+           "check_eval_out_dir", "RESULTS_FILE", "SUMMARY_FILE", "EVAL_FILES"]

@@ -1,0 +1,184 @@
+"""The evaluation loop: zero-shot greedy pass@1 of one model (``evaluate``) or
+of a pair decoding by the soft label's argmax (``evaluate_contrastive``), in
+length-sorted batches, saved after every batch, sharded under a launcher."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional, Union
+
+from ..config import EvalConfig, to_dict
+from ..generation import greedy_generate_batch, stop_token_ids
+from ..models import check_prompt_lengths
+from ..problems import gsm8k_gold, load_problems
+from ..prompts import build_prompt_ids
+from ..provenance import Provenance, api_call
+from ..runs import writes_folder
+from .grade import check_answer
+from .parse import extract_answer, extract_choice
+from .results import EvalResult, _results_frame, check_eval_out_dir
+
+def _resolve_model(model_or_path, tokenizer):
+    if isinstance(model_or_path, (str, Path)):
+        from ..distributed import local_device
+        from ..models import load_model
+
+        model, loaded_tokenizer = load_model(str(model_or_path), device=local_device(None))
+        return model, tokenizer or loaded_tokenizer, str(model_or_path)
+    if tokenizer is None:
+        raise ValueError("evaluate() got a model object without its tokenizer; pass tokenizer=")
+    name = getattr(getattr(model_or_path, "config", None), "_name_or_path", "") or type(model_or_path).__name__
+    return model_or_path, tokenizer, str(name)
+
+
+def evaluate(model_or_path, problems, config: Optional[EvalConfig] = None, tokenizer=None,
+             out_dir: Union[str, Path, None] = None, progress: bool = True,
+             name: Optional[str] = None) -> EvalResult:
+    """Greedy pass@1 of one model on a problem set.
+
+    ``model_or_path``: a loaded model (with ``tokenizer``) or a name/path for
+    ``lrkit.models.load_model``. ``problems``: a list of dicts with id, question
+    and answer (GSM8K solutions are reduced to the text after ``####``), a list
+    of ``Problem`` or a JSONL path. With ``out_dir``, ``results.jsonl`` and
+    ``summary.json`` are rewritten after every batch, so a long run can be
+    watched and a crash keeps finished batches; the final files are in problem
+    order.
+    """
+    config = (config or EvalConfig()).validate()
+    problems = _scorable_problems(problems, "evaluate()")
+    if out_dir is not None and (name or isinstance(model_or_path, (str, Path))):
+        # Before the model loads: a folder in use is refused at once.
+        check_eval_out_dir(Path(out_dir), {"model": name or str(model_or_path), "config": to_dict(config),
+                                           "problems_sha256": _problems_sha256(problems)})
+    model, tokenizer, model_name = _resolve_model(model_or_path, tokenizer)
+    info = {"model": name or model_name, "config": to_dict(config)}
+    stop_ids = stop_token_ids(model, tokenizer)
+    return _run_evaluation(
+        lambda prompts: greedy_generate_batch(model, tokenizer, prompts, config.max_new_tokens, stop_ids),
+        [model], tokenizer, problems, config, info, out_dir, progress)
+
+
+def evaluate_contrastive(pair, problems, config: Optional[EvalConfig] = None, alpha: float = 0.2,
+                         out_dir: Union[str, Path, None] = None, progress: bool = True,
+                         name: Optional[str] = None) -> EvalResult:
+    """Pass@1 of a pair decoding by the method's own target: at each step the
+    argmax of the soft label v_C (log pi_E - log pi_A inside the alpha mask),
+    with no training at all (:func:`lrkit.generation.contrastive_generate_batch`).
+
+    If this scores below greedy decoding of the expert alone, the pair's
+    contrast points away from better answers and tuning towards it cannot be
+    expected to help; the demo's ablations report it for that reason.
+    """
+    from ..generation import contrastive_generate_batch
+
+    config = (config or EvalConfig()).validate()
+    problems = _scorable_problems(problems, "evaluate_contrastive()")
+    info = {"model": name or f"contrastive decoding ({pair.expert_name} vs {pair.amateur_name}, "
+                             f"alpha {alpha})", "config": {**to_dict(config), "alpha": alpha}}
+    return _run_evaluation(
+        lambda prompts: contrastive_generate_batch(pair, prompts, config.max_new_tokens, alpha),
+        [pair.expert, pair.amateur], pair.tokenizer, problems, config, info, out_dir, progress)
+
+
+def _scorable_problems(problems, caller: str) -> list:
+    problems = load_problems(problems, require_answers=True)
+    if not problems:
+        raise ValueError(f"{caller} got no problems")
+    missing = [p.id for p in problems if p.answer is None]
+    if missing:
+        raise ValueError(f"{len(missing)} problem(s) have no answer to score against, "
+                         f"first: {', '.join(missing[:5])}")
+    return problems
+
+
+@writes_folder("evaluation")
+def _run_evaluation(generate_batch, models, tokenizer, problems, config: EvalConfig, info: dict,
+                    out_dir, progress: bool) -> EvalResult:
+    """Generate in length-sorted batches, score each answer, save after every
+    batch; ``models`` are in eval mode meanwhile and get their mode back."""
+    from .. import distributed
+
+    ranks = distributed.current()
+    with distributed.together():  # every rank checks the input; rank 0 alone touches the folder
+        prompts = [build_prompt_ids(tokenizer, p.question, config.system_prompt) for p in problems]
+        check_prompt_lengths(prompts, problems, models, config.max_new_tokens)
+        if ranks.world > len(problems):
+            raise ValueError(f"{ranks.world} processes for {len(problems)} problem(s): launch at most "
+                             f"{len(problems)} (torchrun --nproc-per-node / accelerate --num_processes)")
+        info = {**info, "problems_sha256": _problems_sha256(problems)}
+        provenance = None
+        if out_dir is not None and ranks.is_main:
+            check_eval_out_dir(Path(out_dir), info)
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            first = next(models[0].parameters())
+            provenance = Provenance(out_dir, api_call("evaluate", info.get("model"), out_dir=str(out_dir)),
+                                    first.device, first.dtype).start()
+    # Similar lengths share a batch so little compute goes to padding. Under a
+    # launcher rank r takes batches r, r + N...: each problem is generated in
+    # the batch it would have in one process, so the results are the same.
+    order = sorted(range(len(problems)), key=lambda i: len(prompts[i]))
+    batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+    batches = [batch for index, batch in enumerate(batches) if ranks.mine(index)]
+    rows: list[Optional[dict]] = [None] * len(problems)
+    bar = None
+    if progress and ranks.is_main:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=sum(map(len, batches)), desc="evaluating", unit="problem")
+    modes = [model.training for model in models]
+    for model in models:
+        model.eval()
+    start = time.perf_counter()
+    try:
+        with distributed.together():
+            for batch in batches:
+                generations = generate_batch([prompts[i] for i in batch])
+                for i, generation in zip(batch, generations):
+                    rows[i] = _result_row(problems[i], generation, tokenizer)
+                if bar is not None:
+                    bar.update(len(batch))
+                    done = [r for r in rows if r is not None]
+                    bar.set_postfix(accuracy=f"{sum(r['correct'] for r in done) / len(done):.1%}")
+                if out_dir is not None and ranks.is_main:
+                    _finish(rows, {**info, "complete": False, "n_planned": len(problems)}, start).save(out_dir)
+    finally:
+        for model, mode in zip(models, modes):
+            model.train(mode)
+        if bar is not None:
+            bar.close()
+    if ranks.sharded:  # every rank's rows, back in problem order
+        for shard in distributed.gather(rows):
+            rows = [mine if mine is not None else theirs for mine, theirs in zip(rows, shard)]
+    result = _finish(rows, {**info, "complete": True}, start)
+    if out_dir is not None and ranks.is_main:
+        result.save(out_dir)
+        provenance.finish(**({"processes": ranks.world} if ranks.sharded else {}))
+    return result
+
+
+def _problems_sha256(problems) -> str:
+    import hashlib
+
+    text = json.dumps([[p.id, p.question, p.answer] for p in problems], ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _result_row(problem, generation, tokenizer) -> dict:
+    output = tokenizer.decode(generation.token_ids, skip_special_tokens=True)
+    kind = getattr(problem, "answer_kind", "math")
+    prediction = extract_choice(output) if kind == "choice" else extract_answer(output)
+    gold = gsm8k_gold(problem.answer)
+    verdict = check_answer(prediction, gold, kind)
+    return {"id": problem.id, "question": problem.question, "gold": gold, "output": output,
+            "prediction": prediction, "correct": verdict.correct,
+            "n_tokens": len(generation.token_ids), "finished": generation.finished,
+            "unparsed": verdict.unparsed}
+
+
+def _finish(rows: list, info: dict, start: float) -> EvalResult:
+    done = [r for r in rows if r is not None]
+    seconds = time.perf_counter() - start
+    tokens = sum(r["n_tokens"] for r in done)
+    timing = {"seconds": seconds, "generated_tokens": tokens,
+              "tokens_per_second": tokens / seconds if seconds > 0 else float("nan")}
+    return EvalResult(_results_frame(done), {**info, **timing})

@@ -1,0 +1,184 @@
+"""Answer extraction: what a model's output (or a gold solution) answers.
+
+``extract_answer`` tries, in order: the last non-empty ``\\boxed{...}`` /
+``\\fbox{...}`` with balanced braces; the last ``#### X`` line (GSM8K style);
+the last "answer is X"; the last number in the text. The two middle tiers go
+beyond the paper's rule (boxed, else last number) so that trailing text after a
+stated answer ("The answer is 42. Step 3 ...") does not win. ``extract_choice``
+reads a multiple-choice letter as the Qwen2.5-Math evaluation does;
+``parse_number`` reads one number as an exact fraction.
+"""
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from typing import Optional
+
+_NUM = r"(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
+# A minus sign counts only where it cannot be a subtraction ("5-3" ends in 3, not -3).
+_SIGN = r"(?:(?<![\w)\]}])-)?"
+_NUMBER_TOKEN = re.compile(
+    _SIGN + r"(?:\\[dt]?frac\s*\{\s*-?" + _NUM + r"\s*\}\s*\{\s*-?" + _NUM + r"\s*\}"
+    r"|\\[dt]?frac\d\d"
+    r"|" + _NUM + r"/" + _NUM + r"(?![/\d])"
+    r"|" + _NUM + r")"
+)
+_BOXED_START = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BOXED_BARE = re.compile(r"\\boxed +([^\s${}]+)")
+_HASHES = re.compile(r"####[ \t]*([^\n]*)")
+_ANSWER_IS = re.compile(
+    r"answer\s*(?:is|=|:)\s*:?\s*(?:\*\*|\\\$|\$|\\\()*\s*(" + _NUMBER_TOKEN.pattern + r")"
+    r"(?!\s*(?:[-+/=^×]|\*(?!\*))|\d|[.,]\d)",
+    re.IGNORECASE,
+)
+
+
+def _braced(text: str, open_at: int) -> Optional[str]:
+    """Content of the brace group opening at ``text[open_at] == '{'``; None if never closed."""
+    depth = 0
+    for i in range(open_at, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[open_at + 1:i]
+    return None
+
+
+def last_boxed(text: str) -> Optional[str]:
+    """Content of the last complete, non-empty ``\\boxed{...}`` (or ``\\fbox``, ``\\boxed 5``).
+
+    Empty boxes are skipped because models often echo the instruction
+    "put your final answer within \\boxed{}"; an unclosed box (a cut-off
+    generation) is skipped too.
+    """
+    found: list[tuple[int, str]] = []
+    for match in _BOXED_START.finditer(text):
+        content = _braced(text, match.end() - 1)
+        if content is not None and content.strip():
+            found.append((match.start(), content.strip()))
+    for match in _BOXED_BARE.finditer(text):
+        found.append((match.start(), match.group(1).rstrip(".,;")))
+    return max(found)[1] if found else None
+
+
+def extract_answer(text: Optional[str]) -> Optional[str]:
+    """The model's final answer as text, or None when the text holds no answer at all."""
+    if not isinstance(text, str):
+        return None
+    text = text.replace("\u2212", "-")
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return boxed
+    hashes = [m.group(1).strip() for m in _HASHES.finditer(text) if m.group(1).strip()]
+    if hashes:
+        return hashes[-1]
+    stated = _ANSWER_IS.findall(text)
+    if stated:
+        return stated[-1].strip()
+    numbers = _NUMBER_TOKEN.findall(text)
+    return numbers[-1].strip() if numbers else None
+
+
+# --------------------------------------------------------------------------- matching
+
+_TEXT_COMMANDS = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+_THIN_SPACES = re.compile(r"\\[,!;:]|\{,\}")  # LaTeX thin spaces, also used as thousands separators
+_SPACING = re.compile(r"\\ |\\q?quad\b|\\left\b|\\right\b|\\displaystyle\b|~")
+_DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°")
+_WORDS = r"[A-Za-z][A-Za-z\s.'/]*"
+_UNITS = _WORDS + r"(?:\^\s*\{?\d\}?)?"
+_VALUE = re.compile(
+    r"^\s*(?:" + _WORDS + r")?\s*(?P<sign>[-+]?)\s*(?:"
+    r"\\frac\s*\{\s*(?P<fn>-?" + _NUM + r")\s*\}\s*\{\s*(?P<fd>-?" + _NUM + r")\s*\}"
+    r"|\\frac(?P<sn>\d)(?P<sd>\d)"
+    r"|(?P<n>" + _NUM + r")\s*/\s*(?P<d>" + _NUM + r")"
+    r"|(?P<x>" + _NUM + r"))"
+    r"\s*(?:" + _UNITS + r")?\s*$"
+)
+
+
+def _strip_outer_braces(text: str) -> str:
+    while text.startswith("{") and _braced(text, 0) == text[1:-1]:
+        text = text[1:-1].strip()
+    return text
+
+
+def _clean(text: str) -> str:
+    """Remove what never changes an answer's value: math delimiters, $, %, spacing, \\text."""
+    text = str(text).replace("\u2212", "-").strip()
+    if "\\boxed" in text or "\\fbox" in text:
+        text = last_boxed(text) or text
+    text = re.sub(r"\\[dt]frac", r"\\frac", text)
+    previous = None
+    while previous != text:
+        previous, text = text, _TEXT_COMMANDS.sub(r" \1 ", text)
+    text = _THIN_SPACES.sub(lambda m: "," if m.group() == "{,}" else "", text)
+    text = _SPACING.sub(" ", text)
+    text = _DEGREES.sub("", text)
+    text = re.sub(r"\\?\$|\\%|%|\\\(|\\\)|\\\[|\\\]", "", text)
+    text = text.strip().rstrip(".").strip()
+    return _strip_outer_braces(text)
+
+
+def _fraction(text: str) -> Fraction:
+    return Fraction(text.replace(",", ""))
+
+
+def parse_number(text: Optional[str]) -> Optional[Fraction]:
+    """The exact value of an answer holding one number (words and units around it allowed).
+
+    ``"$18.00"``, ``"18 dollars"``, ``"1,234"``, ``"\\frac{3}{4}"``, ``"3/4"``,
+    ``"50\\%"`` and ``"x = 5"`` all parse; ``"2 and 3"`` or ``"\\sqrt{2}"`` do not.
+    """
+    if text is None:
+        return None
+    text = _clean(text)
+    if "=" in text:
+        text = text.rsplit("=", 1)[1]
+    match = _VALUE.match(text)
+    if match is None:
+        return None
+    groups = match.groupdict()
+    try:
+        if groups["x"] is not None:
+            value = _fraction(groups["x"])
+        else:
+            num, den = next((groups[a], groups[b]) for a, b in (("fn", "fd"), ("sn", "sd"), ("n", "d"))
+                            if groups[a] is not None)
+            value = _fraction(num) / _fraction(den)
+    except ZeroDivisionError:
+        return None
+    return -value if groups["sign"] == "-" else value
+
+
+def _normalized_text(text: str) -> str:
+    return re.sub(r"\s+", "", _clean(text)).lower()
+
+
+_CHOICE_TRIGGERS = ("choice is", "answer is")
+_LETTER = re.compile(r"\b([A-E])\b")
+
+
+def extract_choice(text: Optional[str]) -> Optional[str]:
+    """The chosen letter (A-E) in a model's output, as the Qwen2.5-Math evaluation
+    reads multiple-choice answers (its ``choice_answer_clean``), or None.
+
+    After the last "answer is" / "choice is", the first standalone letter;
+    without either phrase, the last standalone letter of the whole output
+    (upper-cased, so a final ``\\boxed{C}`` wins). When a phrase occurs more
+    than once, only the text before the first blank line is read, as in the
+    toolkit (it guards against a model that goes on to invent new questions).
+    """
+    if not isinstance(text, str):
+        return None
+    text = text.strip("\n")
+    if any(text.count(trigger) > 1 for trigger in _CHOICE_TRIGGERS):
+        text = text.split("\n\n")[0]
+    parts = re.split("|".join(_CHOICE_TRIGGERS), text)
+    after_trigger = len(parts) > 1
+    letters = _LETTER.findall(parts[-1].upper())
+    if not letters:
+        return None
+    return letters[0] if after_trigger else letters[-1]

@@ -1,0 +1,186 @@
+"""Evaluation results on disk and in memory: ``EvalResult`` (one row per
+problem, ``results.jsonl`` + ``summary.json``) and the guard that keeps an
+evaluation folder to one evaluation."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+import pandas as pd
+
+from ..provenance import PROVENANCE_FILE
+from ..runs import entries
+from .stats import accuracy_interval
+
+RESULT_COLUMNS = ("id", "question", "gold", "output", "prediction", "correct", "n_tokens", "finished")
+OPTIONAL_COLUMNS = ("unparsed",)
+"""Kept when present: results written before math-verify have no "unparsed" column."""
+RESULTS_FILE = "results.jsonl"
+SUMMARY_FILE = "summary.json"
+
+@dataclass
+class EvalResult:
+    """Per-problem results (``df``, one row per problem) and what produced them (``info``)."""
+
+    df: pd.DataFrame
+    info: dict = field(default_factory=dict)
+    """Model name, config, timing, token counts; ``summary()`` adds the accuracy."""
+
+    def __post_init__(self):
+        missing = [c for c in RESULT_COLUMNS if c not in self.df.columns]
+        if missing:
+            raise ValueError(f"an EvalResult needs the columns {', '.join(missing)}")
+        self.df = _text_columns_as_objects(self.df)
+
+    @property
+    def n(self) -> int:
+        return len(self.df)
+
+    @property
+    def n_correct(self) -> int:
+        return int(self.df["correct"].sum())
+
+    @property
+    def accuracy(self) -> float:
+        return self.n_correct / self.n if self.n else float("nan")
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return accuracy_interval(self.n_correct, self.n) if self.n else (float("nan"), float("nan"))
+
+    @property
+    def name(self) -> str:
+        return str(self.info.get("model", "model"))
+
+    def summary(self) -> dict:
+        low, high = self.interval
+        return {**self.info, "n_problems": self.n, "n_correct": self.n_correct,
+                "accuracy": self.accuracy, "interval": [low, high], "level": 0.95,
+                "n_unfinished": self.n_hit_limit, "n_hit_limit": self.n_hit_limit,
+                "n_no_answer": int(self.df["prediction"].isna().sum()),
+                "n_unparsed": int(self.df["unparsed"].astype(bool).sum()) if "unparsed" in self.df else 0}
+
+    @property
+    def n_hit_limit(self) -> int:
+        """Generations cut at max_new_tokens without a stop token: their answers
+        are extracted by the same rule (the last number of a cut-off text may be
+        an intermediate one), so this count says how far to trust the accuracy."""
+        return int((~self.df["finished"].astype(bool)).sum())
+
+    def __str__(self) -> str:
+        low, high = self.interval
+        return (f"{self.name}: accuracy {self.accuracy:.1%} (95% CI {low:.1%}-{high:.1%}), "
+                f"{self.n_correct}/{self.n} correct, {self.n_hit_limit} hit the token limit")
+
+    def __repr__(self) -> str:
+        return f"EvalResult({self})"
+
+    def show(self) -> None:
+        s = self.summary()
+        print(self)
+        print(f"  hit max_new_tokens without a stop token: {s['n_hit_limit']}, "
+              f"no answer found: {s['n_no_answer']}, unparsed answers (scored wrong): {s['n_unparsed']}")
+        if "seconds" in s:
+            print(f"  {s.get('generated_tokens', 0)} tokens in {s['seconds']:.1f} s")
+
+    def save(self, out_dir: Union[str, Path]) -> Path:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(out_dir / RESULTS_FILE, "".join(_row_line(r) for r in self.df.to_dict("records")))
+        _write_atomic(out_dir / SUMMARY_FILE, json.dumps(self.summary(), indent=2) + "\n")
+        return out_dir
+
+    @classmethod
+    def load(cls, out_dir: Union[str, Path]) -> "EvalResult":
+        out_dir = Path(out_dir)
+        path = out_dir / RESULTS_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no results file (is {out_dir} an evaluation folder?)")
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        info = {}
+        if (out_dir / SUMMARY_FILE).exists():
+            info = json.loads((out_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+            for key in ("n_problems", "n_correct", "accuracy", "interval", "level",
+                        "n_unfinished", "n_hit_limit", "n_no_answer", "n_unparsed"):
+                info.pop(key, None)
+        return cls(_results_frame(rows), info)
+
+
+def _results_frame(rows: list[dict]) -> pd.DataFrame:
+    data = {}
+    optional = [c for c in OPTIONAL_COLUMNS if rows and all(c in row for row in rows)]
+    for column in (*RESULT_COLUMNS, *optional):
+        values = [row.get(column) for row in rows]
+        dtype = {"correct": bool, "finished": bool, "unparsed": bool, "n_tokens": "int64"}.get(column, object)
+        data[column] = pd.Series(values, dtype=dtype)
+    return pd.DataFrame(data)
+
+
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _text_columns_as_objects(df: pd.DataFrame) -> pd.DataFrame:
+    """Plain Python objects with None for a missing prediction, whatever pandas inferred."""
+    df = df.copy()
+    for column in ("id", "question", "gold", "output", "prediction"):
+        df[column] = pd.Series([None if _is_missing(v) else v for v in df[column]],
+                               dtype=object, index=df.index)
+    return df
+
+
+def _row_line(row: dict) -> str:
+    clean = {}
+    for key, value in row.items():
+        value = value.item() if hasattr(value, "item") else value
+        clean[key] = None if _is_missing(value) else value
+    return json.dumps(clean, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class EvalFolderError(ValueError):
+    """An --out folder that holds something other than this same evaluation."""
+
+
+EVAL_FILES = (RESULTS_FILE, SUMMARY_FILE, PROVENANCE_FILE)
+
+
+def check_eval_out_dir(out_dir: Path, info: dict) -> None:
+    """Refuse to write over another evaluation or another run's files.
+
+    An absent or empty folder is fine, and so is one holding this very
+    evaluation (same model name, config and problems), which a rerun replaces.
+    """
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise EvalFolderError(f"{out_dir}: not a folder")
+    names = sorted(p.name for p in entries(out_dir) if not p.name.endswith(".tmp"))
+    if not names:
+        return
+    foreign = [n for n in names if n not in EVAL_FILES]
+    if foreign:
+        raise EvalFolderError(f"{out_dir} holds {', '.join(foreign[:4])}, not an lrkit "
+                              f"evaluation; choose another --out")
+    if SUMMARY_FILE not in names:  # an evaluation that died before its first batch was saved
+        return
+    try:
+        saved = json.loads((out_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        saved = {}
+    saved = saved if isinstance(saved, dict) else {}
+    keys = ("model", "config", "problems_sha256")
+    differs = [k for k in keys if saved.get(k) != info.get(k)]
+    if differs:
+        raise EvalFolderError(f"{out_dir} holds the evaluation of {saved.get('model', 'another model')!r} "
+                              f"(differs in: {', '.join('problems' if k == 'problems_sha256' else k for k in differs)}); "
+                              f"choose another --out, or delete {out_dir} to evaluate there afresh")
