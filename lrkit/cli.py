@@ -16,7 +16,7 @@ import sys
 import typing
 from typing import Callable, NamedTuple, Optional, Sequence
 
-from .config import CODE_SYSTEM_PROMPT, EvalConfig, SampleConfig, TrainConfig, field_docs
+from .config import AUTHORS_SYSTEM_PROMPT, EvalConfig, SampleConfig, TrainConfig, field_docs
 
 # ------------------------------------------------------------------ config dataclass -> flags
 # One hand-written builder rather than transformers.HfArgumentParser: that reads
@@ -126,7 +126,7 @@ def train_arguments(p: argparse.ArgumentParser) -> None:
                    help="records.jsonl of lrkit sample (or of the authors' code), or a folder of lrkit export")
     p.add_argument("--out", required=True, help="output folder: adapter, tokenizer, loss.jsonl, checkpoints")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--system-prompt", type=_optional_str, default=CODE_SYSTEM_PROMPT,
+    p.add_argument("--system-prompt", type=_optional_str, default=AUTHORS_SYSTEM_PROMPT,
                    help='system message for records without prompt ids ("none" for None; default: %(default)r)')
     add_config_arguments(p, TrainConfig)
 

@@ -10,7 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-CODE_SYSTEM_PROMPT = "Please reason step by step."
+AUTHORS_SYSTEM_PROMPT = "Please reason step by step."
+"""The system message of the authors' sampling and training scripts."""
 PAPER_EVAL_SYSTEM_PROMPT = (
     "Please reason step by step, and put your final answer within \\boxed{}."
 )
@@ -30,7 +31,7 @@ class SampleConfig:
     """Never keep step 0 (empty prefix), as the authors' code does."""
     max_new_tokens: int = 128
     """Length of each greedy expert rollout; generation stops earlier at EOS."""
-    system_prompt: Optional[str] = CODE_SYSTEM_PROMPT
+    system_prompt: Optional[str] = AUTHORS_SYSTEM_PROMPT
     """System message of the chat prompt. The code uses "Please reason step by
     step."; the paper's evaluation cue adds ", and put your final answer within
     \\boxed{}." (lrkit.config.PAPER_EVAL_SYSTEM_PROMPT). None sends no system turn."""

@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import torch
 
 from . import divergence
-from .config import CODE_SYSTEM_PROMPT
+from .config import AUTHORS_SYSTEM_PROMPT
 
 MIN_FIX_RATIO = 2.0
 """The gate: v_C's argmax fixes at least twice as many tokens as it breaks..."""
@@ -118,7 +118,7 @@ class ContrastCheck:
 
 
 def contrast_check(pair, problems, beta: float = 0.4, alpha: float = 0.2, temperature: float = 1.0,
-                   system_prompt: Optional[str] = CODE_SYSTEM_PROMPT, skip_first_step: bool = True,
+                   system_prompt: Optional[str] = AUTHORS_SYSTEM_PROMPT, skip_first_step: bool = True,
                    batch_size: int = 16, progress: bool = False) -> ContrastCheck:
     """Run the gold-path check of ``pair`` (a loaded :class:`lrkit.ModelPair`)
     on problems with worked gold answers.

@@ -32,7 +32,7 @@ class Problem:
 
     @property
     def gold(self) -> Optional[str]:
-        return gsm8k_gold(self.answer) if self.answer is not None else None
+        return gold_answer(self.answer) if self.answer is not None else None
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -44,7 +44,7 @@ class Problem:
 _THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 
 
-def gsm8k_gold(answer: str) -> str:
+def gold_answer(answer: str) -> str:
     """The final answer: the text after the last '####', or the whole answer if none.
 
     Thousands separators are dropped from a plain number ("1,234" -> "1234");

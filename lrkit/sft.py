@@ -25,7 +25,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import torch
 
-from .config import CODE_SYSTEM_PROMPT, TrainConfig, to_dict
+from .config import AUTHORS_SYSTEM_PROMPT, TrainConfig, to_dict
 from .generation import greedy_generate, left_pad
 from .models import choose_device, load_model, load_tokenizer, resolve_member
 from .problems import Problem, training_problems
@@ -82,7 +82,7 @@ class CausalLMCollator:
                 "position_ids": position_ids_of(attention_mask), "labels": labels}
 
 
-class SFTTrainer(CountingTrainer):
+class CrossEntropyTrainer(CountingTrainer):
     """The model's own token cross-entropy (normalised over the accumulated batch
     by the Trainer); counts the supervised tokens."""
 
@@ -142,7 +142,7 @@ def rollout(expert: str, problems: Sequence[Problem], system_prompt: Optional[st
 
 @writes_folder("SFT run")
 def run_sft(expert: PathLike, problems: Union[PathLike, Sequence], out_dir: PathLike,
-            config: Optional[TrainConfig] = None, system_prompt: Optional[str] = CODE_SYSTEM_PROMPT,
+            config: Optional[TrainConfig] = None, system_prompt: Optional[str] = AUTHORS_SYSTEM_PROMPT,
             max_new_tokens: int = 512, generation_batch_size: int = 16, require_finished: bool = True,
             judge: Optional[Callable[[str, Problem], bool]] = None, resume: bool = False,
             progress: bool = True) -> SFTResult:
@@ -191,7 +191,7 @@ def run_sft(expert: PathLike, problems: Union[PathLike, Sequence], out_dir: Path
         raise ValueError(f"none of the {len(rows)} rollouts is right{' and finished' if require_finished else ''}; "
                          f"nothing to train on (rollouts are in {path})")
     started = time.perf_counter()
-    trainer = fit(SFTTrainer, expert, tokenizer, examples, out_dir, config,
+    trainer = fit(CrossEntropyTrainer, expert, tokenizer, examples, out_dir, config,
                   CausalLMCollator(pad_id_of(tokenizer)), "ce", checkpoint, progress=progress,
                   args_overrides={"max_steps": -1, "num_train_epochs": 1})
     train_seconds = time.perf_counter() - started

@@ -50,7 +50,7 @@ import torch
 from transformers import AutoConfig, Trainer, TrainerCallback, TrainingArguments
 
 from . import distributed
-from .config import CODE_SYSTEM_PROMPT, TrainConfig, report_targets, to_dict
+from .config import AUTHORS_SYSTEM_PROMPT, TrainConfig, report_targets, to_dict
 from .divergence import log_probs
 from .generation import left_pad
 from .models import (choose_device, choose_dtype, load_model, load_tokenizer, resolve_member,
@@ -117,7 +117,7 @@ def record_input_ids(record: dict, tokenizer, system_prompt: Optional[str]) -> l
 
 
 def build_examples(records: Sequence[dict], tokenizer, max_length: int,
-                   system_prompt: Optional[str] = CODE_SYSTEM_PROMPT) -> list[dict]:
+                   system_prompt: Optional[str] = AUTHORS_SYSTEM_PROMPT) -> list[dict]:
     """One training example per record; inputs longer than ``max_length`` lose
     tokens on the LEFT, so the supervised last position always survives."""
     return [{"input_ids": record_input_ids(r, tokenizer, system_prompt)[-max_length:],
@@ -558,7 +558,7 @@ def packed_items(records: Sequence[dict], examples: Sequence[dict], tokenizer, c
 
 @writes_folder("training run")
 def train(expert: PathLike, records: Union[PathLike, Sequence[dict]], out_dir: PathLike,
-          config: Optional[TrainConfig] = None, system_prompt: Optional[str] = CODE_SYSTEM_PROMPT,
+          config: Optional[TrainConfig] = None, system_prompt: Optional[str] = AUTHORS_SYSTEM_PROMPT,
           resume: bool = False, callbacks: Sequence[TrainerCallback] = (), progress: bool = True) -> TrainResult:
     """LoRA-tune ``expert`` (a model folder, Hub name or pair member) on soft-label records.
 

@@ -124,12 +124,12 @@ pd.Series(run.summary).to_frame("value")
 # One line per problem: the expert's greedy answer, and whether its final answer is right.
 
 # %%
-from lrkit.problems import gsm8k_gold
+from lrkit.problems import gold_answer
 
 rollouts = run.rollouts()
 rollouts["output"] = [pair.tokenizer.decode(ids, skip_special_tokens=True) for ids in rollouts["token_ids"]]
 rollouts["prediction"] = rollouts["output"].map(lrkit.extract_answer)
-rollouts["gold"] = rollouts["answer"].map(gsm8k_gold)      # the text after ####
+rollouts["gold"] = rollouts["answer"].map(gold_answer)      # the text after ####
 rollouts["correct"] = [lrkit.answers_match(p, g) for p, g in zip(rollouts["prediction"], rollouts["gold"])]
 print(f"the expert's rollouts are right on {rollouts['correct'].mean():.0%} of these problems")
 print(rollouts["output"][0])

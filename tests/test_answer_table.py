@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lrkit.evaluation import answers_match, check_answer, extract_answer, extract_choice
-from lrkit.problems import gsm8k_gold
+from lrkit.problems import gold_answer
 
 GSM8K_TRAIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k" / "train.jsonl"
 
@@ -220,6 +220,6 @@ def test_every_gsm8k_train_gold_solution_extracts_and_matches_exactly():
     rows = [json.loads(line) for line in GSM8K_TRAIN.read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 7473
     for row in rows:
-        gold = gsm8k_gold(row["answer"])
+        gold = gold_answer(row["answer"])
         verdict = check_answer(extract_answer(row["answer"]), gold)
         assert verdict.correct and verdict.method == "numeric", (row["question"], gold)

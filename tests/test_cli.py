@@ -142,12 +142,12 @@ def test_the_readme_example_problems_run(tmp_path, capsys):
     """README: `lrkit sample --expert toy --problems data/examples/problems.jsonl --out ...`."""
     from lrkit.cli import main
     from lrkit.pairs import PairNotPreparedError, resolve_pair
-    from lrkit.problems import gsm8k_gold, load_problems
+    from lrkit.problems import gold_answer, load_problems
 
     path = REPO / "data" / "examples" / "problems.jsonl"
     problems = load_problems(str(path))
     assert len(problems) == 20 and len({p.id for p in problems}) == 20
-    assert all(gsm8k_gold(p.answer).isdigit() for p in problems)
+    assert all(gold_answer(p.answer).isdigit() for p in problems)
     assert str(path.relative_to(REPO)) in (REPO / "README.md").read_text()
     try:
         resolve_pair("toy")

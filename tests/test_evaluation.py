@@ -16,7 +16,7 @@ import torch
 
 from lrkit.config import EvalConfig
 from lrkit.evaluation import (EvalResult, accuracy_interval, answers_match, compare, evaluate,
-                              extract_answer, gsm8k_gold, mcnemar_p_value, parse_number)
+                              extract_answer, gold_answer, mcnemar_p_value, parse_number)
 from lrkit.generation import greedy_generate
 from lrkit.prompts import build_prompt_ids
 
@@ -97,9 +97,9 @@ def _gsm8k_rows(n):
         return [json.loads(next(handle)) for _ in range(n)]
 
 
-def test_gsm8k_gold_answers_parse_and_match_model_like_outputs():
+def test_gold_answer_answers_parse_and_match_model_like_outputs():
     for row in _gsm8k_rows(25):
-        gold = gsm8k_gold(row["answer"])
+        gold = gold_answer(row["answer"])
         assert gold == row["answer"].rsplit("####", 1)[1].strip().replace(",", "")
         value = parse_number(gold)
         assert value is not None and value.denominator == 1, gold
@@ -113,7 +113,7 @@ def test_gsm8k_gold_answers_parse_and_match_model_like_outputs():
 
 def test_gsm8k_first_problem_known_answer():
     row = _gsm8k_rows(1)[0]
-    assert gsm8k_gold(row["answer"]) == "72"
+    assert gold_answer(row["answer"]) == "72"
     body = row["answer"].rsplit("####", 1)[0]
     assert extract_answer(body) == "72"
 

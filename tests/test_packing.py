@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from lrkit import training
-from lrkit.config import CODE_SYSTEM_PROMPT, SampleConfig, TrainConfig
+from lrkit.config import AUTHORS_SYSTEM_PROMPT, SampleConfig, TrainConfig
 from lrkit.models import load_tokenizer, resolve_member, scored_vocab_size
 from lrkit.packing import (PackedCollator, pack_units, packed_kl, per_record_token_forwards, schedule,
                            token_forwards)
@@ -158,7 +158,7 @@ def assert_same(reference, packed):
         torch.testing.assert_close(grads_b[name], grads_a[name], rtol=1e-4, atol=1e-5, msg=name)
 
 
-def _setup(expert, records, max_length=512, system_prompt=CODE_SYSTEM_PROMPT):
+def _setup(expert, records, max_length=512, system_prompt=AUTHORS_SYSTEM_PROMPT):
     tokenizer = load_tokenizer(expert)
     examples = build_examples(records, tokenizer, max_length, system_prompt)
     inputs = [record_input_ids(r, tokenizer, system_prompt) for r in records]
@@ -273,10 +273,10 @@ def test_one_step_over_every_record_trains_the_same_adapter_both_ways(tiny_run, 
 def test_packed_items_cover_max_steps_for_each_process(tiny_run):
     expert, records = tiny_run
     tokenizer = load_tokenizer(expert)
-    examples = build_examples(records, tokenizer, 512, CODE_SYSTEM_PROMPT)
+    examples = build_examples(records, tokenizer, 512, AUTHORS_SYSTEM_PROMPT)
     config = TrainConfig(max_steps=5, per_device_batch_size=3, gradient_accumulation_steps=2)
     for processes in (1, 2):
-        items, _ = packed_items(records, examples, tokenizer, config, CODE_SYSTEM_PROMPT, processes)
+        items, _ = packed_items(records, examples, tokenizer, config, AUTHORS_SYSTEM_PROMPT, processes)
         assert len(items) == config.max_steps * 2 * processes
         for s in range(config.max_steps):
             step = items[s * 2 * processes:(s + 1) * 2 * processes]

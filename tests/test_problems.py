@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lrkit.problems import Problem, ProblemError, gsm8k_gold, load_problems
+from lrkit.problems import Problem, ProblemError, gold_answer, load_problems
 
 
 @pytest.mark.parametrize("answer, gold", [
@@ -21,7 +21,7 @@ from lrkit.problems import Problem, ProblemError, gsm8k_gold, load_problems
     ("\\frac{1}{2}", "\\frac{1}{2}"),
 ])
 def test_gold_is_the_text_after_the_last_marker(answer, gold):
-    assert gsm8k_gold(answer) == gold
+    assert gold_answer(answer) == gold
     assert Problem("p", "q?", answer).gold == gold
 
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
 import lrkit.sft
-from lrkit.config import CODE_SYSTEM_PROMPT, TrainConfig
+from lrkit.config import AUTHORS_SYSTEM_PROMPT, TrainConfig
 from lrkit.generation import greedy_generate
 from lrkit.models import load_tokenizer
 from lrkit.problems import Problem
@@ -72,7 +72,7 @@ def test_batched_loss_is_the_mean_cross_entropy_over_rollout_tokens(expert):
 def test_sft_keeps_right_finished_rollouts_and_tunes_on_their_tokens(expert, tmp_path, monkeypatch):
     tokenizer = load_tokenizer(expert)
     model = AutoModelForCausalLM.from_pretrained(expert).eval()
-    prompts = [build_prompt_ids(tokenizer, p["question"], CODE_SYSTEM_PROMPT) for p in PROBLEMS]
+    prompts = [build_prompt_ids(tokenizer, p["question"], AUTHORS_SYSTEM_PROMPT) for p in PROBLEMS]
     generations = greedy_generate(model, tokenizer, prompts, MAX_NEW_TOKENS)
     kept = [g for p, g in zip(PROBLEMS, generations) if p["id"] in JUDGED_RIGHT and g.finished]
     assert 0 < len(kept) < len(JUDGED_RIGHT)  # the fixture has right-but-cut-off rollouts to drop

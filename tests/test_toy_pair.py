@@ -8,7 +8,7 @@ import torch
 from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lrkit.config import CODE_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT
+from lrkit.config import AUTHORS_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT
 from lrkit.generation import greedy_generate
 from lrkit.prompts import build_prompt_ids
 from lrkit.toy import TOY_PAIRS, toy_pair_paths, toy_problems
@@ -114,9 +114,9 @@ def test_chat_template_renders_the_training_prompt(expert):
     _, tokenizer = expert
     question = "Mia has 7 apples. She picks 5 more apples. How many apples does Mia have now?"
     rendered = tokenizer.apply_chat_template(
-        [{"role": "system", "content": CODE_SYSTEM_PROMPT}, {"role": "user", "content": question}],
+        [{"role": "system", "content": AUTHORS_SYSTEM_PROMPT}, {"role": "user", "content": question}],
         tokenize=False, add_generation_prompt=True)
-    assert rendered == (f"<|im_start|>system\n{CODE_SYSTEM_PROMPT}<|im_end|>\n"
+    assert rendered == (f"<|im_start|>system\n{AUTHORS_SYSTEM_PROMPT}<|im_end|>\n"
                         f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n")
     assert tokenizer.eos_token == "<|im_end|>"
     assert tokenizer.decode(build_prompt_ids(tokenizer, question, None)) == (
@@ -127,7 +127,7 @@ def test_expert_answers_in_format_under_every_trained_prompt(pair, expert):
     model, tokenizer = expert
     problems = toy_problems(pair, 2, "test", seed=7)
     prompts = [build_prompt_ids(tokenizer, p["question"], system_prompt)
-               for system_prompt in (CODE_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT, None)
+               for system_prompt in (AUTHORS_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT, None)
                for p in problems]
     for generation in greedy_generate(model, tokenizer, prompts, max_new_tokens=160):
         text = tokenizer.decode(generation.token_ids, skip_special_tokens=True)

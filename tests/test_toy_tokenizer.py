@@ -2,7 +2,7 @@
 import pytest
 from transformers import AutoTokenizer
 
-from lrkit.config import CODE_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT
+from lrkit.config import AUTHORS_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT
 from lrkit.prompts import build_prompt_ids
 from lrkit.toy.tokenizer import train_toy_tokenizer
 
@@ -19,7 +19,7 @@ def chatml(*turns: tuple[str, str], generation_prompt: bool) -> str:
     return text + ("<|im_start|>assistant\n" if generation_prompt else "")
 
 
-@pytest.mark.parametrize("system", [CODE_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT, None])
+@pytest.mark.parametrize("system", [AUTHORS_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT, None])
 def test_chat_template_renders_chatml_with_optional_system(tokenizer, system):
     question = "Mia has 7 apples. She picks 5 more apples. How many apples does Mia have now?"
     messages = ([{"role": "system", "content": system}] if system else []) + \

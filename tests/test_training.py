@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, TrainerCallback
 
 from lrkit import training
-from lrkit.config import CODE_SYSTEM_PROMPT, TrainConfig
+from lrkit.config import AUTHORS_SYSTEM_PROMPT, TrainConfig
 from lrkit.models import load_tokenizer
 from lrkit.prompts import build_prompt_ids
 from lrkit.records import RecordError, tokenizer_fingerprint, write_records
@@ -67,7 +67,7 @@ def one_hot_records(expert, tokenizer):
     """Prefixes of different lengths, each with a one-hot target (not a special
     token) that the expert finds unlikely."""
     base = load_base(expert)
-    prompt = build_prompt_ids(tokenizer, "what is 12+7?", CODE_SYSTEM_PROMPT)
+    prompt = build_prompt_ids(tokenizer, "what is 12+7?", AUTHORS_SYSTEM_PROMPT)
     generator = torch.Generator().manual_seed(0)
     records = []
     for length in PREFIX_LENGTHS:
@@ -174,7 +174,7 @@ def test_records_without_ids_are_tokenized_like_the_authors_files(tokenizer):
               "tokens": ["3"], "token_ids": [tokenizer.convert_tokens_to_ids("3")], "weights": [1.0],
               "kl_divergence": 0.9}
     [example] = build_examples(training.load_records([record]), tokenizer, max_length=512)
-    messages = [{"role": "system", "content": CODE_SYSTEM_PROMPT},
+    messages = [{"role": "system", "content": AUTHORS_SYSTEM_PROMPT},
                 {"role": "user", "content": "Tom has 3 apples. How many?"}]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + "He has"
     assert example["input_ids"] == tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -9,7 +9,7 @@ intervals, comparisons.
 """
 from __future__ import annotations
 
-from ..problems import gsm8k_gold
+from ..problems import gold_answer
 from .grade import ANSWER_KINDS, Verdict, answers_match, check_answer
 from .loop import evaluate, evaluate_contrastive
 from .parse import extract_answer, extract_choice, last_boxed, parse_number
@@ -17,6 +17,6 @@ from .results import EVAL_FILES, RESULTS_FILE, SUMMARY_FILE, EvalFolderError, Ev
 from .stats import Comparison, accuracy_interval, compare, mcnemar_p_value
 
 __all__ = ["extract_answer", "extract_choice", "last_boxed", "parse_number", "answers_match", "check_answer",
-           "Verdict", "ANSWER_KINDS", "gsm8k_gold", "accuracy_interval", "mcnemar_p_value", "compare",
+           "Verdict", "ANSWER_KINDS", "gold_answer", "accuracy_interval", "mcnemar_p_value", "compare",
            "Comparison", "evaluate", "evaluate_contrastive", "EvalResult", "EvalFolderError",
            "check_eval_out_dir", "RESULTS_FILE", "SUMMARY_FILE", "EVAL_FILES"]

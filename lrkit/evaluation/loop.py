@@ -11,7 +11,7 @@ from typing import Optional, Union
 from ..config import EvalConfig, to_dict
 from ..generation import greedy_generate_batch, stop_token_ids
 from ..models import check_prompt_lengths
-from ..problems import gsm8k_gold, load_problems
+from ..problems import gold_answer, load_problems
 from ..prompts import build_prompt_ids
 from ..provenance import Provenance, api_call
 from ..runs import writes_folder
@@ -167,7 +167,7 @@ def _result_row(problem, generation, tokenizer) -> dict:
     output = tokenizer.decode(generation.token_ids, skip_special_tokens=True)
     kind = getattr(problem, "answer_kind", "math")
     prediction = extract_choice(output) if kind == "choice" else extract_answer(output)
-    gold = gsm8k_gold(problem.answer)
+    gold = gold_answer(problem.answer)
     verdict = check_answer(prediction, gold, kind)
     return {"id": problem.id, "question": problem.question, "gold": gold, "output": output,
             "prediction": prediction, "correct": verdict.correct,

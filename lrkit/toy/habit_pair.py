@@ -27,7 +27,7 @@ from typing import Optional
 import torch
 from transformers import Qwen2ForCausalLM
 
-from lrkit.config import CODE_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT
+from lrkit.config import AUTHORS_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT
 from lrkit.toy.habits import DEFAULT_WORLD, HabitWorld, generate_habit_problems
 from lrkit.toy.pretrain import (MAX_NEW_TOKENS, ToyModelSpec, build_model, evaluate_toy, folder_bytes,
                                 train_model, use_bf16)
@@ -159,7 +159,7 @@ def measure_habit_pair(expert_dir, amateur_dir, seed: int = 0, n_eval: int = 500
         greedy = evaluate(pair.expert, validation, config, tokenizer=pair.tokenizer, progress=False)
         decoded = evaluate_contrastive(pair, validation, config, alpha=0.2, progress=False)
         versus = compare(greedy, decoded)
-        check = contrast_check(pair, validation, beta=0.4, alpha=0.2, system_prompt=CODE_SYSTEM_PROMPT)
+        check = contrast_check(pair, validation, beta=0.4, alpha=0.2, system_prompt=AUTHORS_SYSTEM_PROMPT)
         out["validation"] = {
             "greedy_accuracy": greedy.accuracy, "contrastive_decoding_accuracy": decoded.accuracy,
             "contrastive_fixed": int(len(versus.fixed)), "contrastive_broken": int(len(versus.broken)),

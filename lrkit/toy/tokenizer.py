@@ -17,7 +17,7 @@ from typing import Iterable, Optional
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from lrkit.config import CODE_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT
+from lrkit.config import AUTHORS_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT
 from lrkit.toy.problems import generate_problems
 
 END_OF_TEXT = "<|endoftext|>"
@@ -35,7 +35,7 @@ CHAT_TEMPLATE = (
 conversation with no system turn renders none. The assistant turn ends with
 <|im_end|>, the EOS token."""
 
-SYSTEM_PROMPTS: tuple[Optional[str], ...] = (CODE_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT, None)
+SYSTEM_PROMPTS: tuple[Optional[str], ...] = (AUTHORS_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT, None)
 """The system prompts the toy models see in training: lrkit's sampling prompt,
 the paper's evaluation prompt, and none."""
 
