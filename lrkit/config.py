@@ -7,7 +7,7 @@ and the Python API all take these objects.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 AUTHORS_SYSTEM_PROMPT = "Please reason step by step."

@@ -82,6 +82,12 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_id: int, device) -> tuple[t
     return ids.to(device), mask.to(device)
 
 
+def position_ids_of(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that count real tokens only (left padding gets position 0), as in
+    generation, the sampler's teacher-forced passes and training."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
 def cut_at_stop(ids: Iterable[int], stop_ids: Sequence[int]) -> Generation:
     out: list[int] = []
     stops = set(stop_ids)
@@ -179,7 +185,7 @@ def contrastive_generate_batch(pair, prompts: Sequence[Sequence[int]], max_new_t
     pad_id = pad_token_id(tokenizer, stop_ids)
     device = pair.device
     ids, mask = left_pad(prompts, pad_id, device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    positions = position_ids_of(mask)
     models = (pair.expert, pair.amateur)
     keys = [_cache_argument(m) for m in models]
     outputs = [m(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,

@@ -16,6 +16,29 @@ import torch
 
 DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
           "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32}
+PRECISION_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
+
+
+def decoder_and_head(model):
+    """The decoder (its output: the last hidden states, final norm applied) and the
+    output layer of a causal LM, through DDP and peft wrappers, when its logits are a
+    plain linear map of the last hidden state; None for models that scale or cap
+    their logits (their full forward must be used)."""
+    while hasattr(model, "module"):  # DDP
+        model = model.module
+    if hasattr(model, "get_base_model"):  # peft
+        model = model.get_base_model()
+    config = model.config
+    if any(getattr(config, name, None) not in (None, 1.0, 0.0)
+           for name in ("final_logit_softcapping", "logit_scale", "logits_scaling")):
+        return None
+    try:
+        decoder, head = model.get_decoder(), model.get_output_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None
+    if decoder is None or head is None or decoder is model:
+        return None
+    return decoder, head
 
 
 class PairError(ValueError):

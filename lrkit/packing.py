@@ -44,8 +44,8 @@ from typing import Optional, Sequence
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from .divergence import log_probs
-from .generation import left_pad
+from .generation import left_pad, position_ids_of
+from .models import decoder_and_head
 
 
 @dataclass
@@ -192,7 +192,7 @@ class PackedCollator:
             target_ids[n, :len(ids)] = torch.as_tensor(ids, dtype=torch.long)
             target_weights[n, :len(weights)] = torch.as_tensor(weights, dtype=torch.float32)
         return {"input_ids": input_ids, "attention_mask": attention_mask,
-                "position_ids": (attention_mask.cumsum(-1) - 1).clamp(min=0),
+                "position_ids": position_ids_of(attention_mask),
                 "rows": torch.as_tensor(rows, dtype=torch.long), "cols": torch.as_tensor(cols, dtype=torch.long),
                 "target_ids": target_ids, "target_weights": target_weights,
                 "step_records": torch.tensor(batch.step_records, dtype=torch.long)}
@@ -204,17 +204,6 @@ def _chunk_kl(head, hidden, target_ids, target_weights, vocab_size):
     return sparse_kl(head(hidden), target_ids, target_weights, vocab_size)
 
 
-def decoder_and_head(model):
-    """The decoder (its output: the last hidden states, final norm applied) and
-    the output layer of a causal LM, through any peft / DDP wrappers."""
-    inner = model
-    while hasattr(inner, "module"):  # DDP
-        inner = inner.module
-    if hasattr(inner, "get_base_model"):  # peft
-        inner = inner.get_base_model()
-    return inner.get_decoder(), inner.get_output_embeddings()
-
-
 def packed_kl(model, batch: dict, vocab_size: int, chunk_size: int = 64) -> torch.Tensor:
     """KL(v_C || pi_E) at every supervised position of a packed batch, one value per record.
 
@@ -222,7 +211,11 @@ def packed_kl(model, batch: dict, vocab_size: int, chunk_size: int = 64) -> torc
     logits for one position only; a forward hook on the decoder keeps its last
     hidden states, of which only the supervised positions reach the output layer.
     """
-    decoder, head = decoder_and_head(model)
+    parts = decoder_and_head(model)
+    if parts is None:
+        raise ValueError(f"packed training needs logits that are a linear map of the last hidden state; "
+                         f"{type(model).__name__} scales or caps them: train with --packing off")
+    decoder, head = parts
     captured: list[torch.Tensor] = []
 
     def keep(_module, _inputs, output):

@@ -6,7 +6,6 @@ A benchmark name means its evaluation split (``gsm8k``: test); ``NAME:SPLIT``
 (``gsm8k:train``) names another (:func:`benchmark_source`)."""
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import asdict, dataclass

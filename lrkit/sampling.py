@@ -30,8 +30,8 @@ import torch
 
 from . import divergence
 from .config import SampleConfig, to_dict
-from .generation import greedy_generate_batch, pad_token_id, stop_token_ids
-from .models import ModelPair, check_prompt_lengths, load_pair
+from .generation import greedy_generate_batch, pad_token_id, position_ids_of, stop_token_ids
+from .models import ModelPair, check_prompt_lengths, decoder_and_head, load_pair
 from .problems import Problem, training_problems
 from .prompts import build_prompt_ids
 from .provenance import PROVENANCE_FILE, Provenance, api_call
@@ -55,33 +55,13 @@ class RunMismatchError(ValueError):
 
 # --------------------------------------------------------------------------- scoring
 
-def _decoder_and_head(model):
-    """The decoder and output layer, when logits are a plain linear map of the
-    last hidden state; None for models that scale or cap their logits."""
-    config = model.config
-    if any(getattr(config, name, None) not in (None, 1.0, 0.0)
-           for name in ("final_logit_softcapping", "logit_scale", "logits_scaling")):
-        return None
-    try:
-        decoder, head = model.get_decoder(), model.get_output_embeddings()
-    except (AttributeError, NotImplementedError):
-        return None
-    if decoder is None or head is None or decoder is model:
-        return None
-    return decoder, head
-
-
-def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
-
-
 @torch.inference_mode()
 def last_positions_hidden(model, input_ids, attention_mask, n_last: int):
     """Hidden states of the last ``n_last`` positions and the head that turns them
     into logits (one forward pass). Falls back to logits for exotic models."""
-    parts = _decoder_and_head(model)
+    parts = decoder_and_head(model)
     kwargs = dict(input_ids=input_ids, attention_mask=attention_mask,
-                  position_ids=_position_ids(attention_mask), use_cache=False)
+                  position_ids=position_ids_of(attention_mask), use_cache=False)
     if parts is None:
         logits = model(**kwargs, logits_to_keep=n_last).logits
         return logits[:, -n_last:], None

@@ -33,8 +33,9 @@ from .prompts import build_prompt_ids
 from .provenance import Provenance, api_call
 from .records import tokenizer_fingerprint
 from .runs import writes_folder
-from .training import (CountingTrainer, PathLike, TrainResult, fit, loss_history, pad_id_of,
-                       position_ids_of, prepare_out_dir, resolve_precision, write_run)
+from .generation import position_ids_of
+from .training import (CountingTrainer, PathLike, TrainResult, fit, loss_history, pad_id_of, prepare_out_dir,
+                       resolve_precision, write_run)
 
 ROLLOUTS_FILE = "rollouts.jsonl"
 IGNORE = -100

@@ -52,8 +52,8 @@ from transformers import AutoConfig, Trainer, TrainerCallback, TrainingArguments
 from . import distributed
 from .config import AUTHORS_SYSTEM_PROMPT, TrainConfig, report_targets, to_dict
 from .divergence import log_probs
-from .generation import left_pad
-from .models import (choose_device, choose_dtype, load_model, load_tokenizer, resolve_member,
+from .generation import left_pad, position_ids_of
+from .models import (PRECISION_NAMES, choose_device, choose_dtype, load_model, load_tokenizer, resolve_member,
                      scored_vocab_size)
 from .prompts import build_prompt_ids
 from .runs import entries, writes_folder
@@ -65,7 +65,6 @@ PathLike = Union[str, os.PathLike]
 RUN_FILE = "lrkit_train.json"
 LOSS_FILE = "loss.jsonl"
 PROGRESS_FILE = "lrkit_progress.json"
-PRECISIONS = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
 RESUMABLE_CHANGES = ("max_steps", "save_steps", "logging_steps", "report_to")
 """TrainConfig fields a resumed run may change; any other change is refused."""
 
@@ -123,11 +122,6 @@ def build_examples(records: Sequence[dict], tokenizer, max_length: int,
     return [{"input_ids": record_input_ids(r, tokenizer, system_prompt)[-max_length:],
              "target_ids": [int(i) for i in r["token_ids"]],
              "target_weights": [float(w) for w in r["weights"]]} for r in records]
-
-
-def position_ids_of(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions that count real tokens only, as in generation and the sampler."""
-    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
 @dataclass
@@ -291,7 +285,7 @@ def resolve_precision(precision: str) -> str:
     """"auto" -> bf16 on a GPU that has it, fp16 on other GPUs (e.g. T4), fp32 on CPU."""
     if precision != "auto":
         return precision
-    return PRECISIONS[choose_dtype(choose_device())]
+    return PRECISION_NAMES[choose_dtype(choose_device())]
 
 
 def load_expert(expert: PathLike, precision: str):

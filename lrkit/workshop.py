@@ -35,11 +35,10 @@ from typing import Optional, Sequence, Union
 import torch
 
 from .config import EvalConfig, SampleConfig, TrainConfig, to_dict
-from .models import choose_device, choose_dtype, hide_library_chatter
+from .models import PRECISION_NAMES, choose_device, choose_dtype, hide_library_chatter
 
 RUN_DIR_ENV = "LRKIT_RUN_DIR"
 TOY = "toy"
-PRECISION_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
 
 # --------------------------------------------------------------------------- set-up
 

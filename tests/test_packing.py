@@ -291,3 +291,16 @@ def test_right_padding_parity_needs_packing_off():
     with pytest.raises(ValueError, match="--packing off"):
         TrainConfig(parity_right_padding=True).validate()
     assert TrainConfig(parity_right_padding=True, packing=False).validate()
+
+
+def test_a_model_that_scales_its_logits_is_refused_with_the_way_out(tiny_run):
+    """Packing applies the output layer to gathered hidden states itself, which is
+    only the model's own logits when they are a plain linear map of them."""
+    expert, records = tiny_run
+    tokenizer, examples, inputs = _setup(expert, records[:3])
+    model = lora_model(expert)
+    model.get_base_model().config.logit_scale = 2.0
+    step = schedule(pack_units(inputs, 512), 3, 1, 1, seed=0)[0]
+    collator = PackedCollator(0, [(e["target_ids"], e["target_weights"]) for e in examples])
+    with pytest.raises(ValueError, match="--packing off"):
+        packed_kl(model, collator(step), scored_vocab_size(tokenizer))

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from transformers import Qwen2ForCausalLM
 
 from lrkit.config import AUTHORS_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT
 from lrkit.toy.habits import DEFAULT_WORLD, HabitWorld, generate_habit_problems
