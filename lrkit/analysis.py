@@ -149,7 +149,7 @@ def ablation_table(rows: Sequence[dict]):
     """Ablation rows (variant, examples, tuned_tokens, result) with the paper's column."""
     import pandas as pd
 
-    from .demo import PAPER_ABLATION
+    from .paper import PAPER_ABLATION
 
     base = next(r["result"] for r in rows if r["variant"] == "base expert")
     table = []
@@ -169,7 +169,7 @@ def efficiency_table(sampled, trained, sft=None):
     paper's (whose hours cover the whole method)."""
     import pandas as pd
 
-    from .demo import PAPER_EFFICIENCY
+    from .paper import PAPER_EFFICIENCY
 
     summary = sampled.summary
     sampling_seconds = summary.get("rollout_s", 0.0) + summary.get("scoring_s", 0.0)

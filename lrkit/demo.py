@@ -23,14 +23,9 @@ from pathlib import Path
 from typing import Optional
 
 from .config import EvalConfig, SampleConfig, TrainConfig, to_dict
+from .paper import PAPER_ABLATION, PAPER_GSM8K
 from .provenance import Provenance, api_call, read_provenance
 
-PAPER_ABLATION = {  # Qwen2.5-Math-1.5B, average of 6 benchmarks (paper, Table 6)
-    "full method": 54.0, "no selection": 53.8, "no contrast": 44.8, "neither": 42.6, "base expert": 41.2,
-}
-PAPER_GSM8K = {"base expert": 42.5, "SFT": 69.2, "LightReasoner": 70.6}
-PAPER_EFFICIENCY = {"SFT": {"problems": 3952, "tuned_tokens": 1.77e6, "hours": 4.0},
-                    "LightReasoner": {"problems": 1000, "tuned_tokens": 0.02e6, "hours": 0.5}}
 
 
 @dataclass

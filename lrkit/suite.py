@@ -26,7 +26,8 @@ from typing import Mapping, Optional, Sequence, Union
 
 import pandas as pd
 
-from .benchmarks import BENCHMARKS, PAPER_BENCHMARKS, PAPER_TABLE1, get_benchmark, load_benchmark
+from .benchmarks import BENCHMARKS, PAPER_BENCHMARKS, get_benchmark, load_benchmark
+from .paper import PAPER_TABLE1
 from .config import EvalConfig, to_dict
 from .evaluation import EvalResult, compare, evaluate
 from .problems import Problem, load_problems

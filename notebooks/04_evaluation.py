@@ -98,7 +98,7 @@ comparison = lrkit.compare(base, tuned)
 comparison.show()
 
 # %%
-from lrkit.demo import PAPER_ABLATION, PAPER_GSM8K
+from lrkit.paper import PAPER_ABLATION, PAPER_GSM8K
 
 analysis.beside_paper(
     [analysis.accuracy_row("base expert", base), analysis.accuracy_row("LightReasoner", tuned)],

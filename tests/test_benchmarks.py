@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lrkit.benchmarks import (BENCHMARKS, MMLU_STEM_SUBJECTS, PAPER_BENCHMARKS, PAPER_TABLE1,
+from lrkit.paper import PAPER_TABLE1
+from lrkit.benchmarks import (BENCHMARKS, MMLU_STEM_SUBJECTS, PAPER_BENCHMARKS,
                               load_benchmark)
 from lrkit.problems import ProblemError, load_problems
 
