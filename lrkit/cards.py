@@ -24,6 +24,8 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from .runs import RUN_FILE
+
 PathLike = Union[str, os.PathLike]
 CARD_FILE = "README.md"
 CARD_DATA_FILE = "lrkit_card.json"
@@ -79,8 +81,6 @@ def card_inputs(folder: PathLike, adapter_dir: Optional[PathLike] = None, expert
     """What the card of an adapter folder (``lrkit_train.json`` beside it) or a
     merged folder (``adapter_dir`` given: the adapter's run) says. A merged
     adapter that lrkit did not train (no run file) is described from ``expert``."""
-    from .training import RUN_FILE
-
     folder = Path(folder)
     kind = "merged" if adapter_dir is not None else "adapter"
     run = _read_json(Path(adapter_dir if adapter_dir is not None else folder) / RUN_FILE)

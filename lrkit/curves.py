@@ -19,10 +19,11 @@ from typing import Union
 
 from transformers.trainer_callback import ProgressCallback
 
+from .runs import LOSS_FILE
+
 PathLike = Union[str, os.PathLike]
 TENSORBOARD_DIR = "tensorboard"
 """Sub-folder of a training run that holds its TensorBoard event files."""
-LOSS_FILE = "loss.jsonl"
 
 
 class LossBar(ProgressCallback):

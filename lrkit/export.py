@@ -20,9 +20,9 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Optional, Union
 
-from .records import AUTHORS_FIELDS, RecordError, iter_numbered_records, validate_record
+from .records import AUTHORS_FIELDS, iter_numbered_records
 
 PathLike = Union[str, os.PathLike]
 DATA_FILE = "data/train-00000-of-00001.parquet"
@@ -172,24 +172,3 @@ def export(run_dir: PathLike, to: PathLike, overwrite: bool = False) -> Path:
     return to
 
 
-def parquet_files(folder: PathLike) -> list[Path]:
-    """The parquet files of an export folder (``data/*.parquet``, else ``*.parquet``), in name order."""
-    folder = Path(folder)
-    return sorted(folder.glob("data/*.parquet")) or sorted(folder.glob("*.parquet"))
-
-
-def iter_parquet_records(folder: PathLike) -> Iterator[tuple[int, dict]]:
-    """(row number, validated record) of an export folder; a field that is None
-    (a column another record filled) counts as absent."""
-    import pyarrow.parquet as pq
-
-    files = parquet_files(folder)
-    if not files:
-        raise RecordError(f"{folder}: a folder of records must hold data/*.parquet (lrkit export) "
-                          "or be given as its records.jsonl")
-    number = 0
-    for path in files:
-        for index, row in enumerate(pq.read_table(path).to_pylist(), start=1):
-            number += 1
-            record = {k: v for k, v in row.items() if v is not None}
-            yield number, validate_record(record, f"{path}, row {index}")

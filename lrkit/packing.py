@@ -45,6 +45,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from .generation import left_pad, position_ids_of
+from .losses import sparse_kl  # the per-record loss itself, so the two cannot drift apart
 from .models import decoder_and_head
 
 
@@ -199,8 +200,6 @@ class PackedCollator:
 
 
 def _chunk_kl(head, hidden, target_ids, target_weights, vocab_size):
-    from .training import sparse_kl  # the per-record loss itself, so the two cannot drift apart
-
     return sparse_kl(head(hidden), target_ids, target_weights, vocab_size)
 
 

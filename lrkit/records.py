@@ -111,13 +111,34 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
+def parquet_files(folder: Union[str, Path]) -> list[Path]:
+    """The parquet files of an export folder (``data/*.parquet``, else ``*.parquet``), in name order."""
+    folder = Path(folder)
+    return sorted(folder.glob("data/*.parquet")) or sorted(folder.glob("*.parquet"))
+
+
+def iter_parquet_records(folder: Union[str, Path]) -> Iterator[tuple[int, dict]]:
+    """(row number, validated record) of an export folder; a field that is None
+    (a column another record filled) counts as absent."""
+    import pyarrow.parquet as pq
+
+    files = parquet_files(folder)
+    if not files:
+        raise RecordError(f"{folder}: a folder of records must hold data/*.parquet (lrkit export) "
+                          "or be given as its records.jsonl")
+    number = 0
+    for path in files:
+        for index, row in enumerate(pq.read_table(path).to_pylist(), start=1):
+            number += 1
+            record = {k: v for k, v in row.items() if v is not None}
+            yield number, validate_record(record, f"{path}, row {index}")
+
+
 def iter_numbered_records(path: Union[str, Path]) -> Iterator[tuple[int, dict]]:
     """(line number, validated record) for each record of a JSONL file; for a
     folder written by ``lrkit export`` (parquet), (row number, record)."""
     path = Path(path)
     if path.is_dir():
-        from .export import iter_parquet_records
-
         yield from iter_parquet_records(path)
         return
     if not path.is_file():

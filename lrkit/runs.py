@@ -25,6 +25,10 @@ from pathlib import Path
 from typing import Iterator, Union
 
 LOCK_FILE = ".lrkit.lock"
+RUN_FILE = "lrkit_train.json"
+"""A training run's settings, record digest and result (train and SFT folders)."""
+LOSS_FILE = "loss.jsonl"
+"""A training run's logged losses, one JSON line per logged step."""
 
 _held: dict[str, int] = {}
 """Folders this process holds, with how deep: a stage called inside another that

@@ -51,19 +51,17 @@ from transformers import AutoConfig, Trainer, TrainerCallback, TrainingArguments
 
 from . import distributed
 from .config import AUTHORS_SYSTEM_PROMPT, TrainConfig, report_targets, to_dict
-from .divergence import log_probs
 from .generation import left_pad, position_ids_of
+from .losses import sparse_kl
 from .models import (PRECISION_NAMES, choose_device, choose_dtype, load_model, load_tokenizer, resolve_member,
                      scored_vocab_size)
 from .prompts import build_prompt_ids
-from .runs import entries, writes_folder
+from .runs import LOSS_FILE, RUN_FILE, entries, writes_folder
 from .provenance import Provenance, api_call, now
 from .records import (RecordError, check_records_tokenizer, iter_numbered_records, tokenizer_fingerprint,
                       validate_record)
 
 PathLike = Union[str, os.PathLike]
-RUN_FILE = "lrkit_train.json"
-LOSS_FILE = "loss.jsonl"
 PROGRESS_FILE = "lrkit_progress.json"
 RESUMABLE_CHANGES = ("max_steps", "save_steps", "logging_steps", "report_to")
 """TrainConfig fields a resumed run may change; any other change is refused."""
@@ -162,21 +160,6 @@ class SoftLabelCollator:
 
 
 # ---------------------------------------------------------------- loss
-
-def sparse_kl(logits: torch.Tensor, target_ids: torch.Tensor, target_weights: torch.Tensor,
-              vocab_size: Optional[int] = None) -> torch.Tensor:
-    """KL(v || pi) per row, pi = float32 softmax over the first ``vocab_size``
-    logit rows, v given sparsely.
-
-    ``logits`` (batch, rows); ``target_ids`` / ``target_weights`` (batch, k),
-    zero weights are padding. Gradient = that of -sum_i w_i log pi(i).
-    """
-    picked = log_probs(logits, vocab_size).gather(-1, target_ids)
-    weights = target_weights.float()
-    # where(): a zero weight at a -inf log-prob must give 0, not nan
-    cross = torch.where(weights > 0, weights * picked, torch.zeros_like(picked))
-    return (torch.xlogy(weights, weights) - cross).sum(-1)
-
 
 def last_position_logits(model, batch: dict) -> torch.Tensor:
     """Logits (batch, rows) at position -1 only; no all-position logits."""

@@ -185,7 +185,8 @@ def finished_sampling(out_dir: Path, config: SampleConfig, n_problems: int) -> O
 
 def load_train_result(out_dir: Path, config: TrainConfig, examples: int):
     """The TrainResult of a finished run in ``out_dir`` with these settings, else None."""
-    from .training import LOSS_FILE, RUN_FILE, TrainResult
+    from .runs import LOSS_FILE, RUN_FILE
+    from .training import TrainResult
 
     out_dir = Path(out_dir)
     if not (out_dir / RUN_FILE).exists():
@@ -444,7 +445,7 @@ class Workshop:
         problems, with the same LoRA and learning rate; its summary (problems used,
         tuned tokens, seconds), read when the folder holds a finished run."""
         from .sft import run_sft, sft_config
-        from .training import RUN_FILE
+        from .runs import RUN_FILE
 
         out_dir = self.model_dir("sft") / "adapter"
         config = sft_config(self.train_config)
