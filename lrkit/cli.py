@@ -379,9 +379,32 @@ def build_toy_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
                    help="training autocast; auto = bf16 where the CPU supports it")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--ladder", action="store_true",
+                   help="build the amateur ladder for toy's expert instead (lrkit.toy.ladder; cached, "
+                        "default folder $LRKIT_CACHE/ladder or ~/.cache/lrkit/ladder, or --out)")
+    p.add_argument("--amateur", action="append", default=None, metavar="NAME",
+                   help="with --ladder: only this rung (repeatable; default: every rung)")
+    p.add_argument("--force", action="store_true", help="with --ladder: retrain rungs already cached")
+
+
+def run_build_ladder(args) -> int:
+    from .toy.ladder import build_ladder, get_rung
+
+    for name in args.amateur or ():
+        get_rung(name)  # an unknown name fails before any training
+    for record in build_ladder(args.amateur, args.out, seed=args.seed, precision=args.precision,
+                               threads=args.threads, force=args.force):
+        how = "bundled" if record.get("bundled") else f"{record['parameters']:,} parameters, " \
+                                                      f"trained in {record['train_seconds']:.0f} s"
+        print(f"{record['name']:<10} {record['path']} ({how})")
+    return 0
 
 
 def run_build_toy(args) -> int:
+    if args.ladder:
+        return run_build_ladder(args)
+    if args.amateur or args.force:
+        raise ValueError("--amateur and --force apply to --ladder only")
     if args.pair == "toy":
         from .toy.habit_pair import build_habit_pair as build
     else:
