@@ -444,7 +444,7 @@ def scout_arguments(p: argparse.ArgumentParser) -> None:
 def run_scout(args) -> int:
     from pathlib import Path
 
-    from .scout import scout
+    from .scouting import scout
 
     if not Path(args.problems).is_file():
         raise ValueError(f"--problems {args.problems}: no such file (a JSONL file with question and answer)")

@@ -6,7 +6,7 @@ analyses in miniature, on ``toy``'s expert and the amateur ladder (:mod:`lrkit.t
 For every amateur of the ladder:
 
 * its greedy accuracy (test problems), and the expertise gap (expert minus amateur);
-* the scout's predictions on **validation** problems (:mod:`lrkit.scout`): decoding
+* the scout's predictions on **validation** problems (:mod:`lrkit.scouting`): decoding
   by v_C's argmax against greedy, the gold-path check, the odd-token audit;
 * decoding by v_C's argmax on the test problems;
 * LightReasoner with the demo's settings (200 train problems sampled, 60 LoRA
@@ -145,7 +145,7 @@ def _study_rung(name: str, expert_path: str, problems: dict, base, greedy_valida
     from .audit import odd_token_audit
     from .evaluation import compare, evaluate, evaluate_contrastive
     from .models import load_pair
-    from .scout import score_pair
+    from .scouting import score_pair
     from .toy.ladder import get_rung, rung_path
 
     folder = out_dir / "amateurs" / name
@@ -201,18 +201,28 @@ def _study_rung(name: str, expert_path: str, problems: dict, base, greedy_valida
 
 
 def _sweep_point(setting: str, value: float, expert_path: str, problems: dict, base, out_dir: Path,
-                 config: StudyConfig, progress: bool, log) -> dict:
+                 config: StudyConfig, progress: bool, log, ladder: list = ()) -> dict:
     from .models import load_pair
     from .toy.ladder import rung_path
 
-    folder = out_dir / "sweeps" / f"{setting}-{value:g}"
+    sample_config = replace(config.sample, **{setting: value})
+    beta, alpha = sample_config.beta, sample_config.alpha
+    studied = next((row for row in ladder if row["name"] == config.sweep_amateur), None)
+    if studied is not None and (beta, alpha) == (config.sample.beta, config.sample.alpha):
+        # The study's own setting: the sweep amateur's first seeds, already trained and measured.
+        seeds = studied["seeds"][:config.sweep_seeds]
+        return {"setting": setting, "beta": beta, "alpha": alpha, "amateur": config.sweep_amateur,
+                "steps": studied["steps"], "records": studied["records"], "share_kept": studied["share_kept"] or 0.0,
+                "tuned_tokens": max((r["tuned_tokens"] for r in seeds), default=0), "seeds": seeds,
+                "mean_gain_points": round(sum(r["gain_points"] for r in seeds) / len(seeds), 2),
+                "seconds": 0.0, "cpu_seconds": 0.0, "from": f"amateurs/{config.sweep_amateur}"}
+    folder = out_dir / "sweeps" / f"beta{beta:g}-alpha{alpha:g}"
     path = folder / "result.json"
     if path.exists():
-        return json.loads(path.read_text())
+        return {**json.loads(path.read_text()), "setting": setting}
     started, cpu = time.perf_counter(), time.process_time()
     folder.mkdir(parents=True, exist_ok=True)
     pair = load_pair(expert_path, str(rung_path(config.sweep_amateur)), device="cpu")
-    sample_config = replace(config.sample, **{setting: value})
     summary, records, runs = _lightreasoner(
         expert_path, pair, problems["unlabeled"], problems["test"], base, folder, config, sample_config,
         [config.train.seed + i for i in range(config.sweep_seeds)], progress, log)
@@ -239,7 +249,7 @@ reports; ``cd_gain`` is the score chosen before the study ran, the others are sh
 
 def correlations(ladder: list) -> dict:
     """Spearman between each predictor (validation) and the mean measured gain (test) across the ladder."""
-    from .scout import spearman
+    from .scouting import spearman
 
     gains = [row["mean_gain_points"] for row in ladder]
     out = {}
@@ -299,31 +309,40 @@ def run_study(out_dir="runs/ladder", config: Optional[StudyConfig] = None, progr
     del expert
     log(f"base expert: {base.accuracy:.1%} on {base.n} test problems, {greedy_validation.accuracy:.1%} on "
         f"{greedy_validation.n} validation problems")
-    ladder = []
+    ladder, sweeps = [], {"beta": [], "alpha": []}
+
+    def write(complete: bool) -> dict:
+        """study.json as it stands: rewritten after every amateur and sweep point, so a long run
+        that is stopped still leaves every finished number."""
+        study = {
+            "complete": complete,
+            "config": config.to_dict(),
+            "base": {"accuracy": base.accuracy, "interval": list(base.interval), "n": base.n,
+                     "validation_accuracy": greedy_validation.accuracy},
+            "ladder": ladder,
+            "sweeps": sweeps,
+            "spearman": correlations(ladder),
+            "predictors": PREDICTORS,
+            "rungs": {record["name"]: {k: v for k, v in record.items() if k != "path"} for record in built},
+            "seconds": round(time.perf_counter() - started, 1),
+            "cpu_seconds_this_call": round(time.process_time() - cpu, 1),
+            "cpu_seconds_study": round(sum(r["cpu_seconds"] for r in ladder)
+                                       + sum(p["cpu_seconds"] for s in sweeps.values() for p in s), 1),
+            "threads": torch.get_num_threads(),
+        }
+        (out_dir / STUDY_FILE).write_text(json.dumps(study, indent=2, default=str) + "\n")
+        return study
+
     for name in config.amateurs:
         ladder.append(_study_rung(name, expert_path, problems, base, greedy_validation, out_dir, config,
                                   progress, log))
-    sweeps = {"beta": [], "alpha": []}
+        write(False)
     for setting, values in (("beta", config.betas), ("alpha", config.alphas)):
         for value in values:
             sweeps[setting].append(_sweep_point(setting, value, expert_path, problems, base, out_dir, config,
-                                                progress, log))
-    study = {
-        "config": config.to_dict(),
-        "base": {"accuracy": base.accuracy, "interval": list(base.interval), "n": base.n,
-                 "validation_accuracy": greedy_validation.accuracy},
-        "ladder": ladder,
-        "sweeps": sweeps,
-        "spearman": correlations(ladder),
-        "predictors": PREDICTORS,
-        "rungs": {record["name"]: {k: v for k, v in record.items() if k != "path"} for record in built},
-        "seconds": round(time.perf_counter() - started, 1),
-        "cpu_seconds_this_call": round(time.process_time() - cpu, 1),
-        "cpu_seconds_study": round(sum(r["cpu_seconds"] for r in ladder)
-                                   + sum(p["cpu_seconds"] for s in sweeps.values() for p in s), 1),
-        "threads": torch.get_num_threads(),
-    }
-    (out_dir / STUDY_FILE).write_text(json.dumps(study, indent=2, default=str) + "\n")
+                                                progress, log, ladder))
+            write(False)
+    study = write(True)
     study_report(study).save(out_dir / "report.html")
     return study
 

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from lrkit.audit import odd_token_audit
-from lrkit.scout import spearman
+from lrkit.scouting import spearman
 
 
 def test_spearman_without_ties():

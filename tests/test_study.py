@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from lrkit.scout import LADDER_RESULTS, spearman
+from lrkit.scouting import LADDER_RESULTS, spearman
 from lrkit.study import PREDICTORS, correlations
 
 
