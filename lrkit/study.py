@@ -417,3 +417,50 @@ def anatomy_frame(ladder: list):
                          "fixed": ", ".join(str(c["fixed"]) for c in cells),
                          "introduced": ", ".join(str(c["introduced"]) for c in cells)})
     return pd.DataFrame(rows)
+
+
+def study_markdown(study: dict) -> str:
+    """The study's numbers as markdown tables (docs/LADDER.md quotes them)."""
+    def md(frame) -> str:
+        cols = list(frame.columns)
+        lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+        return "\n".join(lines)
+
+    import pandas as pd
+
+    base = study["base"]
+    parts = [f"Base expert: {100 * base['accuracy']:.1f}% [{100 * base['interval'][0]:.1f}, "
+             f"{100 * base['interval'][1]:.1f}] on {base['n']} test problems; "
+             f"{100 * base['validation_accuracy']:.1f}% on the validation problems the scout reads.", ""]
+    parts += ["### Every amateur", "", md(ladder_frame(study["ladder"])), ""]
+    seeds = []
+    for row in study["ladder"]:
+        for r in row["seeds"]:
+            seeds.append({"amateur": row["name"], "seed": r["seed"],
+                          "accuracy [95% Wilson]": f"{100 * r['accuracy']:.1f}% [{100 * r['interval'][0]:.1f}, "
+                                                   f"{100 * r['interval'][1]:.1f}]",
+                          "gain (points)": f"{r['gain_points']:+.1f}", "fixed / broken": f"{r['fixed']} / {r['broken']}",
+                          "McNemar p": f"{r['mcnemar_p']:.3g}", "records": r["records"],
+                          "tuned tokens": r["tuned_tokens"]})
+    parts += ["### Per seed", "", md(pd.DataFrame(seeds)), ""]
+    parts += ["### Spearman: the scout's numbers (validation) against the mean gain (test)", "",
+              md(pd.DataFrame([{"scout's number": PREDICTORS[k], "Spearman": "n/a" if v is None else f"{v:.2f}"}
+                               for k, v in study["spearman"].items()])), ""]
+    for setting in ("beta", "alpha"):
+        if study["sweeps"].get(setting):
+            parts += [f"### {setting} sweep (g-small = toy:amateur)", "",
+                      md(sweep_frame(sorted(study["sweeps"][setting], key=lambda p: p[setting]))), ""]
+    audits = []
+    for row in study["ladder"]:
+        for source, audit in (("records", row.get("records_audit")), ("gold paths", row.get("gold_path_audit"))):
+            if audit and audit.get("kept_steps"):
+                audits.append({"amateur": row["name"], "kept steps of": source, "kept": audit["kept_steps"],
+                               "v_C not the expert's top": audit["not_expert_top"], "odd": audit["odd"],
+                               "share odd": f"{100 * audit['share_odd']:.2f}%",
+                               "odd that are gold": audit.get("odd_that_are_gold", ""),
+                               "most frequent odd tokens": ", ".join(f"`{t!r}` x{c}" for t, c in audit["top_tokens"][:5])})
+    parts += ["### Odd-token audit", "", md(pd.DataFrame(audits)), ""]
+    parts += ["### Error anatomy (base errors; per seed: errors after, fixed, introduced)", "",
+              md(anatomy_frame(study["ladder"])), ""]
+    return "\n".join(parts)
