@@ -78,3 +78,34 @@ def test_bundled_rungs_are_never_trained(tmp_path, capsys):
     assert main(["build-toy", "--ladder", "--amateur", "g-small", "--amateur", "expert", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "g-small" in out and "bundled" in out and list(tmp_path.iterdir()) == []
+
+
+def test_stop_after_gives_the_full_runs_weights_at_that_step():
+    """The checkpoint rung's mechanism: a run stopped after k steps equals the full
+    run (same schedule) at step k, and differs from a run whose schedule is k steps long."""
+    import torch
+
+    from lrkit.toy.pretrain import ToyModelSpec, build_model, train_model
+    from lrkit.toy.problems import generate_problems
+    from lrkit.toy.tokenizer import train_toy_tokenizer
+
+    torch.set_num_threads(1)
+    tokenizer = train_toy_tokenizer(n_problems=200)
+    spec = ToyModelSpec(hidden_size=32, num_layers=1, intermediate_size=64, num_heads=2, train_problems=96,
+                        batch_size=16, warmup_steps=2)
+    phases = [generate_problems(96, "train", seed=1)]  # 6 steps
+    snapshot = {}
+
+    def keep(step, model):
+        if step == 3:
+            snapshot.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    full = build_model(spec, tokenizer, 5)
+    train_model(full, tokenizer, spec, 0, "fp32", log=None, phases=phases, after_step=keep)
+    stopped = build_model(spec, tokenizer, 5)
+    losses = train_model(stopped, tokenizer, spec, 0, "fp32", log=None, phases=phases, stop_after=3)
+    assert len(losses) == 3
+    assert all(torch.equal(v, snapshot[k]) for k, v in stopped.state_dict().items())
+    short = build_model(spec, tokenizer, 5)
+    train_model(short, tokenizer, spec, 0, "fp32", log=None, phases=[phases[0][:48]])
+    assert not all(torch.equal(v, snapshot[k]) for k, v in short.state_dict().items())
