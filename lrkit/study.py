@@ -306,7 +306,6 @@ def run_study(out_dir="runs/ladder", config: Optional[StudyConfig] = None, progr
                                                                name="base expert"))
     greedy_validation = evaluate(expert, problems["validation"], config.eval, tokenizer=tokenizer,
                                  progress=progress, name="expert (greedy)")
-    del expert
     log(f"base expert: {base.accuracy:.1%} on {base.n} test problems, {greedy_validation.accuracy:.1%} on "
         f"{greedy_validation.n} validation problems")
     ladder, sweeps = [], {"beta": [], "alpha": []}
@@ -365,9 +364,29 @@ def study_report(study: dict):
         if study["sweeps"].get(setting):
             report.add_figure(sweep_figure(study["sweeps"][setting], setting), heading=f"{setting} sweep")
             report.add_table(sweep_frame(study["sweeps"][setting]))
+    report.add_table(audit_frame(study["ladder"]), heading="Odd-token audit",
+                     caption="Kept steps where v_C's argmax is a token the expert ranks low (not its top token, "
+                             "< 0.5 x its top probability): over the records sampled with each amateur, and over "
+                             "the scout's kept gold-path steps, where 'odd that are gold' counts the right ones.")
     report.add_table(anatomy_frame(study["ladder"]), heading="Error anatomy: fixed and introduced per type",
                      max_rows=200)
     return report
+
+
+def audit_frame(ladder: list):
+    """The odd-token audit per amateur: over its kept records and over its kept gold-path steps."""
+    import pandas as pd
+
+    rows = []
+    for row in ladder:
+        for source, audit in (("records", row.get("records_audit")), ("gold paths", row.get("gold_path_audit"))):
+            if audit and audit.get("kept_steps"):
+                rows.append({"amateur": row["name"], "kept steps of": source, "kept": audit["kept_steps"],
+                             "v_C not the expert's top": audit["not_expert_top"], "odd": audit["odd"],
+                             "share odd": f"{100 * audit['share_odd']:.2f}%",
+                             "odd that are gold": audit.get("odd_that_are_gold", ""),
+                             "most frequent odd tokens": ", ".join(f"`{t!r}` x{c}" for t, c in audit["top_tokens"][:5])})
+    return pd.DataFrame(rows)
 
 
 def ladder_frame(ladder: list):
@@ -451,16 +470,7 @@ def study_markdown(study: dict) -> str:
         if study["sweeps"].get(setting):
             parts += [f"### {setting} sweep (g-small = toy:amateur)", "",
                       md(sweep_frame(sorted(study["sweeps"][setting], key=lambda p: p[setting]))), ""]
-    audits = []
-    for row in study["ladder"]:
-        for source, audit in (("records", row.get("records_audit")), ("gold paths", row.get("gold_path_audit"))):
-            if audit and audit.get("kept_steps"):
-                audits.append({"amateur": row["name"], "kept steps of": source, "kept": audit["kept_steps"],
-                               "v_C not the expert's top": audit["not_expert_top"], "odd": audit["odd"],
-                               "share odd": f"{100 * audit['share_odd']:.2f}%",
-                               "odd that are gold": audit.get("odd_that_are_gold", ""),
-                               "most frequent odd tokens": ", ".join(f"`{t!r}` x{c}" for t, c in audit["top_tokens"][:5])})
-    parts += ["### Odd-token audit", "", md(pd.DataFrame(audits)), ""]
+    parts += ["### Odd-token audit", "", md(audit_frame(study["ladder"])), ""]
     parts += ["### Error anatomy (base errors; per seed: errors after, fixed, introduced)", "",
               md(anatomy_frame(study["ladder"])), ""]
     return "\n".join(parts)
