@@ -58,3 +58,16 @@ def test_quick_study_end_to_end(tmp_path, capsys):
     # a rerun reads every finished piece back
     assert main(["study", "ladder", "--quick", "--out", str(tmp_path / "s"), "--quiet"]) == 0
     assert json.loads((tmp_path / "s" / "study.json").read_text())["ladder"] == study["ladder"]
+
+
+def test_study_user_errors(tmp_path, capsys):
+    from lrkit.cli import main
+
+    assert main(["study", "ladder", "--amateur", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown ladder amateur 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"seeds": 1}))
+    assert main(["study", "ladder", "--out", str(other)]) == 2
+    assert "other settings" in capsys.readouterr().err
