@@ -69,3 +69,18 @@ def test_audit_of_no_records_and_bad_input():
         odd_token_audit([{**record(["a"], [1.0], [0.0]), "expert_logprobs": None}])
     with pytest.raises(ValueError, match="ratio"):
         odd_token_audit([], ratio=0)
+
+
+def test_public_names_stay_the_functions_once_their_modules_are_imported():
+    import lrkit
+    import lrkit.anatomy
+    import lrkit.audit
+    import lrkit.scouting
+    import lrkit.study
+
+    assert lrkit.scout is lrkit.scouting.scout
+    assert lrkit.spearman is lrkit.scouting.spearman
+    assert lrkit.odd_token_audit is lrkit.audit.odd_token_audit
+    assert lrkit.error_anatomy is lrkit.anatomy.error_anatomy
+    assert lrkit.run_study is lrkit.study.run_study
+    assert {"scout", "odd_token_audit", "error_anatomy", "run_study"} <= set(lrkit.__all__)

@@ -21,8 +21,8 @@ the expert's own continuation (its G pretraining, then its family problems with
 G replayed at the same 3:5 ratio) under a full schedule of their own;
 ``expert-50`` replays the expert's build exactly (same data, order, seed,
 schedule) and stops halfway. No rung ships weights: ``g-small`` and ``expert``
-are the bundled folders, the others are trained on demand (about 1-6 minutes
-each on one thread) and cached:
+are the bundled folders, the others are trained on demand (1-6 minutes of CPU
+each on one thread, gf-50 the longest; docs/LADDER.md) and cached:
 
     lrkit build-toy --ladder                      # every rung, into the cache
     lrkit build-toy --ladder --amateur gf-20      # one rung
