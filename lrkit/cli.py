@@ -387,9 +387,32 @@ def build_toy_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
                    help="training autocast; auto = bf16 where the CPU supports it")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--ladder", action="store_true",
+                   help="build the amateur ladder for toy's expert instead (lrkit.toy.ladder; cached, "
+                        "default folder $LRKIT_CACHE/ladder or ~/.cache/lrkit/ladder, or --out)")
+    p.add_argument("--amateur", action="append", default=None, metavar="NAME",
+                   help="with --ladder: only this rung (repeatable; default: every rung)")
+    p.add_argument("--force", action="store_true", help="with --ladder: retrain rungs already cached")
+
+
+def run_build_ladder(args) -> int:
+    from .toy.ladder import build_ladder, get_rung
+
+    for name in args.amateur or ():
+        get_rung(name)  # an unknown name fails before any training
+    for record in build_ladder(args.amateur, args.out, seed=args.seed, precision=args.precision,
+                               threads=args.threads, force=args.force):
+        how = "bundled" if record.get("bundled") else f"{record['parameters']:,} parameters, " \
+                                                      f"trained in {record['train_seconds']:.0f} s"
+        print(f"{record['name']:<10} {record['path']} ({how})")
+    return 0
 
 
 def run_build_toy(args) -> int:
+    if args.ladder:
+        return run_build_ladder(args)
+    if args.amateur or args.force:
+        raise ValueError("--amateur and --force apply to --ladder only")
     if args.pair == "toy":
         from .toy.habit_pair import build_habit_pair as build
     else:
@@ -402,6 +425,89 @@ def run_build_toy(args) -> int:
               f"format {info['format_rate']:.1%}, {info['parameters']:,} parameters, "
               f"{info['bytes'] / 1e6:.1f} MB")
     print(f"built in {summary['total_seconds']:.0f}s")
+    return 0
+
+
+# ------------------------------------------------------------------ lrkit scout / study
+
+def scout_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--expert", required=True, help="the expert: folder, Hub name, or pair member such as toy:expert")
+    p.add_argument("--amateur", required=True, action="append",
+                   help="a candidate amateur (repeat for several): folder, Hub name, toy:amateur, ladder:gf-20")
+    p.add_argument("--problems", required=True,
+                   help="JSONL file of problems with worked gold answers (question, answer); use validation "
+                        "problems, not the test problems you will report on")
+    p.add_argument("--out", required=True, help="folder for ranking.json and ranking.html")
+    p.add_argument("--beta", type=float, nargs="+", default=[0.4], help="beta value(s) to rank (default: 0.4)")
+    p.add_argument("--alpha", type=float, nargs="+", default=[0.2], help="alpha value(s) to rank (default: 0.2)")
+    p.add_argument("--max-problems", type=int, default=None, help="use only the first N problems")
+    p.add_argument("--max-new-tokens", type=int, default=EvalConfig.max_new_tokens,
+                   help="longest answer decoded by v_C's argmax and greedily (default: %(default)r)")
+    p.add_argument("--batch-size", type=int, default=EvalConfig.batch_size,
+                   help="problems decoded at once (default: %(default)r)")
+    p.add_argument("--device", default=None, help="cuda, cpu... (default: auto)")
+    p.add_argument("--dtype", default=None, help="bf16, fp16 or fp32 (default: auto)")
+
+
+def run_scout(args) -> int:
+    from pathlib import Path
+
+    from .scouting import scout
+
+    if not Path(args.problems).is_file():
+        raise ValueError(f"--problems {args.problems}: no such file (a JSONL file with question and answer)")
+    config = EvalConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size).validate()
+    result = scout(args.expert, args.amateur, args.problems, args.out, betas=args.beta, alphas=args.alpha,
+                   max_problems=args.max_problems, eval_config=config, device=args.device, dtype=args.dtype)
+    print(result.table())
+    print()
+    for (amateur, beta, alpha), audit in result.audits.items():
+        print(f"{amateur} (beta {beta:g}, alpha {alpha:g}): {audit}")
+    print(f"\nranking: {Path(args.out) / 'ranking.json'}, figure: {Path(args.out) / 'ranking.html'}")
+    return 0
+
+
+def study_arguments(p: argparse.ArgumentParser) -> None:
+    from . import study
+
+    p.description, p.formatter_class = study.__doc__, argparse.RawDescriptionHelpFormatter
+    p.add_argument("which", choices=("ladder",), help="the study to run (ladder: the amateur ladder on toy)")
+    p.add_argument("--out", default="runs/ladder", help="output folder, resumed when rerun (default: runs/ladder)")
+    p.add_argument("--amateur", action="append", default=None, metavar="NAME",
+                   help="only these rungs (repeatable; default: the whole ladder)")
+    p.add_argument("--seeds", type=int, default=None, help="trainings per amateur (default: 3)")
+    p.add_argument("--quick", action="store_true",
+                   help="a small version in about a minute (two amateurs, one seed, 40 test problems)")
+    p.add_argument("--publish", default=None, metavar="DIR",
+                   help="also copy study.json (no weights) into DIR, e.g. docs/ladder")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def run_study(args) -> int:
+    import dataclasses as dc
+    import shutil
+    from pathlib import Path
+
+    from .study import STUDY_FILE, StudyConfig, quick_config, run_study as study
+
+    config = quick_config() if args.quick else StudyConfig()
+    if args.amateur:
+        config = dc.replace(config, amateurs=tuple(args.amateur))
+    if args.seeds is not None:
+        config = dc.replace(config, seeds=args.seeds)
+    result = study(args.out, config, threads=args.threads, log=None if args.quiet else print)
+    for row in result["ladder"]:
+        gains = ", ".join(f"{r['gain_points']:+.1f}" for r in row["seeds"])
+        print(f"{row['name']:<10} amateur {100 * row['amateur_accuracy']:5.1f}%  scout score "
+              f"{row['scout']['score']:+6.1f} (prediction)  gain per seed {gains} (mean {row['mean_gain_points']:+.1f})")
+    print("Spearman, scout predictions vs measured gain: "
+          + ", ".join(f"{k} {('n/a' if v is None else f'{v:.2f}')}" for k, v in result["spearman"].items()))
+    print(f"study: {Path(args.out) / STUDY_FILE}, report: {Path(args.out) / 'report.html'}")
+    if args.publish:
+        Path(args.publish).mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(args.out) / STUDY_FILE, Path(args.publish) / STUDY_FILE)
+        print(f"published: {Path(args.publish) / STUDY_FILE}")
     return 0
 
 
@@ -434,6 +540,12 @@ COMMANDS: dict[str, Command] = {
                     "", demo_arguments, run_demo),  # its description is lrkit/demo.py's docstring
     "pair": Command("list named expert-amateur pairs, or prepare one",
                     "named expert-amateur pairs", pair_arguments, run_pair),
+    "scout": Command("rank candidate amateurs for an expert before any training (predictions)",
+                     "Rank candidate amateurs (and beta, alpha settings) for an expert by decoding by v_C's "
+                     "argmax and the gold-path check, before any sampling or training.", scout_arguments,
+                     run_scout),
+    "study": Command("the amateur ladder study on toy: gain against the amateur, beta and alpha sweeps",
+                     "", study_arguments, run_study),
     "build-toy": Command("rebuild a bundled toy pair from scratch",
                          "Train a bundled toy expert-amateur pair (toy or toy-shared) from scratch.", build_toy_arguments,
                          run_build_toy),

@@ -274,6 +274,15 @@ def run_demo(out_dir="runs/demo", config: Optional[DemoConfig] = None, ablations
     }
     if ablation_rows is not None:
         summary["ablations"] = ablation_rows
+    # Issue 19: does v_C reward tokens the expert ranks low, and what does tuning fix and break?
+    from .audit import odd_token_audit
+
+    summary["odd_token_audit"] = odd_token_audit(records).summary() if records else None
+    if config.pair == "toy":  # the toy classifier reads the habit family's worked lines
+        from .anatomy import error_anatomy
+
+        summary["error_anatomy"] = error_anatomy(
+            {"base": base, **{f"seed {seed}": result for seed, _, result, _ in runs}}, problems=test).summary()
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     provenance.finish()
 
@@ -430,6 +439,25 @@ def build_demo_report(out_dir: Path, steps, records, trained, base, tuned, compa
         cols = [c for c in ("id", "question", "gold", "prediction_a", "prediction_b") if c in frame.columns]
         named = {"prediction_a": "base expert", "prediction_b": "tuned expert"}  # their answers
         report.add_table(frame[cols].rename(columns=named), heading=label, max_rows=15)
+    if summary.get("error_anatomy"):
+        from .study import anatomy_frame
+
+        report.add_table(anatomy_frame([{"name": summary["pair"], "anatomy": summary["error_anatomy"]}]),
+                         heading="Error anatomy: what the contrast fixes and what it breaks",
+                         caption="Every wrong answer's type (lrkit.error_anatomy, toy classifier): a copy line "
+                                 "(G's habit, 5 + 3 = 3), another arithmetic slip, a reading error (right "
+                                 "arithmetic on other operands or operations than the gold solution's), other. "
+                                 "Per seed: errors after tuning, fixed (wrong of that type before, right after), "
+                                 "introduced (right before, wrong of that type after). docs/LADDER.md has it for "
+                                 "every amateur of the ladder.")
+    if summary.get("odd_token_audit"):
+        audit = summary["odd_token_audit"]
+        report.add_summary({
+            "kept records": audit["kept_steps"], "v_C's argmax is not the expert's top token": audit["not_expert_top"],
+            "odd (the expert ranks it low: rank >= 2 and < 0.5 x its top probability)":
+                f"{audit['odd']} ({100 * audit['share_odd']:.2f}%)",
+            "most frequent odd tokens": ", ".join(f"{t!r} x{c}" for t, c in audit["top_tokens"][:8]) or "none",
+        }, heading="Odd-token audit of the kept records (lrkit.odd_token_audit)")
     eff = pd.DataFrame([
         {"stage": name, "seconds": secs} for name, secs in summary["seconds"].items()])
     report.add_summary({
@@ -579,6 +607,16 @@ def print_summary(summary: dict) -> None:
         print(f"  decoding by the soft labels' argmax, no training: "
               f"{pct(summary['contrastive_decoding_accuracy'])} [{pct(c[0])}, {pct(c[1])}]"
               + (f", fixed {cd['fixed']}, broken {cd['broken']} (McNemar p = {cd['mcnemar_p']:.3g})" if cd else ""))
+    if summary.get("odd_token_audit"):
+        audit = summary["odd_token_audit"]
+        print(f"  odd-token audit: v_C's argmax is a token the expert ranks low at {audit['odd']} of "
+              f"{audit['kept_steps']} kept records ({100 * audit['share_odd']:.2f}%)")
+    if summary.get("error_anatomy"):
+        moves = summary["error_anatomy"]["transitions"]
+        first = next(iter(moves))
+        print(f"  error anatomy ({first}): " + "; ".join(
+            f"{t} {c['base']} -> {c['after']} (fixed {c['fixed']}, introduced {c['introduced']})"
+            for t, c in moves[first].items()))
     if "ablations" in summary:
         print("  ablations (accuracy, change vs base, paper's figure):")
         for row in summary["ablations"]:

@@ -36,21 +36,28 @@ def gold_path_statistics(expert_logp: torch.Tensor, amateur_logp: torch.Tensor, 
     """Per-step comparison of v_C with the expert on gold tokens ([N, V] log-probs, [N] gold ids).
 
     Returns tensors of length N: ``kl``, ``expert_argmax``, ``label_argmax``
-    (v_C's), ``label_gold_mass`` (v_C at gold, 0 outside the mask) and
+    (v_C's), ``label_gold_mass`` (v_C at gold, 0 outside the mask),
     ``expert_gold_mass`` (the expert's distribution renormalised over the mask,
-    at gold).
+    at gold), and how the expert ranks v_C's argmax: ``label_expert_ratio``
+    (its probability over the expert's top probability) and ``label_expert_rank``
+    (1 = the expert's own top token).
     """
     mask = divergence.plausibility_mask(expert_logp, alpha)
     scores = divergence.contrastive_scores(expert_logp, amateur_logp, mask, temperature)
     label = torch.softmax(scores, dim=-1)
     own = torch.softmax(expert_logp.masked_fill(~mask, float("-inf")), dim=-1)
     gold = gold_ids.long().unsqueeze(-1)
+    label_argmax = scores.argmax(-1)
+    label_logp = expert_logp.gather(-1, label_argmax.unsqueeze(-1))
     return {
         "kl": divergence.kl_divergence(expert_logp, amateur_logp),
         "expert_argmax": expert_logp.argmax(-1),
-        "label_argmax": scores.argmax(-1),
+        "label_argmax": label_argmax,
         "label_gold_mass": label.gather(-1, gold).squeeze(-1),
         "expert_gold_mass": own.gather(-1, gold).squeeze(-1),
+        # How the expert itself ranks v_C's choice (the odd-token audit, lrkit.audit).
+        "label_expert_ratio": (label_logp.squeeze(-1) - expert_logp.max(-1).values).exp(),
+        "label_expert_rank": 1 + (expert_logp > label_logp).sum(-1),
     }
 
 
@@ -173,6 +180,8 @@ def contrast_check(pair, problems, beta: float = 0.4, alpha: float = 0.2, temper
                 for t in range(n):
                     rows.append({"prompt_id": problem.id, "step": t, "gold_id": gold[t],
                                  "gold": tokenizer.decode([gold[t]]), "kept": bool(kept[t]),
+                                 "prefix": tokenizer.decode(gold[:t]) if kept[t] else None,
+                                 "label": tokenizer.decode([int(stats["label_argmax"][t])]) if kept[t] else None,
                                  **{k: v[t].item() for k, v in stats.items()}})
     frame = pd.DataFrame(rows)
     return ContrastCheck(frame, beta, alpha, {"system_prompt": system_prompt, "temperature": temperature})

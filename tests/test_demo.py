@@ -268,3 +268,26 @@ def test_a_rerun_with_fewer_steps_is_refused_not_mislabelled(run, capsys):
     assert code == 2 and len(err) == 1, err
     assert "--fresh" in err[0] and "max_steps" in err[0]
     assert (out / "adapter" / "lrkit_train.json").read_text() == before
+
+
+def test_the_demo_reports_the_odd_token_audit_and_the_error_anatomy(run):
+    from lrkit.audit import odd_token_audit
+    from lrkit.records import read_records
+
+    out, stdout = run
+    summary = json.loads((out / "summary.json").read_text())
+    # the audit recomputed from the records file agrees with the summary
+    audit = odd_token_audit(read_records(out / "sampling" / "records.jsonl"))
+    assert summary["odd_token_audit"]["odd"] == audit.n_odd
+    assert summary["odd_token_audit"]["kept_steps"] == summary["records"]
+    anatomy = summary["error_anatomy"]
+    assert anatomy["models"] == ["base", "seed 0", "seed 1"]
+    wrong = round((1 - summary["base_accuracy"]) * summary["test_problems"])
+    assert sum(anatomy["counts"]["base"].values()) == wrong
+    seed0 = summary["seeds"][0]
+    moves = anatomy["transitions"]["seed 0"]
+    assert sum(c["fixed"] for c in moves.values()) == seed0["fixed"]
+    assert sum(c["introduced"] for c in moves.values()) == seed0["broken"]
+    assert "odd-token audit" in stdout and "error anatomy (seed 0)" in stdout
+    html = (out / "report.html").read_text()
+    assert "Error anatomy" in html and "Odd-token audit" in html

@@ -26,6 +26,8 @@ from lrkit.pairs import PairNotPreparedError, resolve_pair  # noqa: E402
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 ORDER = ("01_sampling", "02_critical_moments", "03_finetuning", "04_evaluation")
+ALL = ORDER + ("05_choosing_a_pair",)
+"""Every notebook; 05 reads the committed ladder study and runs on its own, not in the workshop order."""
 CELL_TIMEOUT = 900
 KERNEL_THREADS = "1"
 """torch threads per kernel unless OMP_NUM_THREADS says otherwise: on a busy 2-core
@@ -94,7 +96,7 @@ def mime_types(nb) -> set:
 
 # --------------------------------------------------------------------------- committed files
 
-@pytest.mark.parametrize("name", ORDER)
+@pytest.mark.parametrize("name", ALL)
 def test_committed_notebook_is_clean_and_has_one_parameters_cell(name):
     nb = read(name)
     nbformat.validate(nb)
@@ -110,7 +112,7 @@ def test_committed_notebook_is_clean_and_has_one_parameters_cell(name):
     assert '\nPAIR = "toy"' in "\n" + tagged[0].source
 
 
-@pytest.mark.parametrize("name", ORDER)
+@pytest.mark.parametrize("name", ALL)
 def test_committed_notebook_matches_its_paired_py(name):
     ipynb, py = read(name), jupytext.read(NOTEBOOKS / f"{name}.py")
     assert ipynb.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"
@@ -125,6 +127,7 @@ def test_committed_notebook_matches_its_paired_py(name):
     ("01_sampling", ["lrkit.sample(", "config = w.sample_config"]),
     ("03_finetuning", ["lrkit.train,", "lrkit.merge,", "config = w.train_config"]),
     ("04_evaluation", ["lrkit.evaluate,", "config = w.eval_config", "lrkit.compare("]),
+    ("05_choosing_a_pair", ["lrkit.scout(", "REBUILD = False", "ladder_study.run_study("]),
 ])
 def test_each_notebook_makes_the_call_it_teaches(name, calls):
     code = "\n".join(c.source for c in read(name).cells if c.cell_type == "code")
@@ -144,7 +147,7 @@ def _shared_cells(name: str) -> tuple[str, str]:
 
 def test_colab_and_parameters_cells_are_the_same_in_all_four():
     first = _shared_cells(ORDER[0])
-    for name in ORDER[1:]:
+    for name in ALL[1:]:
         colab, parameters = _shared_cells(name)
         assert colab == first[0], f"{name}: the Colab cell differs from {ORDER[0]}'s"
         assert parameters == first[1], f"{name}: the parameters cell differs from {ORDER[0]}'s"
@@ -252,3 +255,19 @@ def test_04_alone_samples_trains_and_evaluates(tmp_path, monkeypatch):
     print(f"\n04 alone (16 problems, 8 steps, 40 test problems, no ablations): {seconds:.1f} s")
     folders = {p.name.split("-")[0] for p in (tmp_path / "runs" / "toy").iterdir()}
     assert {"sampling", "lightreasoner", "base", "sft"} <= folders, folders
+
+
+@needs_toy
+def test_05_alone_reads_the_study_and_scouts_two_amateurs(tmp_path, monkeypatch):
+    nb, seconds = execute("05_choosing_a_pair", tmp_path / "runs", tmp_path / "cwd", monkeypatch, N_PROBLEMS=16)
+    print(f"\n05 alone (16 validation problems for the scout): {seconds:.1f} s")
+    text = outputs_text(nb)
+    for expected in ("toy:amateur", "ladder:expert", "predictions, made without any training",
+                     "odd-token audit (gold paths)", "habit (copy line)", "reading", "Spearman"):
+        assert expected in text, expected
+    plots = sum("application/vnd.plotly.v1+json" in o.get("data", {})
+                for c in nb.cells for o in c.get("outputs", []))
+    assert plots >= 4  # the ladder twice, a sweep, the scout
+    ranking = json.loads((tmp_path / "runs" / "scout" / "ranking.json").read_text())
+    assert [r["amateur"] for r in ranking][0] == "toy:amateur"
+    assert seconds < 300

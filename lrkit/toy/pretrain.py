@@ -145,14 +145,16 @@ def use_bf16(precision: str) -> bool:
 
 def train_model(model, tokenizer, spec: ToyModelSpec, seed: int, precision: str = "auto",
                 log_every: int = 50, log=print, after_step=None,
-                phases: Optional[Sequence[Sequence[dict]]] = None) -> list[float]:
+                phases: Optional[Sequence[Sequence[dict]]] = None, stop_after: Optional[int] = None) -> list[float]:
     """One epoch over fresh train problems; returns the loss per step.
 
     By default ``spec.train_problems`` problems of the toy family. ``phases``,
     if given, are lists of problems seen one after the other (each shuffled on
     its own) under one learning-rate schedule: a pretraining corpus, then a
     continuation. ``after_step(step, model)``, if given, runs after every
-    optimizer step (for validation curves while tuning).
+    optimizer step (for validation curves while tuning). ``stop_after``, if
+    given, stops after that many optimizer steps of the same schedule (an earlier
+    checkpoint of the full run, weights identical to it at that step).
     """
     if phases is None:
         phases = [generate_problems(spec.train_problems, "train", seed=seed)]
@@ -184,6 +186,8 @@ def train_model(model, tokenizer, spec: ToyModelSpec, seed: int, precision: str 
     losses = []
     started = time.perf_counter()
     for step, (ids, mask, labels) in enumerate(batches):
+        if stop_after is not None and step >= stop_after:
+            break
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()

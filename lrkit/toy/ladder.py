@@ -1,0 +1,221 @@
+"""The amateur ladder: amateurs for ``toy``'s expert that span the expertise gap.
+
+The paper finds that the *expertise gap* between expert and amateur matters more
+than their sizes. In the habit world (:mod:`lrkit.toy.habits`) that gap is
+what each amateur learned of the family F on top of the general corpus G:
+
+========== ================================================== ======================
+rung       what the amateur learned                            model
+========== ================================================== ======================
+g-small    G 6,000 (the shipped amateur, ``toy:amateur``)      hidden 96, 2 layers
+g-large    G 6,000 (the same problems)                          the expert's size
+gf-05      G 2,000, then F 1,000 + G 600 (5% of the expert's F) the expert's size
+gf-20      G 2,000, then F 4,000 + G 2,400 (20%)                the expert's size
+gf-50      G 2,000, then F 10,000 + G 6,000 (50%)               the expert's size
+expert-50  the expert's own run stopped at half its steps      the expert
+expert     the expert itself (``toy:expert``): gap zero         the expert
+========== ================================================== ======================
+
+The G-only rungs differ in size alone; the gf rungs see the first 5/20/50% of
+the expert's own continuation (its G pretraining, then its family problems with
+G replayed at the same 3:5 ratio) under a full schedule of their own;
+``expert-50`` replays the expert's build exactly (same data, order, seed,
+schedule) and stops halfway. No rung ships weights: ``g-small`` and ``expert``
+are the bundled folders, the others are trained on demand (1-6 minutes of CPU
+each on one thread, gf-50 the longest; docs/LADDER.md) and cached:
+
+    lrkit build-toy --ladder                      # every rung, into the cache
+    lrkit build-toy --ladder --amateur gf-20      # one rung
+    lrkit build-toy --ladder --out runs/ladder/models
+
+The cache is ``$LRKIT_CACHE/ladder`` or ``~/.cache/lrkit/ladder``. Models named
+``ladder:NAME`` (e.g. ``lrkit scout --amateur ladder:gf-20``) resolve there.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Optional, Union
+
+PREFIX = "ladder:"
+RUNG_FILE = "rung.json"
+"""Written last into a trained rung's folder: its recipe, and the mark that it is complete."""
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One amateur of the ladder and how it is made."""
+
+    name: str
+    description: str
+    source: str = "trained"
+    """"trained" (built here), "amateur" or "expert" (the bundled toy folder)."""
+    size: str = "expert"
+    """"expert" (hidden 256, 4 layers) or "amateur" (hidden 96, 2 layers): the toy recipe's specs."""
+    general: int = 0
+    """G problems of the first phase."""
+    family: int = 0
+    """F problems of the continuation (the first ones of the expert's own stream)."""
+    replay: int = 0
+    """G problems replayed in the continuation (the first ones of the expert's replay)."""
+    expert_fraction: Optional[float] = None
+    """For a checkpoint of the expert: the share of the expert's optimizer steps to run."""
+    family_share: float = 0.0
+    """The share of the expert's family problems this amateur saw (the x axis of 'data gap')."""
+
+
+LADDER = (
+    Rung("g-small", "G only, the shipped amateur's size (toy:amateur)", source="amateur", size="amateur",
+         general=6000),
+    Rung("g-large", "G only, the expert's size", size="expert", general=6000),
+    Rung("gf-05", "G, then 5% of the expert's family problems", general=2000, family=1000, replay=600,
+         family_share=0.05),
+    Rung("gf-20", "G, then 20% of the expert's family problems", general=2000, family=4000, replay=2400,
+         family_share=0.20),
+    Rung("gf-50", "G, then 50% of the expert's family problems", general=2000, family=10000, replay=6000,
+         family_share=0.50),
+    Rung("expert-50", "the expert's own build stopped at half of its steps", expert_fraction=0.5,
+         family_share=0.50),
+    Rung("expert", "the expert itself (toy:expert): expertise gap zero", source="expert", family_share=1.0),
+)
+RUNGS = {rung.name: rung for rung in LADDER}
+
+
+def get_rung(name: str) -> Rung:
+    if name.startswith(PREFIX):
+        name = name[len(PREFIX):]
+    if name not in RUNGS:
+        raise ValueError(f"unknown ladder amateur {name!r}; the ladder has {', '.join(RUNGS)}")
+    return RUNGS[name]
+
+
+def ladder_root(out_dir: Union[str, Path, None] = None) -> Path:
+    """Where trained rungs are cached: ``out_dir``, else $LRKIT_CACHE/ladder, else ~/.cache/lrkit/ladder."""
+    if out_dir is not None:
+        return Path(out_dir).expanduser()
+    if os.environ.get("LRKIT_CACHE"):
+        return Path(os.environ["LRKIT_CACHE"]).expanduser() / "ladder"
+    return Path.home() / ".cache" / "lrkit" / "ladder"
+
+
+def rung_path(name: str, out_dir: Union[str, Path, None] = None) -> Path:
+    """The folder of a rung (bundled or cached; it may not be built yet)."""
+    rung = get_rung(name)
+    if rung.source != "trained":
+        from lrkit.pairs import TOY_DIR
+
+        return TOY_DIR / rung.source
+    return ladder_root(out_dir) / rung.name
+
+
+def is_built(name: str, out_dir: Union[str, Path, None] = None) -> bool:
+    rung = get_rung(name)
+    folder = rung_path(name, out_dir)
+    if rung.source != "trained":
+        return (folder / "model.safetensors").exists()
+    return (folder / RUNG_FILE).exists() and (folder / "model.safetensors").exists()
+
+
+def resolve_ladder_name(name: str, out_dir: Union[str, Path, None] = None) -> str:
+    """``ladder:NAME`` -> the rung's folder; a rung not built yet raises ValueError saying how to build it."""
+    rung = get_rung(name)
+    if not is_built(rung.name, out_dir):
+        raise ValueError(f"{PREFIX}{rung.name} is not built in {ladder_root(out_dir)}; build it with "
+                         f"`lrkit build-toy --ladder --amateur {rung.name}` (a few minutes, one thread)")
+    return str(rung_path(rung.name, out_dir))
+
+
+def _spec(rung: Rung, problems: int):
+    from lrkit.toy.habit_pair import RECIPE
+    from lrkit.toy.pretrain import ToyModelSpec
+
+    base = RECIPE.expert if rung.size == "expert" else RECIPE.amateur
+    return ToyModelSpec(**{**asdict(base), "train_problems": problems})
+
+
+def rung_phases(rung: Rung, seed: int = 0) -> list[list[dict]]:
+    """The training problems of a trained rung, phase by phase, drawn from the
+    toy build's own data streams (:func:`lrkit.toy.habit_pair.habit_pair_data`)."""
+    from lrkit.toy.habit_pair import RECIPE, _AMATEUR, _EXPERT_F, _EXPERT_G, habit_pair_data
+    from lrkit.toy.habits import generate_habit_problems
+
+    world = RECIPE.world
+    if rung.expert_fraction is not None:
+        return habit_pair_data(RECIPE, seed)["expert"]
+    if not rung.family:  # G only: the bundled amateur's own G problems
+        return [generate_habit_problems(rung.general, "train", seed=seed + _AMATEUR, habit=True, world=world)]
+    general = generate_habit_problems(RECIPE.expert_general + RECIPE.expert_replay, "train",
+                                      seed=seed + _EXPERT_G, habit=True, world=world)
+    family = generate_habit_problems(RECIPE.expert_family, "train", seed=seed + _EXPERT_F, world=world)
+    pretraining = general[:rung.general]
+    replayed = general[RECIPE.expert_general:RECIPE.expert_general + rung.replay]
+    return [pretraining, family[:rung.family] + replayed]
+
+
+def build_rung(name: str, out_dir: Union[str, Path, None] = None, seed: int = 0, precision: str = "auto",
+               threads: Optional[int] = 1, force: bool = False, log=print) -> dict:
+    """Train one rung into ``ladder_root(out_dir)/NAME`` (skipped when built and not ``force``).
+
+    Returns the rung's record (``rung.json``): recipe, parameters, seconds. The
+    bundled rungs (``g-small``, ``expert``) are never trained: their record
+    names the bundled folder.
+    """
+    import torch
+
+    log = log or (lambda message: None)
+    rung = get_rung(name)
+    folder = rung_path(rung.name, out_dir)
+    if rung.source != "trained":
+        return {"name": rung.name, "description": rung.description, "path": str(folder), "bundled": True}
+    if is_built(rung.name, out_dir) and not force:
+        return json.loads((folder / RUNG_FILE).read_text())
+    from lrkit.models import load_tokenizer
+    from lrkit.toy.habit_pair import RECIPE
+    from lrkit.toy.pretrain import build_model, folder_bytes, train_model, use_bf16
+
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        started, cpu_started = time.perf_counter(), time.process_time()
+        tokenizer = load_tokenizer(str(rung_path("expert")))  # the pair's one tokenizer
+        phases = rung_phases(rung, seed)
+        spec = _spec(rung, sum(map(len, phases)))
+        if rung.expert_fraction is not None:
+            # The expert's build exactly: its spec, initial weights (seed + 7), data and schedule.
+            spec = replace(RECIPE.expert, train_problems=sum(map(len, phases)))
+            model = build_model(spec, tokenizer, seed + 7)
+            total = sum(-(-len(p) // spec.batch_size) for p in phases)
+            stop_after = int(round(rung.expert_fraction * total))
+        else:
+            model = build_model(spec, tokenizer, seed + 11)
+            stop_after = None
+        log(f"ladder {rung.name}: {rung.description}; {spec}"
+            + (f", stopping after {stop_after} steps" if stop_after else ""))
+        train_model(model, tokenizer, spec, seed, precision, log=log, phases=phases, stop_after=stop_after,
+                    log_every=100)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / RUNG_FILE).unlink(missing_ok=True)
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        record = {"name": rung.name, "description": rung.description, "path": str(folder), "bundled": False,
+                  "rung": asdict(rung), "spec": asdict(spec), "seed": seed,
+                  "phases": [len(p) for p in phases], "optimizer_steps": stop_after,
+                  "precision": "bf16" if use_bf16(precision) else "fp32", "threads": torch.get_num_threads(),
+                  "parameters": sum(p.numel() for p in model.parameters()), "bytes": folder_bytes(folder),
+                  "train_seconds": round(time.perf_counter() - started, 1),
+                  "cpu_seconds": round(time.process_time() - cpu_started, 1)}
+        (folder / RUNG_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        log(f"ladder {rung.name}: built in {record['train_seconds']:.0f} s -> {folder}")
+        return record
+    finally:
+        torch.set_num_threads(previous)
+
+
+def build_ladder(names=None, out_dir: Union[str, Path, None] = None, seed: int = 0, precision: str = "auto",
+                 threads: Optional[int] = 1, force: bool = False, log=print) -> list[dict]:
+    """Build (or find cached) every rung named (default: the whole ladder)."""
+    return [build_rung(name, out_dir, seed, precision, threads, force, log) for name in (names or RUNGS)]

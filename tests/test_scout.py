@@ -1,0 +1,83 @@
+"""lrkit scout on the bundled pair, where the answer is known: toy's amateur (G only)
+points the expert towards better answers; the expert used as its own amateur
+(gap zero) has a flat soft label and nothing to show."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lrkit.cli import main
+from lrkit.pairs import PairNotPreparedError, resolve_pair
+
+
+def _toy_missing() -> bool:
+    try:
+        resolve_pair("toy")
+    except PairNotPreparedError:
+        return True
+    return False
+
+
+needs_toy = pytest.mark.skipif(_toy_missing(), reason="the bundled toy pair (data/toy) is missing")
+
+
+@pytest.fixture(scope="module")
+def validation_file(tmp_path_factory):
+    from lrkit.toy import toy_problems
+
+    path = tmp_path_factory.mktemp("scout") / "validation.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in toy_problems("toy", 24, "validation", seed=7)))
+    return path
+
+
+@needs_toy
+def test_scout_ranks_the_general_amateur_above_the_expert_itself(validation_file, tmp_path, capsys):
+    out = tmp_path / "scout"
+    assert main(["scout", "--expert", "toy:expert", "--amateur", "ladder:expert", "--amateur", "toy:amateur",
+                 "--problems", str(validation_file), "--out", str(out), "--max-new-tokens", "160",
+                 "--batch-size", "24"]) == 0
+    rows = json.loads((out / "ranking.json").read_text())
+    assert [r["amateur"] for r in rows] == ["toy:amateur", "ladder:expert"]
+    best, flat = rows
+    assert best["rank"] == 1 and best["prediction"] is True and best["problems"] == 24
+    assert best["score"] > 0 and best["check_fixes"] > best["check_breaks"]
+    assert best["score"] == pytest.approx(100 * (best["cd_accuracy"] - best["greedy_accuracy"]))
+    assert best["check_kept"] > 0 and 0 <= best["odd_share"] <= 1
+    # the expert against itself: KL is zero everywhere, so no step is kept
+    assert flat["check_kept"] == 0 and flat["mass_gain"] is None and flat["odd_share"] is None
+    assert flat["score"] < best["score"]
+    assert (out / "ranking.html").read_text().count("plotly") > 0
+    printed = capsys.readouterr().out
+    assert "predictions, made without any training" in printed
+    assert "odd-token audit (gold paths)" in printed and "docs/LADDER.md" in printed
+
+
+@needs_toy
+def test_scout_settings_each_get_a_row(validation_file, tmp_path):
+    from lrkit.config import EvalConfig
+    from lrkit.scouting import scout
+
+    result = scout("toy:expert", ["toy:amateur"], validation_file, betas=(0.4, 2.0), alphas=(0.2,),
+                   max_problems=8, eval_config=EvalConfig(max_new_tokens=160, batch_size=8))
+    rows = {(r["beta"], r["alpha"]): r for r in result.rows}
+    assert set(rows) == {(0.4, 0.2), (2.0, 0.2)}
+    # a higher beta keeps fewer steps; decoding by v_C does not depend on beta
+    assert rows[(2.0, 0.2)]["check_kept"] < rows[(0.4, 0.2)]["check_kept"]
+    assert rows[(2.0, 0.2)]["cd_accuracy"] == rows[(0.4, 0.2)]["cd_accuracy"]
+
+
+def test_scout_user_errors(tmp_path, capsys):
+    assert main(["scout", "--expert", "toy:expert", "--amateur", "toy:amateur", "--problems",
+                 str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o")]) == 2
+    assert "--problems" in capsys.readouterr().err
+    no_answers = tmp_path / "q.jsonl"
+    no_answers.write_text(json.dumps({"question": "What is 2 + 2?"}) + "\n")
+    assert main(["scout", "--expert", "toy:expert", "--amateur", "toy:amateur", "--problems", str(no_answers),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "answer" in capsys.readouterr().err
+    good = tmp_path / "p.jsonl"
+    good.write_text(json.dumps({"question": "What is 2 + 2?", "answer": "2 + 2 = 4\n#### 4"}) + "\n")
+    assert main(["scout", "--expert", "toy:expert", "--amateur", "toy:amateur", "--problems", str(good),
+                 "--out", str(tmp_path / "o"), "--alpha", "0"]) == 2
+    assert "--alpha" in capsys.readouterr().err
