@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Optional
 
 from .config import EvalConfig, SampleConfig, TrainConfig, to_dict
+from .demo import DemoConfig
 
 STUDY_FILE = "study.json"
 DONE = "done"
@@ -61,11 +62,10 @@ class StudyConfig:
     """The sweeps' amateur: g-small is toy:amateur, so the sweeps run on the default pair."""
     sweep_seeds: int = 1
     """Trainings per sweep point (the default pair's seeds differ by under a point: README)."""
-    sample: SampleConfig = field(default_factory=lambda: SampleConfig(batch_size=100))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        learning_rate=2e-3, max_steps=60, per_device_batch_size=16, gradient_accumulation_steps=1,
-        logging_steps=5, save_steps=30, lora_r=8, lora_alpha=16))
-    eval: EvalConfig = field(default_factory=lambda: EvalConfig(max_new_tokens=160, batch_size=100))
+    sample: SampleConfig = field(default_factory=lambda: DemoConfig().sample)
+    """The demo's settings, so the ladder's default rung reproduces the demo."""
+    train: TrainConfig = field(default_factory=lambda: DemoConfig().train)
+    eval: EvalConfig = field(default_factory=lambda: DemoConfig().eval)
 
     def to_dict(self) -> dict:
         plain = {k: v for k, v in asdict(self).items() if k not in ("sample", "train", "eval")}

@@ -108,14 +108,18 @@ def test_sampling_and_sft_refuse_a_bare_benchmark_name(fake_hub):
     assert calls == []
 
 
-def test_lrkit_sample_problems_gsm8k_samples_train(fake_hub, tmp_path, capsys):
-    from lrkit.cli import main
+def _need_toy_pair():
     from lrkit.pairs import PairNotPreparedError, resolve_pair
 
     try:
         resolve_pair("toy")
     except PairNotPreparedError:
         pytest.skip("the bundled toy pair is missing")
+
+
+def test_lrkit_sample_problems_gsm8k_samples_train(fake_hub, tmp_path, capsys):
+    from lrkit.cli import main
+    _need_toy_pair()
     calls, questions = fake_hub
     out = tmp_path / "s"
     assert main(["sample", "--expert", "toy", "--problems", "gsm8k", "--out", str(out),
@@ -128,12 +132,7 @@ def test_lrkit_sample_problems_gsm8k_samples_train(fake_hub, tmp_path, capsys):
 
 def test_lrkit_eval_problems_gsm8k_scores_test(fake_hub, tmp_path):
     from lrkit.cli import main
-    from lrkit.pairs import PairNotPreparedError, resolve_pair
-
-    try:
-        resolve_pair("toy")
-    except PairNotPreparedError:
-        pytest.skip("the bundled toy pair is missing")
+    _need_toy_pair()
     calls, questions = fake_hub
     out = tmp_path / "e"
     assert main(["eval", "--model", "toy:expert", "--problems", "gsm8k", "--out", str(out),
