@@ -51,14 +51,14 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 # Parameters: the same cell in all four notebooks; change it here (papermill injects values after it).
-PAIR = "toy"          # bundled: "toy" (CPU, seconds) or the control "toy-shared"; "qwen2.5-math-1.5b" = the paper's pair (Colab GPU)
+PAIR = "toy"          # bundled: "toy" (CPU, seconds) or the control "toy-shared"; "qwen2.5-math-1.5b": the pair of the paper (Colab GPU)
 N_PROBLEMS = 48       # train problems the expert samples on (the paper: 1000 GSM8K problems)
-BETA = 0.4            # a step is kept when KL(expert || amateur) >= BETA (the paper's 0.4)
-ALPHA = 0.2           # plausibility mask: tokens with p_E >= ALPHA * max p_E (the paper's 0.2)
+BETA = 0.4            # a step is kept when KL(expert || amateur) is at least BETA (the paper: 0.4)
+ALPHA = 0.2           # plausibility mask: tokens with p_E at least ALPHA * max p_E (the paper: 0.2)
 MAX_STEPS = 30        # notebooks 3-4: LoRA optimizer steps (the paper: 1000)
-LEARNING_RATE = None  # notebooks 3-4: None = the pair's default (toy 2e-3; the paper's 5e-5 for Hub pairs)
+LEARNING_RATE = None  # notebooks 3-4: None: the default of the pair (toy 2e-3; Hub pairs 5e-5 as in the paper)
 N_EVAL = 150          # notebook 4: held-out test problems (the paper: all 1319 of GSM8K test)
-ABLATIONS = True      # notebook 4: train and evaluate the paper's three ablation variants
+ABLATIONS = True      # notebook 4: train and evaluate the three ablation variants of the paper
 SFT_BASELINE = True   # notebook 4: train and evaluate the SFT baseline
 DEVICE = "auto"       # "auto": the GPU when there is one (bf16, or fp16 on a T4), else the CPU
 SEED = 2026           # seed of the toy problems
@@ -136,9 +136,9 @@ for setting in ("beta", "alpha"):
 from lrkit.toy import toy_problems
 
 validation = toy_problems("toy", N_PROBLEMS, "validation", seed=SEED)
-ranking = lrkit.scout("toy:expert", ["toy:amateur", "ladder:expert"], validation,
-                      out_dir=workshop.run_dir("scout"), betas=(BETA,), alphas=(ALPHA,),
-                      eval_config=lrkit.EvalConfig(max_new_tokens=160, batch_size=64), device=setup.device)
+config = lrkit.EvalConfig(max_new_tokens=160, batch_size=64)  # how the scout decodes
+ranking = lrkit.scout("toy:expert", ["toy:amateur", "ladder:expert"], validation, eval_config=config,
+                      out_dir=workshop.run_dir("scout"), betas=(BETA,), alphas=(ALPHA,), device=setup.device)
 print(ranking.table())
 display(ranking.figure())
 

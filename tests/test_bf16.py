@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from lrkit import divergence, training
+from lrkit import divergence, packing, training
 from lrkit.config import EvalConfig, SampleConfig, TrainConfig
 from lrkit.evaluation import evaluate
 from lrkit.models import load_model
@@ -52,15 +52,17 @@ def test_bf16_sampling_scores_in_float32(pair_paths, tmp_path, monkeypatch):
         assert abs(sum(record["weights"]) - 1.0) < 1e-5
 
 
-def test_bf16_training_loss_in_float32(pair_paths, tmp_path, monkeypatch):
+@pytest.mark.parametrize("packed", [True, False])
+def test_bf16_training_loss_in_float32(pair_paths, tmp_path, monkeypatch, packed):
     run = tmp_path / "run"
     sample(str(pair_paths[0]), str(pair_paths[1]), PROBLEMS, run, SampleConfig(max_new_tokens=10, beta=0.5),
            device="cpu", progress=False)
     seen = []
-    spy(monkeypatch, training, "sparse_kl", seen)
+    spy(monkeypatch, packing if packed else training, "sparse_kl", seen)  # where each layout calls the loss
     result = training.train(str(pair_paths[0]), run / "records.jsonl", tmp_path / "adapter",
                             TrainConfig(precision="bf16", max_steps=3, per_device_batch_size=2,
-                                        gradient_accumulation_steps=1, save_steps=100, logging_steps=1),
+                                        gradient_accumulation_steps=1, save_steps=100, logging_steps=1,
+                                        packing=packed),
                             progress=False)
     assert seen
     for (logits, *_), kl in seen:

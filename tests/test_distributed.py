@@ -243,6 +243,15 @@ def test_killing_a_rank_then_rerunning_resumes_without_loss_or_duplicates(tmp_pa
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)  # every rank at once, mid-run
     proc.wait()
+    # torchrun is gone; its ranks may still be exiting, holding the folder's lock
+    # until they do (a rerun meeting them is refused as a second writer, rightly).
+    gone = time.time() + 60
+    while time.time() < gone:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
     assert not (killed / "summary.json").exists(), "the kill must land in the middle of the run"
     assert len(list((killed / "shards").glob("batch-*.json"))) >= 4
 
