@@ -9,6 +9,7 @@ never a hang.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -60,6 +61,21 @@ def launch(*args: str, script=None, timeout: float = 240, **env) -> subprocess.C
     target = [str(script)] if script else ["-m", "lrkit"]
     return subprocess.run([*TORCHRUN, *target, *args], env=_env(**env), cwd=REPO, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def lrkit_lines(stderr: str) -> list[str]:
@@ -241,22 +257,32 @@ def test_killing_a_rank_then_rerunning_resumes_without_loss_or_duplicates(tmp_pa
     deadline = time.time() + 180
     while time.time() < deadline and len(list((killed / "shards").glob("batch-*.json"))) < 4:
         time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)  # every rank at once, mid-run
+    # Every rank at once, mid-run. torchrun may start its ranks in process groups
+    # of their own, so they are killed by pid: a rank left running would go on
+    # writing the folder (and hold its lock, so the rerun below would be refused).
+    ranks = _descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGKILL)
+    for pid in ranks:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     proc.wait()
-    # torchrun is gone; its ranks may still be exiting, holding the folder's lock
-    # until they do (a rerun meeting them is refused as a second writer, rightly).
-    gone = time.time() + 60
-    while time.time() < gone:
+    # The folder's lock is free once the last of them has exited.
+    from filelock import FileLock, Timeout
+
+    lock, free = FileLock(str(killed / ".lrkit.lock")), time.time() + 60
+    while True:
         try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
+            lock.acquire(timeout=0)
+            lock.release()
             break
-        time.sleep(0.05)
+        except Timeout:
+            assert time.time() < free, "a killed rank still holds the folder after 60 s"
+            time.sleep(0.05)
     assert not (killed / "summary.json").exists(), "the kill must land in the middle of the run"
     assert len(list((killed / "shards").glob("batch-*.json"))) >= 4
 
     rerun = launch(*args, "--out", str(killed))
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert rerun.returncode == 0, "\n".join(lrkit_lines(rerun.stderr)) + "\n" + rerun.stderr[-1500:]
     for name in OUTPUTS:
         assert (killed / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
     assert not (killed / "shards").exists()
