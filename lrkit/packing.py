@@ -39,7 +39,7 @@ per-record recipe's loss, with the same meaning for every logged value.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -239,17 +239,3 @@ def packed_kl(model, batch: dict, vocab_size: int, chunk_size: int = 64) -> torc
         else:
             pieces.append(_chunk_kl(head, *part, vocab_size))
     return torch.cat(pieces)
-
-
-def token_forwards(micro_batches: Sequence[MicroBatch], padded: bool = False) -> int:
-    """Tokens the model reads for these micro-batches (``padded``: with left padding)."""
-    if padded:
-        return sum(len(b.sequences) * max(map(len, b.sequences)) for b in micro_batches if b.sequences)
-    return sum(len(s) for b in micro_batches for s in b.sequences)
-
-
-def per_record_token_forwards(inputs: Sequence[Sequence[int]], max_length: int,
-                              batch: Optional[Sequence[int]] = None) -> int:
-    """Tokens the per-record recipe reads for the records ``batch`` (all by default)."""
-    indices = range(len(inputs)) if batch is None else batch
-    return sum(min(len(inputs[i]), max_length) for i in indices)
