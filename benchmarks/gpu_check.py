@@ -334,10 +334,11 @@ def check_demo(scale: Scale, device: str, root: Path) -> dict:
     the CPU, so the check hands it a load_pair that places them), then the demo's
     sampling stage on the CPU: same kept steps? And in bf16: same rollouts?"""
     import lrkit.models as models
-    from lrkit.demo import DemoConfig, run_demo
+    from lrkit.demo import run_demo
+    from lrkit.experiment import ExperimentConfig
     from lrkit.pairs import resolve_pair
 
-    defaults = DemoConfig()
+    defaults = ExperimentConfig()
     config = defaults
     if scale.demo:
         config = dataclasses.replace(

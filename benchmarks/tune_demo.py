@@ -47,7 +47,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from lrkit.demo import DemoConfig
+    from lrkit.experiment import ExperimentConfig
     from lrkit.evaluation import compare, evaluate, evaluate_contrastive
     from lrkit.models import load_pair
     from lrkit.pairs import resolve_pair
@@ -56,7 +56,7 @@ def main() -> int:
     from lrkit.toy import toy_problems
     from lrkit.training import merge, train
 
-    config = DemoConfig()
+    config = ExperimentConfig()
     if args.train_problems:
         config = replace(config, train_problems=args.train_problems)
     out = Path(args.out)

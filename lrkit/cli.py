@@ -293,14 +293,15 @@ def run_push(args) -> int:
 
 def demo_arguments(p: argparse.ArgumentParser) -> None:
     from . import demo  # light: lrkit.demo imports its stages inside run_demo
+    from .experiment import ExperimentConfig
 
     p.description, p.formatter_class = demo.__doc__, argparse.RawDescriptionHelpFormatter
-    defaults = demo.DemoConfig()
+    defaults = ExperimentConfig()
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     p.add_argument("--ablations", action="store_true", help="also run the paper's ablations and SFT")
     p.add_argument("--fresh", action="store_true", help="delete --out first instead of resuming")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_config_arguments(p, demo.DemoConfig, title="the demo's budget")
+    add_config_arguments(p, ExperimentConfig, title="the demo's budget")
     # The two nested settings the demo's ablations and tuning turn most.
     p.add_argument("--beta", type=float, default=defaults.sample.beta,
                    help="SampleConfig.beta of the demo (default: %(default)r)")
@@ -312,10 +313,10 @@ def demo_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def demo_config_from_args(args):
-    from .demo import DemoConfig
+    from .experiment import ExperimentConfig
 
-    defaults = DemoConfig()
-    return config_from_args(DemoConfig, args,
+    defaults = ExperimentConfig()
+    return config_from_args(ExperimentConfig, args,
                             sample=dataclasses.replace(defaults.sample, beta=args.beta),
                             train=dataclasses.replace(defaults.train, max_steps=args.max_steps,
                                                       packing=args.packing),

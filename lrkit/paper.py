@@ -42,3 +42,11 @@ PAPER_TABLE1: dict[str, dict[str, tuple]] = {
         "+ LightR": (95.8, 83.6, 93.1, 95.2, 34.2, 39.0, 67.8, 72.7),
     },
 }
+
+
+PAPER_PRELIMINARY = {  # Qwen2.5-Math-1.5B vs Qwen2.5-0.5B, 100 GSM8K problems, 128 tokens
+    "share_kl_below_0.1": 0.59, "share_kl_at_least_0.4": 0.20,
+    "mean_kl_top1_agree": 0.166, "mean_kl_top1_disagree": 1.99,
+    "share_agree_with_kl_above_0.4": 0.10,
+}
+"""The paper's preliminary analysis of where the two models diverge."""

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Optional
 
 from .config import EvalConfig, SampleConfig, TrainConfig, to_dict
-from .demo import DemoConfig
+from .experiment import ExperimentConfig
 
 STUDY_FILE = "study.json"
 DONE = "done"
@@ -62,10 +62,10 @@ class StudyConfig:
     """The sweeps' amateur: g-small is toy:amateur, so the sweeps run on the default pair."""
     sweep_seeds: int = 1
     """Trainings per sweep point (the default pair's seeds differ by under a point: README)."""
-    sample: SampleConfig = field(default_factory=lambda: DemoConfig().sample)
+    sample: SampleConfig = field(default_factory=lambda: ExperimentConfig().sample)
     """The demo's settings, so the ladder's default rung reproduces the demo."""
-    train: TrainConfig = field(default_factory=lambda: DemoConfig().train)
-    eval: EvalConfig = field(default_factory=lambda: DemoConfig().eval)
+    train: TrainConfig = field(default_factory=lambda: ExperimentConfig().train)
+    eval: EvalConfig = field(default_factory=lambda: ExperimentConfig().eval)
 
     def to_dict(self) -> dict:
         plain = {k: v for k, v in asdict(self).items() if k not in ("sample", "train", "eval")}
@@ -368,6 +368,8 @@ def study_report(study: dict):
                      caption="Kept steps where v_C's argmax is a token the expert ranks low (not its top token, "
                              "< 0.5 x its top probability): over the records sampled with each amateur, and over "
                              "the scout's kept gold-path steps, where 'odd that are gold' counts the right ones.")
+    from .viz.tables import anatomy_frame
+
     report.add_table(anatomy_frame(study["ladder"]), heading="Error anatomy: fixed and introduced per type",
                      max_rows=200)
     return report
@@ -421,23 +423,6 @@ def sweep_frame(points: list):
         "McNemar p": ", ".join(f"{r['mcnemar_p']:.2g}" for r in p["seeds"])} for p in points])
 
 
-def anatomy_frame(ladder: list):
-    """Per amateur and error type: base errors, and per seed errors after / fixed / introduced."""
-    import pandas as pd
-
-    rows = []
-    for row in ladder:
-        anatomy = row["anatomy"]
-        for t in anatomy["types"]:
-            base = anatomy["counts"]["base"][t]
-            cells = [anatomy["transitions"][m][t] for m in anatomy["models"][1:]]
-            rows.append({"amateur": row["name"], "type": t, "base errors": base,
-                         "errors after (per seed)": ", ".join(str(c["after"]) for c in cells),
-                         "fixed": ", ".join(str(c["fixed"]) for c in cells),
-                         "introduced": ", ".join(str(c["introduced"]) for c in cells)})
-    return pd.DataFrame(rows)
-
-
 def study_markdown(study: dict) -> str:
     """The study's numbers as markdown tables (docs/LADDER.md quotes them)."""
     def md(frame) -> str:
@@ -447,6 +432,8 @@ def study_markdown(study: dict) -> str:
         return "\n".join(lines)
 
     import pandas as pd
+
+    from .viz.tables import anatomy_frame
 
     base = study["base"]
     parts = [f"Base expert: {100 * base['accuracy']:.1f}% [{100 * base['interval'][0]:.1f}, "

@@ -68,17 +68,16 @@ SEED = 2026           # seed of the toy problems
 # %% [markdown]
 # ## Set-up
 #
-# `notebook_setup` picks the device and the dtype: bf16 on a GPU that has it, fp16 on other GPUs
-# (a Colab T4), fp32 on the CPU.
+# `notebook_experiment` picks the device and the dtype (bf16 on a GPU that has it, fp16 on other GPUs
+# such as a Colab T4, fp32 on the CPU) and turns the parameters into the run's configs
+# (`ex.config.sample`, `.train`, `.eval`: the paper's settings; the toy pair takes larger batches and
+# learning rate), its problems and its folders. Every stage below is a plain lrkit call.
 
 # %%
 import lrkit
-from lrkit import analysis, workshop
+from lrkit import workshop
 
-setup = workshop.notebook_setup(DEVICE)
-w = workshop.Workshop(PAIR, n_problems=N_PROBLEMS, beta=BETA, alpha=ALPHA, max_steps=MAX_STEPS,
-                      learning_rate=LEARNING_RATE, n_eval=N_EVAL, seed=SEED, setup=setup)
-print("results go to", w.folder)
+ex = workshop.notebook_experiment(PAIR, N_PROBLEMS, BETA, ALPHA, MAX_STEPS, LEARNING_RATE, N_EVAL, SEED, DEVICE)
 
 # %% [markdown]
 # ## The pair and the problems
@@ -87,12 +86,12 @@ print("results go to", w.folder)
 # same string, or the two distributions could not be compared token for token.
 
 # %%
-pair = lrkit.load_pair(PAIR, device=setup.device, dtype=setup.dtype)
+pair = lrkit.load_pair(PAIR, device=ex.device, dtype=ex.dtype)
 for role, model in (("expert", pair.expert), ("amateur", pair.amateur)):
     print(f"{role:8} {sum(p.numel() for p in model.parameters()) / 1e6:8.2f}M parameters")
 print("shared vocabulary:", pair.vocab_size, "tokens")
 
-problems = workshop.problems(PAIR, N_PROBLEMS, "train", seed=SEED)
+problems = ex.train_set()   # toy: the pair's own family, seeded; Hub pairs: GSM8K train, in order
 print(len(problems), "problems; the first one:\n")
 print(problems[0]["question"])
 
@@ -104,9 +103,9 @@ print(problems[0]["question"])
 # returns at once when the folder already holds the finished run.
 
 # %%
-config = w.sample_config      # the paper's SampleConfig at BETA and ALPHA
+config = ex.config.sample     # the paper's SampleConfig at BETA and ALPHA
 print(config)
-run = lrkit.sample(pair, None, problems, w.sampling_dir(), config)
+run = lrkit.sample(pair, None, problems, ex.sampling_dir(), config)
 print(run.out_dir)
 
 # %% [markdown]
@@ -148,6 +147,19 @@ steps[["prompt_id", "step", "token", "kl", "expert_entropy", "amateur_entropy",
        "expert_top1", "amateur_top1", "mask_size", "kept"]].head(12)
 
 # %% [markdown]
+# ## Selection
+#
+# `lrkit.select_steps` is the rule the sampler applied: a step is kept when its KL reaches beta (step 0,
+# the first generated token, never is). Here it reads the stored KL, so any beta can be tried without a
+# model; at the run's beta it gives back the `kept` column.
+
+# %%
+for beta in (0.1, BETA, 1.0):
+    kept = lrkit.select_steps(steps, beta)
+    print(f"beta {beta:g}: {int(kept.sum())} of {len(steps)} steps kept ({kept.mean():.1%})")
+assert (lrkit.select_steps(steps, BETA) == steps["kept"]).all()
+
+# %% [markdown]
 # The token view colours each token of a rollout by its KL; kept steps are underlined. Hover over a
 # token for both models' top-5 and, for kept steps, the soft label.
 
@@ -172,7 +184,9 @@ records = run.records()
 record = max(records, key=lambda r: (len(r["token_ids"]) > 1, r["kl_divergence"]))
 print(f"{len(records)} records; the largest-KL one with several plausible tokens (step {record['step']}):")
 print(repr(record["prefix"][-120:]))
-analysis.record_table(record)
+from lrkit.viz import record_table
+
+record_table(record)
 
 # %% [markdown]
 # ## Run it again

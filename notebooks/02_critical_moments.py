@@ -60,14 +60,13 @@ SEED = 2026           # seed of the toy problems
 
 # %%
 import lrkit
-from lrkit import analysis, workshop
+from lrkit import workshop
 
-setup = workshop.notebook_setup(DEVICE)
-w = workshop.Workshop(PAIR, n_problems=N_PROBLEMS, beta=BETA, alpha=ALPHA, max_steps=MAX_STEPS,
-                      learning_rate=LEARNING_RATE, n_eval=N_EVAL, seed=SEED, setup=setup)
-print("results go to", w.folder)
+ex = workshop.notebook_experiment(PAIR, N_PROBLEMS, BETA, ALPHA, MAX_STEPS, LEARNING_RATE, N_EVAL, SEED, DEVICE)
 
-run = w.sampled()      # notebook 1's run, or sampled now
+# notebook 1's run: lrkit.sample returns what its folder holds (it samples now if notebook 1 has not run)
+run = lrkit.sample(PAIR, None, ex.train_set(), ex.sampling_dir(), ex.config.sample,
+                   device=ex.device, dtype=ex.dtype)
 steps = run.steps()
 print(len(steps), "steps of", steps["prompt_id"].nunique(), "rollouts")
 
@@ -78,8 +77,9 @@ print(len(steps), "steps of", steps["prompt_id"].nunique(), "rollouts")
 # steps that become records.
 
 # %%
-from lrkit.viz import (entropy_scatter, kept_share_by_beta, kl_along_rollout, kl_by_agreement,
-                       kl_histogram, step_distributions)
+from lrkit.viz import (confident_expert_steps, entropy_quadrants, entropy_scatter, kept_share_by_beta,
+                       kl_along_rollout, kl_by_agreement, kl_histogram, kl_thresholds, peak_problems,
+                       preliminary_table, step_distributions)
 
 kl_histogram(steps, beta=BETA)
 
@@ -87,10 +87,10 @@ kl_histogram(steps, beta=BETA)
 # ## 2. The share of steps above each threshold, and the paper's numbers
 
 # %%
-analysis.kl_thresholds(steps).style.format({"share": "{:.1%}"}).format_index("{:g}")
+kl_thresholds(steps).style.format({"share": "{:.1%}"}).format_index("{:g}")
 
 # %%
-analysis.preliminary_table(steps, beta=BETA).style.format("{:.3f}", na_rep="")
+preliminary_table(run.summary, beta=BETA).style.format("{:.3f}", na_rep="")
 
 # %% [markdown]
 # ## 3. Agreeing and disagreeing top-1 tokens
@@ -112,11 +112,11 @@ entropy_scatter(steps)
 
 # %%
 CONFIDENT = 0.5   # nats: below this entropy a model counts as confident
-analysis.entropy_quadrants(steps, CONFIDENT).style.format(
+entropy_quadrants(steps, CONFIDENT).style.format(
     {"share of steps": "{:.1%}", "mean KL": "{:.3f}", "share kept": "{:.1%}", "share of all kept steps": "{:.1%}"})
 
 # %%
-analysis.confident_expert_steps(steps, CONFIDENT, n=10)
+confident_expert_steps(steps, CONFIDENT, n=10)
 
 # %% [markdown]
 # ## 5. How beta sets the number of records
@@ -135,7 +135,7 @@ kept_share_by_beta(steps, beta=BETA)
 # step with the most plausible tokens.
 
 # %%
-peak = analysis.peak_problems(steps, 1)[0]
+peak = peak_problems(steps, 1)[0]
 kl_along_rollout(steps, peak, beta=BETA)
 
 # %%
@@ -146,6 +146,19 @@ one = steps[steps["prompt_id"] == peak]
 kept = one[one["kept"]] if one["kept"].any() else one
 row = kept.sort_values(["mask_size", "kl"]).iloc[-1]   # the kept step with the most plausible tokens
 step_distributions(row, alpha=ALPHA)
+
+# %% [markdown]
+# The soft label of that step, rebuilt from its stored statistics by `lrkit.soft_label_from_stats`:
+# the mask $\{a : \pi_E(a) \ge \alpha \max \pi_E\}$ and $v_C = \mathrm{softmax}(\log \pi_E - \log \pi_A)$
+# over it. It is the record's `weights` when the step was kept.
+
+# %%
+import pandas as pd
+
+label = lrkit.soft_label_from_stats(row, alpha=ALPHA)
+text = dict(zip(row["expert_topk_ids"], row["expert_topk_tokens"]))
+pd.DataFrame({"token": [text[i] for i in label.token_ids], "token_id": label.token_ids,
+              "expert p": label.expert_probs, "amateur p": label.amateur_probs, "v_C": label.weights}).round(3)
 
 # %% [markdown]
 # ## 7. The explorer

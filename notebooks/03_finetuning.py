@@ -57,15 +57,14 @@ SEED = 2026           # seed of the toy problems
 
 # %%
 import lrkit
-from lrkit import analysis, workshop
+from lrkit import workshop
 
-setup = workshop.notebook_setup(DEVICE)
-w = workshop.Workshop(PAIR, n_problems=N_PROBLEMS, beta=BETA, alpha=ALPHA, max_steps=MAX_STEPS,
-                      learning_rate=LEARNING_RATE, n_eval=N_EVAL, seed=SEED, setup=setup)
-print("results go to", w.folder)
+ex = workshop.notebook_experiment(PAIR, N_PROBLEMS, BETA, ALPHA, MAX_STEPS, LEARNING_RATE, N_EVAL, SEED, DEVICE)
 
-run = w.sampled()      # notebook 1's run, or sampled now
-records = lrkit.read_records(run.records_path)
+# notebook 1's run: lrkit.sample returns what its folder holds (it samples now if notebook 1 has not run)
+run = lrkit.sample(PAIR, None, ex.train_set(), ex.sampling_dir(), ex.config.sample,
+                   device=ex.device, dtype=ex.dtype)
+records = run.records()
 print(len(records), "records from", len({r["prompt_id"] for r in records}), "problems")
 
 # %% [markdown]
@@ -76,18 +75,16 @@ print(len(records), "records from", len({r["prompt_id"] for r in records}), "pro
 # than the amateur does*.
 
 # %%
-from lrkit.selection import selection_summary
-
-summary = selection_summary(run.steps(), BETA, alpha=ALPHA)
+summary = lrkit.selection_summary(run.steps(), BETA, alpha=ALPHA)
 {k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()}
 
 # %%
-from lrkit.viz import loss_curve, step_distributions
+from lrkit.viz import loss_curve, record_table, step_distributions
 
 record = max(records, key=lambda r: (len(r["token_ids"]) > 1, r["kl_divergence"]))  # several tokens
 print(f"problem {record['prompt_id']}, step {record['step']}, KL {record['kl_divergence']:.2f}")
 print("prefix:", repr(record["prefix"][-100:]))
-analysis.record_table(record)
+record_table(record)
 
 # %%
 steps = run.steps()
@@ -99,14 +96,13 @@ step_distributions(row, alpha=ALPHA)
 #
 # `lrkit.train` runs the HF Trainer with the soft-label loss on the records, with the `TrainConfig`
 # below: the paper's LoRA (rank 8, alpha 16, dropout 0.05 on `q_proj` and `v_proj`) at `MAX_STEPS`
-# steps; for the toy pair the demo's learning rate and batch. `workshop.once` makes the call unless
-# the folder already holds this finished run (this cell ran before): then it reads it. A partial
-# run resumes from its last checkpoint.
+# steps; for the toy pair the demo's learning rate and batch. Run the cell again and `lrkit.train`
+# returns the finished run its folder holds; a partial run resumes from its last checkpoint.
 
 # %%
-config = w.train_config
+config = ex.config.train
 print(config)
-trained = workshop.once(lrkit.train, w.expert_path, records, w.model_dir() / "adapter", config, resume=True)
+trained = lrkit.train(ex.expert_path, records, ex.model_dir() / "adapter", config, resume=True)
 trained.summary()
 
 # %% [markdown]
@@ -116,9 +112,7 @@ trained.summary()
 # `%tensorboard --logdir ...` in a notebook.
 
 # %%
-from lrkit.curves import read_loss_log
-
-loss_curve(read_loss_log(trained.adapter_dir), y="kl", title="KL(v_C || pi_E) at the supervised positions")
+loss_curve(trained.losses(), y="kl", title="KL(v_C || pi_E) at the supervised positions")
 
 # %% [markdown]
 # ## Merge
@@ -127,19 +121,20 @@ loss_curve(read_loss_log(trained.adapter_dir), y="kl", title="KL(v_C || pi_E) at
 # model folder that loads with plain `AutoModelForCausalLM.from_pretrained`.
 
 # %%
-merged = workshop.once(lrkit.merge, w.expert_path, trained.adapter_dir, w.model_dir() / "merged")
+merged = lrkit.merge(ex.expert_path, trained.adapter_dir, ex.model_dir() / "merged")
 print(merged)
 sorted(p.name for p in merged.iterdir())
 
 # %% [markdown]
 # ## Did the expert move towards the soft labels?
 #
-# The training loss on the records, measured without any update, for the expert before and after:
+# The training loss on the records, measured without any update (`lrkit.soft_label_fit`), for the
+# expert before and after:
 
 # %%
 subset = records[:256]
-before = analysis.soft_label_fit(w.expert_path, subset, setup)
-after = analysis.soft_label_fit(str(merged), subset, setup)
+before = lrkit.soft_label_fit(ex.expert_path, subset, device=ex.device, dtype=ex.dtype)
+after = lrkit.soft_label_fit(str(merged), subset, device=ex.device, dtype=ex.dtype)
 print(f"mean KL(v_C || pi_E) on {len(subset)} records: base expert {before:.3f} -> tuned {after:.3f}")
 
 # %% [markdown]

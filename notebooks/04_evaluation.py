@@ -61,37 +61,31 @@ SEED = 2026           # seed of the toy problems
 
 # %%
 import lrkit
-from lrkit import analysis, workshop
+from lrkit import workshop
 
-setup = workshop.notebook_setup(DEVICE)
-w = workshop.Workshop(PAIR, n_problems=N_PROBLEMS, beta=BETA, alpha=ALPHA, max_steps=MAX_STEPS,
-                      learning_rate=LEARNING_RATE, n_eval=N_EVAL, seed=SEED, setup=setup)
-print("results go to", w.folder)
+ex = workshop.notebook_experiment(PAIR, N_PROBLEMS, BETA, ALPHA, MAX_STEPS, LEARNING_RATE, N_EVAL, SEED, DEVICE)
 
-run = w.sampled()         # notebook 1
-trained = w.trained()     # notebook 3
-merged = w.merged()
+# notebooks 1 and 3: each call returns what its folder holds, or runs now when that notebook has not
+problems = ex.train_set()
+run = lrkit.sample(PAIR, None, problems, ex.sampling_dir(), ex.config.sample, device=ex.device, dtype=ex.dtype)
+tuned_dir = ex.model_dir()      # the folder of the tuned expert: adapter/, merged/, eval/
+trained = lrkit.train(ex.expert_path, run.records(), tuned_dir / "adapter", ex.config.train, resume=True)
+merged = lrkit.merge(ex.expert_path, trained.adapter_dir, tuned_dir / "merged")
 
 # %% [markdown]
 # ## Base against tuned
 
 # %% [markdown]
 # `lrkit.evaluate` generates greedily and scores each answer, with the `EvalConfig` below (the paper's
-# `\boxed{}` cue; for the toy pair, answers fit in 160 new tokens). `workshop.once` reads a finished
-# evaluation of the same model and settings instead of running it again.
+# `\boxed{}` cue; for the toy pair, answers fit in 160 new tokens). Run again, it returns the
+# evaluation its folder holds.
 
 # %%
-from lrkit.models import load_model
-
-config = w.eval_config
+config = ex.config.eval
 print(config)
-tests = w.test_problems()
-expert, tokenizer = load_model(w.expert_path, device=setup.device, dtype=setup.dtype)
-base = workshop.once(lrkit.evaluate, expert, tests, config, tokenizer=tokenizer,
-                     out_dir=w.eval_dir("base"), name="base expert")
-tuned_expert, _ = load_model(str(merged), device=setup.device, dtype=setup.dtype)
-tuned = workshop.once(lrkit.evaluate, tuned_expert, tests, config, tokenizer=tokenizer,
-                      out_dir=w.eval_dir("lightreasoner"), name="LightReasoner")
+tests = ex.test_set()
+base = lrkit.evaluate(ex.expert_path, tests, config, out_dir=ex.eval_dir("base"), name="base expert")
+tuned = lrkit.evaluate(str(merged), tests, config, out_dir=tuned_dir / "eval", name="LightReasoner")
 
 # %%
 comparison = lrkit.compare(base, tuned)
@@ -99,9 +93,10 @@ comparison.show()
 
 # %%
 from lrkit.paper import PAPER_ABLATION, PAPER_GSM8K
+from lrkit.viz import ablation_frame, accuracy_row, beside_paper, efficiency_table, gold_path_frame
 
-analysis.beside_paper(
-    [analysis.accuracy_row("base expert", base), analysis.accuracy_row("LightReasoner", tuned)],
+beside_paper(
+    [accuracy_row("base expert", base), accuracy_row("LightReasoner", tuned)],
     {"base expert": PAPER_GSM8K["base expert"], "LightReasoner": PAPER_GSM8K["LightReasoner"]},
     "Accuracy, base vs tuned expert", ours_title=f"this run ({PAIR}, {base.n} problems, 95% CI)",
     paper_title="paper (Qwen2.5-Math-1.5B, GSM8K)")
@@ -110,8 +105,9 @@ analysis.beside_paper(
 # ## Problems fixed and broken
 #
 # Fixed: wrong before tuning, right after; broken: the reverse. For a few of each, both experts'
-# rollouts are scored against the same amateur (sampling with the tuned expert in place of the
-# base one) and shown side by side, coloured by KL on one scale.
+# rollouts are scored against the same amateur by `lrkit.sample`, with the tuned expert in place of
+# the base one and the evaluation's prompt and length, and shown side by side, coloured by KL on one
+# scale.
 
 # %%
 columns = {"id": "id", "question": "question", "gold": "gold", "prediction_a": "base", "prediction_b": "tuned"}
@@ -122,14 +118,20 @@ comparison.fixed[list(columns)].rename(columns=columns).head(5)
 comparison.broken[list(columns)].rename(columns=columns).head(5)
 
 # %%
+from dataclasses import replace
+
 from IPython.display import display
 from lrkit.viz import side_by_side
 
 shown = list(comparison.fixed["id"][:2]) + list(comparison.broken["id"][:2])
 if shown:
-    chosen = [p for p in w.test_problems() if p["id"] in shown]
-    views = {"base expert": w.rollout_steps("base", chosen),
-             "tuned expert": w.rollout_steps("lightreasoner", chosen)}
+    chosen = [p for p in tests if p["id"] in shown]
+    as_evaluated = replace(ex.config.sample, system_prompt=config.system_prompt, max_new_tokens=config.max_new_tokens)
+    views = {}
+    for label, expert in (("base expert", ex.expert_path), ("tuned expert", str(merged))):
+        pair = lrkit.load_pair(expert, ex.amateur_path, device=ex.device, dtype=ex.dtype)
+        folder = ex.folder / "views" / f"{label.split()[0]}-{'-'.join(shown)}"
+        views[label] = lrkit.sample(pair, None, chosen, folder, as_evaluated, progress=False).steps()
     for pid in shown:
         kind = "fixed" if pid in set(comparison.fixed["id"]) else "broken"
         display(side_by_side(views, pid, beta=BETA, alpha=ALPHA, title=f"{kind}: {pid}"))
@@ -149,14 +151,27 @@ else:
 # almost vanishes, while dropping the selection costs little accuracy but many more tuned tokens.
 
 # %%
+rows = [{"variant": "base expert", "examples": 0, "tuned_tokens": 0, "result": base},
+        {"variant": "full method", "examples": trained.examples, "tuned_tokens": trained.tuned_tokens,
+         "result": tuned}]
 if ABLATIONS:
+    every_step = lrkit.sample(PAIR, None, problems, ex.sampling_dir(beta=0.0), replace(ex.config.sample, beta=0.0),
+                              device=ex.device, dtype=ex.dtype)
+    variants = {"no selection": ("no_selection", every_step.records()),
+                "no contrast": ("no_contrast", lrkit.no_contrast(run.records())),
+                "neither": ("neither", lrkit.no_contrast(every_step.records()))}
     with workshop.quiet():   # three more models to train, merge and evaluate: no progress bars
-        rows = workshop.run_ablations(w, base, tuned, trained)
-    ablations = analysis.ablation_table(rows)
-    display(ablations.style.format({"accuracy": "{:.1%}", "low": "{:.1%}", "high": "{:.1%}",
-                                    "change vs base": "{:+.1%}", "paper (avg of 6 benchmarks)": "{:.1f}"}))
-    display(analysis.beside_paper(
-        [analysis.accuracy_row(r["variant"], r["result"]) for r in rows], PAPER_ABLATION,
+        for label, (variant, records) in variants.items():
+            folder = ex.model_dir(variant)
+            result = lrkit.train(ex.expert_path, records, folder / "adapter", ex.config.train, resume=True)
+            model = lrkit.merge(ex.expert_path, result.adapter_dir, folder / "merged")
+            rows.append({"variant": label, "examples": result.examples, "tuned_tokens": result.tuned_tokens,
+                         "result": lrkit.evaluate(str(model), tests, config, out_dir=folder / "eval", name=label)})
+    display(ablation_frame([{**row, "accuracy": row["result"].accuracy, "low": row["result"].interval[0],
+                             "high": row["result"].interval[1], "paper": PAPER_ABLATION.get(row["variant"]),
+                             "delta_vs_base": row["result"].accuracy - base.accuracy} for row in rows]))
+    display(beside_paper(
+        [accuracy_row(r["variant"], r["result"]) for r in rows], PAPER_ABLATION,
         "Ablations", ours_title=f"this run ({PAIR}, 95% CI)",
         paper_title="paper (Qwen2.5-Math-1.5B, avg of 6 benchmarks)"))
 
@@ -185,21 +200,29 @@ if ABLATIONS:
 # also knows, and tuning towards it cannot help.
 
 # %%
-from lrkit.toy import TOY_PAIRS, toy_problems
+import pandas as pd
+from lrkit.experiment import problems_for
+from lrkit.toy import TOY_PAIRS
 
-names = TOY_PAIRS if PAIR in TOY_PAIRS else (PAIR,)
-pairs = {}
-for name in names:
-    pair = w.load_pair() if name == PAIR else lrkit.load_pair(name, device=setup.device, dtype=setup.dtype)
-    if name in TOY_PAIRS:   # each bundled pair on its own family: 200 validation gold solutions, N_EVAL tests
-        pairs[name] = (pair, toy_problems(name, 200, "validation", seed=SEED), toy_problems(name, N_EVAL, "test", seed=SEED))
-    else:                   # a Hub pair: gold solutions of the GSM8K train problems sampled on (at most 200), the test problems
-        pairs[name] = (pair, workshop.problems(name, min(200, N_PROBLEMS), "train"), w.test_problems())
-checks, decoding = analysis.pairs_side_by_side(pairs, w.eval_config, beta=BETA, alpha=ALPHA)
-display(checks)
+checks, decoding = {}, []
+for name in (TOY_PAIRS if PAIR in TOY_PAIRS else (PAIR,)):
+    pair = lrkit.load_pair(name, device=ex.device, dtype=ex.dtype)
+    # each bundled pair on its own family (200 validation gold solutions, N_EVAL tests); a Hub pair on
+    # the gold solutions of the GSM8K train problems sampled on (at most 200) and the test problems
+    gold = problems_for(name, 200, "validation", SEED) if name in TOY_PAIRS else problems[:200]
+    name_tests = problems_for(name, N_EVAL, "test", SEED) if name in TOY_PAIRS else tests
+    checks[name] = lrkit.contrast_check(pair, gold, beta=BETA, alpha=ALPHA).summary()
+    greedy = lrkit.evaluate(pair.expert, name_tests, config, tokenizer=pair.tokenizer, progress=False)
+    by_label = lrkit.evaluate_contrastive(pair, name_tests, config, alpha=ALPHA, progress=False)
+    versus = lrkit.compare(greedy, by_label)
+    decoding.append({"pair": name, "greedy expert": f"{greedy.accuracy:.1%}",
+                     "decoding by v_C's argmax": f"{by_label.accuracy:.1%}",
+                     "fixed / broken": f"{len(versus.fixed)} / {len(versus.broken)}",
+                     "McNemar p": f"{versus.p_value:.3g}"})
+display(gold_path_frame(checks))
 
 # %%
-decoding
+pd.DataFrame(decoding)
 
 # %% [markdown]
 # Read the two tables together: on `toy` the soft labels fix far more tokens than they break and
@@ -220,19 +243,21 @@ decoding
 # %%
 sft = sft_result = None
 if SFT_BASELINE:
+    folder = ex.model_dir("sft")
     with workshop.quiet():
-        sft = w.sft()
-        sft_result = w.evaluated("sft", name="SFT")
-    print(f"SFT: {sft['problems']} of {sft['problems_rolled_out']} rollouts right, "
-          f"{sft['tuned_tokens']} tuned tokens; {sft_result}")
-efficiency = analysis.efficiency_table(run, trained, sft)
-efficiency
+        sft = lrkit.run_sft(ex.expert_path, problems, folder / "adapter", config=ex.config.train,
+                            max_new_tokens=config.max_new_tokens, generation_batch_size=config.batch_size, resume=True)
+        sft_model = lrkit.merge(ex.expert_path, sft.adapter_dir, folder / "merged")
+        sft_result = lrkit.evaluate(str(sft_model), tests, config, out_dir=folder / "eval", name="SFT")
+    print(f"SFT: {sft.problems_used} of {sft.summary()['problems_rolled_out']} rollouts right, "
+          f"{sft.tuned_tokens} tuned tokens; {sft_result}")
+efficiency_table(run, trained, sft)
 
 # %%
 if sft_result is not None:
-    display(analysis.beside_paper(
-        [analysis.accuracy_row("base expert", base), analysis.accuracy_row("SFT", sft_result),
-         analysis.accuracy_row("LightReasoner", tuned)], PAPER_GSM8K, "SFT against LightReasoner",
+    display(beside_paper(
+        [accuracy_row("base expert", base), accuracy_row("SFT", sft_result),
+         accuracy_row("LightReasoner", tuned)], PAPER_GSM8K, "SFT against LightReasoner",
         ours_title=f"this run ({PAIR}, 95% CI)", paper_title="paper (Qwen2.5-Math-1.5B, GSM8K)"))
 
 # %% [markdown]
@@ -245,13 +270,11 @@ if sft_result is not None:
 # the paper's published rows beside yours; offline, the toy pair's test problems stand in.
 
 # %%
-from lrkit.toy import TOY_PAIRS
-
-benchmarks = ({"toy_test": w.test_problems()} if PAIR in TOY_PAIRS else
+benchmarks = ({"toy_test": tests} if PAIR in TOY_PAIRS else
               ["gsm8k", "math500", "svamp", "asdiv", "minerva_math", "olympiadbench", "mmlu_stem"])
-suite = lrkit.evaluate_suite([w.expert_path, str(merged)], benchmarks, w.folder / "table1", w.eval_config,
+suite = lrkit.evaluate_suite([ex.expert_path, str(merged)], benchmarks, ex.folder / "table1", config,
                              limit=None if PAIR in TOY_PAIRS else N_EVAL, names=["base expert", "LightReasoner"],
-                             device=setup.device, dtype=setup.dtype, progress=False)
+                             device=ex.device, dtype=ex.dtype, progress=False)
 suite
 
 # %% [markdown]

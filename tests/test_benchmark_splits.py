@@ -146,11 +146,11 @@ def test_lrkit_eval_problems_gsm8k_scores_test(fake_hub, tmp_path):
 
 
 def test_the_notebooks_problems_name_their_split(fake_hub):
-    from lrkit import workshop
+    from lrkit.experiment import problems_for
 
     calls, questions = fake_hub
-    assert [p["question"] for p in workshop.problems("qwen2.5-math-1.5b", 2, "train")] == questions["train"][:2]
-    assert [p["question"] for p in workshop.problems("qwen2.5-math-1.5b", 3, "test")] == questions["test"]
+    assert [p["question"] for p in problems_for("qwen2.5-math-1.5b", 2, "train")] == questions["train"][:2]
+    assert [p["question"] for p in problems_for("qwen2.5-math-1.5b", 3, "test")] == questions["test"]
     assert [c[2] for c in calls] == ["train", "test"]
     with pytest.raises(TypeError):
-        workshop.problems("qwen2.5-math-1.5b", 2)  # no default split
+        problems_for("qwen2.5-math-1.5b", 2)  # no default split

@@ -115,9 +115,9 @@ def test_flags_reach_the_config():
 
 
 def test_demo_flags_build_its_config():
-    from lrkit.demo import DemoConfig
+    from lrkit.experiment import ExperimentConfig
 
-    defaults = DemoConfig()
+    defaults = ExperimentConfig()
     assert demo_config_from_args(build_parser().parse_args(["demo"])) == defaults
     args = build_parser().parse_args(["demo", "--train-problems", "7", "--beta", "0.3", "--max-steps", "4"])
     parsed = demo_config_from_args(args)

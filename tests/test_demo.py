@@ -33,18 +33,31 @@ def run(tmp_path_factory):
 
         stdout = io.StringIO()
         with contextlib.redirect_stdout(stdout):
-            assert main(["demo", "--out", str(out), "--train-problems", "12", "--test-problems", "24",
-                         "--max-steps", "3", "--seeds", "2", "--check-problems", "8", "--ablations"]) == 0
+            assert main(["demo", "--out", str(out), *FLAGS, "--ablations"]) == 0
     finally:
         torch.set_num_threads(previous)
     return out, stdout.getvalue()
 
 
-def test_summary_matches_the_stage_files(run):
+FLAGS = ["--train-problems", "12", "--test-problems", "24", "--max-steps", "3", "--seeds", "2",
+         "--check-problems", "8"]
+
+
+@pytest.fixture(scope="module")
+def ex(run):
+    """The demo's experiment, for its folder names (the same flags as the run)."""
+    from lrkit.cli import build_parser, demo_config_from_args
+    from lrkit.experiment import Experiment
+
+    config = demo_config_from_args(build_parser().parse_args(["demo", *FLAGS]))
+    return Experiment(run[0], config, device="cpu", progress=False)
+
+
+def test_summary_matches_the_stage_files(run, ex):
     out, _ = run
     summary = json.loads((out / "summary.json").read_text())
-    steps = lines(out / "sampling" / "steps.jsonl")
-    records = lines(out / "sampling" / "records.jsonl")
+    steps = lines(ex.sampling_dir() / "steps.jsonl")
+    records = lines(ex.sampling_dir() / "records.jsonl")
     assert summary["steps"] == summary["rollout_tokens"] == len(steps) > 0
     assert summary["records"] == len(records) == sum(bool(s["kept"]) for s in steps)
     assert summary["share_kept"] == pytest.approx(len(records) / len(steps))
@@ -55,15 +68,15 @@ def test_summary_matches_the_stage_files(run):
     # 3 optimizer steps of batch 16 over at most 16 examples: each example's one position once per step
     assert 0 < summary["tuned_tokens"] <= 3 * 16
 
-    base = {r["id"]: r["correct"] for r in lines(out / "eval_base" / "results.jsonl")}
-    tuned = {r["id"]: r["correct"] for r in lines(out / "eval_tuned" / "results.jsonl")}
+    base = {r["id"]: r["correct"] for r in lines(ex.eval_dir("base") / "results.jsonl")}
+    tuned = {r["id"]: r["correct"] for r in lines(ex.eval_dir("lightreasoner", 0) / "results.jsonl")}
     assert len(base) == len(tuned) == summary["test_problems"] == 24
     assert summary["base_accuracy"] == pytest.approx(sum(base.values()) / 24)
     assert summary["tuned_accuracy"] == pytest.approx(sum(tuned.values()) / 24)
     assert summary["base_interval"] == pytest.approx(list(accuracy_interval(sum(base.values()), 24)))
     assert summary["fixed"] == sum(tuned[i] and not base[i] for i in base)
     assert summary["broken"] == sum(base[i] and not tuned[i] for i in base)
-    decoded = lines(out / "eval_contrastive_decoding" / "results.jsonl")
+    decoded = lines(ex.eval_dir("decoding") / "results.jsonl")
     assert [r["id"] for r in decoded] == list(base)
     n_decoded = sum(r["correct"] for r in decoded)
     assert summary["contrastive_decoding_accuracy"] == pytest.approx(n_decoded / 24)
@@ -73,14 +86,14 @@ def test_summary_matches_the_stage_files(run):
                                        "evaluating tuned expert (seed 1)", "decoding by the soft labels"}
 
 
-def test_every_seed_is_trained_and_scored_against_the_base(run):
+def test_every_seed_is_trained_and_scored_against_the_base(run, ex):
     out, stdout = run
     summary = json.loads((out / "summary.json").read_text())
-    base = {r["id"]: r["correct"] for r in lines(out / "eval_base" / "results.jsonl")}
+    base = {r["id"]: r["correct"] for r in lines(ex.eval_dir("base") / "results.jsonl")}
     assert [row["seed"] for row in summary["seeds"]] == [0, 1]
     gains = []
-    for row, folder in zip(summary["seeds"], ("eval_tuned", "eval_tuned_seed1")):
-        tuned = {r["id"]: r["correct"] for r in lines(out / folder / "results.jsonl")}
+    for row, folder in zip(summary["seeds"], (ex.eval_dir("lightreasoner", 0), ex.eval_dir("lightreasoner", 1))):
+        tuned = {r["id"]: r["correct"] for r in lines(folder / "results.jsonl")}
         assert row["accuracy"] == pytest.approx(sum(tuned.values()) / 24)
         assert row["fixed"] == sum(tuned[i] and not base[i] for i in base)
         assert row["broken"] == sum(base[i] and not tuned[i] for i in base)
@@ -88,7 +101,7 @@ def test_every_seed_is_trained_and_scored_against_the_base(run):
         assert row["gain"] == pytest.approx(gains[-1])
     assert summary["mean_gain"] == pytest.approx(sum(gains) / 2)
     assert summary["seeds"][0]["accuracy"] == summary["tuned_accuracy"]
-    assert (out / "adapter_seed1").is_dir() and (out / "merged_seed1").is_dir()
+    assert (ex.model_dir(seed=1) / "adapter").is_dir() and (ex.model_dir(seed=1) / "merged").is_dir()
     assert "LightReasoner over all seeds: mean change" in stdout
 
 
@@ -112,23 +125,22 @@ def test_gold_path_check_of_both_bundled_pairs(run):
     assert "Before training: does the pair" in html and "toy-shared" in html
 
 
-def test_ablation_table_has_every_variant_on_the_same_test_set(run):
+def test_ablation_table_has_every_variant_on_the_same_test_set(run, ex):
     out, _ = run
     summary = json.loads((out / "summary.json").read_text())
     table = {row["variant"]: row for row in summary["ablations"]}
     assert list(table) == ["base expert", "full method", "no selection", "no contrast", "neither",
                            "SFT baseline", "contrastive decoding"]
-    every = lines(out / "sampling_every_step" / "records.jsonl")
+    every = lines(ex.sampling_dir(0.0) / "records.jsonl")
     # every step but each rollout's first, which sampling never keeps (skip_first_step)
     assert table["no selection"]["examples"] == table["neither"]["examples"] == len(every)
     assert len(every) == summary["steps"] - summary["train_problems"]
     assert table["full method"]["examples"] == table["no contrast"]["examples"] == summary["records"]
     assert table["base expert"]["accuracy"] == summary["base_accuracy"]
     assert table["full method"]["accuracy"] == summary["tuned_accuracy"]
-    for variant, folder in (("no selection", "eval_no_selection"), ("no contrast", "eval_no_contrast"),
-                            ("neither", "eval_neither"), ("SFT baseline", "eval_sft"),
-                            ("contrastive decoding", "eval_contrastive_decoding")):
-        results = lines(out / folder / "results.jsonl")
+    for variant, folder in (("no selection", "no_selection"), ("no contrast", "no_contrast"),
+                            ("neither", "neither"), ("SFT baseline", "sft"), ("contrastive decoding", "decoding")):
+        results = lines(ex.eval_dir(folder) / "results.jsonl")
         assert len(results) == 24
         assert table[variant]["accuracy"] == pytest.approx(sum(r["correct"] for r in results) / 24)
         assert table[variant]["delta_vs_base"] == pytest.approx(table[variant]["accuracy"] - summary["base_accuracy"])
@@ -181,29 +193,27 @@ def test_running_the_demo_again_in_its_folder_gives_the_same_numbers(run, capsys
 def test_the_demos_stdout_holds_no_log_dicts(run):
     """stdout is a StringIO here, not a terminal, and the demo ran with its progress bars."""
     _, stdout = run
-    assert "[lrkit demo] training (seed 0)..." in stdout  # the run this checks was not --quiet
+    assert "[lrkit] training (seed 0)..." in stdout  # the run this checks was not --quiet
     assert not [line for line in stdout.splitlines() if line.lstrip().startswith("{")]
 
 
-def test_the_demo_leaves_curves_cards_and_a_dataset(run):
+def test_the_demo_leaves_curves_cards_and_a_dataset(run, ex):
     from datasets import load_dataset
     from huggingface_hub import DatasetCard, ModelCard
 
     out, stdout = run
     summary = json.loads((out / "summary.json").read_text())
-    for adapter in ("adapter", "adapter_seed1", "adapter_no_selection", "sft"):
-        assert list((out / adapter / "tensorboard").glob("events.out.tfevents.*")), adapter
-    merged = sorted(p for p in out.iterdir() if p.name.startswith("merged"))
-    assert [p.name for p in merged] == ["merged", "merged_neither", "merged_no_contrast", "merged_no_selection",
-                                        "merged_seed1", "merged_sft"]
-    evals = {"merged": "eval_tuned", "merged_seed1": "eval_tuned_seed1", "merged_sft": "eval_sft",
-             "merged_neither": "eval_neither", "merged_no_contrast": "eval_no_contrast",
-             "merged_no_selection": "eval_no_selection"}
-    for folder in merged:
-        card = ModelCard.load(folder / "README.md")
-        assert card.data.base_model == "toy:expert" and "lightreasoner" in card.data.tags, folder.name
+    models = [ex.model_dir(), ex.model_dir(seed=1), ex.model_dir("no_selection"), ex.model_dir("no_contrast"),
+              ex.model_dir("neither"), ex.model_dir("sft")]
+    for model in models:
+        assert list((model / "adapter" / "tensorboard").glob("events.out.tfevents.*")), model.name
+    merged = sorted(p.parent.name for p in out.glob("*/merged"))
+    assert merged == sorted(m.name for m in models)
+    for model in models:
+        card = ModelCard.load(model / "merged" / "README.md")
+        assert card.data.base_model == "toy:expert" and "lightreasoner" in card.data.tags, model.name
         assert str(out) not in card.content and str(TOY_DIR) not in card.content
-        results = lines(out / evals[folder.name] / "results.jsonl")
+        results = lines(model / "eval" / "results.jsonl")
         [entry] = card.data.eval_results
         assert entry.metric_value == pytest.approx(round(sum(r["correct"] for r in results) / len(results), 4))
     export = Path(summary["records_dataset"])
@@ -213,18 +223,19 @@ def test_the_demo_leaves_curves_cards_and_a_dataset(run):
     assert f"records as a dataset (parquet + card): {export}" in stdout
 
 
-def test_a_folder_from_another_build_of_the_pair_is_refused(tmp_path):
+def test_a_folder_from_another_build_of_the_pair_is_refused(tmp_path, capsys):
+    from lrkit.experiment import EXPERIMENT_FILE, ExperimentConfig, pair_build
+
     other = tmp_path / "other"
     other.mkdir()
-    (other / "pair.json").write_text(json.dumps({"expert": "0" * 64, "amateur": "1" * 64}))
-    with pytest.raises(ValueError, match="another build of the toy pair.*--fresh"):
-        demo.run_demo(other, progress=False)
-    unknown = tmp_path / "unknown"
-    (unknown / "sampling").mkdir(parents=True)
-    with pytest.raises(ValueError, match="no pair.json.*--fresh"):
-        demo.run_demo(unknown, progress=False)
-    assert sorted(p.name for p in other.iterdir()) == ["pair.json"], "nothing was written"
-    assert sorted(p.name for p in unknown.iterdir()) == ["sampling"]
+    claim = {**ExperimentConfig().problem_settings(), "pair_build": {"expert": "0" * 64, "amateur": "1" * 64}}
+    (other / EXPERIMENT_FILE).write_text(json.dumps(claim))
+    assert pair_build("toy") != claim["pair_build"]
+    capsys.readouterr()
+    assert main(["demo", "--out", str(other), "--quiet"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "pair_build" in err[0] and "--fresh" in err[0], err
+    assert sorted(p.name for p in other.iterdir()) == [EXPERIMENT_FILE], "nothing was written"
 
 
 def _demo_again(out, *flags, capsys) -> tuple[int, list[str]]:
@@ -234,7 +245,7 @@ def _demo_again(out, *flags, capsys) -> tuple[int, list[str]]:
     return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
 
-def test_settings_and_provenance_are_tables_in_the_report(run):
+def test_settings_and_provenance_are_tables_in_the_report(run, ex):
     out, _ = run
     html = (out / "report.html").read_text()
     settings = html[html.index(">Settings<"):]
@@ -245,39 +256,31 @@ def test_settings_and_provenance_are_tables_in_the_report(run):
     import lrkit
     from lrkit.provenance import read_provenance
 
-    for folder in ("", "sampling", "adapter", "merged", "eval_base", "eval_tuned", "sft"):
-        runs = read_provenance(out / folder)
+    for folder in (out, ex.sampling_dir(), ex.model_dir() / "adapter", ex.model_dir() / "merged",
+                   ex.eval_dir("base"), ex.eval_dir("lightreasoner"), ex.model_dir("sft") / "adapter"):
+        runs = read_provenance(folder)
         assert runs and runs[-1]["lrkit"] == lrkit.__version__ and runs[-1]["ended"], folder
 
 
-def test_a_rerun_with_another_beta_says_fresh(run, capsys):
+def test_a_rerun_with_another_problem_set_says_fresh(run, capsys):
     from lrkit.provenance import read_provenance
 
     out, _ = run
     entries = len(read_provenance(out))
-    code, err = _demo_again(out, "--max-steps", "3", "--beta", "0.2", capsys=capsys)
+    code, err = _demo_again(out, "--max-steps", "3", "--train-problems", "13", capsys=capsys)
     assert code == 2 and len(err) == 1, err
-    assert "--fresh" in err[0] and "--overwrite" not in err[0] and "beta" in err[0]
+    assert "--fresh" in err[0] and "train_problems" in err[0]
     assert len(read_provenance(out)) == entries, "a refused call leaves no entry"
 
 
-def test_a_rerun_with_fewer_steps_is_refused_not_mislabelled(run, capsys):
-    out, _ = run
-    before = (out / "adapter" / "lrkit_train.json").read_text()
-    code, err = _demo_again(out, "--max-steps", "2", capsys=capsys)
-    assert code == 2 and len(err) == 1, err
-    assert "--fresh" in err[0] and "max_steps" in err[0]
-    assert (out / "adapter" / "lrkit_train.json").read_text() == before
-
-
-def test_the_demo_reports_the_odd_token_audit_and_the_error_anatomy(run):
+def test_the_demo_reports_the_odd_token_audit_and_the_error_anatomy(run, ex):
     from lrkit.audit import odd_token_audit
     from lrkit.records import read_records
 
     out, stdout = run
     summary = json.loads((out / "summary.json").read_text())
     # the audit recomputed from the records file agrees with the summary
-    audit = odd_token_audit(read_records(out / "sampling" / "records.jsonl"))
+    audit = odd_token_audit(read_records(ex.sampling_dir() / "records.jsonl"))
     assert summary["odd_token_audit"]["odd"] == audit.n_odd
     assert summary["odd_token_audit"]["kept_steps"] == summary["records"]
     anatomy = summary["error_anatomy"]
@@ -291,3 +294,17 @@ def test_the_demo_reports_the_odd_token_audit_and_the_error_anatomy(run):
     assert "odd-token audit" in stdout and "error anatomy (seed 0)" in stdout
     html = (out / "report.html").read_text()
     assert "Error anatomy" in html and "Odd-token audit" in html
+
+
+def test_a_rerun_with_fewer_steps_trains_beside_the_first_run(run, ex, capsys):
+    """Other training settings are another model, in a folder of its own: the first stays as it was.
+    (Last in this file: it rewrites the folder's summary.json.)"""
+    out, _ = run
+    before = (ex.model_dir() / "adapter" / "lrkit_train.json").read_text()
+    summary = (out / "summary.json").read_text()
+    code, err = _demo_again(out, "--max-steps", "2", "--seeds", "1", "--test-problems", "24", capsys=capsys)
+    assert code == 0, err
+    assert (ex.model_dir() / "adapter" / "lrkit_train.json").read_text() == before
+    assert (out / ex.model_dir().name.replace("-steps3-", "-steps2-") / "merged" / "config.json").exists()
+    assert json.loads((out / "summary.json").read_text())["config"]["train"]["max_steps"] == 2
+    assert json.loads(summary)["config"]["train"]["max_steps"] == 3

@@ -27,6 +27,8 @@ from lrkit.pairs import PairNotPreparedError, resolve_pair  # noqa: E402
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 ORDER = ("01_sampling", "02_critical_moments", "03_finetuning", "04_evaluation")
 ALL = ORDER + ("05_choosing_a_pair",)
+EXPERIMENT = "n48-test150-seed2026"
+"""The folder the parameters cell's problem set gives (lrkit.workshop.notebook_experiment)."""
 """Every notebook; 05 reads the committed ladder study and runs on its own, not in the workshop order."""
 CELL_TIMEOUT = 900
 KERNEL_THREADS = "1"
@@ -124,17 +126,37 @@ def test_committed_notebook_matches_its_paired_py(name):
 
 
 @pytest.mark.parametrize("name, calls", [
-    ("01_sampling", ["lrkit.sample(", "config = w.sample_config"]),
-    ("03_finetuning", ["lrkit.train,", "lrkit.merge,", "config = w.train_config"]),
-    ("04_evaluation", ["lrkit.evaluate,", "config = w.eval_config", "lrkit.compare("]),
+    ("01_sampling", ["lrkit.sample(", "config = ex.config.sample", "lrkit.select_steps("]),
+    ("02_critical_moments", ["lrkit.soft_label_from_stats(", "lrkit.Explorer("]),
+    ("03_finetuning", ["lrkit.train(", "lrkit.merge(", "config = ex.config.train", "lrkit.soft_label_fit("]),
+    ("04_evaluation", ["lrkit.evaluate(", "config = ex.config.eval", "lrkit.compare(", "lrkit.contrast_check(",
+                       "lrkit.evaluate_contrastive(", "lrkit.no_contrast(", "lrkit.run_sft("]),
     ("05_choosing_a_pair", ["lrkit.scout(", "REBUILD = False", "ladder_study.run_study("]),
 ])
 def test_each_notebook_makes_the_call_it_teaches(name, calls):
     code = "\n".join(c.source for c in read(name).cells if c.cell_type == "code")
     for call in calls:
         assert call in code, f"{name} does not show {call}"
+    if not any(call.startswith("config = ") for call in calls):
+        return
     stage = calls[0].rstrip("(,")  # the stage's call takes the config the cell shows
     assert re.search(re.escape(stage) + r"\b[(,][^\n]*\bconfig\b", code), f"{name}: {stage} without its config"
+
+
+STAGES = ("sample", "select_steps", "selection_summary", "soft_label_from_stats", "no_contrast", "contrast_check",
+          "train", "merge", "run_sft", "soft_label_fit", "evaluate", "evaluate_contrastive", "evaluate_suite",
+          "compare", "scout")
+
+
+def test_the_notebooks_call_the_stages_more_than_helpers():
+    """Counting in the sources: direct ``lrkit.<stage>(`` calls outnumber calls of helper
+    objects and modules (``ex.``, ``workshop.``, ``w.``, ``analysis.``)."""
+    code = "\n".join(c.source for name in ALL for c in read(name).cells if c.cell_type == "code")
+    direct = re.findall(r"\blrkit\.(%s)\(" % "|".join(STAGES), code)
+    helpers = re.findall(r"\b(?:ex|w|workshop|analysis)\.\w+\(", code)
+    print(f"\ndirect stage calls {len(direct)}, helper calls {len(helpers)}")
+    assert len(direct) > len(helpers), (len(direct), helpers)
+    assert "analysis." not in code and "workshop.once" not in code
 
 
 def _shared_cells(name: str) -> tuple[str, str]:
@@ -179,9 +201,10 @@ def workshop_run(tmp_path_factory):
 @needs_toy
 def test_notebooks_run_in_order_and_write_only_to_the_run_folder(workshop_run):
     assert list(workshop_run["cwd"].iterdir()) == []
-    folders = sorted(p.name for p in (workshop_run["run_dir"] / "toy").iterdir())
-    assert any(f.startswith("sampling-n48-") and f.endswith("-beta0.4-alpha0.2") for f in folders), folders
-    assert any(f.startswith("lightreasoner-") for f in folders), folders
+    assert [p.name for p in (workshop_run["run_dir"] / "toy").iterdir()] == [EXPERIMENT]
+    folders = sorted(p.name for p in (workshop_run["run_dir"] / "toy" / EXPERIMENT).iterdir())
+    assert "sampling-beta0.4-alpha0.2" in folders, folders
+    assert any(f.startswith("lightreasoner-beta0.4-alpha0.2-steps30-") for f in folders), folders
 
 
 @needs_toy
@@ -190,7 +213,7 @@ def test_01_samples_and_shows_steps_and_records(workshop_run):
     text = outputs_text(nb)
     assert "records" in text and "lrk-view" in text, "the token view did not render"
     assert "application/vnd.plotly.v1+json" in mime_types(nb)
-    sampling = next((workshop_run["run_dir"] / "toy").glob("sampling-n48-*-beta0.4-alpha0.2"))
+    sampling = workshop_run["run_dir"] / "toy" / EXPERIMENT / "sampling-beta0.4-alpha0.2"
     summary = json.loads((sampling / "summary.json").read_text())
     assert summary["problems"] == 48 and summary["records"] > 0
 
@@ -199,7 +222,7 @@ def test_01_samples_and_shows_steps_and_records(workshop_run):
 def test_02_reads_01_and_shows_the_analysis_and_the_explorer(workshop_run):
     nb = workshop_run["nb"]["02_critical_moments"]
     before, after = workshop_run["files"]["01_sampling"], workshop_run["files"]["02_critical_moments"]
-    sampled = {k: v for k, v in before.items() if k.startswith("toy/sampling-")}
+    sampled = {k: v for k, v in before.items() if k.startswith(f"toy/{EXPERIMENT}/sampling-")}
     assert sampled and all(after[k] == v for k, v in sampled.items()), "02 resampled instead of reading 01"
     text = outputs_text(nb)
     for expected in ("mean KL where the top-1 tokens differ", "confident expert, uncertain amateur",
@@ -215,7 +238,7 @@ def test_02_reads_01_and_shows_the_analysis_and_the_explorer(workshop_run):
 def test_03_trains_and_merges_and_the_labels_fit_better(workshop_run):
     nb = workshop_run["nb"]["03_finetuning"]
     text = outputs_text(nb)
-    model_dir = next((workshop_run["run_dir"] / "toy").glob("lightreasoner-*"))
+    model_dir = next((workshop_run["run_dir"] / "toy" / EXPERIMENT).glob("lightreasoner-*"))
     assert (model_dir / "adapter" / "adapter_config.json").exists()
     assert (model_dir / "merged" / "config.json").exists()
     line = next(l for l in text.splitlines() if l.startswith("mean KL(v_C || pi_E)"))
@@ -232,7 +255,7 @@ def test_04_reads_03_and_compares_ablates_and_measures_efficiency(workshop_run):
     text = outputs_text(nb)
     for expected in ("fixed", "broken", "no selection", "no contrast", "neither", "SFT", "paper"):
         assert expected in text, expected
-    folders = {p.name.split("-")[0] for p in (workshop_run["run_dir"] / "toy").iterdir()}
+    folders = {p.name.split("-")[0] for p in (workshop_run["run_dir"] / "toy" / EXPERIMENT).iterdir()}
     assert {"no_selection", "no_contrast", "neither", "sft", "base"} <= folders, folders
 
 
@@ -243,9 +266,9 @@ def test_03_alone_samples_what_it_needs(tmp_path, monkeypatch):
     nb, seconds = execute("03_finetuning", tmp_path / "runs", tmp_path / "cwd", monkeypatch,
                           N_PROBLEMS=8, MAX_STEPS=4)
     print(f"\n03 alone (8 problems, 4 steps): {seconds:.1f} s")
-    folders = sorted(p.name for p in (tmp_path / "runs" / "toy").iterdir())
-    assert any(f.startswith("sampling-n8-") for f in folders), folders
-    assert (next((tmp_path / "runs" / "toy").glob("lightreasoner-n8-*")) / "merged" / "config.json").exists()
+    folder = tmp_path / "runs" / "toy" / "n8-test150-seed2026"
+    assert (folder / "sampling-beta0.4-alpha0.2" / "summary.json").exists()
+    assert (next(folder.glob("lightreasoner-*-steps4-*")) / "merged" / "config.json").exists()
 
 
 @needs_toy
@@ -253,7 +276,7 @@ def test_04_alone_samples_trains_and_evaluates(tmp_path, monkeypatch):
     nb, seconds = execute("04_evaluation", tmp_path / "runs", tmp_path / "cwd", monkeypatch,
                           N_PROBLEMS=16, MAX_STEPS=8, N_EVAL=40, ABLATIONS=False)
     print(f"\n04 alone (16 problems, 8 steps, 40 test problems, no ablations): {seconds:.1f} s")
-    folders = {p.name.split("-")[0] for p in (tmp_path / "runs" / "toy").iterdir()}
+    folders = {p.name.split("-")[0] for p in (tmp_path / "runs" / "toy" / "n16-test40-seed2026").iterdir()}
     assert {"sampling", "lightreasoner", "base", "sft"} <= folders, folders
 
 

@@ -1,28 +1,21 @@
-"""Analysis helpers for the notebooks: the paper's preliminary statistics,
-KL and entropy tables, and the tables and figures that set a run beside the
-paper's numbers. They take step DataFrames, records and results; they load a
-model only in ``soft_label_fit``.
+"""Tables (pandas) and two-panel figures that set a run's numbers beside the paper's.
+
+They take step DataFrames, records, summaries and results; nothing here runs a model.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
-from .config import TrainConfig
+import pandas as pd
+from plotly.subplots import make_subplots
 
-PAPER_PRELIMINARY = {  # Qwen2.5-Math-1.5B vs Qwen2.5-0.5B, 100 GSM8K problems, 128 tokens
-    "share_kl_below_0.1": 0.59, "share_kl_at_least_0.4": 0.20,
-    "mean_kl_top1_agree": 0.166, "mean_kl_top1_disagree": 1.99,
-    "share_agree_with_kl_above_0.4": 0.10,
-}
+from ..paper import PAPER_EFFICIENCY, PAPER_PRELIMINARY
+from .figures import accuracy_comparison
 
-
-def preliminary_table(steps, beta: float = 0.4):
-    """The paper's preliminary statistics, this run's beside the paper's."""
-    import pandas as pd
-
-    from .sampling import summarize_steps
-
-    ours = summarize_steps(steps)
+def preliminary_table(summary: dict, beta: float = 0.4):
+    """The paper's preliminary statistics: this run's (a sampling run's ``summary``,
+    ``lrkit.sample(...).summary``) beside the paper's."""
     labels = {
         "share_kl_below_0.1": "share of steps with KL < 0.1",
         "share_kl_at_least_0.4": "share of steps with KL >= 0.4",
@@ -30,17 +23,15 @@ def preliminary_table(steps, beta: float = 0.4):
         "mean_kl_top1_disagree": "mean KL where the top-1 tokens differ",
         "share_agree_with_kl_above_0.4": "share of agreeing steps with KL > 0.4",
     }
-    rows = [{"statistic": text, "this run": ours[key], "paper (Qwen2.5-Math-1.5B vs 0.5B)": PAPER_PRELIMINARY[key]}
+    rows = [{"statistic": text, "this run": summary[key], "paper (Qwen2.5-Math-1.5B vs 0.5B)": PAPER_PRELIMINARY[key]}
             for key, text in labels.items()]
-    rows.append({"statistic": f"share of steps kept at beta = {beta:g}", "this run": ours["share_kept"],
+    rows.append({"statistic": f"share of steps kept at beta = {beta:g}", "this run": summary["share_kept"],
                  "paper (Qwen2.5-Math-1.5B vs 0.5B)": None})
     return pd.DataFrame(rows).set_index("statistic")
 
 
 def kl_thresholds(steps, thresholds: Sequence[float] = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)):
     """Share and number of steps whose KL reaches each threshold."""
-    import pandas as pd
-
     kl = steps["kl"].to_numpy()
     return pd.DataFrame([{"KL >=": t, "steps": int((kl >= t).sum()), "share": float((kl >= t).mean())}
                          for t in thresholds]).set_index("KL >=")
@@ -49,8 +40,6 @@ def kl_thresholds(steps, thresholds: Sequence[float] = (0.05, 0.1, 0.2, 0.4, 0.8
 def entropy_quadrants(steps, threshold: float = 0.5):
     """Steps split by whether each model is confident (entropy < ``threshold`` nats):
     how many, their mean KL and how many pass the run's beta."""
-    import pandas as pd
-
     confident_e = steps["expert_entropy"] < threshold
     confident_a = steps["amateur_entropy"] < threshold
     rows = []
@@ -82,37 +71,11 @@ def peak_problems(steps, n: int = 3) -> list:
 
 def record_table(record: dict):
     """One record's soft label: each plausible token with both models' probabilities."""
-    import math
-
-    import pandas as pd
-
     return pd.DataFrame({
         "token": record["tokens"], "token_id": record["token_ids"],
         "expert p": [math.exp(x) for x in record["expert_logprobs"]],
         "amateur p": [math.exp(x) for x in record["amateur_logprobs"]],
         "soft label v_C": record["weights"]})
-
-
-def soft_label_fit(model_path: str, records: Sequence[dict], setup=None, batch_size: int = 32) -> float:
-    """Mean KL(v_C || pi_E) of a model over ``records`` (the training loss, no
-    update), on ``setup``'s device and dtype (a ``workshop.Setup``; default: auto)."""
-    import torch
-
-    from .models import load_model, scored_vocab_size
-    from .training import SoftLabelCollator, build_examples, soft_label_kl
-    from .workshop import notebook_setup
-
-    setup = setup or notebook_setup(quiet=True)
-    model, tokenizer = load_model(model_path, device=setup.device, dtype=setup.dtype)
-    examples = build_examples(records, tokenizer, TrainConfig().max_length)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    collate = SoftLabelCollator(pad)
-    total = 0.0
-    with torch.inference_mode():
-        for start in range(0, len(examples), batch_size):
-            batch = {k: v.to(setup.device) for k, v in collate(examples[start:start + batch_size]).items()}
-            total += float(soft_label_kl(model, batch, scored_vocab_size(tokenizer)).sum())
-    return total / max(len(examples), 1)
 
 
 def accuracy_row(name: str, result) -> dict:
@@ -124,10 +87,6 @@ def beside_paper(ours: Sequence[dict], paper: dict, title: str, ours_title: str 
                  paper_title: str = "paper"):
     """Two bar charts in one figure: this run's accuracies (with 95% intervals) and
     the paper's (percentages, no intervals published)."""
-    from plotly.subplots import make_subplots
-
-    from .viz import accuracy_comparison
-
     names = [row["name"] for row in ours]
     # the paper's bars in this run's order, so a bar's colour means the same variant in both
     ordered = sorted(paper.items(), key=lambda kv: names.index(kv[0]) if kv[0] in names else len(names))
@@ -145,32 +104,10 @@ def beside_paper(ours: Sequence[dict], paper: dict, title: str, ours_title: str 
     return fig
 
 
-def ablation_table(rows: Sequence[dict]):
-    """Ablation rows (variant, examples, tuned_tokens, result) with the paper's column."""
-    import pandas as pd
-
-    from .paper import PAPER_ABLATION
-
-    base = next(r["result"] for r in rows if r["variant"] == "base expert")
-    table = []
-    for row in rows:
-        result = row["result"]
-        low, high = result.interval
-        table.append({"variant": row["variant"], "examples": row["examples"],
-                      "tuned tokens": row["tuned_tokens"], "accuracy": result.accuracy,
-                      "low": low, "high": high, "change vs base": result.accuracy - base.accuracy,
-                      "paper (avg of 6 benchmarks)": PAPER_ABLATION.get(row["variant"])})
-    return pd.DataFrame(table).set_index("variant")
-
-
 def efficiency_table(sampled, trained, sft=None):
     """Problems, tuned tokens and time (sampling or rollouts, and training) of
     LightReasoner and the SFT baseline (a ``Workshop.sft()`` summary), beside the
     paper's (whose hours cover the whole method)."""
-    import pandas as pd
-
-    from .paper import PAPER_EFFICIENCY
-
     summary = sampled.summary
     sampling_seconds = summary.get("rollout_s", 0.0) + summary.get("scoring_s", 0.0)
     rows = [{"method": "LightReasoner", "problems sampled": summary["problems"],
@@ -192,28 +129,97 @@ def efficiency_table(sampled, trained, sft=None):
     return pd.DataFrame(rows).set_index("method")
 
 
-def pairs_side_by_side(pairs: dict, eval_config, beta: float = 0.4, alpha: float = 0.2):
-    """Whether each pair suits the method, before any training.
+def anatomy_frame(ladder: list):
+    """Per amateur and error type: base errors, and per seed errors after / fixed / introduced."""
+    rows = []
+    for row in ladder:
+        anatomy = row["anatomy"]
+        for t in anatomy["types"]:
+            base = anatomy["counts"]["base"][t]
+            cells = [anatomy["transitions"][m][t] for m in anatomy["models"][1:]]
+            rows.append({"amateur": row["name"], "type": t, "base errors": base,
+                         "errors after (per seed)": ", ".join(str(c["after"]) for c in cells),
+                         "fixed": ", ".join(str(c["fixed"]) for c in cells),
+                         "introduced": ", ".join(str(c["introduced"]) for c in cells)})
+    return pd.DataFrame(rows)
 
-    ``pairs``: name -> (loaded ModelPair, gold-solution problems, test problems).
-    Returns two tables, one row per pair: the gold-path check
-    (``lrkit.contrast_check`` on the gold problems) and greedy decoding against
-    decoding by v_C's argmax on the test problems, with fixed / broken and McNemar p.
-    """
-    import pandas as pd
 
-    from .demo import gold_path_frame
-    from .diagnostics import contrast_check
-    from .evaluation import compare, evaluate, evaluate_contrastive
+GOLD_PATH_CAPTION = (
+    "Both models read 200 validation gold solutions token by token. At the steps the method keeps "
+    "(KL >= beta), where the soft label's argmax differs from the expert's own, it either fixes a token "
+    "(the expert's choice is wrong, v_C's is gold) or breaks one. 'mass on gold' compares v_C with the "
+    "expert's own distribution inside the same mask (the 'no contrast' target). A pair suits the method "
+    "when v_C fixes at least twice as many tokens as it breaks (over >= 50 disagreements) and moves at "
+    "least 0.03 of mass towards gold. toy: the expert learned a general corpus first and keeps some of its "
+    "habits, which the amateur (general corpus only) holds more strongly, so the contrast removes them. "
+    "toy-shared: both models learned the same data, so the contrast penalises what the amateur also knows.")
 
-    checks, decoding = {}, []
-    for name, (pair, gold_problems, test_problems) in pairs.items():
-        checks[name] = contrast_check(pair, gold_problems, beta=beta, alpha=alpha).summary()
-        greedy = evaluate(pair.expert, test_problems, eval_config, tokenizer=pair.tokenizer, progress=False)
-        by_label = evaluate_contrastive(pair, test_problems, eval_config, alpha=alpha, progress=False)
-        versus = compare(greedy, by_label)
-        decoding.append({"pair": name, "greedy expert": f"{greedy.accuracy:.1%}",
-                         "decoding by v_C's argmax": f"{by_label.accuracy:.1%}",
-                         "fixed / broken": f"{len(versus.fixed)} / {len(versus.broken)}",
-                         "McNemar p": f"{versus.p_value:.3g}"})
-    return gold_path_frame(checks), pd.DataFrame(decoding)
+
+def gold_path_frame(checks: dict):
+    """The gold-path checks of several pairs side by side, one row per pair."""
+    return pd.DataFrame([{
+        "pair": name, "steps kept": f"{c['kept']:,} of {c['steps']:,}",
+        "v_C differs from the expert": c["disagreements"], "fixes": c["fixes"], "breaks": c["breaks"],
+        "mass on gold, v_C": f"{c['label_gold_mass']:.3f}", "mass on gold, expert (masked)": f"{c['expert_gold_mass']:.3f}",
+        "suits the method": "yes" if c["passes"] else "no",
+    } for name, c in checks.items()])
+
+
+def seeds_frame(seeds: list[dict], base_accuracy: float):
+    return pd.DataFrame([{
+        "seed": row["seed"], "accuracy [95% interval]": _pct_pair(row["accuracy"], row["interval"]),
+        "change vs base (points)": f"{100 * row['gain']:+.1f}", "fixed / broken": f"{row['fixed']} / {row['broken']}",
+        "McNemar p": f"{row['mcnemar_p']:.3g}", "tuned tokens": f"{row['tuned_tokens']:,}",
+    } for row in seeds])
+
+
+def _pct_pair(accuracy: float, interval) -> str:
+    return f"{100 * accuracy:.1f}% [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
+
+
+def _seeds_text(seeds: list[dict], mean_gain: float) -> str:
+    gains = ", ".join(f"{100 * row['gain']:+.1f}" for row in seeds)
+    return f"mean change {100 * mean_gain:+.1f} points over {len(seeds)} seeds ({gains})"
+
+
+def _check_text(check: dict) -> str:
+    return (f"v_C fixes {check['fixes']} and breaks {check['breaks']} of the expert's tokens; mass on gold "
+            f"{check['label_gold_mass']:.3f} vs {check['expert_gold_mass']:.3f} -> "
+            f"{'suits the method' if check['passes'] else 'does not suit the method'}")
+
+
+def _setting_text(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return "none" if value is None else str(value)
+
+
+def settings_frame(config: dict):
+    """One row per setting: stage, setting, value."""
+    return pd.DataFrame([{"stage": stage, "setting": name, "value": _setting_text(value)}
+                         for stage, values in config.items() for name, value in values.items()])
+
+
+def provenance_frame(entry: dict):
+    """One provenance entry as rows of item / value."""
+    return pd.DataFrame([{"item": key.replace("_", " "), "value": _setting_text(value)}
+                         for key, value in entry.items()])
+
+
+def ablation_frame(rows: list[dict]):
+    """The ablation table as people read it: percentages, intervals, points."""
+    return pd.DataFrame([{
+        "variant": row["variant"],
+        "examples": f"{row['examples']:,}" if row["examples"] else "",
+        "tuned tokens": f"{row['tuned_tokens']:,}" if row["tuned_tokens"] else "",
+        "accuracy [95% interval]": f"{100 * row['accuracy']:.1f}% [{100 * row['low']:.1f}, {100 * row['high']:.1f}]",
+        "change vs base (points)": f"{100 * row['delta_vs_base']:+.1f}" if row["variant"] != "base expert" else "",
+        "paper": "" if row["paper"] is None else f"{row['paper']:.1f}",
+    } for row in rows])
+
+
+def _pct_interval(result) -> str:
+    low, high = result.interval
+    return f"{100 * result.accuracy:.1f}% [{100 * low:.1f}, {100 * high:.1f}] of {result.n}"
+
+

@@ -1,0 +1,462 @@
+"""One pipeline: check -> sample -> select -> train -> merge -> evaluate -> ablations.
+
+:class:`Experiment` runs LightReasoner on one pair and one problem set, one
+stage per method, each a plain lrkit call (``lrkit.sample``, ``train``,
+``merge``, ``evaluate``, ``evaluate_contrastive``, ``run_sft``,
+``contrast_check``) into a folder named after the settings that shape it. A
+stage called again with the same settings returns the result its folder holds
+(the run-folder layer, :mod:`lrkit.runs`), so a method called twice, or a
+notebook reading what another one made, neither recomputes nor clashes.
+``lrkit demo`` is :meth:`Experiment.run` on a bundled pair; the notebooks make
+the same stage calls in their own cells, into the same folders.
+
+The experiment's folder::
+
+    experiment.json                      the pair, its build, the problem sets
+    sampling-beta0.4-alpha0.2/           lrkit.sample (beta 0: every step, the ablation)
+    base/eval/                           the base expert on the test problems
+    decoding-alpha0.2/eval/              decoding by v_C's argmax, no training
+    lightreasoner-beta0.4-alpha0.2-steps60-lr0.002-seed0/{adapter,merged,eval}/
+    no_contrast-.../  no_selection-.../  neither-.../  sft-lr0.002-seed0/
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+from .config import EvalConfig, SampleConfig, TrainConfig, to_dict
+from .paper import PAPER_ABLATION, PAPER_GSM8K
+from .runs import check_settings, write_json
+
+EXPERIMENT_FILE = "experiment.json"
+VARIANTS = ("lightreasoner", "no_selection", "no_contrast", "neither")
+"""The paper's Table 6: the full method, every step (beta 0), the expert's own
+distribution as target, and both."""
+ABLATION_LABELS = {"lightreasoner": "full method", "no_selection": "no selection",
+                   "no_contrast": "no contrast", "neither": "neither"}
+
+
+@dataclass
+class ExperimentConfig:
+    """An experiment's problems and budget; the defaults are ``lrkit demo``'s.
+
+    The toy models are tiny, so the optimizer settings differ from the paper's
+    1.5B ones (a larger learning rate, fewer steps); :meth:`for_pair` gives
+    the paper's settings for a Hub pair."""
+
+    pair: str = "toy"
+    """A pair name: the bundled "toy" (the method works on it) or "toy-shared" (the
+    control: it fails), or a Hub pair such as "qwen2.5-math-1.5b"."""
+    amateur: Optional[str] = None
+    """Another amateur against the pair's expert (a model name or path, e.g. "ladder:g-small");
+    None: the pair's own."""
+    train_problems: int = 200
+    """Unlabeled train-split problems the expert samples on."""
+    test_problems: int = 500
+    """Held-out test-split problems every model is evaluated on."""
+    problem_seed: int = 2026
+    """Seed of a toy pair's problems (GSM8K is taken in order)."""
+    seeds: int = 3
+    """LightReasoner is trained once per seed (TrainConfig.seed, +1, ...) on the same records;
+    the first seed's model is the one the report looks at in detail."""
+    check_problems: int = 200
+    """Validation problems whose gold solutions the gold-path check reads."""
+    sample: SampleConfig = field(default_factory=lambda: SampleConfig(batch_size=100))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        learning_rate=2e-3, max_steps=60, per_device_batch_size=16, gradient_accumulation_steps=1,
+        logging_steps=5, save_steps=30, lora_r=8, lora_alpha=16))
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(max_new_tokens=160, batch_size=100))
+
+    @classmethod
+    def for_pair(cls, pair: str, train_problems: int, test_problems: int, beta: float = 0.4,
+                 alpha: float = 0.2, max_steps: int = 30, learning_rate: Optional[float] = None,
+                 seed: int = 2026, precision: str = "auto", seeds: int = 1) -> "ExperimentConfig":
+        """The notebooks' settings: the paper's sampling at ``beta`` / ``alpha`` and LoRA
+        for ``max_steps`` steps; a bundled toy pair takes the demo's batches, learning
+        rate and 160-token answers, a Hub pair the paper's (5e-5, 512 tokens)."""
+        toy = is_toy(pair)
+        base = cls() if toy else cls(sample=SampleConfig(), train=TrainConfig(), eval=EvalConfig())
+        train = replace(base.train, max_steps=max_steps, learning_rate=learning_rate or base.train.learning_rate,
+                        logging_steps=max(1, min(base.train.logging_steps, max_steps // 10)),
+                        save_steps=max_steps, precision=precision)
+        return cls(pair=pair, train_problems=train_problems, test_problems=test_problems, problem_seed=seed,
+                   seeds=seeds, check_problems=min(200, train_problems) if not toy else 200,
+                   sample=replace(base.sample, beta=beta, alpha=alpha).validate(), train=train.validate(),
+                   eval=base.eval)
+
+    def problem_settings(self) -> dict:
+        return {"pair": self.pair, "amateur": self.amateur, "train_problems": self.train_problems, "test_problems": self.test_problems,
+                "problem_seed": self.problem_seed, "check_problems": self.check_problems}
+
+
+def is_toy(pair: str) -> bool:
+    from .toy import TOY_PAIRS
+
+    return pair in TOY_PAIRS
+
+
+def problems_for(pair: str, n: int, split: str, seed: int = 0) -> list[dict]:
+    """``n`` problems for ``pair``: a bundled toy pair's own family (seeded), else the
+    first ``n`` of GSM8K's ``split`` (the paper samples GSM8K train and tests on test).
+    ``split`` has no default: sampling and evaluation each name theirs."""
+    from .toy import toy_problems
+
+    if is_toy(pair):
+        return toy_problems(pair, n, split, seed=seed)
+    from .problems import load_problems
+
+    return [p.to_dict() for p in load_problems(f"gsm8k:{split}", max_problems=n)]
+
+
+def no_contrast(records: Sequence[dict]) -> list[dict]:
+    """The ablation's target: the expert's own distribution renormalised over the
+    plausibility mask, in place of v_C (the paper's "no contrast")."""
+    out = []
+    for r in records:
+        probs = [math.exp(lp) for lp in r["expert_logprobs"]]
+        total = sum(probs)
+        ranked = sorted(zip(r["token_ids"], r["tokens"], (p / total for p in probs)), key=lambda x: -x[2])
+        out.append({**r, "token_ids": [p[0] for p in ranked], "tokens": [p[1] for p in ranked],
+                    "weights": [p[2] for p in ranked]})
+    return out
+
+
+def _tag(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def pair_build(pair: str) -> dict:
+    """The sha256 of a bundled pair's weights (a rebuilt toy pair is another pair);
+    a Hub pair is its names."""
+    from .pairs import _sha256_of, resolve_pair
+
+    expert, amateur = (str(p) for p in resolve_pair(pair))
+    if is_toy(pair):
+        return {role: _sha256_of(Path(path) / "model.safetensors")
+                for role, path in (("expert", expert), ("amateur", amateur))}
+    return {"expert": expert, "amateur": amateur}
+
+
+class Experiment:
+    """LightReasoner on one pair and problem set, into ``folder``.
+
+    ``Experiment("runs/demo", ExperimentConfig())`` then ``check()``, ``sample()``,
+    ``train()``, ``merge()``, ``evaluate()``, ``decode()``, ``ablations()``,
+    ``sft()``, each returning its stage's result, or ``run()`` for all of them,
+    the summary and the report (``lrkit demo``). ``device`` / ``dtype``: where
+    the models run ("auto": the GPU when there is one).
+    """
+
+    def __init__(self, folder: Union[str, Path], config: Optional[ExperimentConfig] = None, device="auto",
+                 dtype="auto", progress: bool = True):
+        from .models import choose_device, choose_dtype
+
+        self.folder, self.config, self.progress = Path(folder), config or ExperimentConfig(), progress
+        self.device = choose_device(device)
+        self.dtype = choose_dtype(self.device, dtype)
+        self._pair = None
+        self._claim()
+
+    def _claim(self) -> None:
+        """The folder holds this experiment's problems and pair build, or nothing yet."""
+        current = {**self.config.problem_settings(), "pair_build": pair_build(self.config.pair)}
+        path = self.folder / EXPERIMENT_FILE
+        if path.exists():
+            check_settings(self.folder, "experiment", json.loads(path.read_text()), current,
+                           way_out="delete it to start afresh (lrkit demo --fresh does)")
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_json(path, current)
+
+    # ------------------------------------------------------------------ problems, pair, folders
+    @property
+    def expert_path(self) -> str:
+        from .pairs import resolve_pair
+
+        return str(resolve_pair(self.config.pair)[0])
+
+    @property
+    def amateur_path(self) -> str:
+        from .pairs import resolve_pair
+
+        return self.config.amateur or str(resolve_pair(self.config.pair)[1])
+
+    @property
+    def pair(self):
+        """The pair (the expert and the amateur), loaded once on the experiment's device."""
+        if self._pair is None:
+            from .models import load_pair
+
+            self._pair = (load_pair(self.expert_path, self.config.amateur, device=self.device, dtype=self.dtype)
+                          if self.config.amateur else load_pair(self.config.pair, device=self.device, dtype=self.dtype))
+        return self._pair
+
+    def train_set(self) -> list[dict]:
+        c = self.config
+        return problems_for(c.pair, c.train_problems, "train", c.problem_seed)
+
+    def test_set(self) -> list[dict]:
+        c = self.config
+        return problems_for(c.pair, c.test_problems, "test", c.problem_seed)
+
+    def sampling_dir(self, beta: Optional[float] = None) -> Path:
+        s = self.config.sample
+        return self.folder / f"sampling-beta{_tag(float(s.beta if beta is None else beta))}-alpha{_tag(float(s.alpha))}"
+
+    def model_dir(self, variant: str = "lightreasoner", seed: Optional[int] = None) -> Path:
+        """The folder of one tuned model: ``adapter/``, ``merged/``, ``eval/``."""
+        s, t = self.config.sample, self.config.train
+        seed = t.seed if seed is None else seed
+        if variant == "sft":
+            return self.folder / f"sft-lr{_tag(float(t.learning_rate))}-seed{seed}"
+        beta = 0.0 if variant in ("no_selection", "neither") else s.beta
+        return self.folder / (f"{variant}-beta{_tag(float(beta))}-alpha{_tag(float(s.alpha))}"
+                              f"-steps{t.max_steps}-lr{_tag(float(t.learning_rate))}-seed{seed}")
+
+    def eval_dir(self, model: str = "base", seed: Optional[int] = None) -> Path:
+        if model == "base":
+            return self.folder / "base" / "eval"
+        if model == "decoding":
+            return self.folder / f"decoding-alpha{_tag(float(self.config.sample.alpha))}" / "eval"
+        return self.model_dir(model, seed) / "eval"
+
+    def seeds(self) -> list[int]:
+        return [self.config.train.seed + i for i in range(self.config.seeds)]
+
+    # ------------------------------------------------------------------ stages
+    def check(self, pairs: Optional[Sequence[str]] = None) -> dict:
+        """The gold-path check (``lrkit.contrast_check``) at the experiment's beta and
+        alpha, on validation gold solutions; ``pairs``: default this pair and, for a
+        bundled pair, the other bundled one."""
+        from .diagnostics import contrast_check
+        from .models import load_pair
+        from .toy import TOY_PAIRS
+
+        c = self.config
+        names = pairs or (sorted(TOY_PAIRS, key=lambda n: n != c.pair) if is_toy(c.pair) else [c.pair])
+        checks = {}
+        for name in names:
+            pair = self.pair if name == c.pair else load_pair(name, device=self.device, dtype=self.dtype)
+            split = "validation" if is_toy(name) else "train"
+            gold = problems_for(name, c.check_problems, split, c.problem_seed)
+            checks[name] = contrast_check(pair, gold, beta=c.sample.beta, alpha=c.sample.alpha,
+                                          system_prompt=c.sample.system_prompt).summary()
+        return checks
+
+    def sample(self, beta: Optional[float] = None):
+        """``lrkit.sample`` on the train problems at the experiment's
+        settings (``beta`` 0: every step, the no-selection ablation)."""
+        from .sampling import sample
+
+        config = self.config.sample if beta is None else replace(self.config.sample, beta=beta)
+        # the gold answers are only stored beside the rollouts, for reading; sampling never uses them
+        return sample(self.pair, None, self.train_set(), self.sampling_dir(beta), config, progress=self.progress)
+
+    def records(self, variant: str = "lightreasoner") -> list[dict]:
+        """The records a variant trains on."""
+        every = variant in ("no_selection", "neither")
+        records = self.sample(0.0 if every else None).records()
+        return no_contrast(records) if variant in ("no_contrast", "neither") else records
+
+    def train(self, variant: str = "lightreasoner", seed: Optional[int] = None):
+        """``lrkit.train`` on the variant's records."""
+        from .training import train
+
+        config = self.config.train if seed is None else replace(self.config.train, seed=seed)
+        return train(self.expert_path, self.records(variant), self.model_dir(variant, seed) / "adapter", config,
+                     resume=True, progress=self.progress)
+
+    def sft(self):
+        """The paper's SFT baseline (``lrkit.sft.run_sft``) on the same train problems,
+        with the same LoRA and learning rate."""
+        from .sft import run_sft
+
+        return run_sft(self.expert_path, self.train_set(), self.model_dir("sft") / "adapter", config=self.config.train,
+                       max_new_tokens=self.config.eval.max_new_tokens,
+                       generation_batch_size=self.config.eval.batch_size, resume=True, progress=self.progress)
+
+    def merge(self, variant: str = "lightreasoner", seed: Optional[int] = None) -> Path:
+        """``lrkit.merge`` of the variant's adapter (trained first when missing)."""
+        from .training import merge
+
+        adapter = self.sft().adapter_dir if variant == "sft" else self.train(variant, seed).adapter_dir
+        return merge(self.expert_path, adapter, self.model_dir(variant, seed) / "merged")
+
+    def evaluate(self, model: str = "base", seed: Optional[int] = None):
+        """``lrkit.evaluate`` on the test problems: "base", or a tuned variant (merged first)."""
+        from .evaluation import evaluate
+
+        label = model_label(model, self.config.train.seed if seed is None else seed)
+        if model == "base":
+            return evaluate(self.pair.expert, self.test_set(), self.config.eval, tokenizer=self.pair.tokenizer,
+                            out_dir=self.eval_dir("base"), progress=self.progress, name=label)
+        merged = self.merge(model, seed)
+        result = evaluate(str(merged), self.test_set(), self.config.eval, out_dir=self.eval_dir(model, seed),
+                          progress=self.progress, name=label)
+        from .cards import add_evaluation
+
+        add_evaluation(merged, result, f"{self.config.pair} test problems (problem seed {self.config.problem_seed})")
+        return result
+
+    def decode(self):
+        """``lrkit.evaluate_contrastive``: the expert decodes by v_C's argmax, no training;
+        where tuning towards the labels leads."""
+        from .evaluation import evaluate_contrastive
+
+        return evaluate_contrastive(self.pair, self.test_set(), self.config.eval, alpha=self.config.sample.alpha,
+                                    out_dir=self.eval_dir("decoding"), progress=self.progress,
+                                    name="decoding by v_C's argmax")
+
+    def ablations(self, sft: bool = True) -> list[dict]:
+        """The paper's Table 6 in miniature: every variant with the same optimizer steps
+        (and, with ``sft``, the SFT baseline for one epoch), on the same test problems."""
+        base = self.evaluate("base")
+        rows = []
+        for variant in VARIANTS:
+            trained, result = self.train(variant), self.evaluate(variant)
+            rows.append(_row(ABLATION_LABELS[variant], trained.examples, trained.tuned_tokens, result, base))
+        if sft:
+            baseline, result = self.sft(), self.evaluate("sft")
+            rows.append({**_row("SFT baseline", baseline.problems_used, baseline.tuned_tokens, result, base),
+                         "seconds": baseline.summary()["seconds"]})
+        return [_row("base expert", 0, 0, base, base)] + rows
+
+    # ------------------------------------------------------------------ everything
+    def run(self, ablations: bool = False, report: bool = True) -> dict:
+        """Every stage, the summary (``summary.json``) and the HTML report: ``lrkit demo``."""
+        from .audit import odd_token_audit
+        from .evaluation import compare
+        from .provenance import Provenance, api_call
+
+        c = self.config
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        provenance = Provenance(self.folder, api_call("Experiment.run", str(self.folder), ablations=ablations),
+                                self.device, self.dtype).start(write=False)
+        with _Stage("gold-path check", timings, self.progress):
+            checks = self.check()
+        with _Stage("sampling", timings, self.progress):
+            sampled = self.sample()
+        records, steps = sampled.records(), sampled.steps()
+        with _Stage("exporting the records (parquet + dataset card)", timings, self.progress):
+            from .export import export
+
+            export(sampled.out_dir, self.folder / "records_dataset", overwrite=True)
+        with _Stage("evaluating base expert", timings, self.progress):
+            base = self.evaluate("base")
+        runs = []
+        for seed in self.seeds():
+            with _Stage(f"training (seed {seed})", timings, self.progress):
+                trained = self.train(seed=seed)
+                self.merge(seed=seed)
+            with _Stage(f"evaluating tuned expert (seed {seed})", timings, self.progress):
+                tuned = self.evaluate("lightreasoner", seed)
+            runs.append((seed, trained, tuned, compare(base, tuned)))
+        _, trained, tuned, comparison = runs[0]
+        with _Stage("decoding by the soft labels", timings, self.progress):
+            decoded = self.decode()
+        rows = None
+        if ablations:
+            with _Stage("ablations", timings, self.progress):
+                rows = self.ablations()
+        summary = {
+            "pair": c.pair, "train_problems": c.train_problems, "test_problems": len(self.test_set()),
+            "steps": int(len(steps)), "records": len(records),
+            "share_kept": sampled.summary.get("share_kept"),
+            "mean_kl_top1_agree": sampled.summary.get("mean_kl_top1_agree"),
+            "mean_kl_top1_disagree": sampled.summary.get("mean_kl_top1_disagree"),
+            "tuned_tokens": trained.tuned_tokens, "rollout_tokens": int(len(steps)),
+            "base_accuracy": base.accuracy, "base_interval": list(base.interval),
+            "tuned_accuracy": tuned.accuracy, "tuned_interval": list(tuned.interval),
+            **_comparison_summary(comparison),
+            "contrastive_decoding_accuracy": decoded.accuracy,
+            "contrastive_decoding_interval": list(decoded.interval),
+            "hit_token_limit": {"base": base.n_hit_limit, "tuned": tuned.n_hit_limit,
+                                "contrastive_decoding": decoded.n_hit_limit},
+            "contrastive_decoding_vs_base": _comparison_summary(compare(base, decoded)),
+            "seeds": [{"seed": seed, "accuracy": result.accuracy, "interval": list(result.interval),
+                       "gain": result.accuracy - base.accuracy, "tuned_tokens": t.tuned_tokens,
+                       **_comparison_summary(cmp)} for seed, t, result, cmp in runs],
+            "mean_gain": sum(result.accuracy - base.accuracy for _, _, result, _ in runs) / len(runs),
+            "gold_path_check": checks,
+            "records_dataset": str(self.folder / "records_dataset"),
+            "tensorboard": str(self.folder),
+            "seconds": timings,
+            "total_seconds": round(time.perf_counter() - started, 1),
+            "config": {"experiment": self.config.problem_settings() | {"seeds": c.seeds},
+                       "sample": to_dict(c.sample), "train": to_dict(c.train), "eval": to_dict(c.eval)},
+        }
+        if rows is not None:
+            summary["ablations"] = rows
+        summary["odd_token_audit"] = odd_token_audit(records).summary() if records else None
+        if c.pair == "toy":  # the toy classifier reads the habit family's worked lines
+            from .anatomy import error_anatomy
+
+            summary["error_anatomy"] = error_anatomy(
+                {"base": base, **{f"seed {seed}": result for seed, _, result, _ in runs}},
+                problems=self.test_set()).summary()
+        write_json(self.folder / "summary.json", summary)
+        provenance.finish()
+        if report:
+            from .viz.experiment_report import experiment_report
+
+            path = experiment_report(self.folder, steps, records, trained.loss_history, base, tuned, comparison,
+                                     summary, decoded, alpha=c.sample.alpha)
+            summary["report"] = str(path)
+        return summary
+
+
+def model_label(model: str, seed: int) -> str:
+    """The name an evaluation stores for a model of the experiment."""
+    if model == "lightreasoner":
+        return f"LightReasoner (seed {seed})"
+    return {"base": "base expert", "sft": "SFT", "decoding": "decoding by v_C's argmax"}.get(
+        model, ABLATION_LABELS.get(model, model))
+
+
+def _row(variant: str, examples: int, tuned_tokens: int, result, base) -> dict:
+    return {"variant": variant, "examples": examples, "tuned_tokens": tuned_tokens, "accuracy": result.accuracy,
+            "low": result.interval[0], "high": result.interval[1], "delta_vs_base": result.accuracy - base.accuracy,
+            "paper": PAPER_ABLATION.get(variant, PAPER_GSM8K.get("SFT") if variant == "SFT baseline" else None)}
+
+
+def _comparison_summary(comparison) -> dict:
+    return {"fixed": int(len(comparison.fixed)), "broken": int(len(comparison.broken)),
+            "mcnemar_p": comparison.p_value}
+
+
+class _Stage:
+    """Prints the stage's name (with ``progress``) and records its wall time."""
+
+    def __init__(self, name: str, timings: dict, progress: bool):
+        self.name, self.timings, self.progress = name, timings, progress
+
+    def __enter__(self):
+        if self.progress:
+            print(f"[lrkit] {self.name}...", flush=True)
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.timings[self.name] = round(time.perf_counter() - self.start, 2)
+
+
+def soft_label_fit(model: str, records: Sequence[dict], device="auto", dtype="auto", batch_size: int = 32) -> float:
+    """Mean KL(v_C || pi_E) of ``model`` over ``records``: the training loss, measured
+    with no update (did the tuned expert move towards the soft labels?)."""
+    import torch
+
+    from .models import load_model, scored_vocab_size
+    from .training import SoftLabelCollator, build_examples, pad_id_of, soft_label_kl
+
+    loaded, tokenizer = load_model(model, device=device, dtype=dtype)
+    examples = build_examples(records, tokenizer, TrainConfig().max_length)
+    collate, total = SoftLabelCollator(pad_id_of(tokenizer)), 0.0
+    with torch.inference_mode():
+        for start in range(0, len(examples), batch_size):
+            batch = {k: v.to(loaded.device) for k, v in collate(examples[start:start + batch_size]).items()}
+            total += float(soft_label_kl(loaded, batch, scored_vocab_size(tokenizer)).sum())
+    return total / max(len(examples), 1)
