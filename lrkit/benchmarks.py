@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
 
-from .problems import Problem, ProblemError
+from .answers import Problem, ProblemError, last_boxed
 
 __all__ = ["Benchmark", "BENCHMARKS", "PAPER_BENCHMARKS", "load_benchmark",
            "get_benchmark", "benchmark_names"]
@@ -64,8 +64,6 @@ def _math500(row: dict) -> tuple[str, str]:
 
 
 def _math_full(row: dict) -> tuple[str, str]:
-    from .evaluation import last_boxed  # lazy: evaluation imports torch
-
     gold = last_boxed(str(row["solution"]))
     if gold is None:
         raise ValueError("field 'solution' has no \\boxed{} answer")

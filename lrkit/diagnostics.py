@@ -136,10 +136,9 @@ def contrast_check(pair, problems, beta: float = 0.4, alpha: float = 0.2, temper
     """
     import pandas as pd
 
-    from .generation import stop_token_ids
+    from .generation import _to_logits, last_positions_hidden, stop_token_ids
     from .problems import load_problems
     from .prompts import build_prompt_ids
-    from .sampling import _to_logits, last_positions_hidden
 
     problems = [p for p in load_problems(problems) if p.answer]
     if not problems:

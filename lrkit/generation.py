@@ -12,6 +12,8 @@ from typing import Iterable, Optional, Sequence
 import torch
 from transformers import GenerationConfig
 
+from .models import decoder_and_head
+
 
 @dataclass
 class Generation:
@@ -223,3 +225,22 @@ def contrastive_generate(pair, prompts: Sequence[Sequence[int]], max_new_tokens:
     return _in_length_batches(
         lambda batch: contrastive_generate_batch(pair, batch, max_new_tokens, alpha),
         prompts, batch_size, "contrastive decoding" if progress else None)
+
+
+@torch.inference_mode()
+def last_positions_hidden(model, input_ids, attention_mask, n_last: int):
+    """Hidden states of the last ``n_last`` positions and the head that turns them
+    into logits (one forward pass). Falls back to logits for exotic models."""
+    parts = decoder_and_head(model)
+    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask,
+                  position_ids=position_ids_of(attention_mask), use_cache=False)
+    if parts is None:
+        logits = model(**kwargs, logits_to_keep=n_last).logits
+        return logits[:, -n_last:], None
+    decoder, head = parts
+    hidden = decoder(**kwargs).last_hidden_state[:, -n_last:]
+    return hidden, head
+
+
+def _to_logits(states: torch.Tensor, head) -> torch.Tensor:
+    return states if head is None else head(states)

@@ -179,9 +179,10 @@ def load_model(name_or_path, device=None, dtype=None, trust_remote_code: bool = 
 
 def resolve_member(name: str) -> str:
     """``PAIR:expert`` / ``PAIR:amateur`` name a member of a registered pair;
-    ``ladder:NAME`` an amateur of the toy ladder (:mod:`lrkit.toy.ladder`)."""
+    ``ladder:NAME`` an amateur of the toy ladder (built by :mod:`lrkit.toy.ladder`;
+    an unbuilt rung raises ValueError naming ``lrkit build-toy --ladder``)."""
     if name.startswith("ladder:") and not Path(name).exists():
-        from .toy.ladder import resolve_ladder_name
+        from .pairs import resolve_ladder_name
 
         return resolve_ladder_name(name)
     if ":" in name and not Path(name).exists():

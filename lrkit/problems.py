@@ -8,52 +8,12 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from .answers import Problem, ProblemError, gold_answer  # noqa: F401  importable from here as before
+
 GSM8K_HUB_NAMES = ("gsm8k", "openai/gsm8k")
-
-
-class ProblemError(ValueError):
-    """A problem file or line that cannot be used; the message names where."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    id: str
-    question: str
-    answer: Optional[str] = None
-    """The reference solution or answer as given (GSM8K: worked solution + '#### N')."""
-    answer_kind: str = "math"
-    """How answers are extracted and checked: "math" (boxed / last number, then
-    exact numbers or math-verify) or "choice" (a letter, MMLU-STEM)."""
-
-    @property
-    def gold(self) -> Optional[str]:
-        return gold_answer(self.answer) if self.answer is not None else None
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        if data["answer_kind"] == "math":  # the default: dicts and files stay as they were
-            del data["answer_kind"]
-        return data
-
-
-_THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
-
-
-def gold_answer(answer: str) -> str:
-    """The final answer: the text after the last '####', or the whole answer if none.
-
-    Thousands separators are dropped from a plain number ("1,234" -> "1234");
-    other commas stay, because in "(1, 2)" or "\\{1, 2\\}" they are the answer.
-    """
-    text = str(answer)
-    if "####" in text:
-        text = text.rsplit("####", 1)[1]
-    text = text.strip()
-    return text.replace(",", "") if _THOUSANDS.match(text) else text
 
 
 def problem_from_dict(item, where: str, default_id: str) -> Problem:

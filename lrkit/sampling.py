@@ -30,8 +30,8 @@ import torch
 
 from . import divergence
 from .config import SampleConfig, to_dict
-from .generation import greedy_generate_batch, pad_token_id, position_ids_of, stop_token_ids
-from .models import ModelPair, check_prompt_lengths, decoder_and_head, load_pair
+from .generation import _to_logits, greedy_generate_batch, last_positions_hidden, pad_token_id, stop_token_ids
+from .models import ModelPair, check_prompt_lengths, load_pair
 from .problems import Problem, training_problems
 from .prompts import build_prompt_ids
 from .provenance import PROVENANCE_FILE, Provenance, api_call
@@ -54,25 +54,6 @@ class RunMismatchError(ValueError):
 
 
 # --------------------------------------------------------------------------- scoring
-
-@torch.inference_mode()
-def last_positions_hidden(model, input_ids, attention_mask, n_last: int):
-    """Hidden states of the last ``n_last`` positions and the head that turns them
-    into logits (one forward pass). Falls back to logits for exotic models."""
-    parts = decoder_and_head(model)
-    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask,
-                  position_ids=position_ids_of(attention_mask), use_cache=False)
-    if parts is None:
-        logits = model(**kwargs, logits_to_keep=n_last).logits
-        return logits[:, -n_last:], None
-    decoder, head = parts
-    hidden = decoder(**kwargs).last_hidden_state[:, -n_last:]
-    return hidden, head
-
-
-def _to_logits(states: torch.Tensor, head) -> torch.Tensor:
-    return states if head is None else head(states)
-
 
 @dataclass
 class Rollout:

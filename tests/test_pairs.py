@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lrkit import pairs
+from lrkit import gguf, pairs
 from lrkit.cli import main
 from lrkit.pairs import ChecksumError, GGUFSource, PairNotPreparedError, PairSpec
 
@@ -135,7 +135,7 @@ def fake_pair(tmp_path, monkeypatch):
         (target / pairs.COMPLETE_MARKER).write_text(json.dumps({"sha256": source.sha256}))
         return target
 
-    monkeypatch.setattr(pairs.subprocess, "run", no_network)
+    monkeypatch.setattr(gguf.subprocess, "run", no_network)
     monkeypatch.setattr(pairs, "convert_gguf", fake_convert)
     return {"root": tmp_path, "source": source, "wheels": wheels, "conversions": conversions}
 

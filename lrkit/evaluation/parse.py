@@ -14,6 +14,8 @@ import re
 from fractions import Fraction
 from typing import Optional
 
+from ..answers import _braced, last_boxed  # noqa: F401  last_boxed stays importable from here
+
 _NUM = r"(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
 # A minus sign counts only where it cannot be a subtraction ("5-3" ends in 3, not -3).
 _SIGN = r"(?:(?<![\w)\]}])-)?"
@@ -23,44 +25,12 @@ _NUMBER_TOKEN = re.compile(
     r"|" + _NUM + r"/" + _NUM + r"(?![/\d])"
     r"|" + _NUM + r")"
 )
-_BOXED_START = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_BOXED_BARE = re.compile(r"\\boxed +([^\s${}]+)")
 _HASHES = re.compile(r"####[ \t]*([^\n]*)")
 _ANSWER_IS = re.compile(
     r"answer\s*(?:is|=|:)\s*:?\s*(?:\*\*|\\\$|\$|\\\()*\s*(" + _NUMBER_TOKEN.pattern + r")"
     r"(?!\s*(?:[-+/=^×]|\*(?!\*))|\d|[.,]\d)",
     re.IGNORECASE,
 )
-
-
-def _braced(text: str, open_at: int) -> Optional[str]:
-    """Content of the brace group opening at ``text[open_at] == '{'``; None if never closed."""
-    depth = 0
-    for i in range(open_at, len(text)):
-        if text[i] == "{":
-            depth += 1
-        elif text[i] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[open_at + 1:i]
-    return None
-
-
-def last_boxed(text: str) -> Optional[str]:
-    """Content of the last complete, non-empty ``\\boxed{...}`` (or ``\\fbox``, ``\\boxed 5``).
-
-    Empty boxes are skipped because models often echo the instruction
-    "put your final answer within \\boxed{}"; an unclosed box (a cut-off
-    generation) is skipped too.
-    """
-    found: list[tuple[int, str]] = []
-    for match in _BOXED_START.finditer(text):
-        content = _braced(text, match.end() - 1)
-        if content is not None and content.strip():
-            found.append((match.start(), content.strip()))
-    for match in _BOXED_BARE.finditer(text):
-        found.append((match.start(), match.group(1).rstrip(".,;")))
-    return max(found)[1] if found else None
 
 
 def extract_answer(text: Optional[str]) -> Optional[str]:

@@ -34,98 +34,14 @@ The cache is ``$LRKIT_CACHE/ladder`` or ``~/.cache/lrkit/ladder``. Models named
 from __future__ import annotations
 
 import json
-import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Optional, Union
 
-PREFIX = "ladder:"
-RUNG_FILE = "rung.json"
-"""Written last into a trained rung's folder: its recipe, and the mark that it is complete."""
-
-
-@dataclass(frozen=True)
-class Rung:
-    """One amateur of the ladder and how it is made."""
-
-    name: str
-    description: str
-    source: str = "trained"
-    """"trained" (built here), "amateur" or "expert" (the bundled toy folder)."""
-    size: str = "expert"
-    """"expert" (hidden 256, 4 layers) or "amateur" (hidden 96, 2 layers): the toy recipe's specs."""
-    general: int = 0
-    """G problems of the first phase."""
-    family: int = 0
-    """F problems of the continuation (the first ones of the expert's own stream)."""
-    replay: int = 0
-    """G problems replayed in the continuation (the first ones of the expert's replay)."""
-    expert_fraction: Optional[float] = None
-    """For a checkpoint of the expert: the share of the expert's optimizer steps to run."""
-    family_share: float = 0.0
-    """The share of the expert's family problems this amateur saw (the x axis of 'data gap')."""
-
-
-LADDER = (
-    Rung("g-small", "G only, the shipped amateur's size (toy:amateur)", source="amateur", size="amateur",
-         general=6000),
-    Rung("g-large", "G only, the expert's size", size="expert", general=6000),
-    Rung("gf-05", "G, then 5% of the expert's family problems", general=2000, family=1000, replay=600,
-         family_share=0.05),
-    Rung("gf-20", "G, then 20% of the expert's family problems", general=2000, family=4000, replay=2400,
-         family_share=0.20),
-    Rung("gf-50", "G, then 50% of the expert's family problems", general=2000, family=10000, replay=6000,
-         family_share=0.50),
-    Rung("expert-50", "the expert's own build stopped at half of its steps", expert_fraction=0.5,
-         family_share=0.50),
-    Rung("expert", "the expert itself (toy:expert): expertise gap zero", source="expert", family_share=1.0),
-)
-RUNGS = {rung.name: rung for rung in LADDER}
-
-
-def get_rung(name: str) -> Rung:
-    if name.startswith(PREFIX):
-        name = name[len(PREFIX):]
-    if name not in RUNGS:
-        raise ValueError(f"unknown ladder amateur {name!r}; the ladder has {', '.join(RUNGS)}")
-    return RUNGS[name]
-
-
-def ladder_root(out_dir: Union[str, Path, None] = None) -> Path:
-    """Where trained rungs are cached: ``out_dir``, else $LRKIT_CACHE/ladder, else ~/.cache/lrkit/ladder."""
-    if out_dir is not None:
-        return Path(out_dir).expanduser()
-    if os.environ.get("LRKIT_CACHE"):
-        return Path(os.environ["LRKIT_CACHE"]).expanduser() / "ladder"
-    return Path.home() / ".cache" / "lrkit" / "ladder"
-
-
-def rung_path(name: str, out_dir: Union[str, Path, None] = None) -> Path:
-    """The folder of a rung (bundled or cached; it may not be built yet)."""
-    rung = get_rung(name)
-    if rung.source != "trained":
-        from lrkit.pairs import TOY_DIR
-
-        return TOY_DIR / rung.source
-    return ladder_root(out_dir) / rung.name
-
-
-def is_built(name: str, out_dir: Union[str, Path, None] = None) -> bool:
-    rung = get_rung(name)
-    folder = rung_path(name, out_dir)
-    if rung.source != "trained":
-        return (folder / "model.safetensors").exists()
-    return (folder / RUNG_FILE).exists() and (folder / "model.safetensors").exists()
-
-
-def resolve_ladder_name(name: str, out_dir: Union[str, Path, None] = None) -> str:
-    """``ladder:NAME`` -> the rung's folder; a rung not built yet raises ValueError saying how to build it."""
-    rung = get_rung(name)
-    if not is_built(rung.name, out_dir):
-        raise ValueError(f"{PREFIX}{rung.name} is not built in {ladder_root(out_dir)}; build it with "
-                         f"`lrkit build-toy --ladder --amateur {rung.name}` (a few minutes, one thread)")
-    return str(rung_path(rung.name, out_dir))
+from lrkit.pairs import (  # noqa: F401  the rungs and their folders live in the registry
+    LADDER, RUNG_FILE, RUNGS, Rung, get_rung, is_built, ladder_root, resolve_ladder_name, rung_path)
+from lrkit.pairs import LADDER_PREFIX as PREFIX  # noqa: F401
 
 
 def _spec(rung: Rung, problems: int):
