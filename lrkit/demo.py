@@ -118,13 +118,11 @@ class DemoFolderError(ValueError):
 def _same_settings(stage: str, out_dir: Path):
     """A stage that finds its folder made with other settings names the demo's
     own way out (--fresh), not the stage's (--overwrite, --resume ...)."""
-    from .evaluation import EvalFolderError
-    from .sampling import RunMismatchError
-    from .training import OutputFolderError
+    from .runs import FolderError
 
     try:
         yield
-    except (RunMismatchError, OutputFolderError, EvalFolderError) as err:
+    except FolderError as err:
         differs = getattr(err, "differs", None)
         detail = f"differs in: {', '.join(differs)}" if differs else str(err).split(";")[0]
         raise DemoFolderError(f"{out_dir} holds a demo run made with other settings ({stage}: {detail}); "

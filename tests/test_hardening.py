@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM
 
 from lrkit.cli import main
 from lrkit.config import EvalConfig, SampleConfig
-from lrkit.evaluation import EvalFolderError, evaluate
+from lrkit.evaluation import evaluate
 from lrkit.models import ModelNotFoundError, PromptTooLongError, load_model, load_tokenizer
 from lrkit.prompts import build_prompt_ids
 from lrkit.provenance import PACKAGES, read_provenance
