@@ -210,6 +210,10 @@ def evaluate_suite(models: Sequence, benchmarks: Union[Sequence[str], Mapping], 
     if previous is not None:
         settings = _merge_settings(previous, settings, out_dir)
         if _all_finished(out_dir, previous, settings, labels, list(problem_sets), config):
+            if progress:
+                for label in labels:
+                    for bench in problem_sets:
+                        print(f"{label} on {bench}: already evaluated, loaded")
             return SuiteResult.load(out_dir)
     elif out_dir.is_dir():
         refuse_foreign(out_dir, "suite", [p.name for p in entries(out_dir)], SUITE_FILE)
