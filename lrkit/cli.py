@@ -144,7 +144,8 @@ def run_train(args) -> int:
 def merge_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--expert", required=True, help="the expert the adapter was trained on")
     p.add_argument("--adapter", required=True, help="the --out folder of lrkit train")
-    p.add_argument("--out", required=True, help="new folder for the merged model and tokenizer")
+    p.add_argument("--out", required=True,
+                   help="folder for the merged model and tokenizer (a finished merge of the same settings is kept)")
     p.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
                    help="dtype of the saved weights (default: auto, the expert's)")
 

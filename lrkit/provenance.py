@@ -12,7 +12,6 @@ The settings themselves live in each folder's own config file.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import subprocess
 from datetime import datetime, timezone
@@ -122,9 +121,9 @@ class Provenance:
         self._write(runs)
 
     def _write(self, runs: list) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"runs": runs}, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        from .runs import write_json
+
+        write_json(self.path, {"runs": runs})
 
 
 def read_provenance(out_dir) -> list[dict]:

@@ -1,4 +1,17 @@
-"""Run folders: the lock a stage holds while it writes one.
+"""Run folders: the layer every stage (sample, train, merge, evaluate, SFT, suite)
+writes its output folder through.
+
+* the lock a stage holds while it writes (:func:`locked`, ``@writes_folder``);
+* one digest of settings and problems (:func:`digest`, :func:`problems_digest`);
+* one atomic writer (:func:`write_text`, :func:`write_json`: a temporary file,
+  fsync, ``os.replace``), so a file is either its old or its new self;
+* one refusal (:class:`FolderError`, one line naming the folder, the stage, the
+  settings that differ and the way out) and the resume-or-refuse check
+  (:func:`check_settings`): a folder that holds a stage's finished result for the
+  same settings gives that result back without recomputing; one holding other
+  settings, or foreign files, is refused.
+
+The lock:
 
 A stage (sample, train, merge, evaluate, SFT, suite) takes ``folder/.lrkit.lock``
 before it touches its output folder and gives it back when it returns or
@@ -18,11 +31,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import inspect
+import json
 import os
 import threading
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 LOCK_FILE = ".lrkit.lock"
 RUN_FILE = "lrkit_train.json"
@@ -36,13 +51,123 @@ holds the same folder goes on under the outer lock."""
 _held_guard = threading.Lock()
 
 
+# --------------------------------------------------------------------------- digests
+
+def digest(value: Any) -> str:
+    """sha256 of ``value`` as canonical JSON (sorted keys, non-ASCII kept as is)."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def problems_digest(problems: Iterable, fields: Sequence[str] = ("id", "question")) -> str:
+    """The digest of a problem set: each problem's ``fields`` in order (attributes of
+    :class:`lrkit.problems.Problem`, or keys of dicts). Sampling and SFT's run
+    files use id and question; evaluation and the suite add the gold answer
+    (``("id", "question", "answer")``), since it decides the scores."""
+    def value(problem, name):
+        return problem[name] if isinstance(problem, Mapping) else getattr(problem, name)
+
+    return digest([[value(p, name) for name in fields] for p in problems])
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+def write_text(path: Union[str, Path], text: str) -> Path:
+    """Write ``text`` to ``path`` atomically: a temporary file beside it, flushed to
+    disk, then renamed over it. An interrupted write leaves the old file (or none)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return path
+
+
+def write_json(path: Union[str, Path], data: Any, *, sort_keys: bool = False) -> Path:
+    """``data`` as indented JSON (one trailing newline), written atomically."""
+    return write_text(path, json.dumps(data, indent=2, sort_keys=sort_keys) + "\n")
+
+
+def read_json(path: Union[str, Path]) -> Optional[Any]:
+    """The JSON in ``path``; None when the file is absent or unreadable."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- refusals
+
+class FolderError(ValueError):
+    """A stage's output folder holds something else: another run's settings, or files
+    that are not this stage's. One line: the folder, what it holds, the way out."""
+
+    def __init__(self, folder: Union[str, Path], stage: str, differs: Sequence[str] = (), *,
+                 holds: Optional[str] = None, way_out: Optional[str] = None):
+        self.folder, self.stage, self.differs = Path(folder), stage, list(differs)
+        if holds is None:
+            holds = f"a {stage} made with other settings (differs in: {', '.join(self.differs)})"
+        way_out = way_out or f"delete {folder} to run the {stage} there afresh"
+        message = f"{folder} holds {holds}; choose another output folder (--out), or {way_out}"
+        super().__init__(" ".join(message.split()))  # one line whatever the names hold
+
+
 class FolderBusyError(ValueError):
-    """Another lrkit process is writing the folder (it holds its lock)."""
+    """Another lrkit process is writing the folder (it holds its lock). Not a
+    :class:`FolderError`: the folder may well hold the right run; waiting helps."""
 
     def __init__(self, folder: Union[str, Path], stage: str):
         super().__init__(f"{folder}: another lrkit process is writing this folder; wait until it ends, "
                          f"or choose another output folder for this {stage}")
         self.folder, self.stage = Path(folder), stage
+
+
+def differing(stored: Mapping, current: Mapping, ignore: Iterable[str] = ()) -> list[str]:
+    """The settings whose values differ, dotted for nested ones (``config.beta``);
+    a ``*_sha256`` digest is named by what it digests (``problems``)."""
+    ignore, names = set(ignore), []
+
+    def walk(a, b, prefix):
+        for key in sorted(set(a) | set(b), key=str):
+            name = f"{prefix}{key}"
+            if name in ignore or key in ignore:
+                continue
+            x, y = a.get(key), b.get(key)
+            if isinstance(x, Mapping) and isinstance(y, Mapping):
+                walk(x, y, name + ".")
+            elif x != y:
+                name = name[:-len("_sha256")] if name.endswith("_sha256") else name
+                if name not in names:
+                    names.append(name)
+
+    walk(stored if isinstance(stored, Mapping) else {}, current, "")
+    return names
+
+
+def check_settings(folder: Union[str, Path], stage: str, stored: Optional[Mapping], current: Mapping, *,
+                   ignore: Iterable[str] = (), way_out: Optional[str] = None) -> None:
+    """Resume or refuse: nothing when the folder's stored settings equal the current
+    ones (``ignore`` aside), else :class:`FolderError` naming every difference."""
+    differs = differing(stored or {}, current, ignore)
+    if differs:
+        raise FolderError(folder, stage, differs, way_out=way_out)
+
+
+def refuse_foreign(folder: Union[str, Path], stage: str, names: Iterable[str], marker: str,
+                   way_out: Optional[str] = None) -> None:
+    """:class:`FolderError` for a folder that holds ``names`` but not the stage's
+    ``marker`` file: another stage's or a user's files, never mixed with a run."""
+    names = sorted(names)
+    if names:
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise FolderError(folder, stage, holds=f"{shown} but no {stage} ({marker})", way_out=way_out)
 
 
 def entries(folder: Union[str, Path]) -> list[Path]:

@@ -18,7 +18,6 @@ context, an --out holding something else) runs before anything is written.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import time
@@ -31,12 +30,13 @@ import torch
 from . import divergence
 from .config import SampleConfig, to_dict
 from .generation import _to_logits, greedy_generate_batch, last_positions_hidden, pad_token_id, stop_token_ids
-from .models import ModelPair, check_prompt_lengths, load_pair
+from .models import ModelPair, check_prompt_lengths, load_pair, load_tokenizer, resolve_member
 from .problems import Problem, training_problems
 from .prompts import build_prompt_ids
 from .provenance import PROVENANCE_FILE, Provenance, api_call
 from .records import dumps, tokenizer_fingerprint
-from .runs import entries, writes_folder
+from .runs import (check_settings, entries, problems_digest, read_json, refuse_foreign, write_json,
+                   writes_folder)
 
 OUTPUT_FILES = ("rollouts.jsonl", "steps.jsonl", "records.jsonl")
 STATE_FILE = "state.json"
@@ -44,13 +44,8 @@ CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
 
 
-class RunMismatchError(ValueError):
-    """The output folder holds a run made with other settings or problems."""
-
-    def __init__(self, message: str, differs: Sequence[str] = ()):
-        super().__init__(message)
-        self.differs = list(differs)
-        """The settings that differ (empty when the folder holds something else)."""
+STAGE = "sampling run"
+WAY_OUT = "pass overwrite=True (--overwrite) to replace it"
 
 
 # --------------------------------------------------------------------------- scoring
@@ -208,19 +203,38 @@ def build_outputs(pair: ModelPair, rollouts: Sequence[Rollout], columns: dict, l
 
 # --------------------------------------------------------------------------- resume
 
-def _problems_fingerprint(problems: Sequence[Problem]) -> str:
-    text = json.dumps([[p.id, p.question] for p in problems], ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_json(path, data, sort_keys=True)
+
+
+def _run_config(config: SampleConfig, expert_name: str, amateur_name: str, problems, tokenizer) -> dict:
+    """What config.json stores: the settings, the models, the problems' digest, the vocabulary."""
+    return {**to_dict(config), "expert": expert_name, "amateur": amateur_name, "problems": len(problems),
+            "problems_sha256": problems_digest(problems), "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer)}
+
+
+def _finished(out_dir: Path, run_config: dict) -> Optional["SampleResult"]:
+    """The stored result when ``out_dir`` holds this run finished; FolderError when it
+    holds a run with other settings; None otherwise (absent, empty or unfinished)."""
+    stored = read_json(out_dir / CONFIG_FILE)
+    if stored is None:
+        return None
+    check_settings(out_dir, STAGE, stored, run_config, way_out=WAY_OUT)
+    return SampleResult.load(out_dir) if (out_dir / SUMMARY_FILE).exists() else None
+
+
+def _finished_before_loading(expert: str, amateur: Optional[str], problems, out_dir: Path,
+                             config: SampleConfig, trust_remote_code: bool) -> Optional["SampleResult"]:
+    """:func:`_finished` from the tokenizer alone (no model loaded), for a folder
+    that holds a finished run."""
+    if not ((out_dir / CONFIG_FILE).exists() and (out_dir / SUMMARY_FILE).exists()):
+        return None
+    if amateur is None:
+        from .pairs import resolve_pair
+
+        expert, amateur = resolve_pair(expert)
+    tokenizer = load_tokenizer(resolve_member(str(expert)), trust_remote_code)
+    return _finished(out_dir, _run_config(config, str(expert), str(amateur), problems, tokenizer))
 
 
 def _prepare_out_dir(out_dir: Path, run_config: dict, overwrite: bool) -> tuple[int, dict]:
@@ -237,20 +251,13 @@ def _prepare_out_dir(out_dir: Path, run_config: dict, overwrite: bool) -> tuple[
             (out_dir / name).unlink(missing_ok=True)
         _remove_shards(out_dir)
     if config_path.exists():
-        stored = json.loads(config_path.read_text())
-        if stored != run_config:
-            diffs = [k for k in sorted(set(stored) | set(run_config)) if stored.get(k) != run_config.get(k)]
-            raise RunMismatchError(
-                f"{out_dir} holds a run made with other settings (differs in: {', '.join(diffs)}); "
-                f"choose another output folder, or pass overwrite=True / --overwrite to replace it",
-                differs=diffs)
+        check_settings(out_dir, STAGE, read_json(config_path), run_config, way_out=WAY_OUT)
     else:
         # Anything else there (an evaluation's summary.json, a user's files) would be
         # overwritten or mixed with this run's files.
-        leftovers = sorted(p.name for p in entries(out_dir))
-        if leftovers and not overwrite:
-            raise RunMismatchError(f"{out_dir} already holds {', '.join(leftovers[:5])} but no sampling "
-                                   f"run ({CONFIG_FILE}); choose another output folder or pass --overwrite")
+        if not overwrite:
+            refuse_foreign(out_dir, STAGE, [p.name for p in entries(out_dir)], CONFIG_FILE,
+                           way_out="pass overwrite=True (--overwrite) to replace them")
         _write_json_atomic(config_path, run_config)
     state = json.loads(state_path.read_text()) if state_path.exists() else {"batches_done": 0, "sizes": {}}
     for name in OUTPUT_FILES:
@@ -297,6 +304,15 @@ class SampleResult:
 
     def rollouts(self):
         return read_rollouts(self.out_dir)
+
+    @classmethod
+    def load(cls, out_dir: Union[str, Path]) -> "SampleResult":
+        """The result of the finished sampling run in ``out_dir`` (its summary.json)."""
+        out_dir = Path(out_dir)
+        summary = read_json(out_dir / SUMMARY_FILE)
+        if not isinstance(summary, dict) or not (out_dir / CONFIG_FILE).exists():
+            raise FileNotFoundError(f"{out_dir}: no finished sampling run ({CONFIG_FILE}, {SUMMARY_FILE})")
+        return cls(out_dir, summary)
 
 
 def read_steps(out_dir: Union[str, Path]):
@@ -354,7 +370,11 @@ def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_
     name such as ``"toy"``, or the expert's name/path with ``amateur`` beside it.
     ``problems`` is a JSONL path, a benchmark split such as ``"gsm8k:train"`` (the
     paper's; a bare name, the evaluation split, is refused) or a list of problems.
-    Rerunning the same call after an interruption resumes where it stopped.
+    Rerunning the same call after an interruption resumes where it stopped; a
+    folder that holds this run finished (same settings, models, problems and
+    tokenizer) gives its stored result back without loading the models or writing
+    anything. A folder holding another run, or other files, raises
+    :class:`lrkit.runs.FolderError` (``overwrite=True`` replaces it).
     """
     from . import distributed
 
@@ -366,17 +386,22 @@ def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_
         if ranks.world > len(problems):
             raise ValueError(f"{ranks.world} processes for {len(problems)} problem(s): launch at most "
                              f"{len(problems)} (torchrun --nproc-per-node / accelerate --num_processes)")
+        out_dir = Path(out_dir)
+        if not overwrite and not isinstance(expert, ModelPair):
+            stored = _finished_before_loading(str(expert), amateur, problems, out_dir, config, trust_remote_code)
+            if stored is not None:
+                return stored
         pair = expert if isinstance(expert, ModelPair) else load_pair(
             expert, amateur, device=distributed.local_device(device), dtype=dtype,
             trust_remote_code=trust_remote_code)
-        out_dir = Path(out_dir)
         prompts = [build_prompt_ids(pair.tokenizer, p.question, config.system_prompt) for p in problems]
         check_prompt_lengths(prompts, problems, [pair.expert, pair.amateur], config.max_new_tokens,
                              source="" if isinstance(problems_source, (list, tuple)) else str(problems_source))
-        run_config = {**to_dict(config), "expert": pair.expert_name,
-                      "amateur": pair.amateur_name, "problems": len(problems),
-                      "problems_sha256": _problems_fingerprint(problems),
-                      "tokenizer_fingerprint": tokenizer_fingerprint(pair.tokenizer)}
+        run_config = _run_config(config, pair.expert_name, pair.amateur_name, problems, pair.tokenizer)
+        if not overwrite:
+            stored = _finished(out_dir, run_config)
+            if stored is not None:
+                return stored
         done, timings, provenance = 0, {}, None
         if ranks.is_main:
             # Timings add up over resumed runs: a finished folder reopened keeps its own.

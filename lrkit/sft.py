@@ -16,7 +16,6 @@ Output folder: ``rollouts.jsonl`` (every rollout, with ``correct``), then what
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -32,10 +31,10 @@ from .problems import Problem, training_problems
 from .prompts import build_prompt_ids
 from .provenance import Provenance, api_call
 from .records import tokenizer_fingerprint
-from .runs import writes_folder
+from .runs import problems_digest, write_text, writes_folder
 from .generation import position_ids_of
-from .training import (CountingTrainer, PathLike, TrainResult, fit, loss_history, pad_id_of, prepare_out_dir,
-                       resolve_precision, write_run)
+from .training import (RUN_FILE, CountingTrainer, PathLike, TrainResult, finished_run, fit, loss_history,
+                       pad_id_of, prepare_out_dir, resolve_precision, write_run)
 
 ROLLOUTS_FILE = "rollouts.jsonl"
 IGNORE = -100
@@ -119,10 +118,21 @@ class SFTResult:
                 "train_seconds": round(self.train_seconds, 2),
                 "seconds": round(self.rollout_seconds + self.train_seconds, 2)}
 
+    def stored(self) -> dict:
+        """What the run file keeps as ``result``: the summary with exact times."""
+        return {**self.summary(), "rollout_seconds": self.rollout_seconds, "train_seconds": self.train_seconds,
+                "resumed_from": self.train.resumed_from}
 
-def _problems_digest(problems: Sequence[Problem]) -> str:
-    text = json.dumps([[p.id, p.question, p.answer] for p in problems], ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    @classmethod
+    def load(cls, out_dir: PathLike) -> "SFTResult":
+        """The result of the finished SFT run in ``out_dir``."""
+        from .runs import read_json
+
+        out_dir = Path(out_dir)
+        train = TrainResult.load(out_dir)
+        result = read_json(out_dir / RUN_FILE)["result"]
+        return cls(out_dir, result["problems_rolled_out"], train.problems, result["rollout_tokens"],
+                   train.tuned_tokens, result["rollout_seconds"], result["train_seconds"], train)
 
 
 def rollout(expert: str, problems: Sequence[Problem], system_prompt: Optional[str], max_new_tokens: int,
@@ -157,6 +167,10 @@ def run_sft(expert: PathLike, problems: Union[PathLike, Sequence], out_dir: Path
     ``judge(text, problem)`` replaces the answer check. ``resume=True`` reuses
     stored rollouts and continues training from the last checkpoint.
     ``progress`` shows the generation and training progress bars.
+
+    As for ``train``: a folder holding the finished run of the same settings
+    gives its stored result back (no generation, no training), ``resume`` or not;
+    other settings or files raise :class:`lrkit.runs.FolderError`.
     """
     config = sft_config(config)
     expert, out_dir = resolve_member(str(expert)), Path(out_dir)
@@ -167,9 +181,11 @@ def run_sft(expert: PathLike, problems: Union[PathLike, Sequence], out_dir: Path
     tokenizer = load_tokenizer(expert)
     run = {"method": "SFT", "expert": expert, "config": to_dict(config), "system_prompt": system_prompt,
            "max_new_tokens": max_new_tokens, "require_finished": require_finished,
-           "problems": len(problems), "problems_sha256": _problems_digest(problems),
+           "problems": len(problems), "problems_sha256": problems_digest(problems, ("id", "question", "answer")),
            "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer)}
-    checkpoint = prepare_out_dir(out_dir, run, resume)
+    if finished_run(out_dir, run):
+        return SFTResult.load(out_dir)
+    checkpoint = prepare_out_dir(out_dir, run, resume, stage="SFT run")
     write_run(out_dir, run)
     provenance = Provenance(out_dir, api_call("run_sft", expert, problems, str(out_dir), resume=resume),
                             choose_device(), resolve_precision(config.precision)).start()
@@ -181,9 +197,7 @@ def run_sft(expert: PathLike, problems: Union[PathLike, Sequence], out_dir: Path
     else:
         rows = rollout(expert, problems, system_prompt, max_new_tokens, generation_batch_size,
                        judge or answer_is_right, progress)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        tmp.replace(path)
+        write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     rollout_seconds = time.perf_counter() - started
 
     kept = [r for r in rows if r["correct"] and (r["finished"] or not require_finished)]
@@ -203,7 +217,7 @@ def run_sft(expert: PathLike, problems: Union[PathLike, Sequence], out_dir: Path
         resumed_from=str(checkpoint) if checkpoint else None)
     sft_result = SFTResult(out_dir, len(rows), len(examples), sum(len(r["token_ids"]) for r in rows),
                            result.tuned_tokens, rollout_seconds, train_seconds, result)
-    write_run(out_dir, {**run, "result": sft_result.summary()})
+    write_run(out_dir, {**run, "result": sft_result.stored()})
     provenance.finish()
     from .cards import write_model_card
 

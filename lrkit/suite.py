@@ -12,12 +12,14 @@ Output folder::
 Resumable per benchmark: a rerun loads every finished (model, benchmark) and
 evaluates only the rest. It refuses to mix settings: a different generation
 config, limit, model behind a label, or problem set for a benchmark is an
-error naming what differs. New models or benchmarks may be added to a folder.
+error naming what differs (:class:`lrkit.runs.FolderError`). New models or
+benchmarks may be added to a folder. A call whose every evaluation is already
+there, with the same models and benchmarks in the same order, returns the
+stored suite (:meth:`SuiteResult.load`) and writes nothing.
 """
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ from .paper import PAPER_TABLE1
 from .config import EvalConfig, to_dict
 from .evaluation import EvalResult, compare, evaluate
 from .problems import Problem, load_problems
-from .runs import writes_folder
+from .runs import FolderError, entries, problems_digest, refuse_foreign, write_json, writes_folder
 
 __all__ = ["evaluate_suite", "SuiteResult", "SUITE_FILE"]
 
@@ -207,8 +209,16 @@ def evaluate_suite(models: Sequence, benchmarks: Union[Sequence[str], Mapping], 
     previous = _read_settings(out_dir)
     if previous is not None:
         settings = _merge_settings(previous, settings, out_dir)
+        if _all_finished(out_dir, previous, settings, labels, list(problem_sets), config):
+            if progress:
+                for label in labels:
+                    for bench in problem_sets:
+                        print(f"{label} on {bench}: already evaluated, loaded")
+            return SuiteResult.load(out_dir)
+    elif out_dir.is_dir():
+        refuse_foreign(out_dir, "suite", [p.name for p in entries(out_dir)], SUITE_FILE)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(out_dir / SUITE_FILE, settings)
+    write_json(out_dir / SUITE_FILE, settings)
 
     results: dict = {}
     for label, model in zip(labels, models):
@@ -296,10 +306,22 @@ def _problem_sets(benchmarks, data_files: Mapping, limit: Optional[int]) -> dict
 
 
 def _problems_digest(problems: Sequence[Problem]) -> str:
-    digest = hashlib.sha256()
-    for p in problems:
-        digest.update(json.dumps([p.id, p.question, p.answer, p.answer_kind]).encode("utf-8"))
-    return digest.hexdigest()
+    return problems_digest(problems, ("id", "question", "answer", "answer_kind"))
+
+
+SUITE_OUTPUTS = ("table1.html", "figure.html", "scores.csv", "comparisons.csv")
+
+
+def _all_finished(out_dir: Path, previous: dict, settings: dict, labels: list, benchmarks: list,
+                  config: EvalConfig) -> bool:
+    """Whether the folder already holds this very suite: the same settings, models and
+    benchmarks in this order, every evaluation complete, the rendered files there."""
+    if settings != previous or list(previous["models"]) != labels or list(previous["benchmarks"]) != benchmarks:
+        return False
+    if not all((out_dir / name).exists() for name in SUITE_OUTPUTS):
+        return False
+    return all(_finished(out_dir / previous["models"][label]["folder"] / bench, config) is not None
+               for label in labels for bench in benchmarks)
 
 
 def _settings(config: EvalConfig, limit, labels, specs, problem_sets, data_files) -> dict:
@@ -322,22 +344,22 @@ def _settings(config: EvalConfig, limit, labels, specs, problem_sets, data_files
 
 def _merge_settings(previous: dict, current: dict, out_dir: Path) -> dict:
     """The folder's settings extended by the current run's, or ValueError naming a mismatch."""
-    where = out_dir / SUITE_FILE
     if previous.get("config") != current["config"]:
         changed = sorted(k for k in set(previous.get("config", {})) | set(current["config"])
                          if previous.get("config", {}).get(k) != current["config"].get(k))
-        raise ValueError(f"{where}: made with another generation config ({', '.join(changed)} differ); "
-                         "use another --out folder")
+        raise FolderError(out_dir, "suite", [f"config.{k}" for k in changed])
     if previous.get("limit") != current["limit"]:
-        raise ValueError(f"{where}: made with limit {previous.get('limit')}, not {current['limit']}; "
-                         "use another --out folder")
+        raise FolderError(out_dir, "suite", ["limit"], holds=f"a suite made with limit {previous.get('limit')}, "
+                                                              f"not {current['limit']} (differs in: limit)")
     merged = json.loads(json.dumps(previous))
     used_folders = {m["folder"] for m in merged["models"].values()}
     for label, model in current["models"].items():
         if label in merged["models"]:
             if merged["models"][label]["spec"] != model["spec"]:
-                raise ValueError(f"{where}: model label {label!r} was {merged['models'][label]['spec']!r}, "
-                                 f"now {model['spec']!r}")
+                raise FolderError(out_dir, "suite", [f"models.{label}"],
+                                  holds=f"a suite whose model label {label!r} was "
+                                        f"{merged['models'][label]['spec']!r}, now {model['spec']!r}",
+                                  way_out="name the model otherwise (names=, --name)")
         else:
             folder = model["folder"]
             while folder in used_folders:
@@ -347,9 +369,10 @@ def _merge_settings(previous: dict, current: dict, out_dir: Path) -> dict:
     for name, bench in current["benchmarks"].items():
         before = merged["benchmarks"].get(name)
         if before is not None and before["problems_sha256"] != bench["problems_sha256"]:
-            raise ValueError(f"{where}: benchmark {name!r} was evaluated on other problems "
-                             f"({before['n_problems']} from {before['source']}, now {bench['n_problems']} "
-                             f"from {bench['source']})")
+            raise FolderError(out_dir, "suite", [f"benchmarks.{name}"],
+                              holds=f"a suite whose benchmark {name!r} was evaluated on other problems "
+                                    f"({before['n_problems']} from {before['source']}, now {bench['n_problems']} "
+                                    f"from {bench['source']})")
         merged["benchmarks"][name] = bench
     # This run's order (models, benchmarks) is the table's order.
     merged["models"] = {**{k: merged["models"][k] for k in current["models"]}, **merged["models"]}
@@ -391,7 +414,10 @@ def _finished(folder: Path, config: EvalConfig) -> Optional[EvalResult]:
         return None
     info = json.loads(summary.read_text(encoding="utf-8"))
     if info.get("config") != to_dict(config):
-        raise ValueError(f"{summary}: made with another generation config; use another --out folder")
+        from .runs import differing
+
+        raise FolderError(folder, "evaluation", differing({"config": info.get("config")},
+                                                          {"config": to_dict(config)}))
     if not info.get("complete", False):
         return None
     return EvalResult.load(folder)
@@ -404,8 +430,3 @@ def _load(model, device, dtype):
 
     return load_model(str(model), device=device, dtype=dtype)
 
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)

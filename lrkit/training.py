@@ -32,15 +32,21 @@ Two layouts give the same loss and gradients (tests/test_packing.py):
 Output directory: the adapter and tokenizer, ``loss.jsonl`` (one line per
 logged step: step, kl, learning_rate, grad_norm, epoch), ``trainer_state.json``,
 ``lrkit_train.json`` (config, expert, record digest, result), ``provenance.json``
-and the Trainer's ``checkpoint-N`` folders that ``resume=True`` continues from. A
-resumed run must have the same settings; only ``max_steps`` (upwards),
-``save_steps`` and ``logging_steps`` may change.
+and the Trainer's ``checkpoint-N`` folders that ``resume=True`` continues from.
+
+A folder that holds the finished run of the same settings (expert, records,
+config, system prompt, tokenizer) gives its stored :class:`TrainResult` back,
+``resume`` or not, without loading the model. ``resume=True`` is what allows
+continuing an unfinished run, or a finished one with ``max_steps`` raised
+(``RESUMABLE_CHANGES``: ``max_steps`` upwards, ``save_steps``, ``logging_steps``,
+``report_to``); anything else in the folder raises :class:`lrkit.runs.FolderError`.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +62,8 @@ from .losses import sparse_kl
 from .models import (PRECISION_NAMES, choose_device, choose_dtype, load_model, load_tokenizer, resolve_member,
                      scored_vocab_size)
 from .prompts import build_prompt_ids
-from .runs import LOSS_FILE, RUN_FILE, entries, writes_folder
+from .runs import (LOCK_FILE, LOSS_FILE, RUN_FILE, FolderError, check_settings, differing, digest, entries,
+                   read_json, refuse_foreign, write_json, writes_folder)
 from .provenance import Provenance, api_call, now
 from .records import (RecordError, check_records_tokenizer, iter_numbered_records, tokenizer_fingerprint,
                       validate_record)
@@ -65,10 +72,8 @@ PathLike = Union[str, os.PathLike]
 PROGRESS_FILE = "lrkit_progress.json"
 RESUMABLE_CHANGES = ("max_steps", "save_steps", "logging_steps", "report_to")
 """TrainConfig fields a resumed run may change; any other change is refused."""
-
-
-class OutputFolderError(ValueError):
-    """An output folder that holds another run (or anything else)."""
+MERGE_FILE = "lrkit_merge.json"
+"""A merged folder's settings: expert, adapter digest, dtype (written last: the folder is finished)."""
 
 
 # ---------------------------------------------------------------- examples
@@ -346,32 +351,46 @@ def loss_history(trainer: Trainer, loss_name: str) -> list[dict]:
     return [{"step": e["step"], loss_name: e["loss"]} for e in trainer.state.log_history if "loss" in e]
 
 
-def prepare_out_dir(out_dir: Path, run: dict, resume: bool) -> Optional[Path]:
+def prepare_out_dir(out_dir: Path, run: dict, resume: bool, stage: str = "training run") -> Optional[Path]:
     """Refuse to mix runs; return the checkpoint to resume from, if any.
 
-    A fresh run needs an empty or absent directory. ``resume`` needs the same
-    expert, records and settings (``RESUMABLE_CHANGES`` aside).
+    A fresh run needs an empty or absent directory. A folder holding a run of
+    ``stage`` is continued only with ``resume`` and the same expert, records and
+    settings (``RESUMABLE_CHANGES`` aside); the caller has already returned a
+    finished run of the same settings (:func:`finished_run`).
     """
     from transformers.trainer_utils import get_last_checkpoint
 
     if out_dir.exists() and entries(out_dir):
+        saved = read_json(out_dir / RUN_FILE)
+        if not isinstance(saved, dict):
+            refuse_foreign(out_dir, stage, [p.name for p in entries(out_dir)], RUN_FILE)
+        stored = {k: v for k, v in saved.items() if k != "result"}
+        resumable = [f"config.{k}" for k in RESUMABLE_CHANGES]
+        if differing(stored, run, ignore=resumable):
+            check_settings(out_dir, stage, stored, run, ignore=resumable)
         if not resume:
-            raise OutputFolderError(f"{out_dir} already holds files; pass resume=True (--resume) to "
-                                    "continue the run there, or choose a new folder")
-        if not (out_dir / RUN_FILE).exists():
-            raise OutputFolderError(f"{out_dir} holds files but no {RUN_FILE}: not an lrkit training run")
-        saved = json.loads((out_dir / RUN_FILE).read_text())
-        changed = [k for k in run if k != "config" and saved.get(k) != run[k]]
-        changed += [f"config.{k}" for k, v in run["config"].items()
-                    if k not in RESUMABLE_CHANGES and saved.get("config", {}).get(k) != v]
-        if changed:
-            raise OutputFolderError(f"cannot resume {out_dir}: {', '.join(changed)} differ(s) from the "
-                                    "saved run; use a new folder for a new run")
+            changed = differing(stored, run)
+            if changed:
+                raise FolderError(out_dir, stage, changed, way_out="pass resume=True (--resume) to continue "
+                                  "it with the new " + ", ".join(changed))
+            raise FolderError(out_dir, stage, holds=f"an unfinished {stage} of these settings",
+                              way_out="pass resume=True (--resume) to continue it")
         last = get_last_checkpoint(str(out_dir))
         _check_step_target(out_dir, saved, run, Path(last) if last else None)
         return Path(last) if last else None
     out_dir.mkdir(parents=True, exist_ok=True)
     return None
+
+
+def finished_run(out_dir: Path, run: dict) -> bool:
+    """Whether ``out_dir`` holds the finished run of exactly these settings (its run
+    file with a result, and the adapter)."""
+    saved = read_json(Path(out_dir) / RUN_FILE)
+    if not (isinstance(saved, dict) and saved.get("result")
+            and (Path(out_dir) / "adapter_model.safetensors").exists()):
+        return False
+    return not differing({k: v for k, v in saved.items() if k != "result"}, run)
 
 
 def _check_step_target(out_dir: Path, saved: dict, run: dict, checkpoint: Optional[Path]) -> None:
@@ -386,18 +405,15 @@ def _check_step_target(out_dir: Path, saved: dict, run: dict, checkpoint: Option
         done = int(json.loads((checkpoint / "trainer_state.json").read_text()).get("global_step", 0))
     done = max(done, int(saved.get("result", {}).get("steps", 0) or 0))
     if target < done or (saved_target is not None and target < saved_target):
-        raise OutputFolderError(
-            f"cannot resume {out_dir}: max_steps {target} is fewer than the saved run's {saved_target} "
-            f"({done} done); resume with --max-steps {saved_target} or more, or use a new --out "
-            f"(or delete {out_dir}) to train {target} steps afresh")
+        raise FolderError(out_dir, "training run", ["config.max_steps"],
+                          holds=f"a training run of max_steps {saved_target} ({done} done), more than "
+                                f"max_steps {target}",
+                          way_out=f"resume with --max-steps {saved_target} or more, or delete {out_dir} "
+                                  f"to train {target} steps afresh")
 
 
 def write_run(out_dir: Path, run: dict) -> None:
-    (out_dir / RUN_FILE).write_text(json.dumps(run, indent=2, sort_keys=True) + "\n")
-
-
-def digest(examples: Sequence[dict]) -> str:
-    return hashlib.sha256(json.dumps(list(examples), sort_keys=True).encode()).hexdigest()
+    write_json(out_dir / RUN_FILE, run, sort_keys=True)
 
 
 # ---------------------------------------------------------------- train / merge
@@ -432,6 +448,28 @@ class TrainResult:
         """One row for an efficiency table (see lrkit.sft.SFTResult.summary)."""
         return {"method": self.method, "problems": self.problems, "examples": self.examples,
                 "tuned_tokens": self.tuned_tokens, "steps": self.steps, "seconds": round(self.seconds, 2)}
+
+    def stored(self) -> dict:
+        """What the run file keeps as ``result``: the summary, exact seconds, where it resumed."""
+        return {**self.summary(), "seconds": self.seconds, "resumed_from": self.resumed_from}
+
+    @classmethod
+    def load(cls, out_dir: PathLike) -> "TrainResult":
+        """The result of the finished run in ``out_dir`` (its run file and loss log)."""
+        out_dir = Path(out_dir)
+        saved = read_json(out_dir / RUN_FILE)
+        result = saved.get("result") if isinstance(saved, dict) else None
+        if not result:
+            raise FileNotFoundError(f"{out_dir}: no finished training run ({RUN_FILE} without a result)")
+        method = saved.get("method", result.get("method", "LightReasoner"))
+        loss_name = "ce" if method == "SFT" else "kl"
+        path = out_dir / LOSS_FILE
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        losses = [{"step": e["step"], loss_name: e[loss_name]} for e in map(json.loads, filter(str.strip, lines))]
+        return cls(adapter_dir=out_dir, loss_history=losses, tuned_tokens=result["tuned_tokens"],
+                   problems=result["problems"], examples=result["examples"], steps=result["steps"],
+                   seconds=result.get("train_seconds", result["seconds"]), method=method,
+                   resumed_from=result.get("resumed_from"))
 
 
 class _CheckpointProgress(TrainerCallback):
@@ -547,6 +585,12 @@ def train(expert: PathLike, records: Union[PathLike, Sequence[dict]], out_dir: P
     ``checkpoint-N`` in ``out_dir`` (or starts there if none was written yet).
     ``callbacks`` are extra transformers TrainerCallbacks; ``progress`` shows
     the Trainer's progress bar.
+
+    A folder that already holds the finished run of the same settings gives its
+    stored result (:meth:`TrainResult.load`) back, with or without ``resume``,
+    before any model is loaded; an unfinished one of the same settings needs
+    ``resume=True``; other settings or other files raise
+    :class:`lrkit.runs.FolderError` (exit status 2 on the command line).
     """
     started = time.perf_counter()
     config = (config or TrainConfig()).validate()
@@ -559,6 +603,8 @@ def train(expert: PathLike, records: Union[PathLike, Sequence[dict]], out_dir: P
     run = {"method": "LightReasoner", "expert": expert, "config": to_dict(config),
            "system_prompt": system_prompt, "examples": len(examples), "examples_sha256": digest(examples),
            "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer)}
+    if finished_run(out_dir, run):  # every rank reads it: all return the stored run
+        return TrainResult.load(out_dir)
     ranks = distributed.current()
     checkpoint, provenance = None, None
     with distributed.together():  # rank 0 alone checks and writes the folder; the others wait for it
@@ -584,12 +630,45 @@ def train(expert: PathLike, records: Union[PathLike, Sequence[dict]], out_dir: P
         steps=trainer.state.global_step, seconds=time.perf_counter() - started,
         resumed_from=str(checkpoint) if checkpoint else None)
     if ranks.is_main:
-        write_run(out_dir, {**run, "result": result.summary()})
+        write_run(out_dir, {**run, "result": result.stored()})
         provenance.finish(**({"processes": ranks.world} if ranks.sharded else {}))
         from .cards import write_model_card
 
         write_model_card(out_dir)  # replaces peft's boilerplate README.md
     return result
+
+
+def adapter_digest(adapter_dir: PathLike) -> str:
+    """sha256 of an adapter folder's ``adapter_config.json`` and ``adapter_model.safetensors``
+    (or ``adapter_model.bin``)."""
+    h = hashlib.sha256()
+    for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
+        path = Path(adapter_dir) / name
+        if path.exists():
+            h.update(name.encode() + b"\0")
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()
+
+
+def _move_into(partial: Path, out_dir: Path) -> None:
+    """Put the finished ``partial`` folder in place of ``out_dir`` (absent or holding
+    only the lock): one rename, the lock file going along with it; where that
+    fails, entry by entry with the settings file last."""
+    lock = out_dir / LOCK_FILE
+    try:
+        if lock.exists():
+            os.rename(lock, partial / LOCK_FILE)  # the lock is on the file, wherever it lies
+        os.rename(partial, out_dir)  # replaces an empty folder
+        return
+    except OSError:
+        if (partial / LOCK_FILE).exists() and not lock.exists():
+            os.rename(partial / LOCK_FILE, lock)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for entry in sorted(entries(partial), key=lambda p: p.name == MERGE_FILE):
+        os.replace(entry, out_dir / entry.name)
+    shutil.rmtree(partial, ignore_errors=True)
 
 
 @writes_folder("merge")
@@ -601,6 +680,12 @@ def merge(expert: PathLike, adapter_dir: PathLike, out_dir: PathLike,
     and is cast once to ``dtype`` ("auto": the expert's stored dtype), so small
     LoRA deltas are rounded once. The folder loads with plain
     ``AutoModelForCausalLM.from_pretrained`` and gives the adapter's logits.
+
+    The merge is written into ``<out_dir>.partial`` beside it and renamed to
+    ``out_dir`` when complete, with ``lrkit_merge.json`` (expert, adapter digest,
+    dtype). A folder that holds the merge of the same settings is returned as it
+    is, without loading a model; anything else there raises
+    :class:`lrkit.runs.FolderError`.
     """
     from peft import PeftModel
 
@@ -608,8 +693,6 @@ def merge(expert: PathLike, adapter_dir: PathLike, out_dir: PathLike,
     expert, adapter_dir, out_dir = resolve_member(str(expert)), Path(adapter_dir), Path(out_dir)
     if not (adapter_dir / "adapter_config.json").exists():
         raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json (expected the --out folder of lrkit train)")
-    if out_dir.exists() and entries(out_dir):
-        raise OutputFolderError(f"{out_dir} already holds files; choose a new folder for the merged model")
     tokenizer = load_tokenizer(expert)
     if (adapter_dir / RUN_FILE).exists():
         trained_on = json.loads((adapter_dir / RUN_FILE).read_text()).get("tokenizer_fingerprint")
@@ -618,14 +701,27 @@ def merge(expert: PathLike, adapter_dir: PathLike, out_dir: PathLike,
     if dtype == "auto":
         dtype = AutoConfig.from_pretrained(expert).dtype or torch.float32
     target = choose_dtype(torch.device("cpu"), dtype)
+    settings = {"expert": expert, "adapter_sha256": adapter_digest(adapter_dir),
+                "dtype": str(target).replace("torch.", "")}
+    if out_dir.exists() and entries(out_dir):
+        stored = read_json(out_dir / MERGE_FILE)
+        if not isinstance(stored, dict):
+            refuse_foreign(out_dir, "merge", [p.name for p in entries(out_dir)], MERGE_FILE)
+        check_settings(out_dir, "merge", stored, settings)
+        return out_dir
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)  # a merge that died there (this folder's lock is ours)
+    partial.mkdir(parents=True)
     base, _ = load_model(expert, device="cpu", dtype=torch.float32, with_tokenizer=False)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload().to(target)
-    merged.save_pretrained(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
-    provenance = Provenance(out_dir, api_call("merge", expert, str(adapter_dir), str(out_dir)), "cpu", target)
+    merged.save_pretrained(str(partial))
+    tokenizer.save_pretrained(str(partial))
+    provenance = Provenance(partial, api_call("merge", expert, str(adapter_dir), str(out_dir)), "cpu", target)
     provenance.entry["started"] = started
     provenance.finish()
     from .cards import write_model_card
 
-    write_model_card(out_dir, adapter_dir=adapter_dir, expert=expert)
+    write_model_card(partial, adapter_dir=adapter_dir, expert=expert)
+    write_json(partial / MERGE_FILE, settings, sort_keys=True)
+    _move_into(partial, out_dir)
     return out_dir

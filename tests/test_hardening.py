@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM
 
 from lrkit.cli import main
 from lrkit.config import EvalConfig, SampleConfig
-from lrkit.evaluation import EvalFolderError, evaluate
+from lrkit.evaluation import evaluate
 from lrkit.models import ModelNotFoundError, PromptTooLongError, load_model, load_tokenizer
 from lrkit.prompts import build_prompt_ids
 from lrkit.provenance import PACKAGES, read_provenance
@@ -373,6 +373,9 @@ def test_every_run_folder_says_what_made_it(pair_paths, sampled, problems_file, 
         assert entry["command"].startswith(command), entry["command"]
     assert str(tmp_path / "adapter") in read_provenance(tmp_path / "adapter")[0]["command"]
 
-    # A resumed run adds its own entry.
+    # The finished run asked for again is returned as it is; a resumed run adds its own entry.
     assert run_cli(argv + ["--resume"], capsys)[0] == 0
+    assert len(read_provenance(tmp_path / "adapter")) == 1
+    longer = train_argv(pair_paths[0], sampled / "records.jsonl", tmp_path / "adapter", 3)
+    assert run_cli(longer + ["--resume"], capsys)[0] == 0
     assert len(read_provenance(tmp_path / "adapter")) == 2

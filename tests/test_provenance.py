@@ -81,15 +81,28 @@ def test_api_call_shortens_long_values():
     assert text.endswith("...)") and len(text) < 200
 
 
-def test_a_resumed_sampling_run_adds_an_entry(pair_paths, tmp_path):
+def test_a_resumed_sampling_run_adds_an_entry(pair_paths, tmp_path, monkeypatch):
+    import lrkit.sampling
     from lrkit.config import SampleConfig
     from lrkit.sampling import sample
 
     problems = [{"id": f"p{i}", "question": f"Ann has {i + 2} pens. How many?"} for i in range(2)]
-    config = SampleConfig(max_new_tokens=4, batch_size=2)
-    for _ in range(2):
+    config = SampleConfig(max_new_tokens=4, batch_size=1)
+    generate, calls = lrkit.sampling.greedy_generate_batch, []
+
+    def dies_in_the_second_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(lrkit.sampling, "greedy_generate_batch", dies_in_the_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        sample(str(pair_paths[0]), str(pair_paths[1]), problems, tmp_path / "run", config, progress=False)
+    monkeypatch.undo()
+    for _ in range(2):  # resumed, then finished: the second call returns it and adds nothing
         sample(str(pair_paths[0]), str(pair_paths[1]), problems, tmp_path / "run", config, progress=False)
     runs = read_provenance(tmp_path / "run")
-    assert len(runs) == 2 and all(r["ended"] for r in runs)
+    assert len(runs) == 2 and runs[0]["ended"] is None and runs[1]["ended"]
     assert runs[0]["command"] == runs[1]["command"]
     assert runs[0]["command"].startswith("lrkit.sample(")

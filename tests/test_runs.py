@@ -254,3 +254,295 @@ def test_a_launch_of_two_ranks_into_a_busy_folder_stops_every_rank_with_one_line
     lines = [line for line in run.stderr.splitlines() if line.startswith("lrkit") and ": error: " in line]
     assert len(lines) == 1, run.stderr[-2000:]
     assert lines[0].startswith(f"lrkit sample: error: {out}: another lrkit process is writing this folder")
+
+
+# ---------------------------------------------------------------- the run-folder layer: digests, writes, refusals
+
+def test_digest_is_sha256_of_canonical_json_and_problems_digest_of_the_chosen_fields():
+    import hashlib
+
+    from lrkit.problems import Problem
+    from lrkit.runs import digest, problems_digest
+
+    expected = hashlib.sha256('{"a": "é", "b": [1, 2]}'.encode("utf-8")).hexdigest()
+    assert digest({"b": [1, 2], "a": "é"}) == digest({"a": "é", "b": [1, 2]}) == expected
+    as_dicts = [{"id": "p1", "question": "1+1?", "answer": "2"}, {"id": "p2", "question": "2+2?", "answer": "4"}]
+    as_problems = [Problem(d["id"], d["question"], d["answer"]) for d in as_dicts]
+    assert problems_digest(as_dicts) == problems_digest(as_problems) == digest([["p1", "1+1?"], ["p2", "2+2?"]])
+    with_gold = ("id", "question", "answer")
+    assert problems_digest(as_problems, with_gold) == digest([["p1", "1+1?", "2"], ["p2", "2+2?", "4"]])
+    other_gold = [Problem("p1", "1+1?", "3"), as_problems[1]]
+    assert problems_digest(other_gold) == problems_digest(as_problems)  # sampling's meaning: no answer
+    assert problems_digest(other_gold, with_gold) != problems_digest(as_problems, with_gold)
+
+
+def test_an_interrupted_write_leaves_the_old_file(tmp_path, monkeypatch):
+    from lrkit import runs
+
+    path = tmp_path / "state.json"
+    runs.write_json(path, {"batches": 1})
+    old = path.read_bytes()
+    assert json.loads(old) == {"batches": 1} and old.endswith(b"\n")
+
+    def killed(*args, **kwargs):
+        raise OSError("killed before the rename")
+
+    monkeypatch.setattr(runs.os, "replace", killed)
+    with pytest.raises(OSError, match="killed"):
+        runs.write_json(path, {"batches": 2})
+    with pytest.raises(OSError, match="killed"):
+        runs.write_text(tmp_path / "new.txt", "never")
+    assert path.read_bytes() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]  # no temporary file left
+    monkeypatch.undo()
+    runs.write_text(path, "two\n")
+    assert path.read_text() == "two\n"
+
+
+def test_check_settings_names_every_difference_in_one_line(tmp_path):
+    from lrkit.runs import FolderError, check_settings
+
+    stored = {"expert": "a", "config": {"beta": 0.4, "alpha": 0.2}, "problems_sha256": "x"}
+    check_settings(tmp_path, "sampling run", stored, json.loads(json.dumps(stored)))  # same: nothing
+    current = {"expert": "a", "config": {"beta": 0.5, "alpha": 0.2}, "problems_sha256": "y"}
+    with pytest.raises(FolderError) as caught:
+        check_settings(tmp_path / "odd\nname", "sampling run", stored, current, way_out="pass --overwrite")
+    error = caught.value
+    assert isinstance(error, ValueError) and error.differs == ["config.beta", "problems"]
+    assert error.stage == "sampling run" and error.folder == tmp_path / "odd\nname"
+    assert "\n" not in str(error)
+    assert "differs in: config.beta, problems" in str(error) and str(error).endswith("pass --overwrite")
+    check_settings(tmp_path, "t", stored, current, ignore=["config.beta", "problems_sha256"])
+
+
+# ---------------------------------------------------------------- every stage: a finished folder comes back as it is
+
+STAGE_PROBLEMS = [{"id": f"q{i}", "question": f"Ann has {i + 2} pens and buys {i + 1} more. How many?",
+                   "answer": str(2 * i + 3)} for i in range(4)]
+
+
+def _contents(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def _forbid(monkeypatch, *targets):
+    """Make each (module, name) raise when called: the expensive work of a stage."""
+    for module, name in targets:
+        def refuse(*args, _name=name, **kwargs):
+            raise AssertionError(f"{_name} was called on a finished folder")
+        monkeypatch.setattr(module, name, refuse)
+
+
+def _assert_refused(call, folder: Path, setting: str):
+    from lrkit.runs import FolderError
+
+    before = _contents(folder)
+    with pytest.raises(FolderError) as caught:
+        call()
+    message = str(caught.value)
+    assert setting in message and str(folder) in message and "\n" not in message
+    assert any(setting in name for name in caught.value.differs)
+    assert _contents(folder) == before
+
+
+@pytest.fixture(scope="module")
+def sampled(pair_paths, tmp_path_factory):
+    from lrkit.config import SampleConfig
+    from lrkit.sampling import sample
+
+    out = tmp_path_factory.mktemp("stages") / "sampled"
+    config = SampleConfig(max_new_tokens=8, batch_size=2, beta=0.0)
+    return sample(str(pair_paths[0]), str(pair_paths[1]), STAGE_PROBLEMS, out, config, progress=False), config
+
+
+def test_sample_twice_returns_the_stored_run(pair_paths, sampled, monkeypatch):
+    import dataclasses
+
+    import lrkit.sampling
+    from lrkit.provenance import read_provenance
+    from lrkit.sampling import SampleResult, sample
+
+    first, config = sampled
+    before = _contents(first.out_dir)
+    _forbid(monkeypatch, (lrkit.sampling, "greedy_generate_batch"), (lrkit.sampling, "load_pair"),
+            (lrkit.sampling, "score_rollouts"))
+    again = sample(str(pair_paths[0]), str(pair_paths[1]), STAGE_PROBLEMS, first.out_dir, config, progress=False)
+    assert again.out_dir == first.out_dir
+    def same(summary):  # NaN-proof equality
+        return json.dumps(summary, sort_keys=True) == json.dumps(first.summary, sort_keys=True)
+
+    assert same(again.summary) and same(SampleResult.load(first.out_dir).summary)
+    assert again.records() == first.records() and len(first.records()) > 0
+    assert _contents(first.out_dir) == before
+    assert len(read_provenance(first.out_dir)) == 1
+    _assert_refused(lambda: sample(str(pair_paths[0]), str(pair_paths[1]), STAGE_PROBLEMS, first.out_dir,
+                                   dataclasses.replace(config, beta=0.5), progress=False), first.out_dir, "beta")
+
+
+@pytest.fixture(scope="module")
+def trained(pair_paths, sampled, tmp_path_factory):
+    from lrkit.config import TrainConfig
+    from lrkit.training import train
+
+    config = TrainConfig(max_steps=2, per_device_batch_size=2, save_steps=1000, logging_steps=1,
+                         learning_rate=1e-2, report_to="none")
+    out = tmp_path_factory.mktemp("stages") / "adapter"
+    return train(str(pair_paths[0]), sampled[0].records_path, out, config, progress=False), config
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_train_twice_returns_the_stored_run(pair_paths, sampled, trained, monkeypatch, resume):
+    import dataclasses
+
+    import lrkit.training
+    from lrkit.provenance import read_provenance
+    from lrkit.training import TrainResult, train
+
+    first, config = trained
+    before = _contents(first.adapter_dir)
+    _forbid(monkeypatch, (lrkit.training, "fit"), (lrkit.training, "load_expert"),
+            (lrkit.training.Trainer, "train"))
+    again = train(str(pair_paths[0]), sampled[0].records_path, first.adapter_dir, config, resume=resume,
+                  progress=False)
+    assert again == first == TrainResult.load(first.adapter_dir)
+    assert first.steps == 2 and [e["step"] for e in again.loss_history] == [1, 2]
+    assert _contents(first.adapter_dir) == before
+    assert len(read_provenance(first.adapter_dir)) == 1
+    _assert_refused(lambda: train(str(pair_paths[0]), sampled[0].records_path, first.adapter_dir,
+                                  dataclasses.replace(config, learning_rate=2e-2), resume=resume, progress=False),
+                    first.adapter_dir, "learning_rate")
+
+
+def test_merge_twice_returns_the_folder(pair_paths, trained, tmp_path, monkeypatch):
+    import lrkit.training
+    from lrkit.provenance import read_provenance
+    from lrkit.training import MERGE_FILE, merge
+
+    adapter = trained[0].adapter_dir
+    out = tmp_path / "merged"
+    assert merge(str(pair_paths[0]), adapter, out) == out
+    assert not (tmp_path / "merged.partial").exists()
+    assert json.loads((out / MERGE_FILE).read_text())["dtype"] == "float32"
+    before = _contents(out)
+    import peft
+
+    _forbid(monkeypatch, (lrkit.training, "load_model"), (peft.PeftModel, "from_pretrained"))
+    assert merge(str(pair_paths[0]), adapter, out) == out
+    assert _contents(out) == before
+    assert len(read_provenance(out)) == 1
+    _assert_refused(lambda: merge(str(pair_paths[0]), adapter, out, dtype="bf16"), out, "dtype")
+
+
+def test_a_merge_refuses_a_folder_of_other_contents(pair_paths, trained, tmp_path):
+    from lrkit.runs import FolderError
+    from lrkit.training import merge
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    with pytest.raises(FolderError, match="notes.txt"):
+        merge(str(pair_paths[0]), trained[0].adapter_dir, tmp_path / "out")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["notes.txt"]
+
+
+def _assert_same_evaluation(a, b):
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(a.df, b.df)
+    assert json.dumps(a.info, sort_keys=True) == json.dumps(b.info, sort_keys=True)
+
+
+def test_evaluate_twice_returns_the_stored_evaluation(pair_paths, tmp_path, monkeypatch):
+    import lrkit.evaluation.loop
+    import lrkit.models
+    from lrkit.config import EvalConfig
+    from lrkit.evaluation import EvalResult, evaluate
+    from lrkit.provenance import read_provenance
+
+    config, out = EvalConfig(max_new_tokens=6, batch_size=2), tmp_path / "eval"
+    first = evaluate(str(pair_paths[0]), STAGE_PROBLEMS, config, out_dir=out, progress=False)
+    before = _contents(out)
+    _forbid(monkeypatch, (lrkit.evaluation.loop, "greedy_generate_batch"), (lrkit.models, "load_model"))
+    again = evaluate(str(pair_paths[0]), STAGE_PROBLEMS, config, out_dir=out, progress=False)
+    _assert_same_evaluation(again, first)
+    _assert_same_evaluation(EvalResult.load(out), first)
+    assert _contents(out) == before and len(read_provenance(out)) == 1
+    _assert_refused(lambda: evaluate(str(pair_paths[0]), STAGE_PROBLEMS, EvalConfig(max_new_tokens=5, batch_size=2),
+                                     out_dir=out, progress=False), out, "max_new_tokens")
+
+
+def test_evaluate_contrastive_twice_returns_the_stored_evaluation(pair_paths, tmp_path, monkeypatch):
+    import lrkit.generation
+    from lrkit.config import EvalConfig
+    from lrkit.evaluation import evaluate_contrastive
+    from lrkit.models import load_pair
+    from lrkit.provenance import read_provenance
+
+    pair = load_pair(str(pair_paths[0]), str(pair_paths[1]), device="cpu")
+    config, out = EvalConfig(max_new_tokens=6, batch_size=2), tmp_path / "cd"
+    first = evaluate_contrastive(pair, STAGE_PROBLEMS, config, alpha=0.5, out_dir=out, progress=False)
+    before = _contents(out)
+    _forbid(monkeypatch, (lrkit.generation, "contrastive_generate_batch"))
+    again = evaluate_contrastive(pair, STAGE_PROBLEMS, config, alpha=0.5, out_dir=out, progress=False)
+    _assert_same_evaluation(again, first)
+    assert _contents(out) == before and len(read_provenance(out)) == 1
+    _assert_refused(lambda: evaluate_contrastive(pair, STAGE_PROBLEMS, config, alpha=0.3, out_dir=out,
+                                                 progress=False), out, "alpha")
+
+
+def test_sft_twice_returns_the_stored_run(pair_paths, tmp_path, monkeypatch):
+    import lrkit.sft
+    from lrkit.config import TrainConfig
+    from lrkit.provenance import read_provenance
+    from lrkit.sft import SFTResult, run_sft
+
+    config, out = TrainConfig(learning_rate=1e-2, save_steps=1000, report_to="none"), tmp_path / "sft"
+
+    def right(text, problem):
+        return True
+
+    first = run_sft(str(pair_paths[0]), STAGE_PROBLEMS, out, config, max_new_tokens=6, judge=right,
+                    require_finished=False, progress=False)
+    assert first.problems_used == len(STAGE_PROBLEMS)
+    before = _contents(out)
+    _forbid(monkeypatch, (lrkit.sft, "rollout"), (lrkit.sft, "fit"), (lrkit.sft, "load_model"))
+    again = run_sft(str(pair_paths[0]), STAGE_PROBLEMS, out, config, max_new_tokens=6, judge=right,
+                    require_finished=False, progress=False)
+    assert again == first == SFTResult.load(out)
+    assert _contents(out) == before and len(read_provenance(out)) == 1
+    _assert_refused(lambda: run_sft(str(pair_paths[0]), STAGE_PROBLEMS, out, config, max_new_tokens=5, judge=right,
+                                    require_finished=False, progress=False), out, "max_new_tokens")
+
+
+def test_suite_twice_returns_the_stored_suite(pair_paths, tmp_path, monkeypatch):
+    import pandas as pd
+
+    import lrkit.models
+    import lrkit.suite
+    from lrkit.config import EvalConfig
+    from lrkit.suite import SuiteResult, evaluate_suite
+
+    config, out = EvalConfig(max_new_tokens=6, batch_size=2), tmp_path / "suite"
+    models, benchmarks = [str(pair_paths[0]), str(pair_paths[1])], {"mine": STAGE_PROBLEMS}
+    first = evaluate_suite(models, benchmarks, out, config, names=["expert", "amateur"], progress=False)
+    before = _contents(out)
+    _forbid(monkeypatch, (lrkit.suite, "evaluate"), (lrkit.models, "load_model"))
+    again = evaluate_suite(models, benchmarks, out, config, names=["expert", "amateur"], progress=False)
+    for result in (again, SuiteResult.load(out)):
+        pd.testing.assert_frame_equal(result.scores(), first.scores())
+        pd.testing.assert_frame_equal(result.comparisons(), first.comparisons())
+        assert result.models == first.models and result.benchmarks == first.benchmarks
+    assert _contents(out) == before
+    _assert_refused(lambda: evaluate_suite(models, benchmarks, out, EvalConfig(max_new_tokens=5, batch_size=2),
+                                           names=["expert", "amateur"], progress=False), out, "max_new_tokens")
+
+
+def test_a_suite_refuses_a_folder_of_other_contents(pair_paths, tmp_path):
+    from lrkit.config import EvalConfig
+    from lrkit.runs import FolderError
+    from lrkit.suite import evaluate_suite
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    with pytest.raises(FolderError, match="notes.txt"):
+        evaluate_suite([str(pair_paths[0])], {"mine": STAGE_PROBLEMS}, tmp_path / "out",
+                       EvalConfig(max_new_tokens=4), progress=False)

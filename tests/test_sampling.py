@@ -20,7 +20,8 @@ from lrkit.models import PairError, load_pair, load_tokenizer
 from lrkit.problems import ProblemError
 from lrkit.prompts import build_prompt_ids
 from lrkit.records import read_records
-from lrkit.sampling import RunMismatchError, read_steps, sample
+from lrkit.runs import FolderError
+from lrkit.sampling import read_steps, sample
 
 from tiny_models import make_tokenizer, save_pair
 
@@ -241,7 +242,7 @@ def test_timings_add_up_over_resumes_and_survive_a_rerun(pair_paths, tmp_path):
 def test_rerun_with_other_settings_is_refused(pair_paths, tmp_path):
     sample(str(pair_paths[0]), str(pair_paths[1]), PROBLEMS[:2], tmp_path / "run",
            SampleConfig(max_new_tokens=MAX_NEW), progress=False)
-    with pytest.raises(RunMismatchError, match="beta"):
+    with pytest.raises(FolderError, match="beta"):
         sample(str(pair_paths[0]), str(pair_paths[1]), PROBLEMS[:2], tmp_path / "run",
                SampleConfig(max_new_tokens=MAX_NEW, beta=0.9), progress=False)
 

@@ -17,7 +17,8 @@ from lrkit.config import AUTHORS_SYSTEM_PROMPT, TrainConfig
 from lrkit.models import load_tokenizer
 from lrkit.prompts import build_prompt_ids
 from lrkit.records import RecordError, tokenizer_fingerprint, write_records
-from lrkit.training import (OutputFolderError, SoftLabelCollator, build_examples, merge, resolve_precision,
+from lrkit.runs import FolderError
+from lrkit.training import (SoftLabelCollator, build_examples, merge, resolve_precision,
                             soft_label_kl, sparse_kl, train)
 from tiny_models import make_model, make_tokenizer
 
@@ -315,11 +316,12 @@ def test_bad_records_are_refused_before_any_model_or_file(case, expert, tokenize
     assert not (tmp_path / "out").exists()
 
 
-def test_a_used_output_folder_needs_resume(expert, one_hot_records, tmp_path):
+def test_a_folder_with_other_files_is_refused(expert, one_hot_records, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("mine")
-    with pytest.raises(OutputFolderError, match="resume"):
+    with pytest.raises(FolderError, match="notes.txt but no training run"):
         train(expert, one_hot_records, tmp_path / "out", TrainConfig(**FAST))
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["notes.txt"]
 
 
 # ---------------------------------------------------------------- resume
@@ -366,8 +368,8 @@ def test_resuming_a_finished_run_changes_nothing(expert, one_hot_records, tmp_pa
     first = train(expert, one_hot_records, run, config)
     assert (run / "checkpoint-3").is_dir()
     adapter = (run / "adapter_model.safetensors").read_bytes()
-    again = train(expert, one_hot_records, run, config, resume=True)
-    assert again.resumed_from.endswith("checkpoint-3")
+    again = train(expert, one_hot_records, run, config, resume=True)  # the stored run, as it was
+    assert again == first
     assert again.steps == first.steps == 3
     # 4 records, batch 3: an epoch is a batch of 3 and one of 1; step 3 starts epoch 2
     assert again.tuned_tokens == first.tuned_tokens == 3 + 1 + 3
@@ -403,7 +405,7 @@ def test_a_finished_run_resumed_with_more_steps_goes_on(expert, one_hot_records,
 def test_resume_refuses_other_records(expert, one_hot_records, tmp_path):
     config = TrainConfig(**{**FAST, "max_steps": 1})
     train(expert, one_hot_records, tmp_path / "run", config)
-    with pytest.raises(OutputFolderError, match="examples"):
+    with pytest.raises(FolderError, match="examples"):
         train(expert, one_hot_records[:2], tmp_path / "run", config, resume=True)
 
 
@@ -439,7 +441,11 @@ def test_lrkit_train_and_merge_commands(expert, tokenizer, one_hot_records, tmp_
     assert main(["merge", "--expert", str(expert), "--adapter", str(tmp_path / "run"),
                  "--out", str(tmp_path / "merged")]) == 0
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "merged").config.vocab_size == len(tokenizer) + EXTRA_ROWS
-    # a used folder is one clear line, not a traceback
+    # the same merge again finds it done; another one is one clear line, not a traceback
     assert main(["merge", "--expert", str(expert), "--adapter", str(tmp_path / "run"),
-                 "--out", str(tmp_path / "merged")]) == 2
-    assert "already holds files" in capsys.readouterr().err
+                 "--out", str(tmp_path / "merged")]) == 0
+    capsys.readouterr()
+    assert main(["merge", "--expert", str(expert), "--adapter", str(tmp_path / "run"),
+                 "--out", str(tmp_path / "merged"), "--dtype", "bf16"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "differs in: dtype" in err and "\n" not in err

@@ -3,7 +3,6 @@ of a pair decoding by the soft label's argmax (``evaluate_contrastive``), in
 length-sorted batches, saved after every batch, sharded under a launcher."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Optional, Union
@@ -14,7 +13,7 @@ from ..models import check_prompt_lengths
 from ..problems import gold_answer, load_problems
 from ..prompts import build_prompt_ids
 from ..provenance import Provenance, api_call
-from ..runs import writes_folder
+from ..runs import problems_digest, writes_folder
 from .grade import check_answer
 from .parse import extract_answer, extract_choice
 from .results import EvalResult, _results_frame, check_eval_out_dir
@@ -43,14 +42,19 @@ def evaluate(model_or_path, problems, config: Optional[EvalConfig] = None, token
     of ``Problem`` or a JSONL path. With ``out_dir``, ``results.jsonl`` and
     ``summary.json`` are rewritten after every batch, so a long run can be
     watched and a crash keeps finished batches; the final files are in problem
-    order.
+    order. A folder holding this evaluation finished (same model name, config and
+    problems) gives the stored result back without generating (before loading
+    the model when it is given by name); another evaluation or other files there
+    raise :class:`lrkit.runs.FolderError`.
     """
     config = (config or EvalConfig()).validate()
     problems = _scorable_problems(problems, "evaluate()")
     if out_dir is not None and (name or isinstance(model_or_path, (str, Path))):
         # Before the model loads: a folder in use is refused at once.
-        check_eval_out_dir(Path(out_dir), {"model": name or str(model_or_path), "config": to_dict(config),
-                                           "problems_sha256": _problems_sha256(problems)})
+        stored = check_eval_out_dir(Path(out_dir), {"model": name or str(model_or_path), "config": to_dict(config),
+                                                    "problems_sha256": _problems_sha256(problems)})
+        if stored is not None:
+            return stored
     model, tokenizer, model_name = _resolve_model(model_or_path, tokenizer)
     info = {"model": name or model_name, "config": to_dict(config)}
     stop_ids = stop_token_ids(model, tokenizer)
@@ -68,7 +72,8 @@ def evaluate_contrastive(pair, problems, config: Optional[EvalConfig] = None, al
 
     If this scores below greedy decoding of the expert alone, the pair's
     contrast points away from better answers and tuning towards it cannot be
-    expected to help; the demo's ablations report it for that reason.
+    expected to help; the demo's ablations report it for that reason. With
+    ``out_dir`` the folder rules of :func:`evaluate` apply (the settings include alpha).
     """
     from ..generation import contrastive_generate_batch
 
@@ -108,8 +113,10 @@ def _run_evaluation(generate_batch, models, tokenizer, problems, config: EvalCon
                              f"{len(problems)} (torchrun --nproc-per-node / accelerate --num_processes)")
         info = {**info, "problems_sha256": _problems_sha256(problems)}
         provenance = None
+        stored = check_eval_out_dir(Path(out_dir), info) if out_dir is not None else None
+        if stored is not None:  # every rank reads it: all return the stored evaluation
+            return stored
         if out_dir is not None and ranks.is_main:
-            check_eval_out_dir(Path(out_dir), info)
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             first = next(models[0].parameters())
             provenance = Provenance(out_dir, api_call("evaluate", info.get("model"), out_dir=str(out_dir)),
@@ -157,10 +164,7 @@ def _run_evaluation(generate_batch, models, tokenizer, problems, config: EvalCon
 
 
 def _problems_sha256(problems) -> str:
-    import hashlib
-
-    text = json.dumps([[p.id, p.question, p.answer] for p in problems], ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return problems_digest(problems, ("id", "question", "answer"))
 
 
 def _result_row(problem, generation, tokenizer) -> dict:

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import pandas as pd
 
 from ..provenance import PROVENANCE_FILE
-from ..runs import entries
+from ..runs import FolderError, entries, read_json, write_text
 from .stats import accuracy_interval
 
 RESULT_COLUMNS = ("id", "question", "gold", "output", "prediction", "correct", "n_tokens", "finished")
@@ -90,8 +89,8 @@ class EvalResult:
     def save(self, out_dir: Union[str, Path]) -> Path:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(out_dir / RESULTS_FILE, "".join(_row_line(r) for r in self.df.to_dict("records")))
-        _write_atomic(out_dir / SUMMARY_FILE, json.dumps(self.summary(), indent=2) + "\n")
+        write_text(out_dir / RESULTS_FILE, "".join(_row_line(r) for r in self.df.to_dict("records")))
+        write_text(out_dir / SUMMARY_FILE, json.dumps(self.summary(), indent=2) + "\n")
         return out_dir
 
     @classmethod
@@ -141,46 +140,42 @@ def _row_line(row: dict) -> str:
     return json.dumps(clean, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-class EvalFolderError(ValueError):
-    """An --out folder that holds something other than this same evaluation."""
-
-
 EVAL_FILES = (RESULTS_FILE, SUMMARY_FILE, PROVENANCE_FILE)
+SETTINGS = ("model", "config", "problems_sha256")
+"""What makes two evaluations the same one: the model's name, the config, the problems (with gold answers)."""
 
 
-def check_eval_out_dir(out_dir: Path, info: dict) -> None:
-    """Refuse to write over another evaluation or another run's files.
+def check_eval_out_dir(out_dir: Path, info: dict) -> Optional[EvalResult]:
+    """Resume or refuse an evaluation folder.
 
-    An absent or empty folder is fine, and so is one holding this very
-    evaluation (same model name, config and problems), which a rerun replaces.
+    Returns the stored result when ``out_dir`` holds this very evaluation finished
+    (same model name, config and problems); None when it is absent, empty or holds
+    this evaluation unfinished (a rerun replaces it). Raises
+    :class:`lrkit.runs.FolderError` for another evaluation or other files.
     """
     if not out_dir.exists():
-        return
+        return None
     if not out_dir.is_dir():
-        raise EvalFolderError(f"{out_dir}: not a folder")
+        raise FolderError(out_dir, "evaluation", holds="a file, not a folder", way_out="delete it")
     names = sorted(p.name for p in entries(out_dir) if not p.name.endswith(".tmp"))
     if not names:
-        return
+        return None
     foreign = [n for n in names if n not in EVAL_FILES]
     if foreign:
-        raise EvalFolderError(f"{out_dir} holds {', '.join(foreign[:4])}, not an lrkit "
-                              f"evaluation; choose another --out")
+        shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
+        raise FolderError(out_dir, "evaluation", holds=f"{shown}, not an lrkit evaluation",
+                          way_out="move those files elsewhere")
     if SUMMARY_FILE not in names:  # an evaluation that died before its first batch was saved
-        return
-    try:
-        saved = json.loads((out_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        saved = {}
+        return None
+    saved = read_json(out_dir / SUMMARY_FILE)
     saved = saved if isinstance(saved, dict) else {}
-    keys = ("model", "config", "problems_sha256")
-    differs = [k for k in keys if saved.get(k) != info.get(k)]
+    differs = [k for k in SETTINGS if saved.get(k) != info.get(k)]
     if differs:
-        raise EvalFolderError(f"{out_dir} holds the evaluation of {saved.get('model', 'another model')!r} "
-                              f"(differs in: {', '.join('problems' if k == 'problems_sha256' else k for k in differs)}); "
-                              f"choose another --out, or delete {out_dir} to evaluate there afresh")
+        from ..runs import differing
+
+        named = differing({k: saved.get(k) for k in differs}, {k: info.get(k) for k in differs})
+        raise FolderError(out_dir, "evaluation", named,
+                          holds=f"the evaluation of {saved.get('model', 'another model')!r} made with other "
+                                f"settings (differs in: {', '.join(named)})",
+                          way_out=f"delete {out_dir} to evaluate there afresh")
+    return EvalResult.load(out_dir) if saved.get("complete") else None
