@@ -323,6 +323,9 @@ class Experiment:
             baseline, result = self.sft(), self.evaluate("sft")
             rows.append({**_row("SFT baseline", baseline.problems_used, baseline.tuned_tokens, result, base),
                          "seconds": baseline.summary()["seconds"]})
+        # Not in the paper's table: the soft labels' own argmax as a decoder, no training. Below the
+        # base expert, this pair's contrast points away from better answers and tuning cannot help.
+        rows.append(_row("contrastive decoding", 0, 0, self.decode(), base))
         return [_row("base expert", 0, 0, base, base)] + rows
 
     # ------------------------------------------------------------------ everything

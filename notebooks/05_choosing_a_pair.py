@@ -80,6 +80,7 @@ from IPython.display import display
 import lrkit
 from lrkit import study as ladder_study, workshop
 from lrkit.scouting import LADDER_RESULTS
+from lrkit.viz import anatomy_frame
 from lrkit.viz.ladder import ladder_figure, sweep_figure
 
 setup = workshop.notebook_setup(DEVICE)
@@ -188,7 +189,7 @@ pd.DataFrame(default.get("records_audit_examples", []))
 # the method fixed and how many it introduced.
 
 # %%
-anatomy = ladder_study.anatomy_frame(results["ladder"])
+anatomy = anatomy_frame(results["ladder"])
 display(anatomy[anatomy["amateur"] == "g-small"])
 anatomy
 

@@ -7,7 +7,7 @@ from .figures import (accuracy_comparison, entropy_scatter, kept_share_by_beta,
                       step_distributions)
 from .explorer import Explorer, ExplorerState
 from .report import Report, export_html
-from .tables import (ablation_frame, accuracy_row, beside_paper, confident_expert_steps, efficiency_table,
+from .tables import (ablation_frame, accuracy_row, anatomy_frame, beside_paper, confident_expert_steps, efficiency_table,
                      entropy_quadrants, gold_path_frame, kl_thresholds, peak_problems, preliminary_table,
                      record_table)
 from .tokens import TokenView, side_by_side, token_view
@@ -19,5 +19,5 @@ __all__ = [
     "Explorer", "ExplorerState",
     "Report", "export_html",
     "preliminary_table", "kl_thresholds", "entropy_quadrants", "confident_expert_steps", "peak_problems",
-    "record_table", "accuracy_row", "beside_paper", "efficiency_table", "ablation_frame", "gold_path_frame",
+    "record_table", "anatomy_frame", "accuracy_row", "beside_paper", "efficiency_table", "ablation_frame", "gold_path_frame",
 ]
