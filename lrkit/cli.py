@@ -16,7 +16,7 @@ import sys
 import typing
 from typing import Callable, NamedTuple, Optional, Sequence
 
-from .config import AUTHORS_SYSTEM_PROMPT, EvalConfig, SampleConfig, TrainConfig, field_docs
+from lrkit.config import AUTHORS_SYSTEM_PROMPT, EvalConfig, SampleConfig, TrainConfig, field_docs
 
 # ------------------------------------------------------------------ config dataclass -> flags
 # One hand-written builder rather than transformers.HfArgumentParser: that reads
@@ -101,9 +101,9 @@ def sample_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_sample(args) -> int:
-    from .sampling import sample
+    from lrkit.stages.sampling import sample
 
-    from .problems import benchmark_source
+    from lrkit.data.problems import benchmark_source
 
     config = config_from_args(SampleConfig, args)
     problems, named = args.problems, benchmark_source(args.problems)
@@ -132,7 +132,7 @@ def train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_train(args) -> int:
-    from .training import train
+    from lrkit.stages.training import train
 
     result = train(args.expert, args.records, args.out, config_from_args(TrainConfig, args),
                    system_prompt=args.system_prompt, resume=args.resume)
@@ -151,7 +151,7 @@ def merge_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_merge(args) -> int:
-    from .training import merge
+    from lrkit.stages.training import merge
 
     print(f"merged: {merge(args.expert, args.adapter, args.out, dtype=args.dtype)}")
     return 0
@@ -200,10 +200,10 @@ def run_eval(args) -> int:
     config = config_from_args(EvalConfig, args)
     data_files = _data_files(args.data_file)
     if len(args.model) > 1 or len(args.problems) > 1 or args.paper_model is not None:
-        from .benchmarks import BENCHMARKS
-        from .suite import evaluate_suite
+        from lrkit.data.benchmarks import BENCHMARKS
+        from lrkit.evaluation.suite import evaluate_suite
 
-        from .distributed import current, on_every_rank
+        from lrkit.distributed import current, on_every_rank
 
         if current().sharded:
             raise on_every_rank(ValueError("a Table 1 (several --model or --problems) runs in one process; "
@@ -219,9 +219,9 @@ def run_eval(args) -> int:
         print(f"Table 1 in {Path(args.out) / 'table1.html'}, figure in {Path(args.out) / 'figure.html'}")
         return 0
 
-    from .benchmarks import load_benchmark
-    from .evaluation import RESULTS_FILE, evaluate
-    from .problems import load_problems
+    from lrkit.data.benchmarks import load_benchmark
+    from lrkit.evaluation import RESULTS_FILE, evaluate
+    from lrkit.data.problems import load_problems
 
     source = args.problems[0]
     unknown = sorted(set(data_files) - {source})
@@ -234,7 +234,7 @@ def run_eval(args) -> int:
         problems = load_problems(source, max_problems=args.limit, split=args.split, require_answers=True)
     result = evaluate(args.model[0], problems, config, out_dir=args.out, name=(args.name or [None])[0])
     result.show()
-    from .cards import add_evaluation
+    from lrkit.stages.cards import add_evaluation
 
     # A model folder lrkit trained or merged carries a card: the evaluation goes on it.
     card = add_evaluation(args.model[0], result, *_problems_label(source, data_files))
@@ -248,7 +248,7 @@ def _problems_label(source: str, data_files: dict) -> tuple[str, Optional[str]]:
     """(label, Hub dataset id or None) of the problems an evaluation ran on, for a model card."""
     from pathlib import Path
 
-    from .benchmarks import BENCHMARKS
+    from lrkit.data.benchmarks import BENCHMARKS
 
     if source in BENCHMARKS:
         return source, BENCHMARKS[source].hub_id
@@ -266,7 +266,7 @@ def export_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_export(args) -> int:
-    from .export import DATA_FILE, export
+    from lrkit.stages.export import DATA_FILE, export
 
     to = export(args.run_dir, args.to, overwrite=args.overwrite)
     print(f"exported: {to / DATA_FILE} and the dataset card {to / 'README.md'}")
@@ -283,7 +283,7 @@ def push_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_push(args) -> int:
-    from .cards import push
+    from lrkit.stages.cards import push
 
     url = push(args.folder, args.repo_id, private=args.private, token=args.token, datasets=args.dataset)
     print(f"pushed {args.folder} to {url}")
@@ -293,8 +293,8 @@ def run_push(args) -> int:
 # ------------------------------------------------------------------ lrkit demo
 
 def demo_arguments(p: argparse.ArgumentParser) -> None:
-    from . import demo  # light: lrkit.demo imports its stages inside run_demo
-    from .experiment import ExperimentConfig
+    from lrkit import demo  # light: lrkit.demo imports its stages inside run_demo
+    from lrkit.experiment import ExperimentConfig
 
     p.description, p.formatter_class = demo.__doc__, argparse.RawDescriptionHelpFormatter
     defaults = ExperimentConfig()
@@ -314,7 +314,7 @@ def demo_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def demo_config_from_args(args):
-    from .experiment import ExperimentConfig
+    from lrkit.experiment import ExperimentConfig
 
     defaults = ExperimentConfig()
     return config_from_args(ExperimentConfig, args,
@@ -325,8 +325,8 @@ def demo_config_from_args(args):
 
 
 def run_demo(args) -> int:
-    from .demo import print_summary, run_demo
-    from .models import hide_library_chatter
+    from lrkit.demo import print_summary, run_demo
+    from lrkit.models.loading import hide_library_chatter
 
     hide_library_chatter()
     result = run_demo(args.out, demo_config_from_args(args), ablations=args.ablations, fresh=args.fresh,
@@ -353,7 +353,7 @@ def pair_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_pair(args) -> int:
-    from .pairs import PAIRS, list_pairs, pair_status, prepare_pair, resolve_pair
+    from lrkit.models.pairs import PAIRS, list_pairs, pair_status, prepare_pair, resolve_pair
 
     try:
         if args.pair_command == "list":
@@ -398,7 +398,7 @@ def build_toy_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_build_ladder(args) -> int:
-    from .toy.ladder import build_ladder, get_rung
+    from lrkit.toy.ladder import build_ladder, get_rung
 
     for name in args.amateur or ():
         get_rung(name)  # an unknown name fails before any training
@@ -416,9 +416,9 @@ def run_build_toy(args) -> int:
     if args.amateur or args.force:
         raise ValueError("--amateur and --force apply to --ladder only")
     if args.pair == "toy":
-        from .toy.habit_pair import build_habit_pair as build
+        from lrkit.toy.habit_pair import build_habit_pair as build
     else:
-        from .toy.pretrain import build_toy_pair as build
+        from lrkit.toy.pretrain import build_toy_pair as build
 
     summary = build(args.out or f"data/{args.pair}", seed=args.seed, n_eval=args.n_eval,
                     n_validation=args.n_validation, precision=args.precision, threads=args.threads)
@@ -454,7 +454,7 @@ def scout_arguments(p: argparse.ArgumentParser) -> None:
 def run_scout(args) -> int:
     from pathlib import Path
 
-    from .scouting import scout
+    from lrkit.studies.scout import scout
 
     if not Path(args.problems).is_file():
         raise ValueError(f"--problems {args.problems}: no such file (a JSONL file with question and answer)")
@@ -470,7 +470,7 @@ def run_scout(args) -> int:
 
 
 def study_arguments(p: argparse.ArgumentParser) -> None:
-    from . import study
+    from lrkit.studies import ladder as study
 
     p.description, p.formatter_class = study.__doc__, argparse.RawDescriptionHelpFormatter
     p.add_argument("which", choices=("ladder",), help="the study to run (ladder: the amateur ladder on toy)")
@@ -491,7 +491,7 @@ def run_study(args) -> int:
     import shutil
     from pathlib import Path
 
-    from .study import STUDY_FILE, StudyConfig, quick_config, run_study as study
+    from lrkit.studies.ladder import STUDY_FILE, StudyConfig, quick_config, run_study as study
 
     config = quick_config() if args.quick else StudyConfig()
     if args.amateur:
@@ -592,7 +592,7 @@ SHARDED_COMMANDS = ("sample", "train", "eval")
 
 def _start_processes(args) -> None:
     """Join the launcher's processes; refuse what would hang or mix output."""
-    from . import distributed
+    from lrkit import distributed
 
     if args.command not in SHARDED_COMMANDS:
         raise distributed.on_every_rank(ValueError(
@@ -611,7 +611,7 @@ def _start_processes(args) -> None:
 def _leave_together() -> None:
     """After an error every rank knows of: leave only once all have reached here,
     so rank 0 has printed the line before the launcher stops anyone."""
-    from . import distributed
+    from lrkit import distributed
 
     try:
         distributed.stop()
@@ -635,8 +635,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import contextlib
     import io
 
-    from . import distributed
-    from .provenance import set_command_line
+    from lrkit import distributed
+    from lrkit.provenance import set_command_line
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -644,7 +644,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     main_process = _is_main_process()
     try:
         if args.command != "pair":
-            from .models import hide_library_chatter
+            from lrkit.models.loading import hide_library_chatter
 
             # Per-load progress bars and the Hub client's retry warnings would
             # surround a one-line error with noise (the error says what failed).

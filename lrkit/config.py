@@ -94,7 +94,7 @@ class TrainConfig:
     """Checkpoint every this many optimizer steps (resume comes from these)."""
     packing: bool = True
     """Pack the records of one rollout into one sequence and take the loss at
-    every kept position of it in one forward pass (lrkit.packing). The loss, the
+    every kept position of it in one forward pass (lrkit.stages.packing). The loss, the
     records per step and the tuned tokens mean what they mean without packing;
     off trains one sequence per record, as the paper's recipe does."""
     chunk_size: int = 64

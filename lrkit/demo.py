@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .experiment import Experiment, ExperimentConfig
+from lrkit.experiment import Experiment, ExperimentConfig
+from lrkit.toy import TOY_PAIRS
 
 
 @dataclass
@@ -33,8 +34,6 @@ class DemoResult:
 def run_demo(out_dir="runs/demo", config: Optional[ExperimentConfig] = None, ablations: bool = False,
              fresh: bool = False, progress: bool = True) -> DemoResult:
     """The experiment on a bundled pair, on the CPU (``fresh``: delete ``out_dir`` first)."""
-    from .toy import TOY_PAIRS
-
     config = config or ExperimentConfig()
     if config.pair not in TOY_PAIRS:
         raise ValueError(f"--pair must be one of {', '.join(TOY_PAIRS)} (the bundled pairs), got {config.pair!r}")
@@ -48,7 +47,7 @@ def run_demo(out_dir="runs/demo", config: Optional[ExperimentConfig] = None, abl
 
 
 def print_summary(summary: dict) -> None:
-    from .viz.tables import _check_text, _pct_pair, _seeds_text  # pandas and plotly: not for `lrkit --help`
+    from lrkit.viz.tables import _check_text, _pct_pair, _seeds_text  # pandas and plotly: not for `lrkit --help`
 
     def pct(x):
         return f"{100 * x:.1f}%"

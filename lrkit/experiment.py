@@ -28,9 +28,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from .config import EvalConfig, SampleConfig, TrainConfig, to_dict
-from .paper import PAPER_ABLATION, PAPER_GSM8K
-from .runs import check_settings, write_json
+from lrkit.config import EvalConfig, SampleConfig, TrainConfig, to_dict
+from lrkit.data.problems import load_problems
+from lrkit.models.pairs import _sha256_of, resolve_pair
+from lrkit.paper import PAPER_ABLATION, PAPER_GSM8K
+from lrkit.provenance import Provenance, api_call
+from lrkit.runs import check_settings, write_json
+from lrkit.stages.cards import add_evaluation
+from lrkit.toy import TOY_PAIRS, toy_problems
 
 EXPERIMENT_FILE = "experiment.json"
 VARIANTS = ("lightreasoner", "no_selection", "no_contrast", "neither")
@@ -94,8 +99,6 @@ class ExperimentConfig:
 
 
 def is_toy(pair: str) -> bool:
-    from .toy import TOY_PAIRS
-
     return pair in TOY_PAIRS
 
 
@@ -103,11 +106,8 @@ def problems_for(pair: str, n: int, split: str, seed: int = 0) -> list[dict]:
     """``n`` problems for ``pair``: a bundled toy pair's own family (seeded), else the
     first ``n`` of GSM8K's ``split`` (the paper samples GSM8K train and tests on test).
     ``split`` has no default: sampling and evaluation each name theirs."""
-    from .toy import toy_problems
-
     if is_toy(pair):
         return toy_problems(pair, n, split, seed=seed)
-    from .problems import load_problems
 
     return [p.to_dict() for p in load_problems(f"gsm8k:{split}", max_problems=n)]
 
@@ -132,8 +132,6 @@ def _tag(value) -> str:
 def pair_build(pair: str) -> dict:
     """The sha256 of a bundled pair's weights (a rebuilt toy pair is another pair);
     a Hub pair is its names."""
-    from .pairs import _sha256_of, resolve_pair
-
     expert, amateur = (str(p) for p in resolve_pair(pair))
     if is_toy(pair):
         return {role: _sha256_of(Path(path) / "model.safetensors")
@@ -153,7 +151,7 @@ class Experiment:
 
     def __init__(self, folder: Union[str, Path], config: Optional[ExperimentConfig] = None, device="auto",
                  dtype="auto", progress: bool = True):
-        from .models import choose_device, choose_dtype
+        from lrkit.models.loading import choose_device, choose_dtype
 
         self.folder, self.config, self.progress = Path(folder), config or ExperimentConfig(), progress
         self.device = choose_device(device)
@@ -175,13 +173,13 @@ class Experiment:
     # ------------------------------------------------------------------ problems, pair, folders
     @property
     def expert_path(self) -> str:
-        from .pairs import resolve_pair
+        from lrkit.models.pairs import resolve_pair
 
         return str(resolve_pair(self.config.pair)[0])
 
     @property
     def amateur_path(self) -> str:
-        from .pairs import resolve_pair
+        from lrkit.models.pairs import resolve_pair
 
         return self.config.amateur or str(resolve_pair(self.config.pair)[1])
 
@@ -189,7 +187,7 @@ class Experiment:
     def pair(self):
         """The pair (the expert and the amateur), loaded once on the experiment's device."""
         if self._pair is None:
-            from .models import load_pair
+            from lrkit.models.loading import load_pair
 
             self._pair = (load_pair(self.expert_path, self.config.amateur, device=self.device, dtype=self.dtype)
                           if self.config.amateur else load_pair(self.config.pair, device=self.device, dtype=self.dtype))
@@ -232,9 +230,9 @@ class Experiment:
         """The gold-path check (``lrkit.contrast_check``) at the experiment's beta and
         alpha, on validation gold solutions; ``pairs``: default this pair and, for a
         bundled pair, the other bundled one."""
-        from .diagnostics import contrast_check
-        from .models import load_pair
-        from .toy import TOY_PAIRS
+        from lrkit.evaluation.diagnostics import contrast_check
+        from lrkit.models.loading import load_pair
+        from lrkit.toy import TOY_PAIRS
 
         c = self.config
         names = pairs or (sorted(TOY_PAIRS, key=lambda n: n != c.pair) if is_toy(c.pair) else [c.pair])
@@ -250,7 +248,7 @@ class Experiment:
     def sample(self, beta: Optional[float] = None):
         """``lrkit.sample`` on the train problems at the experiment's
         settings (``beta`` 0: every step, the no-selection ablation)."""
-        from .sampling import sample
+        from lrkit.stages.sampling import sample
 
         config = self.config.sample if beta is None else replace(self.config.sample, beta=beta)
         # the gold answers are only stored beside the rollouts, for reading; sampling never uses them
@@ -264,16 +262,16 @@ class Experiment:
 
     def train(self, variant: str = "lightreasoner", seed: Optional[int] = None):
         """``lrkit.train`` on the variant's records."""
-        from .training import train
+        from lrkit.stages.training import train
 
         config = self.config.train if seed is None else replace(self.config.train, seed=seed)
         return train(self.expert_path, self.records(variant), self.model_dir(variant, seed) / "adapter", config,
                      resume=True, progress=self.progress)
 
     def sft(self):
-        """The paper's SFT baseline (``lrkit.sft.run_sft``) on the same train problems,
+        """The paper's SFT baseline (``lrkit.stages.sft.run_sft``) on the same train problems,
         with the same LoRA and learning rate."""
-        from .sft import run_sft
+        from lrkit.stages.sft import run_sft
 
         return run_sft(self.expert_path, self.train_set(), self.model_dir("sft") / "adapter", config=self.config.train,
                        max_new_tokens=self.config.eval.max_new_tokens,
@@ -281,14 +279,14 @@ class Experiment:
 
     def merge(self, variant: str = "lightreasoner", seed: Optional[int] = None) -> Path:
         """``lrkit.merge`` of the variant's adapter (trained first when missing)."""
-        from .training import merge
+        from lrkit.stages.training import merge
 
         adapter = self.sft().adapter_dir if variant == "sft" else self.train(variant, seed).adapter_dir
         return merge(self.expert_path, adapter, self.model_dir(variant, seed) / "merged")
 
     def evaluate(self, model: str = "base", seed: Optional[int] = None):
         """``lrkit.evaluate`` on the test problems: "base", or a tuned variant (merged first)."""
-        from .evaluation import evaluate
+        from lrkit.evaluation import evaluate
 
         label = model_label(model, self.config.train.seed if seed is None else seed)
         if model == "base":
@@ -297,7 +295,6 @@ class Experiment:
         merged = self.merge(model, seed)
         result = evaluate(str(merged), self.test_set(), self.config.eval, out_dir=self.eval_dir(model, seed),
                           progress=self.progress, name=label)
-        from .cards import add_evaluation
 
         add_evaluation(merged, result, f"{self.config.pair} test problems (problem seed {self.config.problem_seed})")
         return result
@@ -305,7 +302,7 @@ class Experiment:
     def decode(self):
         """``lrkit.evaluate_contrastive``: the expert decodes by v_C's argmax, no training;
         where tuning towards the labels leads."""
-        from .evaluation import evaluate_contrastive
+        from lrkit.evaluation import evaluate_contrastive
 
         return evaluate_contrastive(self.pair, self.test_set(), self.config.eval, alpha=self.config.sample.alpha,
                                     out_dir=self.eval_dir("decoding"), progress=self.progress,
@@ -331,9 +328,8 @@ class Experiment:
     # ------------------------------------------------------------------ everything
     def run(self, ablations: bool = False, report: bool = True) -> dict:
         """Every stage, the summary (``summary.json``) and the HTML report: ``lrkit demo``."""
-        from .audit import odd_token_audit
-        from .evaluation import compare
-        from .provenance import Provenance, api_call
+        from lrkit.evaluation.audit import odd_token_audit
+        from lrkit.evaluation import compare
 
         c = self.config
         timings: dict[str, float] = {}
@@ -346,7 +342,7 @@ class Experiment:
             sampled = self.sample()
         records, steps = sampled.records(), sampled.steps()
         with _Stage("exporting the records (parquet + dataset card)", timings, self.progress):
-            from .export import export
+            from lrkit.stages.export import export
 
             export(sampled.out_dir, self.folder / "records_dataset", overwrite=True)
         with _Stage("evaluating base expert", timings, self.progress):
@@ -397,7 +393,7 @@ class Experiment:
             summary["ablations"] = rows
         summary["odd_token_audit"] = odd_token_audit(records).summary() if records else None
         if c.pair == "toy":  # the toy classifier reads the habit family's worked lines
-            from .anatomy import error_anatomy
+            from lrkit.evaluation.anatomy import error_anatomy
 
             summary["error_anatomy"] = error_anatomy(
                 {"base": base, **{f"seed {seed}": result for seed, _, result, _ in runs}},
@@ -405,7 +401,7 @@ class Experiment:
         write_json(self.folder / "summary.json", summary)
         provenance.finish()
         if report:
-            from .viz.experiment_report import experiment_report
+            from lrkit.viz.experiment_report import experiment_report
 
             path = experiment_report(self.folder, steps, records, trained.loss_history, base, tuned, comparison,
                                      summary, decoded, alpha=c.sample.alpha)
@@ -452,8 +448,8 @@ def soft_label_fit(model: str, records: Sequence[dict], device="auto", dtype="au
     with no update (did the tuned expert move towards the soft labels?)."""
     import torch
 
-    from .models import load_model, scored_vocab_size
-    from .training import SoftLabelCollator, build_examples, pad_id_of, soft_label_kl
+    from lrkit.models.loading import load_model, scored_vocab_size
+    from lrkit.stages.training import SoftLabelCollator, build_examples, pad_id_of, soft_label_kl
 
     loaded, tokenizer = load_model(model, device=device, dtype=dtype)
     examples = build_examples(records, tokenizer, TrainConfig().max_length)

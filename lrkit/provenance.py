@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Optional
+from lrkit.runs import write_json
 
 PROVENANCE_FILE = "provenance.json"
 PACKAGES = ("torch", "transformers", "peft", "accelerate")
@@ -78,7 +79,7 @@ def git_commit() -> Optional[str]:
 
 
 def environment() -> dict:
-    from . import __version__
+    from lrkit import __version__
 
     return {"lrkit": __version__, "git_commit": git_commit(), "python": platform.python_version(),
             **{package: _version(package) for package in PACKAGES},
@@ -121,8 +122,6 @@ class Provenance:
         self._write(runs)
 
     def _write(self, runs: list) -> None:
-        from .runs import write_json
-
         write_json(self.path, {"runs": runs})
 
 

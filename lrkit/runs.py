@@ -38,6 +38,7 @@ import os
 import threading
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from lrkit import distributed
 
 LOCK_FILE = ".lrkit.lock"
 RUN_FILE = "lrkit_train.json"
@@ -61,7 +62,7 @@ def digest(value: Any) -> str:
 
 def problems_digest(problems: Iterable, fields: Sequence[str] = ("id", "question")) -> str:
     """The digest of a problem set: each problem's ``fields`` in order (attributes of
-    :class:`lrkit.problems.Problem`, or keys of dicts). Sampling and SFT's run
+    :class:`lrkit.data.problems.Problem`, or keys of dicts). Sampling and SFT's run
     files use id and question; evaluation and the suite add the gold answer
     (``("id", "question", "answer")``), since it decides the scores."""
     def value(problem, name):
@@ -246,7 +247,6 @@ def locked(folder: Union[str, Path, None], stage: str) -> Iterator[None]:
     if folder is None:
         yield
         return
-    from . import distributed
 
     folder, ranks = Path(folder), distributed.current()
     if not ranks.sharded:

@@ -22,7 +22,8 @@ from typing import Optional, Union
 
 import torch
 
-from .models import PRECISION_NAMES, choose_device, choose_dtype, hide_library_chatter
+from lrkit.experiment import Experiment, ExperimentConfig
+from lrkit.models.loading import PRECISION_NAMES, choose_device, choose_dtype, hide_library_chatter
 
 RUN_DIR_ENV = "LRKIT_RUN_DIR"
 
@@ -112,8 +113,6 @@ def notebook_experiment(pair: str, n_problems: int, beta: float, alpha: float, m
     One problem set per folder; the sampling, training and evaluation folders inside
     it are named after their own settings, so a changed parameter makes a new folder
     beside the old ones instead of clashing with them."""
-    from .experiment import Experiment, ExperimentConfig
-
     setup = notebook_setup(device)
     config = ExperimentConfig.for_pair(pair, n_problems, n_eval, beta=beta, alpha=alpha, max_steps=max_steps,
                                        learning_rate=learning_rate, seed=seed, precision=setup.precision)

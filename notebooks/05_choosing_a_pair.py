@@ -78,8 +78,9 @@ import pandas as pd
 from IPython.display import display
 
 import lrkit
-from lrkit import study as ladder_study, workshop
-from lrkit.scouting import LADDER_RESULTS
+from lrkit.studies import ladder as ladder_study
+from lrkit import workshop
+from lrkit.studies.scout import LADDER_RESULTS
 from lrkit.viz import anatomy_frame
 from lrkit.viz.ladder import ladder_figure, sweep_figure
 

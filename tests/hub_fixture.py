@@ -149,7 +149,7 @@ def _rows(path: Path) -> list[dict]:
 
 def benchmark_splits(name: str) -> dict:
     """A paper benchmark's fixture rows (tests/fixtures/benchmarks, Hub schema) by Hub split."""
-    from lrkit.benchmarks import BENCHMARKS
+    from lrkit.data.benchmarks import BENCHMARKS
 
     rows = _rows(FIXTURES / "benchmarks" / f"{name}.jsonl")
     parts = BENCHMARKS[name].split.split("+")
@@ -161,7 +161,7 @@ def benchmark_splits(name: str) -> dict:
 def write_benchmarks(home: Path, n_train: int | None = None) -> None:
     """GSM8K (train from ../shared/data/gsm8k, test the fixture) and the paper's
     other six benchmarks (the fixtures), each under its Hub id and config."""
-    from lrkit.benchmarks import BENCHMARKS, PAPER_BENCHMARKS
+    from lrkit.data.benchmarks import BENCHMARKS, PAPER_BENCHMARKS
 
     train = _rows(GSM8K_TRAIN)
     gsm8k = {"train": train[:n_train] if n_train else train, "test": _rows(GSM8K_TEST)}

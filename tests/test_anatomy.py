@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from lrkit.anatomy import ARITHMETIC, HABIT, OTHER, READING, classify_toy, equations, error_anatomy
 from lrkit.evaluation import EvalResult
+from lrkit.evaluation.anatomy import ARITHMETIC, HABIT, OTHER, READING, classify_toy, equations, error_anatomy
 
 SOLUTION = ("Ravi starts with 2 apples.\nAfter picking 3 more, he has 2 + 3 = 5 apples.\n"
             "After giving 1 to Liam, he has 5 - 1 = 4 apples.\n#### 4")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from lrkit.data.problems import gold_answer
 from lrkit.evaluation import answers_match, check_answer, extract_answer, extract_choice
-from lrkit.problems import gold_answer
 
 GSM8K_TRAIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k" / "train.jsonl"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lrkit.problems import ProblemError, load_problems
+from lrkit.data.problems import ProblemError, load_problems
 
 REPO = Path(__file__).resolve().parents[1]
 GSM8K_TRAIN = REPO.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
@@ -43,7 +43,7 @@ def fake_hub(monkeypatch):
 
 
 def test_the_rule_parses_names_and_splits(tmp_path, monkeypatch):
-    from lrkit.problems import benchmark_source
+    from lrkit.data.problems import benchmark_source
 
     assert benchmark_source("gsm8k") == ("gsm8k", None)
     assert benchmark_source("openai/gsm8k") == ("gsm8k", None)
@@ -90,7 +90,7 @@ def test_evaluate_of_gsm8k_scores_the_test_split(fake_hub):
 
 
 def test_sampling_and_sft_refuse_a_bare_benchmark_name(fake_hub):
-    from lrkit.problems import training_problems
+    from lrkit.data.problems import training_problems
 
     calls, questions = fake_hub
     with pytest.raises(ProblemError, match="sampling names its split, e.g. 'gsm8k:train'"):
@@ -99,7 +99,7 @@ def test_sampling_and_sft_refuse_a_bare_benchmark_name(fake_hub):
     assert [p.question for p in training_problems("gsm8k:train", max_problems=2)] == questions["train"][:2]
     calls.clear()
     import lrkit
-    from lrkit.sft import run_sft
+    from lrkit.stages.sft import run_sft
 
     with pytest.raises(ProblemError, match="a bare benchmark name means its evaluation split"):
         lrkit.sample("toy", None, "gsm8k", "unused-out")
@@ -109,7 +109,7 @@ def test_sampling_and_sft_refuse_a_bare_benchmark_name(fake_hub):
 
 
 def _need_toy_pair():
-    from lrkit.pairs import PairNotPreparedError, resolve_pair
+    from lrkit.models.pairs import PairNotPreparedError, resolve_pair
 
     try:
         resolve_pair("toy")

@@ -8,10 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from lrkit.data.benchmarks import BENCHMARKS, MMLU_STEM_SUBJECTS, PAPER_BENCHMARKS, load_benchmark
+from lrkit.data.problems import ProblemError, load_problems
 from lrkit.paper import PAPER_TABLE1
-from lrkit.benchmarks import (BENCHMARKS, MMLU_STEM_SUBJECTS, PAPER_BENCHMARKS,
-                              load_benchmark)
-from lrkit.problems import ProblemError, load_problems
 
 FIXTURES = Path(__file__).parent / "fixtures" / "benchmarks"
 

@@ -9,11 +9,12 @@ import math
 import pytest
 import torch
 
-from lrkit import divergence, packing, training
 from lrkit.config import EvalConfig, SampleConfig, TrainConfig
 from lrkit.evaluation import evaluate
-from lrkit.models import load_model
-from lrkit.sampling import sample
+from lrkit.maths import divergence
+from lrkit.models.loading import load_model
+from lrkit.stages import packing, training
+from lrkit.stages.sampling import sample
 
 PROBLEMS = [{"id": f"b{i}", "question": f"Kim has {i + 1} pens and {2 * i} more. How many?", "answer": str(3 * i + 1)}
             for i in range(4)]

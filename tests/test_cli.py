@@ -142,8 +142,8 @@ def test_a_bad_flag_value_is_an_argparse_error(capsys):
 def test_the_readme_example_problems_run(tmp_path, capsys):
     """README: `lrkit sample --expert toy --problems data/examples/problems.jsonl --out ...`."""
     from lrkit.cli import main
-    from lrkit.pairs import PairNotPreparedError, resolve_pair
-    from lrkit.problems import gold_answer, load_problems
+    from lrkit.models.pairs import PairNotPreparedError, resolve_pair
+    from lrkit.data.problems import gold_answer, load_problems
 
     path = REPO / "data" / "examples" / "problems.jsonl"
     problems = load_problems(str(path))

@@ -177,7 +177,7 @@ def test_the_colab_path_offline(cache, tmp_path, monkeypatch):
 
     # The tokenizer and the models, loaded by the pair's name.
     sizes = python(env, work, "import json, lrkit; p = lrkit.load_pair('qwen2.5-math-1.5b'); "
-                              "from lrkit.models import output_rows; "
+                              "from lrkit.models.loading import output_rows; "
                               "print(json.dumps([len(p.tokenizer), p.vocab_size, output_rows(p.expert), "
                               "output_rows(p.amateur), p.expert.config.tie_word_embeddings, "
                               "p.amateur.config.tie_word_embeddings, p.expert_name, p.amateur_name]))")
@@ -185,8 +185,8 @@ def test_the_colab_path_offline(cache, tmp_path, monkeypatch):
 
     # Each model's own template from its Hub name, with its own default system prompt.
     question = "Tom has 3 apples and buys 4 more. How many apples does he have?"
-    prompts = python(env, work, "import json; from lrkit.models import load_tokenizer; "
-                                "from lrkit.prompts import build_prompt_ids; "
+    prompts = python(env, work, "import json; from lrkit.models.loading import load_tokenizer; "
+                                "from lrkit.models.prompts import build_prompt_ids; "
                                 f"print(json.dumps([build_prompt_ids(load_tokenizer(m), {question!r}, None) "
                                 f"for m in {[hub.EXPERT, hub.AMATEUR]!r}]))")
     tok = backend()

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
-from lrkit.generation import contrastive_generate, greedy_generate
-from lrkit.models import load_pair, load_tokenizer
-from lrkit.prompts import build_prompt_ids
+from lrkit.models.generation import contrastive_generate, greedy_generate
+from lrkit.models.loading import load_pair, load_tokenizer
+from lrkit.models.prompts import build_prompt_ids
 
 
 QUESTIONS = [f"Ann has {i + 3} pens and gets {2 * i + 5} more. How many?" + " Think." * (i % 3)

@@ -13,7 +13,7 @@ import torch
 from lrkit import demo
 from lrkit.cli import main
 from lrkit.evaluation import accuracy_interval
-from lrkit.pairs import TOY_DIR
+from lrkit.models.pairs import TOY_DIR
 
 pytestmark = pytest.mark.skipif(not (TOY_DIR / "expert").is_dir(), reason="no bundled pair")
 
@@ -106,8 +106,8 @@ def test_every_seed_is_trained_and_scored_against_the_base(run, ex):
 
 
 def test_gold_path_check_of_both_bundled_pairs(run):
-    from lrkit.diagnostics import contrast_check
-    from lrkit.models import load_pair
+    from lrkit.evaluation.diagnostics import contrast_check
+    from lrkit.models.loading import load_pair
     from lrkit.toy import toy_problems
 
     out, stdout = run
@@ -274,8 +274,8 @@ def test_a_rerun_with_another_problem_set_says_fresh(run, capsys):
 
 
 def test_the_demo_reports_the_odd_token_audit_and_the_error_anatomy(run, ex):
-    from lrkit.audit import odd_token_audit
-    from lrkit.records import read_records
+    from lrkit.evaluation.audit import odd_token_audit
+    from lrkit.data.records import read_records
 
     out, stdout = run
     summary = json.loads((out / "summary.json").read_text())

@@ -1,4 +1,4 @@
-"""The gold-path check (lrkit.diagnostics): hand-made distributions worked out
+"""The gold-path check (lrkit.evaluation.diagnostics): hand-made distributions worked out
 by hand, and the whole check on tiny models against a plain batch-1 reference."""
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
-from lrkit.diagnostics import ContrastCheck, contrast_check, gold_path_statistics
-from lrkit.models import load_pair, load_tokenizer
-from lrkit.prompts import build_prompt_ids
+from lrkit.evaluation.diagnostics import ContrastCheck, contrast_check, gold_path_statistics
+from lrkit.models.loading import load_pair, load_tokenizer
+from lrkit.models.prompts import build_prompt_ids
 
 
 def logp(*probs):

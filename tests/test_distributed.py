@@ -32,7 +32,7 @@ TIMINGS = ("rollout_s", "scoring_s", "seconds", "tokens_per_second")
 # Rank-dependent behaviour for the failure tests, injected from outside lrkit.
 WRAPPER = """
 import os, sys
-import lrkit.sampling
+import lrkit.stages.sampling
 from lrkit.cli import main
 rank = os.environ["RANK"]
 argv = sys.argv[1:]
@@ -41,13 +41,13 @@ if os.environ.get("TEST_OUT_PER_RANK"):
 if os.environ.get("TEST_FAIL_RANK") == rank:
     def broken(*args, **kwargs):
         raise RuntimeError("generation broke on this rank")
-    lrkit.sampling.greedy_generate_batch = broken
+    lrkit.stages.sampling.greedy_generate_batch = broken
 if os.environ.get("TEST_FAIL_TRAINING_RANK") == rank:
-    import lrkit.packing, lrkit.training
+    import lrkit.stages.packing, lrkit.stages.training
     def broken_loss(*args, **kwargs):
         raise RuntimeError("the loss broke on this rank")
-    lrkit.training.soft_label_kl = broken_loss
-    lrkit.packing.packed_kl = broken_loss
+    lrkit.stages.training.soft_label_kl = broken_loss
+    lrkit.stages.packing.packed_kl = broken_loss
 sys.exit(main(argv))
 """
 

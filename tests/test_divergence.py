@@ -1,4 +1,4 @@
-"""lrkit.divergence against plain NumPy (float64) and hand-worked numbers."""
+"""lrkit.maths.divergence against plain NumPy (float64) and hand-worked numbers."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lrkit.divergence import (NonFiniteLogitsError, contrastive_scores, entropy, keep_steps, kl_divergence,
+from lrkit.maths.divergence import (NonFiniteLogitsError, contrastive_scores, entropy, keep_steps, kl_divergence,
                               log_probs, plausibility_mask, sparse_soft_label, step_statistics)
 
 

@@ -15,10 +15,11 @@ import pytest
 import torch
 
 from lrkit.config import EvalConfig
-from lrkit.evaluation import (EvalResult, accuracy_interval, answers_match, compare, evaluate,
-                              extract_answer, gold_answer, mcnemar_p_value, parse_number)
-from lrkit.generation import greedy_generate
-from lrkit.prompts import build_prompt_ids
+from lrkit.evaluation import (
+    EvalResult, accuracy_interval, answers_match, compare, evaluate, extract_answer, gold_answer, mcnemar_p_value,
+    parse_number)
+from lrkit.models.generation import greedy_generate
+from lrkit.models.prompts import build_prompt_ids
 
 GSM8K_TRAIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k" / "train.jsonl"
 

@@ -9,7 +9,7 @@ import pytest
 
 from lrkit.config import EvalConfig, SampleConfig, TrainConfig
 from lrkit.experiment import Experiment, ExperimentConfig, no_contrast
-from lrkit.pairs import PairNotPreparedError, resolve_pair
+from lrkit.models.pairs import PairNotPreparedError, resolve_pair
 from lrkit.runs import FolderError
 
 

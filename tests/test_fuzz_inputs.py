@@ -17,8 +17,8 @@ import pytest
 
 from lrkit.cli import main
 from lrkit.config import SampleConfig
-from lrkit.records import AUTHORS_FIELDS
-from lrkit.sampling import sample
+from lrkit.data.records import AUTHORS_FIELDS
+from lrkit.stages.sampling import sample
 
 
 SEED = 1212

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from hub_fixture import QWEN, tokenizer_json
-from lrkit.generation import end_of_turn_id, stop_token_ids
-from lrkit.models import load_tokenizer
+from lrkit.models.generation import end_of_turn_id, stop_token_ids
+from lrkit.models.loading import load_tokenizer
 from tiny_models import CHAT_TEMPLATE, make_tokenizer
 
 

@@ -1,4 +1,4 @@
-"""benchmarks/gpu_check.py --dry-run: the GPU check's own code, on the CPU with
+"""perf/gpu_check.py --dry-run: the GPU check's own code, on the CPU with
 tiny configs, so the script cannot rot before a GPU runs it."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_gpu_check_dry_run_writes_its_report(tmp_path):
-    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--dry-run",
+    run = subprocess.run([sys.executable, str(REPO / "perf" / "gpu_check.py"), "--dry-run",
                           "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
     assert run.returncode == 0, run.stderr[-3000:]

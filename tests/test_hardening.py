@@ -13,12 +13,12 @@ from transformers import AutoModelForCausalLM
 
 from lrkit.cli import main
 from lrkit.config import EvalConfig, SampleConfig
+from lrkit.data.records import tokenizer_fingerprint
 from lrkit.evaluation import evaluate
-from lrkit.models import ModelNotFoundError, PromptTooLongError, load_model, load_tokenizer
-from lrkit.prompts import build_prompt_ids
+from lrkit.models.loading import ModelNotFoundError, PromptTooLongError, load_model, load_tokenizer
+from lrkit.models.prompts import build_prompt_ids
 from lrkit.provenance import PACKAGES, read_provenance
-from lrkit.records import tokenizer_fingerprint
-from lrkit.sampling import read_steps, sample
+from lrkit.stages.sampling import read_steps, sample
 
 from tiny_models import make_model, make_tokenizer
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from lrkit.pairs import PairNotPreparedError, resolve_pair
+from lrkit.models.pairs import PairNotPreparedError, resolve_pair
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = "02_critical_moments.ipynb"

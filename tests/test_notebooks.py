@@ -22,7 +22,7 @@ nbformat = pytest.importorskip("nbformat")
 jupytext = pytest.importorskip("jupytext")
 papermill = pytest.importorskip("papermill")
 
-from lrkit.pairs import PairNotPreparedError, resolve_pair  # noqa: E402
+from lrkit.models.pairs import PairNotPreparedError, resolve_pair  # noqa: E402
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 ORDER = ("01_sampling", "02_critical_moments", "03_finetuning", "04_evaluation")

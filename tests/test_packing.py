@@ -1,6 +1,6 @@
-"""Packed soft-label training (lrkit.packing) against the per-record recipe.
+"""Packed soft-label training (lrkit.stages.packing) against the per-record recipe.
 
-The reference is the per-record loss of lrkit.training (one left-padded sequence
+The reference is the per-record loss of lrkit.stages.training (one left-padded sequence
 per record, logits at position -1), itself checked against plain torch in
 test_training.py. Packed and per-record must give the same loss (1e-6 relative)
 and the same LoRA gradients (1e-5) on the same records, with dropout 0.
@@ -12,14 +12,14 @@ import json
 import pytest
 import torch
 
-from lrkit import training
 from lrkit.config import AUTHORS_SYSTEM_PROMPT, SampleConfig, TrainConfig
-from lrkit.models import load_tokenizer, resolve_member, scored_vocab_size
-from lrkit.packing import PackedCollator, pack_units, packed_kl, schedule
-from lrkit.records import read_records
-from lrkit.sampling import sample
-from lrkit.training import (SoftLabelCollator, add_lora, build_examples, load_expert, packed_items,
-                            record_input_ids, soft_label_kl)
+from lrkit.data.records import read_records
+from lrkit.models.loading import load_tokenizer, resolve_member, scored_vocab_size
+from lrkit.stages import training
+from lrkit.stages.packing import PackedCollator, pack_units, packed_kl, schedule
+from lrkit.stages.sampling import sample
+from lrkit.stages.training import (
+    SoftLabelCollator, add_lora, build_examples, load_expert, packed_items, record_input_ids, soft_label_kl)
 from tiny_models import save_pair
 
 QUESTIONS = ["what is 12+7?", "Tom has 3 apples and buys 5 more. How many?", "9-4=?",

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lrkit import gguf, pairs
 from lrkit.cli import main
-from lrkit.pairs import ChecksumError, GGUFSource, PairNotPreparedError, PairSpec
+from lrkit.models import gguf, pairs
+from lrkit.models.pairs import ChecksumError, GGUFSource, PairNotPreparedError, PairSpec
 
 REPO = Path(__file__).resolve().parents[1]
 PART_BYTES = [bytes([i]) * 1000 + b"lrkit" * i for i in range(1, 4)]
@@ -75,7 +75,7 @@ def test_an_installed_wheel_carries_the_toy_pairs(tmp_path):
         shipped_code = {name for name in archive.namelist() if name.endswith(".py")}
     # pyproject lists the packages by hand: every module of the checkout must be in the wheel
     assert shipped_code == {str(p.relative_to(REPO)) for p in (REPO / "lrkit").rglob("*.py")}
-    script = ("import json, lrkit.pairs as p; from lrkit.toy import toy_pair_paths; "
+    script = ("import json, lrkit.models.pairs as p; from lrkit.toy import toy_pair_paths; "
               "print(json.dumps({n: [p.resolve_pair(n), [str(x) for x in toy_pair_paths(n)]] "
               "for n in ('toy', 'toy-shared')}))")
     out = subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, capture_output=True,

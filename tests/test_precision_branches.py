@@ -17,8 +17,10 @@ import types
 import pytest
 import torch
 
-from lrkit import divergence, models, training
 from lrkit.config import SampleConfig, TrainConfig
+from lrkit.maths import divergence
+from lrkit.models import loading as models
+from lrkit.stages import training
 from tiny_models import save_pair
 
 CARDS = {  # name: (capability, precision, dtype)
@@ -118,7 +120,7 @@ def test_a_t4_is_not_given_emulated_bf16(monkeypatch):
 
 @pytest.mark.parametrize("card", [*CARDS, "cpu"])
 def test_models_load_in_the_branch_dtype_and_score_in_float32(card, pair, monkeypatch, tmp_path):
-    from lrkit.sampling import sample
+    from lrkit.stages.sampling import sample
 
     if card == "cpu":
         fake_cpu_only(monkeypatch)

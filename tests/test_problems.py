@@ -1,4 +1,4 @@
-"""lrkit.problems: problem files (JSONL) and gold answers (the text after '####').
+"""lrkit.data.problems: problem files (JSONL) and gold answers (the text after '####').
 Benchmarks by name are tests/test_benchmarks.py's."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lrkit.problems import Problem, ProblemError, gold_answer, load_problems
+from lrkit.data.problems import Problem, ProblemError, gold_answer, load_problems
 
 
 @pytest.mark.parametrize("answer, gold", [

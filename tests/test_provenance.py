@@ -82,13 +82,13 @@ def test_api_call_shortens_long_values():
 
 
 def test_a_resumed_sampling_run_adds_an_entry(pair_paths, tmp_path, monkeypatch):
-    import lrkit.sampling
+    import lrkit.stages.sampling
     from lrkit.config import SampleConfig
-    from lrkit.sampling import sample
+    from lrkit.stages.sampling import sample
 
     problems = [{"id": f"p{i}", "question": f"Ann has {i + 2} pens. How many?"} for i in range(2)]
     config = SampleConfig(max_new_tokens=4, batch_size=1)
-    generate, calls = lrkit.sampling.greedy_generate_batch, []
+    generate, calls = lrkit.stages.sampling.greedy_generate_batch, []
 
     def dies_in_the_second_batch(*args, **kwargs):
         calls.append(1)
@@ -96,7 +96,7 @@ def test_a_resumed_sampling_run_adds_an_entry(pair_paths, tmp_path, monkeypatch)
             raise KeyboardInterrupt
         return generate(*args, **kwargs)
 
-    monkeypatch.setattr(lrkit.sampling, "greedy_generate_batch", dies_in_the_second_batch)
+    monkeypatch.setattr(lrkit.stages.sampling, "greedy_generate_batch", dies_in_the_second_batch)
     with pytest.raises(KeyboardInterrupt):
         sample(str(pair_paths[0]), str(pair_paths[1]), problems, tmp_path / "run", config, progress=False)
     monkeypatch.undo()

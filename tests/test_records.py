@@ -1,4 +1,4 @@
-"""lrkit.records: validation that names file, line and field; a write/read round
+"""lrkit.data.records: validation that names file, line and field; a write/read round
 trip; the tokenizer fingerprint and the checks that use it."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from lrkit.records import (AUTHORS_FIELDS, RecordError, check_records_tokenizer, read_records,
+from lrkit.data.records import (AUTHORS_FIELDS, RecordError, check_records_tokenizer, read_records,
                            tokenizer_fingerprint, validate_record, write_records)
 
 from tiny_models import make_tokenizer

@@ -27,7 +27,7 @@ OUTPUTS = ("rollouts.jsonl", "steps.jsonl", "records.jsonl", "config.json")
 WRAPPER = """
 import os, sys, time
 from pathlib import Path
-import lrkit.sampling, lrkit.training
+import lrkit.stages.sampling, lrkit.stages.training
 from lrkit.cli import main
 go = Path(os.environ["TEST_GO"])
 def held(function):
@@ -37,8 +37,8 @@ def held(function):
             time.sleep(0.05)
         return function(*args, **kwargs)
     return call
-lrkit.sampling.greedy_generate_batch = held(lrkit.sampling.greedy_generate_batch)
-lrkit.training.fit = held(lrkit.training.fit)
+lrkit.stages.sampling.greedy_generate_batch = held(lrkit.stages.sampling.greedy_generate_batch)
+lrkit.stages.training.fit = held(lrkit.stages.training.fit)
 sys.exit(main(sys.argv[1:]))
 """
 HOLDER = """
@@ -261,7 +261,7 @@ def test_a_launch_of_two_ranks_into_a_busy_folder_stops_every_rank_with_one_line
 def test_digest_is_sha256_of_canonical_json_and_problems_digest_of_the_chosen_fields():
     import hashlib
 
-    from lrkit.problems import Problem
+    from lrkit.data.problems import Problem
     from lrkit.runs import digest, problems_digest
 
     expected = hashlib.sha256('{"a": "é", "b": [1, 2]}'.encode("utf-8")).hexdigest()
@@ -348,7 +348,7 @@ def _assert_refused(call, folder: Path, setting: str):
 @pytest.fixture(scope="module")
 def sampled(pair_paths, tmp_path_factory):
     from lrkit.config import SampleConfig
-    from lrkit.sampling import sample
+    from lrkit.stages.sampling import sample
 
     out = tmp_path_factory.mktemp("stages") / "sampled"
     config = SampleConfig(max_new_tokens=8, batch_size=2, beta=0.0)
@@ -358,14 +358,14 @@ def sampled(pair_paths, tmp_path_factory):
 def test_sample_twice_returns_the_stored_run(pair_paths, sampled, monkeypatch):
     import dataclasses
 
-    import lrkit.sampling
+    import lrkit.stages.sampling
     from lrkit.provenance import read_provenance
-    from lrkit.sampling import SampleResult, sample
+    from lrkit.stages.sampling import SampleResult, sample
 
     first, config = sampled
     before = _contents(first.out_dir)
-    _forbid(monkeypatch, (lrkit.sampling, "greedy_generate_batch"), (lrkit.sampling, "load_pair"),
-            (lrkit.sampling, "score_rollouts"))
+    _forbid(monkeypatch, (lrkit.stages.sampling, "greedy_generate_batch"), (lrkit.stages.sampling, "load_pair"),
+            (lrkit.stages.sampling, "score_rollouts"))
     again = sample(str(pair_paths[0]), str(pair_paths[1]), STAGE_PROBLEMS, first.out_dir, config, progress=False)
     assert again.out_dir == first.out_dir
     def same(summary):  # NaN-proof equality
@@ -382,7 +382,7 @@ def test_sample_twice_returns_the_stored_run(pair_paths, sampled, monkeypatch):
 @pytest.fixture(scope="module")
 def trained(pair_paths, sampled, tmp_path_factory):
     from lrkit.config import TrainConfig
-    from lrkit.training import train
+    from lrkit.stages.training import train
 
     config = TrainConfig(max_steps=2, per_device_batch_size=2, save_steps=1000, logging_steps=1,
                          learning_rate=1e-2, report_to="none")
@@ -394,14 +394,14 @@ def trained(pair_paths, sampled, tmp_path_factory):
 def test_train_twice_returns_the_stored_run(pair_paths, sampled, trained, monkeypatch, resume):
     import dataclasses
 
-    import lrkit.training
+    import lrkit.stages.training
     from lrkit.provenance import read_provenance
-    from lrkit.training import TrainResult, train
+    from lrkit.stages.training import TrainResult, train
 
     first, config = trained
     before = _contents(first.adapter_dir)
-    _forbid(monkeypatch, (lrkit.training, "fit"), (lrkit.training, "load_expert"),
-            (lrkit.training.Trainer, "train"))
+    _forbid(monkeypatch, (lrkit.stages.training, "fit"), (lrkit.stages.training, "load_expert"),
+            (lrkit.stages.training.Trainer, "train"))
     again = train(str(pair_paths[0]), sampled[0].records_path, first.adapter_dir, config, resume=resume,
                   progress=False)
     assert again == first == TrainResult.load(first.adapter_dir)
@@ -414,9 +414,9 @@ def test_train_twice_returns_the_stored_run(pair_paths, sampled, trained, monkey
 
 
 def test_merge_twice_returns_the_folder(pair_paths, trained, tmp_path, monkeypatch):
-    import lrkit.training
+    import lrkit.stages.training
     from lrkit.provenance import read_provenance
-    from lrkit.training import MERGE_FILE, merge
+    from lrkit.stages.training import MERGE_FILE, merge
 
     adapter = trained[0].adapter_dir
     out = tmp_path / "merged"
@@ -426,7 +426,7 @@ def test_merge_twice_returns_the_folder(pair_paths, trained, tmp_path, monkeypat
     before = _contents(out)
     import peft
 
-    _forbid(monkeypatch, (lrkit.training, "load_model"), (peft.PeftModel, "from_pretrained"))
+    _forbid(monkeypatch, (lrkit.stages.training, "load_model"), (peft.PeftModel, "from_pretrained"))
     assert merge(str(pair_paths[0]), adapter, out) == out
     assert _contents(out) == before
     assert len(read_provenance(out)) == 1
@@ -435,7 +435,7 @@ def test_merge_twice_returns_the_folder(pair_paths, trained, tmp_path, monkeypat
 
 def test_a_merge_refuses_a_folder_of_other_contents(pair_paths, trained, tmp_path):
     from lrkit.runs import FolderError
-    from lrkit.training import merge
+    from lrkit.stages.training import merge
 
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("mine")
@@ -453,7 +453,7 @@ def _assert_same_evaluation(a, b):
 
 def test_evaluate_twice_returns_the_stored_evaluation(pair_paths, tmp_path, monkeypatch):
     import lrkit.evaluation.loop
-    import lrkit.models
+    import lrkit.models.loading
     from lrkit.config import EvalConfig
     from lrkit.evaluation import EvalResult, evaluate
     from lrkit.provenance import read_provenance
@@ -461,7 +461,7 @@ def test_evaluate_twice_returns_the_stored_evaluation(pair_paths, tmp_path, monk
     config, out = EvalConfig(max_new_tokens=6, batch_size=2), tmp_path / "eval"
     first = evaluate(str(pair_paths[0]), STAGE_PROBLEMS, config, out_dir=out, progress=False)
     before = _contents(out)
-    _forbid(monkeypatch, (lrkit.evaluation.loop, "greedy_generate_batch"), (lrkit.models, "load_model"))
+    _forbid(monkeypatch, (lrkit.evaluation.loop, "greedy_generate_batch"), (lrkit.models.loading, "load_model"))
     again = evaluate(str(pair_paths[0]), STAGE_PROBLEMS, config, out_dir=out, progress=False)
     _assert_same_evaluation(again, first)
     _assert_same_evaluation(EvalResult.load(out), first)
@@ -471,17 +471,17 @@ def test_evaluate_twice_returns_the_stored_evaluation(pair_paths, tmp_path, monk
 
 
 def test_evaluate_contrastive_twice_returns_the_stored_evaluation(pair_paths, tmp_path, monkeypatch):
-    import lrkit.generation
+    import lrkit.models.generation
     from lrkit.config import EvalConfig
     from lrkit.evaluation import evaluate_contrastive
-    from lrkit.models import load_pair
+    from lrkit.models.loading import load_pair
     from lrkit.provenance import read_provenance
 
     pair = load_pair(str(pair_paths[0]), str(pair_paths[1]), device="cpu")
     config, out = EvalConfig(max_new_tokens=6, batch_size=2), tmp_path / "cd"
     first = evaluate_contrastive(pair, STAGE_PROBLEMS, config, alpha=0.5, out_dir=out, progress=False)
     before = _contents(out)
-    _forbid(monkeypatch, (lrkit.generation, "contrastive_generate_batch"))
+    _forbid(monkeypatch, (lrkit.models.generation, "contrastive_generate_batch"))
     again = evaluate_contrastive(pair, STAGE_PROBLEMS, config, alpha=0.5, out_dir=out, progress=False)
     _assert_same_evaluation(again, first)
     assert _contents(out) == before and len(read_provenance(out)) == 1
@@ -490,10 +490,10 @@ def test_evaluate_contrastive_twice_returns_the_stored_evaluation(pair_paths, tm
 
 
 def test_sft_twice_returns_the_stored_run(pair_paths, tmp_path, monkeypatch):
-    import lrkit.sft
+    import lrkit.stages.sft
     from lrkit.config import TrainConfig
     from lrkit.provenance import read_provenance
-    from lrkit.sft import SFTResult, run_sft
+    from lrkit.stages.sft import SFTResult, run_sft
 
     config, out = TrainConfig(learning_rate=1e-2, save_steps=1000, report_to="none"), tmp_path / "sft"
 
@@ -504,7 +504,7 @@ def test_sft_twice_returns_the_stored_run(pair_paths, tmp_path, monkeypatch):
                     require_finished=False, progress=False)
     assert first.problems_used == len(STAGE_PROBLEMS)
     before = _contents(out)
-    _forbid(monkeypatch, (lrkit.sft, "rollout"), (lrkit.sft, "fit"), (lrkit.sft, "load_model"))
+    _forbid(monkeypatch, (lrkit.stages.sft, "rollout"), (lrkit.stages.sft, "fit"), (lrkit.stages.sft, "load_model"))
     again = run_sft(str(pair_paths[0]), STAGE_PROBLEMS, out, config, max_new_tokens=6, judge=right,
                     require_finished=False, progress=False)
     assert again == first == SFTResult.load(out)
@@ -516,16 +516,16 @@ def test_sft_twice_returns_the_stored_run(pair_paths, tmp_path, monkeypatch):
 def test_suite_twice_returns_the_stored_suite(pair_paths, tmp_path, monkeypatch):
     import pandas as pd
 
-    import lrkit.models
-    import lrkit.suite
+    import lrkit.models.loading
+    import lrkit.evaluation.suite
     from lrkit.config import EvalConfig
-    from lrkit.suite import SuiteResult, evaluate_suite
+    from lrkit.evaluation.suite import SuiteResult, evaluate_suite
 
     config, out = EvalConfig(max_new_tokens=6, batch_size=2), tmp_path / "suite"
     models, benchmarks = [str(pair_paths[0]), str(pair_paths[1])], {"mine": STAGE_PROBLEMS}
     first = evaluate_suite(models, benchmarks, out, config, names=["expert", "amateur"], progress=False)
     before = _contents(out)
-    _forbid(monkeypatch, (lrkit.suite, "evaluate"), (lrkit.models, "load_model"))
+    _forbid(monkeypatch, (lrkit.evaluation.suite, "evaluate"), (lrkit.models.loading, "load_model"))
     again = evaluate_suite(models, benchmarks, out, config, names=["expert", "amateur"], progress=False)
     for result in (again, SuiteResult.load(out)):
         pd.testing.assert_frame_equal(result.scores(), first.scores())
@@ -539,7 +539,7 @@ def test_suite_twice_returns_the_stored_suite(pair_paths, tmp_path, monkeypatch)
 def test_a_suite_refuses_a_folder_of_other_contents(pair_paths, tmp_path):
     from lrkit.config import EvalConfig
     from lrkit.runs import FolderError
-    from lrkit.suite import evaluate_suite
+    from lrkit.evaluation.suite import evaluate_suite
 
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("mine")

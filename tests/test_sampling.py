@@ -15,13 +15,13 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
 from lrkit.config import SampleConfig
-from lrkit.divergence import NonFiniteLogitsError
-from lrkit.models import PairError, load_pair, load_tokenizer
-from lrkit.problems import ProblemError
-from lrkit.prompts import build_prompt_ids
-from lrkit.records import read_records
+from lrkit.data.problems import ProblemError
+from lrkit.data.records import read_records
+from lrkit.maths.divergence import NonFiniteLogitsError
+from lrkit.models.loading import PairError, load_pair, load_tokenizer
+from lrkit.models.prompts import build_prompt_ids
 from lrkit.runs import FolderError
-from lrkit.sampling import read_steps, sample
+from lrkit.stages.sampling import read_steps, sample
 
 from tiny_models import make_tokenizer, save_pair
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from lrkit.cli import main
-from lrkit.pairs import PairNotPreparedError, resolve_pair
+from lrkit.models.pairs import PairNotPreparedError, resolve_pair
 
 
 def _toy_missing() -> bool:
@@ -56,7 +56,7 @@ def test_scout_ranks_the_general_amateur_above_the_expert_itself(validation_file
 @needs_toy
 def test_scout_settings_each_get_a_row(validation_file, tmp_path):
     from lrkit.config import EvalConfig
-    from lrkit.scouting import scout
+    from lrkit.studies.scout import scout
 
     result = scout("toy:expert", ["toy:amateur"], validation_file, betas=(0.4, 2.0), alphas=(0.2,),
                    max_problems=8, eval_config=EvalConfig(max_new_tokens=160, batch_size=8))

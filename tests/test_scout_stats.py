@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from lrkit.audit import odd_token_audit
-from lrkit.scouting import spearman
+from lrkit.evaluation.audit import odd_token_audit
+from lrkit.studies.scout import spearman
 
 
 def test_spearman_without_ties():
@@ -73,14 +73,14 @@ def test_audit_of_no_records_and_bad_input():
 
 def test_public_names_stay_the_functions_once_their_modules_are_imported():
     import lrkit
-    import lrkit.anatomy
-    import lrkit.audit
-    import lrkit.scouting
-    import lrkit.study
+    import lrkit.evaluation.anatomy
+    import lrkit.evaluation.audit
+    import lrkit.studies.scout
+    import lrkit.studies.ladder
 
-    assert lrkit.scout is lrkit.scouting.scout
-    assert lrkit.spearman is lrkit.scouting.spearman
-    assert lrkit.odd_token_audit is lrkit.audit.odd_token_audit
-    assert lrkit.error_anatomy is lrkit.anatomy.error_anatomy
-    assert lrkit.run_study is lrkit.study.run_study
+    assert lrkit.scout is lrkit.studies.scout.scout
+    assert lrkit.spearman is lrkit.studies.scout.spearman
+    assert lrkit.odd_token_audit is lrkit.evaluation.audit.odd_token_audit
+    assert lrkit.error_anatomy is lrkit.evaluation.anatomy.error_anatomy
+    assert lrkit.run_study is lrkit.studies.ladder.run_study
     assert {"scout", "odd_token_audit", "error_anatomy", "run_study"} <= set(lrkit.__all__)

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lrkit.selection import (kept_share_curve, select_steps, selection_summary,
+from lrkit.maths.selection import (kept_share_curve, select_steps, selection_summary,
                              soft_label_from_stats)
 from synthetic_steps import make_steps, one_row, stats_frame, vocabulary
 

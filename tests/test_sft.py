@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
-import lrkit.sft
+import lrkit.stages.sft
 from lrkit.config import AUTHORS_SYSTEM_PROMPT, TrainConfig
-from lrkit.generation import greedy_generate
-from lrkit.models import load_tokenizer
-from lrkit.problems import Problem
-from lrkit.prompts import build_prompt_ids
-from lrkit.sft import CausalLMCollator, answer_is_right, run_sft, sft_config, sft_examples
+from lrkit.data.problems import Problem
+from lrkit.models.generation import greedy_generate
+from lrkit.models.loading import load_tokenizer
+from lrkit.models.prompts import build_prompt_ids
+from lrkit.stages.sft import CausalLMCollator, answer_is_right, run_sft, sft_config, sft_examples
 from tiny_models import make_model, make_tokenizer
 
 PROBLEMS = [{"id": f"p{i}", "question": f"what is {a}+{b}?", "answer": f"{a} plus {b}\n#### {a + b}"}
@@ -101,7 +101,7 @@ def test_sft_keeps_right_finished_rollouts_and_tunes_on_their_tokens(expert, tmp
     def no_rollouts(*args, **kwargs):
         raise AssertionError("the stored rollouts were not reused")
 
-    monkeypatch.setattr(lrkit.sft, "rollout", no_rollouts)
+    monkeypatch.setattr(lrkit.stages.sft, "rollout", no_rollouts)
     again = run_sft(expert, PROBLEMS, tmp_path / "sft", config, max_new_tokens=MAX_NEW_TOKENS, judge=judge,
                 resume=True)
     assert (again.problems_used, again.tuned_tokens) == (result.problems_used, result.tuned_tokens)

@@ -16,7 +16,7 @@ import torch
 
 from lrkit.cli import main
 from lrkit.config import TrainConfig
-from lrkit.pairs import TOY_DIR
+from lrkit.models.pairs import TOY_DIR
 
 pytestmark = pytest.mark.skipif(not (TOY_DIR / "expert").is_dir(), reason="no bundled pair")
 
@@ -36,7 +36,7 @@ def shared(tmp_path_factory):
     with its progress bar, stdout and stderr captured) and a merged model."""
     from lrkit import merge, sample, train
     from lrkit.config import SampleConfig
-    from lrkit.export import export
+    from lrkit.stages.export import export
     from lrkit.toy import toy_problems
 
     root = tmp_path_factory.mktemp("sharing")
@@ -79,7 +79,7 @@ def test_tensorboard_event_files_hold_the_logged_loss(shared):
 
 
 def test_read_tensorboard_gives_the_same_curve(shared):
-    from lrkit.curves import read_loss_log, read_tensorboard
+    from lrkit.stages.curves import read_loss_log, read_tensorboard
 
     adapter = shared["root"] / "adapter"
     scalars = read_tensorboard(adapter)
@@ -116,7 +116,8 @@ def test_the_training_bar_prints_no_log_dicts_and_shows_the_loss(shared):
 
 def test_without_lrkits_bar_the_trainer_would_print_dicts(shared, tmp_path, monkeypatch):
     """The check above can fail: the Trainer's own progress callback prints each log as a dict."""
-    from lrkit import curves, train
+    from lrkit.stages import curves
+    from lrkit import train
 
     monkeypatch.setattr(curves, "use_loss_bar", lambda trainer: None)
     stdout = io.StringIO()
@@ -180,7 +181,7 @@ def test_the_merged_card_and_an_evaluation_on_it(shared, tmp_path, capsys):
 def test_a_merged_adapter_lrkit_did_not_train_gets_a_card_naming_the_expert(shared, tmp_path):
     """A plain peft adapter (no lrkit_train.json) merges, and its card says what lrkit knows."""
     from lrkit import merge
-    from lrkit.cards import EXTERNAL
+    from lrkit.stages.cards import EXTERNAL
 
     foreign = tmp_path / "foreign"
     shutil.copytree(shared["root"] / "adapter", foreign,
@@ -194,7 +195,7 @@ def test_a_merged_adapter_lrkit_did_not_train_gets_a_card_naming_the_expert(shar
 
 
 def test_public_names():
-    from lrkit.cards import build_model_card, public_name
+    from lrkit.stages.cards import build_model_card, public_name
 
     assert public_name(str(TOY_DIR / "expert")) == "toy:expert"
     assert public_name(str(TOY_DIR / "amateur")) == "toy:amateur"
@@ -249,8 +250,8 @@ def test_the_export_loads_with_datasets_and_has_a_dataset_card(shared):
 
 
 def test_training_from_the_export_builds_the_same_examples(shared):
-    from lrkit.models import load_tokenizer
-    from lrkit.training import build_examples, load_records
+    from lrkit.models.loading import load_tokenizer
+    from lrkit.stages.training import build_examples, load_records
 
     root = shared["root"]
     from_jsonl = json.loads((root / "adapter" / "lrkit_train.json").read_text())
@@ -342,7 +343,7 @@ def test_push_uploads_an_adapter_with_its_card_and_without_checkpoints(shared, f
 
 
 def test_push_sends_an_export_as_a_dataset(shared, fake_hub):
-    from lrkit.cards import push
+    from lrkit.stages.cards import push
 
     url = push(shared["root"] / "export", "someone/toy-records")
     assert url == "https://huggingface.co/datasets/someone/toy-records"

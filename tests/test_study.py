@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from lrkit.scouting import LADDER_RESULTS, spearman
-from lrkit.study import PREDICTORS, correlations
+from lrkit.studies.ladder import PREDICTORS, correlations
+from lrkit.studies.scout import LADDER_RESULTS, spearman
 
 
 def test_correlations_rank_each_predictor_against_the_gain():

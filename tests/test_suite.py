@@ -22,7 +22,7 @@ import torch
 
 from lrkit.config import EvalConfig
 from lrkit.evaluation import accuracy_interval, mcnemar_p_value
-from lrkit.suite import SuiteResult, evaluate_suite
+from lrkit.evaluation.suite import SuiteResult, evaluate_suite
 
 FIXTURES = Path(__file__).parent / "fixtures" / "benchmarks"
 DATA = {"gsm8k": FIXTURES / "gsm8k.jsonl", "mmlu_stem": FIXTURES / "mmlu_stem.jsonl"}
@@ -126,7 +126,7 @@ def test_suite_scores_comparisons_and_files(model_dirs, tmp_path):
 
 
 def test_suite_resumes_and_adds_without_evaluating_again(model_dirs, tmp_path, monkeypatch):
-    import lrkit.suite as suite_module
+    import lrkit.evaluation.suite as suite_module
 
     _run(model_dirs, tmp_path, limit=2)
     before = (tmp_path / "base" / "gsm8k" / "results.jsonl").read_text()
@@ -233,7 +233,7 @@ def _fake_result(name, right):
 
 
 def test_paper_average_only_with_all_seven_and_math_against_either_math_set():
-    from lrkit.benchmarks import PAPER_BENCHMARKS
+    from lrkit.data.benchmarks import PAPER_BENCHMARKS
 
     seven = ["math" if b == "math500" else b for b in PAPER_BENCHMARKS]  # the full MATH test set this time
     results = {"m": {b: _fake_result("m", [True, False]) for b in seven}}

@@ -9,8 +9,8 @@ from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lrkit.config import AUTHORS_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT
-from lrkit.generation import greedy_generate
-from lrkit.prompts import build_prompt_ids
+from lrkit.models.generation import greedy_generate
+from lrkit.models.prompts import build_prompt_ids
 from lrkit.toy import TOY_PAIRS, toy_pair_paths, toy_problems
 
 MAX_BYTES = 25_000_000

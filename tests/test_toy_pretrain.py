@@ -5,9 +5,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lrkit.prompts import build_prompt_ids
-from lrkit.toy.pretrain import (IGNORE_INDEX, ToyModelSpec, build_toy_pair, encode_example,
-                                extract_toy_answer, training_batches)
+from lrkit.models.prompts import build_prompt_ids
+from lrkit.toy.pretrain import (
+    IGNORE_INDEX, ToyModelSpec, build_toy_pair, encode_example, extract_toy_answer, training_batches)
 from lrkit.toy.problems import generate_problems
 from lrkit.toy.tokenizer import train_toy_tokenizer
 

@@ -3,7 +3,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from lrkit.config import AUTHORS_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT
-from lrkit.prompts import build_prompt_ids
+from lrkit.models.prompts import build_prompt_ids
 from lrkit.toy.tokenizer import train_toy_tokenizer
 
 

@@ -12,14 +12,14 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, TrainerCallback
 
-from lrkit import training
 from lrkit.config import AUTHORS_SYSTEM_PROMPT, TrainConfig
-from lrkit.models import load_tokenizer
-from lrkit.prompts import build_prompt_ids
-from lrkit.records import RecordError, tokenizer_fingerprint, write_records
+from lrkit.data.records import RecordError, tokenizer_fingerprint, write_records
+from lrkit.models.loading import load_tokenizer
+from lrkit.models.prompts import build_prompt_ids
 from lrkit.runs import FolderError
-from lrkit.training import (SoftLabelCollator, build_examples, merge, resolve_precision,
-                            soft_label_kl, sparse_kl, train)
+from lrkit.stages import training
+from lrkit.stages.training import (
+    SoftLabelCollator, build_examples, merge, resolve_precision, soft_label_kl, sparse_kl, train)
 from tiny_models import make_model, make_tokenizer
 
 EXTRA_ROWS = 12

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("ipywidgets")
 
-from lrkit.selection import select_steps, soft_label_from_stats  # noqa: E402
+from lrkit.maths.selection import select_steps, soft_label_from_stats  # noqa: E402
 from lrkit.viz import Explorer  # noqa: E402
 from synthetic_steps import make_steps  # noqa: E402
 

@@ -110,7 +110,7 @@ def test_report_summary_and_figures_give_one_kept_share():
     """The demo report's "records kept (x% of steps)" (the run summary, from the
     frame's kept column) and the KL figures' share at beta are one number, also
     when step 0 has KL >= beta (selection never keeps step 0)."""
-    from lrkit.sampling import summarize_steps
+    from lrkit.stages.sampling import summarize_steps
 
     steps = make_steps(6, 30, seed=3).steps
     step0 = steps.step == 0

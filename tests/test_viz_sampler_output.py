@@ -4,11 +4,11 @@ when recomputed from the stored statistics, and render."""
 import numpy as np
 import pytest
 
-sampling = pytest.importorskip("lrkit.sampling")
+sampling = pytest.importorskip("lrkit.stages.sampling")
 
 from lrkit.config import SampleConfig  # noqa: E402
-from lrkit.records import read_records  # noqa: E402
-from lrkit.selection import select_steps, selection_summary, soft_label_from_stats  # noqa: E402
+from lrkit.data.records import read_records  # noqa: E402
+from lrkit.maths.selection import select_steps, selection_summary, soft_label_from_stats  # noqa: E402
 from lrkit.viz import Explorer, Report, kl_histogram, token_view  # noqa: E402
 from tiny_models import save_pair  # noqa: E402
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lrkit.selection import select_steps
+from lrkit.maths.selection import select_steps
 from lrkit.viz import side_by_side, token_view
 from synthetic_steps import EOS, make_steps, stats_frame, vocabulary
 
@@ -275,7 +275,7 @@ def test_without_a_known_beta_the_kl_scale_is_one_ramp():
 def test_read_steps_gives_the_views_the_question_and_the_runs_beta(tmp_path):
     import json
 
-    from lrkit.sampling import read_steps
+    from lrkit.stages.sampling import read_steps
 
     steps = make_steps(2, 20, seed=3).steps
     steps.to_json(tmp_path / "steps.jsonl", orient="records", lines=True)

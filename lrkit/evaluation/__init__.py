@@ -9,12 +9,12 @@ intervals, comparisons.
 """
 from __future__ import annotations
 
-from ..problems import gold_answer
-from .grade import ANSWER_KINDS, Verdict, answers_match, check_answer
-from .loop import evaluate, evaluate_contrastive
-from .parse import extract_answer, extract_choice, last_boxed, parse_number
-from .results import EVAL_FILES, RESULTS_FILE, SUMMARY_FILE, EvalResult, check_eval_out_dir
-from .stats import Comparison, accuracy_interval, compare, mcnemar_p_value
+from lrkit.data.problems import gold_answer
+from lrkit.evaluation.grade import ANSWER_KINDS, Verdict, answers_match, check_answer
+from lrkit.evaluation.loop import evaluate, evaluate_contrastive
+from lrkit.evaluation.parse import extract_answer, extract_choice, last_boxed, parse_number
+from lrkit.evaluation.results import EVAL_FILES, RESULTS_FILE, SUMMARY_FILE, EvalResult, check_eval_out_dir
+from lrkit.evaluation.stats import Comparison, accuracy_interval, compare, mcnemar_p_value
 
 __all__ = ["extract_answer", "extract_choice", "last_boxed", "parse_number", "answers_match", "check_answer",
            "Verdict", "ANSWER_KINDS", "gold_answer", "accuracy_interval", "mcnemar_p_value", "compare",

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from typing import Optional
 
-from .parse import _LETTER, _clean, _normalized_text, parse_number
+from lrkit.evaluation.parse import _LETTER, _clean, _normalized_text, parse_number
 
 MATH_VERIFY_TIMEOUT_S = 2
 """Seconds math-verify may spend parsing one answer or comparing one pair."""

@@ -7,21 +7,22 @@ import time
 from pathlib import Path
 from typing import Optional, Union
 
-from ..config import EvalConfig, to_dict
-from ..generation import greedy_generate_batch, stop_token_ids
-from ..models import check_prompt_lengths
-from ..problems import gold_answer, load_problems
-from ..prompts import build_prompt_ids
-from ..provenance import Provenance, api_call
-from ..runs import problems_digest, writes_folder
-from .grade import check_answer
-from .parse import extract_answer, extract_choice
-from .results import EvalResult, _results_frame, check_eval_out_dir
+from lrkit import distributed
+from lrkit.config import EvalConfig, to_dict
+from lrkit.data.problems import gold_answer, load_problems
+from lrkit.evaluation.grade import check_answer
+from lrkit.evaluation.parse import extract_answer, extract_choice
+from lrkit.evaluation.results import EvalResult, _results_frame, check_eval_out_dir
+from lrkit.models.generation import contrastive_generate_batch, greedy_generate_batch, stop_token_ids
+from lrkit.models.loading import check_prompt_lengths
+from lrkit.models.prompts import build_prompt_ids
+from lrkit.provenance import Provenance, api_call
+from lrkit.runs import problems_digest, writes_folder
 
 def _resolve_model(model_or_path, tokenizer):
     if isinstance(model_or_path, (str, Path)):
-        from ..distributed import local_device
-        from ..models import load_model
+        from lrkit.distributed import local_device
+        from lrkit.models.loading import load_model
 
         model, loaded_tokenizer = load_model(str(model_or_path), device=local_device(None))
         return model, tokenizer or loaded_tokenizer, str(model_or_path)
@@ -37,7 +38,7 @@ def evaluate(model_or_path, problems, config: Optional[EvalConfig] = None, token
     """Greedy pass@1 of one model on a problem set.
 
     ``model_or_path``: a loaded model (with ``tokenizer``) or a name/path for
-    ``lrkit.models.load_model``. ``problems``: a list of dicts with id, question
+    ``lrkit.models.loading.load_model``. ``problems``: a list of dicts with id, question
     and answer (GSM8K solutions are reduced to the text after ``####``), a list
     of ``Problem`` or a JSONL path. With ``out_dir``, ``results.jsonl`` and
     ``summary.json`` are rewritten after every batch, so a long run can be
@@ -68,15 +69,13 @@ def evaluate_contrastive(pair, problems, config: Optional[EvalConfig] = None, al
                          name: Optional[str] = None) -> EvalResult:
     """Pass@1 of a pair decoding by the method's own target: at each step the
     argmax of the soft label v_C (log pi_E - log pi_A inside the alpha mask),
-    with no training at all (:func:`lrkit.generation.contrastive_generate_batch`).
+    with no training at all (:func:`lrkit.models.generation.contrastive_generate_batch`).
 
     If this scores below greedy decoding of the expert alone, the pair's
     contrast points away from better answers and tuning towards it cannot be
     expected to help; the demo's ablations report it for that reason. With
     ``out_dir`` the folder rules of :func:`evaluate` apply (the settings include alpha).
     """
-    from ..generation import contrastive_generate_batch
-
     config = (config or EvalConfig()).validate()
     problems = _scorable_problems(problems, "evaluate_contrastive()")
     info = {"model": name or f"contrastive decoding ({pair.expert_name} vs {pair.amateur_name}, "
@@ -102,8 +101,6 @@ def _run_evaluation(generate_batch, models, tokenizer, problems, config: EvalCon
                     out_dir, progress: bool) -> EvalResult:
     """Generate in length-sorted batches, score each answer, save after every
     batch; ``models`` are in eval mode meanwhile and get their mode back."""
-    from .. import distributed
-
     ranks = distributed.current()
     with distributed.together():  # every rank checks the input; rank 0 alone touches the folder
         prompts = [build_prompt_ids(tokenizer, p.question, config.system_prompt) for p in problems]

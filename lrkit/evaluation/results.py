@@ -11,9 +11,9 @@ from typing import Optional, Union
 
 import pandas as pd
 
-from ..provenance import PROVENANCE_FILE
-from ..runs import FolderError, entries, read_json, write_text
-from .stats import accuracy_interval
+from lrkit.evaluation.stats import accuracy_interval
+from lrkit.provenance import PROVENANCE_FILE
+from lrkit.runs import FolderError, entries, read_json, write_text
 
 RESULT_COLUMNS = ("id", "question", "gold", "output", "prediction", "correct", "n_tokens", "finished")
 OPTIONAL_COLUMNS = ("unparsed",)
@@ -171,7 +171,7 @@ def check_eval_out_dir(out_dir: Path, info: dict) -> Optional[EvalResult]:
     saved = saved if isinstance(saved, dict) else {}
     differs = [k for k in SETTINGS if saved.get(k) != info.get(k)]
     if differs:
-        from ..runs import differing
+        from lrkit.runs import differing
 
         named = differing({k: saved.get(k) for k in differs}, {k: info.get(k) for k in differs})
         raise FolderError(out_dir, "evaluation", named,

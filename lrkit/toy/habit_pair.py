@@ -12,7 +12,7 @@ small general model. Here (:mod:`lrkit.toy.habits`):
     lrkit build-toy --pair toy --out data/toy --seed 0
 
 Every setting below was chosen on the validation slice of the train side
-(``benchmarks/tune_toy_pair.py`` logs the comparisons); the test numbers in
+(``perf/tune_toy_pair.py`` logs the comparisons); the test numbers in
 build.json are measured once, after saving and reloading.
 """
 from __future__ import annotations
@@ -26,10 +26,12 @@ from typing import Optional
 
 import torch
 
-from lrkit.config import AUTHORS_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT
+from lrkit.config import AUTHORS_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT, EvalConfig
+from lrkit.evaluation.diagnostics import contrast_check
+from lrkit.models.loading import load_pair
 from lrkit.toy.habits import DEFAULT_WORLD, HabitWorld, generate_habit_problems
-from lrkit.toy.pretrain import (MAX_NEW_TOKENS, ToyModelSpec, build_model, evaluate_toy, folder_bytes,
-                                train_model, use_bf16)
+from lrkit.toy.pretrain import (
+    MAX_NEW_TOKENS, ToyModelSpec, build_model, evaluate_toy, folder_bytes, train_model, use_bf16)
 from lrkit.toy.tokenizer import train_toy_tokenizer
 
 
@@ -136,10 +138,7 @@ def _build(out_dir: Path, seed: int, recipe: HabitRecipe, n_eval: int, n_validat
 def measure_habit_pair(expert_dir, amateur_dir, seed: int = 0, n_eval: int = 500, n_validation: int = 200,
                        world: HabitWorld = DEFAULT_WORLD, log=print) -> dict:
     """What a build reports, measured on the saved folders as users load them."""
-    from lrkit.config import EvalConfig
-    from lrkit.diagnostics import contrast_check
     from lrkit.evaluation import compare, evaluate, evaluate_contrastive
-    from lrkit.models import load_pair
 
     log = log or (lambda message: None)
     pair = load_pair(str(expert_dir), str(amateur_dir), device="cpu", dtype=torch.float32)
@@ -241,7 +240,7 @@ Together {total_mb:.1f} MB (fp32 safetensors).
 
 * Decoding by the soft labels' argmax (alpha 0.2), no training: {decoded}
   against greedy {greedy}; {fixed} problems fixed, {broken} broken (exact McNemar p = {p:.3g}).
-* Gold-path check (`lrkit.diagnostics.contrast_check`, beta 0.4, alpha 0.2): at
+* Gold-path check (`lrkit.evaluation.diagnostics.contrast_check`, beta 0.4, alpha 0.2): at
   the kept steps v_C's argmax differs from the expert's at {check_disagreements}, fixing
   {check_fixes} tokens and breaking {check_breaks}; mass on gold {check_label:.3f} for
   v_C against {check_expert:.3f} for the expert's own masked distribution.
@@ -251,7 +250,7 @@ Together {total_mb:.1f} MB (fp32 safetensors).
     lrkit build-toy --pair toy --out data/toy --seed {seed}
 
 One tokenizer for both (`lrkit.toy.tokenizer`, 512 byte-level BPE tokens, learned
-on F and G texts). Prompts come from `lrkit.prompts.build_prompt_ids` with the
+on F and G texts). Prompts come from `lrkit.models.prompts.build_prompt_ids` with the
 system prompt cycling through lrkit's sampling prompt, the paper's evaluation
 prompt and none; only the assistant turn carries a loss. AdamW, warmup and
 cosine decay, {precision} autocast, {threads} thread(s), seeded. Every setting

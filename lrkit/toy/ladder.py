@@ -39,9 +39,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Optional, Union
 
-from lrkit.pairs import (  # noqa: F401  the rungs and their folders live in the registry
+from lrkit.models.pairs import (  # noqa: F401  the rungs and their folders live in the registry
     LADDER, RUNG_FILE, RUNGS, Rung, get_rung, is_built, ladder_root, resolve_ladder_name, rung_path)
-from lrkit.pairs import LADDER_PREFIX as PREFIX  # noqa: F401
+from lrkit.models.pairs import LADDER_PREFIX as PREFIX  # noqa: F401
+from lrkit.toy.habits import generate_habit_problems
 
 
 def _spec(rung: Rung, problems: int):
@@ -56,7 +57,6 @@ def rung_phases(rung: Rung, seed: int = 0) -> list[list[dict]]:
     """The training problems of a trained rung, phase by phase, drawn from the
     toy build's own data streams (:func:`lrkit.toy.habit_pair.habit_pair_data`)."""
     from lrkit.toy.habit_pair import RECIPE, _AMATEUR, _EXPERT_F, _EXPERT_G, habit_pair_data
-    from lrkit.toy.habits import generate_habit_problems
 
     world = RECIPE.world
     if rung.expert_fraction is not None:
@@ -88,7 +88,7 @@ def build_rung(name: str, out_dir: Union[str, Path, None] = None, seed: int = 0,
         return {"name": rung.name, "description": rung.description, "path": str(folder), "bundled": True}
     if is_built(rung.name, out_dir) and not force:
         return json.loads((folder / RUNG_FILE).read_text())
-    from lrkit.models import load_tokenizer
+    from lrkit.models.loading import load_tokenizer
     from lrkit.toy.habit_pair import RECIPE
     from lrkit.toy.pretrain import build_model, folder_bytes, train_model, use_bf16
 

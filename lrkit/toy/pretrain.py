@@ -3,7 +3,7 @@ a weaker amateur on the same data; and the training code both toy pairs share.
 
 Both are Qwen2 models (so LoRA's q_proj/v_proj exist) of different sizes,
 trained with the same recipe on the toy arithmetic family, with loss only on
-the assistant turn. Prompts are built by ``lrkit.prompts.build_prompt_ids``
+the assistant turn. Prompts are built by ``lrkit.models.prompts.build_prompt_ids``
 with the system prompt cycling through lrkit's sampling prompt, the paper's
 evaluation prompt and none, so the models answer under all three.
 
@@ -24,8 +24,9 @@ import torch
 from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from lrkit.config import PAPER_EVAL_SYSTEM_PROMPT
-from lrkit.generation import greedy_generate
-from lrkit.prompts import build_prompt_ids
+from lrkit.models.generation import greedy_generate
+from lrkit.models.pairs import TOY_DIR, TOY_SHARED_DIR
+from lrkit.models.prompts import build_prompt_ids
 from lrkit.toy.problems import final_answer, generate_problems
 from lrkit.toy.tokenizer import SYSTEM_PROMPTS, train_toy_tokenizer
 
@@ -64,8 +65,6 @@ AMATEUR = ToyModelSpec(hidden_size=128, num_layers=2, intermediate_size=256, num
 def toy_pair_paths(pair: str = "toy") -> tuple[Path, Path]:
     """A bundled pair's (expert, amateur) folders: data/<pair>/ of a checkout, or
     the copy an installed wheel holds (lrkit/toy_pair/, lrkit/toy_shared_pair/)."""
-    from lrkit.pairs import TOY_DIR, TOY_SHARED_DIR
-
     folders = {"toy": TOY_DIR, "toy-shared": TOY_SHARED_DIR}
     if pair not in folders:
         raise ValueError(f"{pair!r} is not a bundled toy pair; those are {', '.join(folders)}")
@@ -354,7 +353,7 @@ pad `<|endoftext|>`. Load them with `AutoModelForCausalLM.from_pretrained` and
     lrkit build-toy --pair toy-shared --out data/toy-shared --seed {seed}
     # or: python -m lrkit build-toy --pair toy-shared --out data/toy-shared --seed {seed}
 
-Prompts come from `lrkit.prompts.build_prompt_ids` with the system prompt
+Prompts come from `lrkit.models.prompts.build_prompt_ids` with the system prompt
 cycling through lrkit's sampling prompt ("Please reason step by step."), the
 paper's evaluation prompt (asks for `\\boxed{{}}`) and none; the assistant turn is
 the worked solution ending `#### N`, then EOS, and carries the only loss. Both

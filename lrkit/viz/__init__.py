@@ -2,15 +2,15 @@
 
 Everything here renders stored step statistics and records; no model is run.
 """
-from .figures import (accuracy_comparison, entropy_scatter, kept_share_by_beta,
-                      kl_along_rollout, kl_by_agreement, kl_histogram, loss_curve,
-                      step_distributions)
-from .explorer import Explorer, ExplorerState
-from .report import Report, export_html
-from .tables import (ablation_frame, accuracy_row, anatomy_frame, beside_paper, confident_expert_steps, efficiency_table,
-                     entropy_quadrants, gold_path_frame, kl_thresholds, peak_problems, preliminary_table,
-                     record_table)
-from .tokens import TokenView, side_by_side, token_view
+from lrkit.viz.explorer import Explorer, ExplorerState
+from lrkit.viz.figures import (
+    accuracy_comparison, entropy_scatter, kept_share_by_beta, kl_along_rollout, kl_by_agreement, kl_histogram,
+    loss_curve, step_distributions)
+from lrkit.viz.report import Report, export_html
+from lrkit.viz.tables import (
+    ablation_frame, accuracy_row, anatomy_frame, beside_paper, confident_expert_steps, efficiency_table,
+    entropy_quadrants, gold_path_frame, kl_thresholds, peak_problems, preliminary_table, record_table)
+from lrkit.viz.tokens import TokenView, side_by_side, token_view
 
 __all__ = [
     "TokenView", "token_view", "side_by_side",

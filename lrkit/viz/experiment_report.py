@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..provenance import read_provenance
-from .figures import (accuracy_comparison, kept_share_by_beta, kl_along_rollout, kl_by_agreement, kl_histogram,
-                      loss_curve)
-from .report import Report
-from .tables import (GOLD_PATH_CAPTION, _check_text, _pct_interval, _seeds_text, ablation_frame, anatomy_frame,
-                     gold_path_frame, provenance_frame, seeds_frame, settings_frame)
-from .tokens import token_view
+from lrkit.provenance import read_provenance
+from lrkit.viz.figures import (
+    accuracy_comparison, kept_share_by_beta, kl_along_rollout, kl_by_agreement, kl_histogram, loss_curve)
+from lrkit.viz.report import Report
+from lrkit.viz.tables import (
+    GOLD_PATH_CAPTION, _check_text, _pct_interval, _seeds_text, ablation_frame, anatomy_frame, gold_path_frame,
+    provenance_frame, seeds_frame, settings_frame)
+from lrkit.viz.tokens import token_view
 
 
 def experiment_report(out_dir: Path, steps, records, loss_history, base, tuned, comparison, summary: dict,

@@ -17,11 +17,10 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from ..selection import (SoftLabel, keep_mask, plausible_mask, soft_label_from_stats,
-                         topk_arrays)
-from ._html import esc, visible
-from .figures import AMATEUR, EXPERT, SOFT
-from .tokens import SCORES, ColourScale, Panel, TokenView, rollout_cells, score_values
+from lrkit.maths.selection import SoftLabel, keep_mask, plausible_mask, soft_label_from_stats, topk_arrays
+from lrkit.viz._html import esc, visible
+from lrkit.viz.figures import AMATEUR, EXPERT, SOFT
+from lrkit.viz.tokens import SCORES, ColourScale, Panel, TokenView, rollout_cells, score_values
 
 __all__ = ["Explorer", "ExplorerState"]
 

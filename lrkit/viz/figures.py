@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..selection import keep_mask, kept_share_curve, select_steps, soft_label_from_stats
-from ._html import esc, visible
+from lrkit.maths.selection import keep_mask, kept_share_curve, select_steps, soft_label_from_stats
+from lrkit.viz._html import esc, visible
 
 __all__ = [
     "kl_histogram", "kl_along_rollout", "entropy_scatter", "kl_by_agreement",
@@ -36,7 +36,7 @@ def kept_steps(steps: pd.DataFrame, beta: float, kl_inclusive: bool = True,
                skip_first_step: bool = True) -> np.ndarray:
     """The steps selection keeps at ``beta``: the frame's own ``kept`` column when
     it was made at this beta (``lrkit.read_steps`` keeps the run's beta in the
-    frame's attrs), else :func:`lrkit.selection.select_steps`. Figures take their
+    frame's attrs), else :func:`lrkit.maths.selection.select_steps`. Figures take their
     kept share from here, so they say what the run's summary says (step 0 is
     never kept, whatever its KL)."""
     if "kept" in steps.columns and steps.attrs.get("beta") == beta:

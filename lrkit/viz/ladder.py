@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 
 import plotly.graph_objects as go
 
-from .figures import EXPERT, SOFT, TEMPLATE
+from lrkit.viz.figures import EXPERT, SOFT, TEMPLATE
 
 
 def ladder_figure(ladder: Sequence[Mapping], x: str = "amateur_accuracy") -> go.Figure:

@@ -1,6 +1,6 @@
 """Table 1 of the paper for any models: an HTML table and a plotly figure.
 
-Both render DataFrames from ``lrkit.suite.SuiteResult`` (``scores()``,
+Both render DataFrames from ``lrkit.evaluation.suite.SuiteResult`` (``scores()``,
 ``comparisons()``, ``paper()``); nothing is computed here but layout.
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Optional, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
-from ._html import esc
-from .figures import TEMPLATE
+from lrkit.viz._html import esc
+from lrkit.viz.figures import TEMPLATE
 
 __all__ = ["table1_html", "table1_figure"]
 

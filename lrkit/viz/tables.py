@@ -10,8 +10,8 @@ from typing import Sequence
 import pandas as pd
 from plotly.subplots import make_subplots
 
-from ..paper import PAPER_EFFICIENCY, PAPER_PRELIMINARY
-from .figures import accuracy_comparison
+from lrkit.paper import PAPER_EFFICIENCY, PAPER_PRELIMINARY
+from lrkit.viz.figures import accuracy_comparison
 
 def preliminary_table(summary: dict, beta: float = 0.4):
     """The paper's preliminary statistics: this run's (a sampling run's ``summary``,

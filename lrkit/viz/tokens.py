@@ -16,8 +16,8 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from ..selection import keep_mask, soft_labels_from_arrays, topk_arrays
-from ._html import document, esc, in_notebook, is_special, visible, write
+from lrkit.maths.selection import keep_mask, soft_labels_from_arrays, topk_arrays
+from lrkit.viz._html import document, esc, in_notebook, is_special, visible, write
 
 __all__ = ["TokenView", "token_view", "side_by_side", "ColourScale", "TokenCell", "Panel",
            "SCORES", "score_values", "rollout_cells"]

@@ -1,0 +1,185 @@
+"""Does a pair suit the method? The gold-path check, before any training.
+
+Feed gold worked solutions to both models token by token (teacher forcing).
+At every step the method would keep (KL >= beta), compare the expert's own
+choice with the soft label's: where v_C's argmax differs from the expert's
+argmax, it either *fixes* a token (the expert's argmax is wrong, v_C's is the
+gold token) or *breaks* one (the other way round). Also compare the mass v_C
+puts on the gold token with the mass the expert's own distribution, restricted
+to the same plausibility mask, puts there (the "no contrast" target).
+
+A pair whose contrast fixes clearly more than it breaks, and moves mass
+towards gold, is one where tuning towards v_C can help; the bundled control
+pair (``toy-shared``) shows the opposite. It takes one teacher-forced pass of
+each model, seconds on the toy pairs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import torch
+
+from lrkit.config import AUTHORS_SYSTEM_PROMPT
+from lrkit.data.problems import load_problems
+from lrkit.maths import divergence
+from lrkit.models.generation import _to_logits, last_positions_hidden, stop_token_ids
+from lrkit.models.prompts import build_prompt_ids
+
+MIN_FIX_RATIO = 2.0
+"""The gate: v_C's argmax fixes at least twice as many tokens as it breaks..."""
+MIN_DISAGREEMENTS = 50
+"""...over at least this many steps where it disagrees with the expert's argmax..."""
+MIN_GOLD_MASS_GAIN = 0.03
+"""...and puts at least this much more mass on gold than the expert's masked distribution."""
+
+
+def gold_path_statistics(expert_logp: torch.Tensor, amateur_logp: torch.Tensor, gold_ids: torch.Tensor,
+                         alpha: float, temperature: float = 1.0) -> dict[str, torch.Tensor]:
+    """Per-step comparison of v_C with the expert on gold tokens ([N, V] log-probs, [N] gold ids).
+
+    Returns tensors of length N: ``kl``, ``expert_argmax``, ``label_argmax``
+    (v_C's), ``label_gold_mass`` (v_C at gold, 0 outside the mask),
+    ``expert_gold_mass`` (the expert's distribution renormalised over the mask,
+    at gold), and how the expert ranks v_C's argmax: ``label_expert_ratio``
+    (its probability over the expert's top probability) and ``label_expert_rank``
+    (1 = the expert's own top token).
+    """
+    mask = divergence.plausibility_mask(expert_logp, alpha)
+    scores = divergence.contrastive_scores(expert_logp, amateur_logp, mask, temperature)
+    label = torch.softmax(scores, dim=-1)
+    own = torch.softmax(expert_logp.masked_fill(~mask, float("-inf")), dim=-1)
+    gold = gold_ids.long().unsqueeze(-1)
+    label_argmax = scores.argmax(-1)
+    label_logp = expert_logp.gather(-1, label_argmax.unsqueeze(-1))
+    return {
+        "kl": divergence.kl_divergence(expert_logp, amateur_logp),
+        "expert_argmax": expert_logp.argmax(-1),
+        "label_argmax": label_argmax,
+        "label_gold_mass": label.gather(-1, gold).squeeze(-1),
+        "expert_gold_mass": own.gather(-1, gold).squeeze(-1),
+        # How the expert itself ranks v_C's choice (the odd-token audit, lrkit.evaluation.audit).
+        "label_expert_ratio": (label_logp.squeeze(-1) - expert_logp.max(-1).values).exp(),
+        "label_expert_rank": 1 + (expert_logp > label_logp).sum(-1),
+    }
+
+
+@dataclass
+class ContrastCheck:
+    """What the gold-path check found; ``steps`` has one row per scored step."""
+
+    steps: "object"  # pandas DataFrame
+    beta: float
+    alpha: float
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def kept(self):
+        return self.steps[self.steps["kept"]]
+
+    @property
+    def fixes(self) -> int:
+        k = self.kept
+        return int(((k.label_argmax == k.gold_id) & (k.expert_argmax != k.gold_id)).sum())
+
+    @property
+    def breaks(self) -> int:
+        k = self.kept
+        return int(((k.label_argmax != k.gold_id) & (k.expert_argmax == k.gold_id)).sum())
+
+    @property
+    def disagreements(self) -> int:
+        k = self.kept
+        return int((k.label_argmax != k.expert_argmax).sum())
+
+    @property
+    def label_gold_mass(self) -> float:
+        return float(self.kept.label_gold_mass.mean()) if len(self.kept) else float("nan")
+
+    @property
+    def expert_gold_mass(self) -> float:
+        return float(self.kept.expert_gold_mass.mean()) if len(self.kept) else float("nan")
+
+    @property
+    def passes(self) -> bool:
+        """The gate: fixes >= 2 x breaks over >= 50 disagreements, and v_C's mass
+        on gold beats the expert's masked distribution by >= 0.03."""
+        return (self.disagreements >= MIN_DISAGREEMENTS
+                and self.fixes >= MIN_FIX_RATIO * self.breaks
+                and self.label_gold_mass - self.expert_gold_mass >= MIN_GOLD_MASS_GAIN)
+
+    def summary(self) -> dict:
+        return {"problems": int(self.steps.prompt_id.nunique()), "steps": int(len(self.steps)),
+                "kept": int(len(self.kept)), "beta": self.beta, "alpha": self.alpha,
+                "disagreements": self.disagreements, "fixes": self.fixes, "breaks": self.breaks,
+                "label_gold_mass": self.label_gold_mass, "expert_gold_mass": self.expert_gold_mass,
+                "passes": self.passes, **self.settings}
+
+    def __str__(self) -> str:
+        s = self.summary()
+        ratio = f"{s['fixes'] / s['breaks']:.1f}x" if s["breaks"] else "no breaks"
+        return (f"gold-path check on {s['problems']} problems, {s['kept']} of {s['steps']} steps kept "
+                f"(beta {s['beta']}): v_C's argmax differs from the expert's at {s['disagreements']}, "
+                f"fixes {s['fixes']}, breaks {s['breaks']} ({ratio}); mass on gold: v_C "
+                f"{s['label_gold_mass']:.3f}, expert's masked distribution {s['expert_gold_mass']:.3f} "
+                f"-> {'suits the method' if s['passes'] else 'does not pass the gate'}")
+
+    __repr__ = __str__
+
+
+def contrast_check(pair, problems, beta: float = 0.4, alpha: float = 0.2, temperature: float = 1.0,
+                   system_prompt: Optional[str] = AUTHORS_SYSTEM_PROMPT, skip_first_step: bool = True,
+                   batch_size: int = 16, progress: bool = False) -> ContrastCheck:
+    """Run the gold-path check of ``pair`` (a loaded :class:`lrkit.ModelPair`)
+    on problems with worked gold answers.
+
+    The gold answer text (GSM8K style, ending ``#### N``) is tokenized on its
+    own and followed by EOS, exactly as a model would generate it after the
+    prompt. ``system_prompt`` is sampling's default; None sends no system turn.
+    """
+    import pandas as pd
+
+    problems = [p for p in load_problems(problems) if p.answer]
+    if not problems:
+        raise ValueError("contrast_check() needs problems with gold answers")
+    tokenizer = pair.tokenizer
+    eos = stop_token_ids(pair.expert, tokenizer)[0]
+    rows = []
+    batches = [problems[i:i + batch_size] for i in range(0, len(problems), batch_size)]
+    if progress:
+        from tqdm.auto import tqdm
+        batches = tqdm(batches, desc="gold-path check", unit="batch")
+    for batch in batches:
+        prompts = [build_prompt_ids(tokenizer, p.question, system_prompt) for p in batch]
+        golds = [tokenizer(p.answer, add_special_tokens=False)["input_ids"] + [eos] for p in batch]
+        width_prompt, width_gold = max(map(len, prompts)), max(map(len, golds))
+        # Prompts left-padded, gold right-padded: step t of every row sits at
+        # column width_prompt - 1 + t, as in sampling.
+        total = width_prompt + width_gold - 1
+        ids = torch.full((len(batch), total), tokenizer.pad_token_id or 0, dtype=torch.long)
+        attention = torch.zeros_like(ids)
+        for row, (prompt, gold) in enumerate(zip(prompts, golds)):
+            seq = prompt + gold[:-1]
+            start = width_prompt - len(prompt)
+            ids[row, start:start + len(seq)] = torch.tensor(seq)
+            attention[row, start:start + len(seq)] = 1
+        ids, attention = ids.to(pair.device), attention.to(pair.device)
+        e_states, e_head = last_positions_hidden(pair.expert, ids, attention, width_gold)
+        a_states, a_head = last_positions_hidden(pair.amateur, ids, attention, width_gold)
+        with torch.inference_mode():
+            for row, (problem, gold) in enumerate(zip(batch, golds)):
+                n = len(gold)
+                e_logp = divergence.log_probs(_to_logits(e_states[row, :n], e_head), pair.vocab_size)
+                a_logp = divergence.log_probs(_to_logits(a_states[row, :n], a_head), pair.vocab_size)
+                gold_ids = torch.tensor(gold, device=e_logp.device)
+                stats = gold_path_statistics(e_logp, a_logp, gold_ids, alpha, temperature)
+                steps = torch.arange(n, device=e_logp.device)
+                kept = divergence.keep_steps(stats["kl"], steps, beta, True, skip_first_step)
+                for t in range(n):
+                    rows.append({"prompt_id": problem.id, "step": t, "gold_id": gold[t],
+                                 "gold": tokenizer.decode([gold[t]]), "kept": bool(kept[t]),
+                                 "prefix": tokenizer.decode(gold[:t]) if kept[t] else None,
+                                 "label": tokenizer.decode([int(stats["label_argmax"][t])]) if kept[t] else None,
+                                 **{k: v[t].item() for k, v in stats.items()}})
+    frame = pd.DataFrame(rows)
+    return ContrastCheck(frame, beta, alpha, {"system_prompt": system_prompt, "temperature": temperature})

@@ -1,0 +1,461 @@
+"""``lrkit study ladder``: when does the method work? The paper's amateur and beta
+analyses in miniature, on ``toy``'s expert and the amateur ladder (:mod:`lrkit.toy.ladder`).
+
+    lrkit study ladder --out runs/ladder      # builds / finds the ladder, then everything below
+
+For every amateur of the ladder:
+
+* its greedy accuracy (test problems), and the expertise gap (expert minus amateur);
+* the scout's predictions on **validation** problems (:mod:`lrkit.studies.scout`): decoding
+  by v_C's argmax against greedy, the gold-path check, the odd-token audit;
+* decoding by v_C's argmax on the test problems;
+* LightReasoner with the demo's settings (200 train problems sampled, 60 LoRA
+  steps) over three seeds, each evaluated on the same 500 **test** problems:
+  accuracy with 95% Wilson intervals, fixed / broken and an exact McNemar test
+  against the base expert;
+* the error anatomy (:mod:`lrkit.evaluation.anatomy`) of the base and every tuned expert.
+
+Then a beta sweep and an alpha sweep on the default pair (``toy``: the g-small
+rung): gain, kept share of steps, tuned tokens. The Spearman rank correlation
+between the scout's score and the measured gain closes the study.
+
+No setting is chosen here: beta 0.4, alpha 0.2, the learning rate and the steps
+are the demo's, chosen earlier on validation problems (docs/TOY_PAIRS.md); the
+scout reads validation problems only, and test problems give the measured
+numbers. Writes ``study.json``, ``report.html`` and per-amateur folders
+(sampling, adapters, evaluations; merged models are deleted after their
+evaluation). Rerunning resumes: finished amateurs and sweep points are read back.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Optional
+
+from lrkit.config import EvalConfig, SampleConfig, TrainConfig, to_dict
+from lrkit.data.records import read_records
+from lrkit.experiment import ExperimentConfig
+from lrkit.studies.scout import score_pair, spearman
+from lrkit.toy import toy_problems
+from lrkit.toy.ladder import get_rung, rung_path
+
+STUDY_FILE = "study.json"
+DONE = "done"
+
+
+@dataclass
+class StudyConfig:
+    """The study's budget: the demo's sizes."""
+
+    amateurs: tuple = ("g-small", "g-large", "gf-05", "gf-20", "gf-50", "expert-50", "expert")
+    """Rungs of the ladder to study (lrkit.toy.ladder.RUNGS)."""
+    seeds: int = 3
+    """LightReasoner trainings per amateur (TrainConfig.seed, +1, ...)."""
+    train_problems: int = 200
+    test_problems: int = 500
+    validation_problems: int = 200
+    problem_seed: int = 2026
+    betas: tuple = (0.1, 0.2, 0.4, 0.8, 1.6)
+    """The beta sweep (alpha fixed at the sample config's)."""
+    alphas: tuple = (0.05, 0.2, 0.5)
+    """The alpha sweep (beta fixed at the sample config's)."""
+    sweep_amateur: str = "g-small"
+    """The sweeps' amateur: g-small is toy:amateur, so the sweeps run on the default pair."""
+    sweep_seeds: int = 1
+    """Trainings per sweep point (the default pair's seeds differ by under a point: README)."""
+    sample: SampleConfig = field(default_factory=lambda: ExperimentConfig().sample)
+    """The demo's settings, so the ladder's default rung reproduces the demo."""
+    train: TrainConfig = field(default_factory=lambda: ExperimentConfig().train)
+    eval: EvalConfig = field(default_factory=lambda: ExperimentConfig().eval)
+
+    def to_dict(self) -> dict:
+        plain = {k: v for k, v in asdict(self).items() if k not in ("sample", "train", "eval")}
+        return {**plain, "sample": to_dict(self.sample), "train": to_dict(self.train), "eval": to_dict(self.eval)}
+
+
+def quick_config() -> StudyConfig:
+    """A small study for CI and the notebook's fallback: two amateurs, one seed, small sets, short sweeps."""
+    return StudyConfig(amateurs=("g-small", "expert"), seeds=1, train_problems=24, test_problems=40,
+                       validation_problems=24, betas=(0.4, 1.6), alphas=(0.2,),
+                       train=replace(StudyConfig().train, max_steps=8, save_steps=8))
+
+
+def _points(x: float) -> float:
+    return round(100 * x, 2)
+
+
+def _evaluation(folder: Path, run):
+    """An evaluation saved in ``folder`` (read back when finished earlier), else ``run()`` saved there."""
+    from lrkit.evaluation import EvalResult
+
+    if (folder / DONE).exists():
+        return EvalResult.load(folder)
+    result = run()
+    result.save(folder)
+    (folder / DONE).write_text("")
+    return result
+
+
+def _seed_row(seed: int, result, comparison, tuned_tokens: int, records: int) -> dict:
+    return {"seed": seed, "accuracy": result.accuracy, "interval": list(result.interval),
+            "gain_points": _points(result.accuracy - comparison.accuracy_a), "fixed": len(comparison.fixed),
+            "broken": len(comparison.broken), "mcnemar_p": comparison.p_value, "tuned_tokens": tuned_tokens,
+            "records": records}
+
+
+def _lightreasoner(expert_path: str, pair, unlabeled, test, base, folder: Path, config: StudyConfig,
+                   sample_config: SampleConfig, seeds, progress: bool, log) -> tuple:
+    """Sample, then train / merge / evaluate once per seed; returns (sampling summary, records, [(seed row, result)])."""
+    from lrkit.evaluation import compare
+    from lrkit.stages.sampling import sample
+    from lrkit.stages.training import merge, train
+
+    sampled = sample(pair, None, unlabeled, folder / "sampling", sample_config, progress=progress)
+    records = read_records(sampled.records_path, allow_empty=True)
+    runs = []
+    for seed in seeds:
+        if not records:  # nothing kept: nothing to train on, the expert stays as it is
+            runs.append((_seed_row(seed, base, compare(base, base), 0, 0), base))
+            continue
+        adapter = folder / f"adapter_seed{seed}"
+        trained = train(expert_path, records, adapter, replace(config.train, seed=seed), resume=True,
+                        progress=progress)
+
+        def run(adapter=trained.adapter_dir, seed=seed):
+            merged = folder / f"merged_seed{seed}"
+            if merged.exists():
+                shutil.rmtree(merged)
+            from lrkit.evaluation import evaluate
+
+            try:
+                return evaluate(str(merge(expert_path, adapter, merged)), test, config.eval, progress=progress,
+                                name=f"LightReasoner (seed {seed})")
+            finally:
+                shutil.rmtree(merged, ignore_errors=True)
+
+        result = _evaluation(folder / f"eval_seed{seed}", run)
+        runs.append((_seed_row(seed, result, compare(base, result), trained.tuned_tokens, len(records)), result))
+        log(f"  seed {seed}: {result.accuracy:.1%} ({runs[-1][0]['gain_points']:+.1f} points)")
+    return sampled.summary, records, runs
+
+
+def _study_rung(name: str, expert_path: str, problems: dict, base, greedy_validation, out_dir: Path,
+                config: StudyConfig, progress: bool, log) -> dict:
+    from lrkit.evaluation.anatomy import error_anatomy
+    from lrkit.evaluation.audit import odd_token_audit
+    from lrkit.evaluation import compare, evaluate, evaluate_contrastive
+    from lrkit.models.loading import load_pair
+
+    folder = out_dir / "amateurs" / name
+    path = folder / "result.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    started, cpu = time.perf_counter(), time.process_time()
+    rung = get_rung(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    pair = load_pair(expert_path, str(rung_path(name)), device="cpu")
+    test, validation, unlabeled = problems["test"], problems["validation"], problems["unlabeled"]
+    amateur = _evaluation(folder / "eval_amateur", lambda: evaluate(
+        pair.amateur, test, config.eval, tokenizer=pair.tokenizer, progress=progress, name=f"amateur {name}"))
+    amateur_validation = evaluate(pair.amateur, validation, config.eval, tokenizer=pair.tokenizer,
+                                  progress=progress, name=f"amateur {name}")
+    scout = score_pair(pair, validation, (config.sample.beta,), (config.sample.alpha,), config.eval,
+                       greedy_validation, name=name, progress=progress)[0]
+    gold_path_audit = scout.pop("_audit")
+    decoded = _evaluation(folder / "eval_contrastive", lambda: evaluate_contrastive(
+        pair, test, config.eval, alpha=config.sample.alpha, progress=progress))
+    log(f"{name}: amateur {amateur.accuracy:.1%}; scout score {scout['score']:+.1f}; "
+        f"decoding by v_C on test {decoded.accuracy:.1%}")
+    summary, records, runs = _lightreasoner(expert_path, pair, unlabeled, test, base, folder, config,
+                                            config.sample, [config.train.seed + i for i in range(config.seeds)],
+                                            progress, log)
+    anatomy = error_anatomy({"base": base, **{f"seed {row['seed']}": result for row, result in runs}},
+                            problems=test)
+    seeds = [row for row, _ in runs]
+    versus_cd = compare(base, decoded)
+    result = {
+        "name": name, "description": rung.description, "family_share": rung.family_share,
+        "amateur_accuracy": amateur.accuracy, "amateur_interval": list(amateur.interval),
+        "amateur_validation_accuracy": amateur_validation.accuracy,
+        "gap": base.accuracy - amateur.accuracy,
+        "scout": scout,
+        "gold_path_audit": gold_path_audit.summary(),
+        "cd_accuracy_test": decoded.accuracy, "cd_interval_test": list(decoded.interval),
+        "cd_gain_test_points": _points(decoded.accuracy - base.accuracy),
+        "cd_fixed_test": len(versus_cd.fixed), "cd_broken_test": len(versus_cd.broken),
+        "cd_p_test": versus_cd.p_value,
+        "steps": summary.get("steps"), "records": len(records), "share_kept": summary.get("share_kept"),
+        "seeds": seeds, "mean_gain_points": round(sum(r["gain_points"] for r in seeds) / len(seeds), 2),
+        "records_audit": None,
+        "anatomy": anatomy.summary(),
+        "seconds": round(time.perf_counter() - started, 1), "cpu_seconds": round(time.process_time() - cpu, 1),
+    }
+    if records:
+        audit = odd_token_audit(records)
+        result["records_audit"] = audit.summary()
+        result["records_audit_examples"] = audit.examples.to_dict("records")
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result
+
+
+def _sweep_point(setting: str, value: float, expert_path: str, problems: dict, base, out_dir: Path,
+                 config: StudyConfig, progress: bool, log, ladder: list = ()) -> dict:
+    from lrkit.models.loading import load_pair
+    from lrkit.toy.ladder import rung_path
+
+    sample_config = replace(config.sample, **{setting: value})
+    beta, alpha = sample_config.beta, sample_config.alpha
+    studied = next((row for row in ladder if row["name"] == config.sweep_amateur), None)
+    if studied is not None and (beta, alpha) == (config.sample.beta, config.sample.alpha):
+        # The study's own setting: the sweep amateur's first seeds, already trained and measured.
+        seeds = studied["seeds"][:config.sweep_seeds]
+        return {"setting": setting, "beta": beta, "alpha": alpha, "amateur": config.sweep_amateur,
+                "steps": studied["steps"], "records": studied["records"], "share_kept": studied["share_kept"] or 0.0,
+                "tuned_tokens": max((r["tuned_tokens"] for r in seeds), default=0), "seeds": seeds,
+                "mean_gain_points": round(sum(r["gain_points"] for r in seeds) / len(seeds), 2),
+                "seconds": 0.0, "cpu_seconds": 0.0, "from": f"amateurs/{config.sweep_amateur}"}
+    folder = out_dir / "sweeps" / f"beta{beta:g}-alpha{alpha:g}"
+    path = folder / "result.json"
+    if path.exists():
+        return {**json.loads(path.read_text()), "setting": setting}
+    started, cpu = time.perf_counter(), time.process_time()
+    folder.mkdir(parents=True, exist_ok=True)
+    pair = load_pair(expert_path, str(rung_path(config.sweep_amateur)), device="cpu")
+    summary, records, runs = _lightreasoner(
+        expert_path, pair, problems["unlabeled"], problems["test"], base, folder, config, sample_config,
+        [config.train.seed + i for i in range(config.sweep_seeds)], progress, log)
+    seeds = [row for row, _ in runs]
+    result = {"setting": setting, "beta": sample_config.beta, "alpha": sample_config.alpha,
+              "amateur": config.sweep_amateur, "steps": summary.get("steps"), "records": len(records),
+              "share_kept": summary.get("share_kept") or 0.0,
+              "tuned_tokens": max((r["tuned_tokens"] for r in seeds), default=0), "seeds": seeds,
+              "mean_gain_points": round(sum(r["gain_points"] for r in seeds) / len(seeds), 2),
+              "seconds": round(time.perf_counter() - started, 1), "cpu_seconds": round(time.process_time() - cpu, 1)}
+    log(f"sweep {setting} {value:g}: kept {result['share_kept']:.1%}, gain {result['mean_gain_points']:+.1f} points")
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result
+
+
+PREDICTORS = {
+    "cd_gain": "decoding by v_C's argmax minus greedy (validation, points): the scout's score",
+    "check_net_fixes": "gold-path fixes minus breaks (validation)",
+    "mass_gain": "gold-path mass on gold, v_C minus the expert's masked distribution (validation)",
+}
+"""The scout's numbers whose rank correlation with the measured gain the study
+reports; ``cd_gain`` is the score chosen before the study ran, the others are shown beside it."""
+
+
+def correlations(ladder: list) -> dict:
+    """Spearman between each predictor (validation) and the mean measured gain (test) across the ladder."""
+    gains = [row["mean_gain_points"] for row in ladder]
+    out = {}
+    for key in PREDICTORS:
+        if key == "check_net_fixes":
+            values = [row["scout"]["check_fixes"] - row["scout"]["check_breaks"] for row in ladder]
+        else:
+            values = [row["scout"][key] for row in ladder]
+        pairs = [(v, g) for v, g in zip(values, gains) if v is not None]
+        out[key] = spearman([v for v, _ in pairs], [g for _, g in pairs]) if len(pairs) >= 3 else None
+    return out
+
+
+def run_study(out_dir="runs/ladder", config: Optional[StudyConfig] = None, progress: bool = False,
+              threads: Optional[int] = 1, log=print) -> dict:
+    """Run (or resume) the study; returns study.json's content. Trained rungs
+    come from the ladder cache (built there when missing, :mod:`lrkit.toy.ladder`)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+    from lrkit.evaluation import evaluate
+    from lrkit.toy.ladder import build_ladder, get_rung, rung_path
+
+    log = log or (lambda message: None)
+    config = config or StudyConfig()
+    for name in (*config.amateurs, config.sweep_amateur):
+        get_rung(name)
+    if config.seeds < 1 or config.sweep_seeds < 1:
+        raise ValueError("--seeds must be >= 1")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = out_dir / "config.json"
+    if settings.exists() and json.loads(settings.read_text()) != json.loads(json.dumps(config.to_dict())):
+        raise ValueError(f"{out_dir} holds a study made with other settings ({settings}); choose another --out")
+    settings.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    started, cpu = time.perf_counter(), time.process_time()
+    wanted = list(dict.fromkeys([*config.amateurs, config.sweep_amateur]))
+    built = build_ladder(wanted, log=log)
+    expert_path = str(rung_path("expert"))
+    problems = {
+        "test": toy_problems("toy", config.test_problems, "test", seed=config.problem_seed),
+        "validation": toy_problems("toy", config.validation_problems, "validation", seed=config.problem_seed),
+    }
+    problems["unlabeled"] = [{"id": p["id"], "question": p["question"]}
+                             for p in toy_problems("toy", config.train_problems, "train", seed=config.problem_seed)]
+    from lrkit.models.loading import load_model
+
+    expert, tokenizer = load_model(expert_path, device="cpu")
+    base = _evaluation(out_dir / "eval_base", lambda: evaluate(expert, problems["test"], config.eval,
+                                                               tokenizer=tokenizer, progress=progress,
+                                                               name="base expert"))
+    greedy_validation = evaluate(expert, problems["validation"], config.eval, tokenizer=tokenizer,
+                                 progress=progress, name="expert (greedy)")
+    log(f"base expert: {base.accuracy:.1%} on {base.n} test problems, {greedy_validation.accuracy:.1%} on "
+        f"{greedy_validation.n} validation problems")
+    ladder, sweeps = [], {"beta": [], "alpha": []}
+
+    def write(complete: bool) -> dict:
+        """study.json as it stands: rewritten after every amateur and sweep point, so a long run
+        that is stopped still leaves every finished number."""
+        study = {
+            "complete": complete,
+            "config": config.to_dict(),
+            "base": {"accuracy": base.accuracy, "interval": list(base.interval), "n": base.n,
+                     "validation_accuracy": greedy_validation.accuracy},
+            "ladder": ladder,
+            "sweeps": sweeps,
+            "spearman": correlations(ladder),
+            "predictors": PREDICTORS,
+            "rungs": {record["name"]: {k: v for k, v in record.items() if k != "path"} for record in built},
+            "seconds": round(time.perf_counter() - started, 1),
+            "cpu_seconds_this_call": round(time.process_time() - cpu, 1),
+            "cpu_seconds_study": round(sum(r["cpu_seconds"] for r in ladder)
+                                       + sum(p["cpu_seconds"] for s in sweeps.values() for p in s), 1),
+            "threads": torch.get_num_threads(),
+        }
+        (out_dir / STUDY_FILE).write_text(json.dumps(study, indent=2, default=str) + "\n")
+        return study
+
+    for name in config.amateurs:
+        ladder.append(_study_rung(name, expert_path, problems, base, greedy_validation, out_dir, config,
+                                  progress, log))
+        write(False)
+    for setting, values in (("beta", config.betas), ("alpha", config.alphas)):
+        for value in values:
+            sweeps[setting].append(_sweep_point(setting, value, expert_path, problems, base, out_dir, config,
+                                                progress, log, ladder))
+            write(False)
+    study = write(True)
+    study_report(study).save(out_dir / "report.html")
+    return study
+
+
+def study_report(study: dict):
+    """One HTML page of the study: the ladder's figure, its table, the sweeps, the anatomy."""
+    from lrkit.viz import Report
+    from lrkit.viz.ladder import ladder_figure, sweep_figure
+
+    report = Report("When does LightReasoner work? The amateur ladder on toy's expert",
+                    subtitle=f"base expert {100 * study['base']['accuracy']:.1f}% on {study['base']['n']} test "
+                             f"problems; scout on validation problems, gains on test problems")
+    report.add_figure(ladder_figure(study["ladder"]), heading="Gain against the amateur")
+    report.add_figure(ladder_figure(study["ladder"], x="gap"))
+    report.add_table(ladder_frame(study["ladder"]), heading="Every amateur", max_rows=50)
+    rho = study["spearman"]
+    report.add_summary({PREDICTORS[k]: ("n/a" if v is None else f"{v:.2f}") for k, v in rho.items()},
+                       heading="Spearman: the scout's predictions against the measured gain")
+    for setting in ("beta", "alpha"):
+        if study["sweeps"].get(setting):
+            report.add_figure(sweep_figure(study["sweeps"][setting], setting), heading=f"{setting} sweep")
+            report.add_table(sweep_frame(study["sweeps"][setting]))
+    report.add_table(audit_frame(study["ladder"]), heading="Odd-token audit",
+                     caption="Kept steps where v_C's argmax is a token the expert ranks low (not its top token, "
+                             "< 0.5 x its top probability): over the records sampled with each amateur, and over "
+                             "the scout's kept gold-path steps, where 'odd that are gold' counts the right ones.")
+    from lrkit.viz.tables import anatomy_frame
+
+    report.add_table(anatomy_frame(study["ladder"]), heading="Error anatomy: fixed and introduced per type",
+                     max_rows=200)
+    return report
+
+
+def audit_frame(ladder: list):
+    """The odd-token audit per amateur: over its kept records and over its kept gold-path steps."""
+    import pandas as pd
+
+    rows = []
+    for row in ladder:
+        for source, audit in (("records", row.get("records_audit")), ("gold paths", row.get("gold_path_audit"))):
+            if audit and audit.get("kept_steps"):
+                rows.append({"amateur": row["name"], "kept steps of": source, "kept": audit["kept_steps"],
+                             "v_C not the expert's top": audit["not_expert_top"], "odd": audit["odd"],
+                             "share odd": f"{100 * audit['share_odd']:.2f}%",
+                             "odd that are gold": audit.get("odd_that_are_gold", ""),
+                             "most frequent odd tokens": ", ".join(f"`{t!r}` x{c}" for t, c in audit["top_tokens"][:5])})
+    return pd.DataFrame(rows)
+
+
+def ladder_frame(ladder: list):
+    import pandas as pd
+
+    rows = []
+    for row in ladder:
+        s = row["scout"]
+        rows.append({
+            "amateur": row["name"], "amateur accuracy": f"{100 * row['amateur_accuracy']:.1f}%",
+            "gap (points)": f"{100 * row['gap']:.1f}",
+            "scout score* (CD - greedy, val.)": f"{s['score']:+.1f}",
+            "gold path fixes / breaks*": f"{s['check_fixes']} / {s['check_breaks']}",
+            "mass gain*": "n/a" if s["mass_gain"] is None else f"{s['mass_gain']:+.3f}",
+            "CD on test": f"{100 * row['cd_accuracy_test']:.1f}% ({row['cd_gain_test_points']:+.1f})",
+            "kept": f"{row['records']} ({100 * (row['share_kept'] or 0):.1f}%)",
+            "gain per seed (points)": ", ".join(f"{r['gain_points']:+.1f}" for r in row["seeds"]),
+            "mean gain": f"{row['mean_gain_points']:+.1f}",
+            "McNemar p per seed": ", ".join(f"{r['mcnemar_p']:.2g}" for r in row["seeds"]),
+        })
+    return pd.DataFrame(rows)
+
+
+def sweep_frame(points: list):
+    import pandas as pd
+
+    return pd.DataFrame([{
+        "beta": p["beta"], "alpha": p["alpha"], "records": p["records"], "kept": f"{100 * p['share_kept']:.1f}%",
+        "tuned tokens": p["tuned_tokens"],
+        "accuracy per seed": ", ".join(f"{100 * r['accuracy']:.1f}%" for r in p["seeds"]),
+        "gain (points)": f"{p['mean_gain_points']:+.1f}",
+        "McNemar p": ", ".join(f"{r['mcnemar_p']:.2g}" for r in p["seeds"])} for p in points])
+
+
+def study_markdown(study: dict) -> str:
+    """The study's numbers as markdown tables (docs/LADDER.md quotes them)."""
+    def md(frame) -> str:
+        cols = list(frame.columns)
+        lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+        return "\n".join(lines)
+
+    import pandas as pd
+
+    from lrkit.viz.tables import anatomy_frame
+
+    base = study["base"]
+    parts = [f"Base expert: {100 * base['accuracy']:.1f}% [{100 * base['interval'][0]:.1f}, "
+             f"{100 * base['interval'][1]:.1f}] on {base['n']} test problems; "
+             f"{100 * base['validation_accuracy']:.1f}% on the validation problems the scout reads.", ""]
+    parts += ["### Every amateur", "", md(ladder_frame(study["ladder"])), ""]
+    seeds = []
+    for row in study["ladder"]:
+        for r in row["seeds"]:
+            seeds.append({"amateur": row["name"], "seed": r["seed"],
+                          "accuracy [95% Wilson]": f"{100 * r['accuracy']:.1f}% [{100 * r['interval'][0]:.1f}, "
+                                                   f"{100 * r['interval'][1]:.1f}]",
+                          "gain (points)": f"{r['gain_points']:+.1f}", "fixed / broken": f"{r['fixed']} / {r['broken']}",
+                          "McNemar p": f"{r['mcnemar_p']:.3g}", "records": r["records"],
+                          "tuned tokens": r["tuned_tokens"]})
+    parts += ["### Per seed", "", md(pd.DataFrame(seeds)), ""]
+    parts += ["### Spearman: the scout's numbers (validation) against the mean gain (test)", "",
+              md(pd.DataFrame([{"scout's number": PREDICTORS[k], "Spearman": "n/a" if v is None else f"{v:.2f}"}
+                               for k, v in study["spearman"].items()])), ""]
+    for setting in ("beta", "alpha"):
+        if study["sweeps"].get(setting):
+            parts += [f"### {setting} sweep (g-small = toy:amateur)", "",
+                      md(sweep_frame(sorted(study["sweeps"][setting], key=lambda p: p[setting]))), ""]
+    parts += ["### Odd-token audit", "", md(audit_frame(study["ladder"])), ""]
+    parts += ["### Error anatomy (base errors; per seed: errors after, fixed, introduced)", "",
+              md(anatomy_frame(study["ladder"])), ""]
+    return "\n".join(parts)
