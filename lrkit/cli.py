@@ -294,7 +294,7 @@ def run_push(args) -> int:
 
 def demo_arguments(p: argparse.ArgumentParser) -> None:
     from lrkit import demo  # light: lrkit.demo imports its stages inside run_demo
-    from lrkit.experiment import ExperimentConfig
+    from lrkit.config import ExperimentConfig
 
     p.description, p.formatter_class = demo.__doc__, argparse.RawDescriptionHelpFormatter
     defaults = ExperimentConfig()
@@ -314,7 +314,7 @@ def demo_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def demo_config_from_args(args):
-    from lrkit.experiment import ExperimentConfig
+    from lrkit.config import ExperimentConfig
 
     defaults = ExperimentConfig()
     return config_from_args(ExperimentConfig, args,

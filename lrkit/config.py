@@ -7,7 +7,7 @@ and the Python API all take these objects.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 AUTHORS_SYSTEM_PROMPT = "Please reason step by step."
@@ -204,3 +204,41 @@ def field_docs(cls) -> dict[str, str]:
                 and isinstance(after.value.value, str)):
             docs[node.target.id] = " ".join(after.value.value.split())
     return docs
+
+
+@dataclass
+class ExperimentConfig:
+    """An experiment's problems and budget; the defaults are ``lrkit demo``'s.
+
+    The toy models are tiny, so the optimizer settings differ from the paper's
+    1.5B ones (a larger learning rate, fewer steps); :func:`lrkit.experiment.experiment_config` gives
+    the paper's settings for a Hub pair."""
+
+    pair: str = "toy"
+    """A pair name: the bundled "toy" (the method works on it) or "toy-shared" (the
+    control: it fails), or a Hub pair such as "qwen2.5-math-1.5b"."""
+    amateur: Optional[str] = None
+    """Another amateur against the pair's expert (a model name or path, e.g. "ladder:g-small");
+    None: the pair's own."""
+    train_problems: int = 200
+    """Unlabeled train-split problems the expert samples on."""
+    test_problems: int = 500
+    """Held-out test-split problems every model is evaluated on."""
+    problem_seed: int = 2026
+    """Seed of a toy pair's problems (GSM8K is taken in order)."""
+    seeds: int = 3
+    """LightReasoner is trained once per seed (TrainConfig.seed, +1, ...) on the same records;
+    the first seed's model is the one the report looks at in detail."""
+    check_problems: int = 200
+    """Validation problems whose gold solutions the gold-path check reads."""
+    sample: SampleConfig = field(default_factory=lambda: SampleConfig(batch_size=100))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        learning_rate=2e-3, max_steps=60, per_device_batch_size=16, gradient_accumulation_steps=1,
+        logging_steps=5, save_steps=30, lora_r=8, lora_alpha=16))
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(max_new_tokens=160, batch_size=100))
+
+    def problem_settings(self) -> dict:
+        """The settings that decide an experiment's models and problem sets (its folder's claim)."""
+        return {"pair": self.pair, "amateur": self.amateur, "train_problems": self.train_problems,
+                "test_problems": self.test_problems, "problem_seed": self.problem_seed,
+                "check_problems": self.check_problems}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from lrkit.experiment import Experiment, ExperimentConfig
+from lrkit.config import ExperimentConfig
 from lrkit.toy import TOY_PAIRS
 
 
@@ -34,6 +34,7 @@ class DemoResult:
 def run_demo(out_dir="runs/demo", config: Optional[ExperimentConfig] = None, ablations: bool = False,
              fresh: bool = False, progress: bool = True) -> DemoResult:
     """The experiment on a bundled pair, on the CPU (``fresh``: delete ``out_dir`` first)."""
+    from lrkit.experiment import Experiment  # torch and the stages: not for `lrkit --help`
     config = config or ExperimentConfig()
     if config.pair not in TOY_PAIRS:
         raise ValueError(f"--pair must be one of {', '.join(TOY_PAIRS)} (the bundled pairs), got {config.pair!r}")

@@ -24,18 +24,31 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from lrkit.config import EvalConfig, SampleConfig, TrainConfig, to_dict
+import torch
+
+from lrkit.config import EvalConfig, ExperimentConfig, SampleConfig, TrainConfig, to_dict
 from lrkit.data.problems import load_problems
-from lrkit.models.pairs import _sha256_of, resolve_pair
+from lrkit.evaluation import compare, evaluate, evaluate_contrastive
+from lrkit.evaluation.anatomy import error_anatomy
+from lrkit.evaluation.audit import odd_token_audit
+from lrkit.evaluation.diagnostics import contrast_check
+from lrkit.models.gguf import _sha256_of
+from lrkit.models.loading import choose_device, choose_dtype, load_model, load_pair, scored_vocab_size
+from lrkit.models.pairs import resolve_pair
 from lrkit.paper import PAPER_ABLATION, PAPER_GSM8K
 from lrkit.provenance import Provenance, api_call
 from lrkit.runs import check_settings, write_json
 from lrkit.stages.cards import add_evaluation
+from lrkit.stages.export import export
+from lrkit.stages.sampling import sample
+from lrkit.stages.sft import run_sft
+from lrkit.stages.training import SoftLabelCollator, build_examples, merge, pad_id_of, soft_label_kl, train
 from lrkit.toy import TOY_PAIRS, toy_problems
+from lrkit.viz.experiment_report import experiment_report
 
 EXPERIMENT_FILE = "experiment.json"
 VARIANTS = ("lightreasoner", "no_selection", "no_contrast", "neither")
@@ -45,57 +58,21 @@ ABLATION_LABELS = {"lightreasoner": "full method", "no_selection": "no selection
                    "no_contrast": "no contrast", "neither": "neither"}
 
 
-@dataclass
-class ExperimentConfig:
-    """An experiment's problems and budget; the defaults are ``lrkit demo``'s.
-
-    The toy models are tiny, so the optimizer settings differ from the paper's
-    1.5B ones (a larger learning rate, fewer steps); :meth:`for_pair` gives
-    the paper's settings for a Hub pair."""
-
-    pair: str = "toy"
-    """A pair name: the bundled "toy" (the method works on it) or "toy-shared" (the
-    control: it fails), or a Hub pair such as "qwen2.5-math-1.5b"."""
-    amateur: Optional[str] = None
-    """Another amateur against the pair's expert (a model name or path, e.g. "ladder:g-small");
-    None: the pair's own."""
-    train_problems: int = 200
-    """Unlabeled train-split problems the expert samples on."""
-    test_problems: int = 500
-    """Held-out test-split problems every model is evaluated on."""
-    problem_seed: int = 2026
-    """Seed of a toy pair's problems (GSM8K is taken in order)."""
-    seeds: int = 3
-    """LightReasoner is trained once per seed (TrainConfig.seed, +1, ...) on the same records;
-    the first seed's model is the one the report looks at in detail."""
-    check_problems: int = 200
-    """Validation problems whose gold solutions the gold-path check reads."""
-    sample: SampleConfig = field(default_factory=lambda: SampleConfig(batch_size=100))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        learning_rate=2e-3, max_steps=60, per_device_batch_size=16, gradient_accumulation_steps=1,
-        logging_steps=5, save_steps=30, lora_r=8, lora_alpha=16))
-    eval: EvalConfig = field(default_factory=lambda: EvalConfig(max_new_tokens=160, batch_size=100))
-
-    @classmethod
-    def for_pair(cls, pair: str, train_problems: int, test_problems: int, beta: float = 0.4,
-                 alpha: float = 0.2, max_steps: int = 30, learning_rate: Optional[float] = None,
-                 seed: int = 2026, precision: str = "auto", seeds: int = 1) -> "ExperimentConfig":
-        """The notebooks' settings: the paper's sampling at ``beta`` / ``alpha`` and LoRA
-        for ``max_steps`` steps; a bundled toy pair takes the demo's batches, learning
-        rate and 160-token answers, a Hub pair the paper's (5e-5, 512 tokens)."""
-        toy = is_toy(pair)
-        base = cls() if toy else cls(sample=SampleConfig(), train=TrainConfig(), eval=EvalConfig())
-        train = replace(base.train, max_steps=max_steps, learning_rate=learning_rate or base.train.learning_rate,
-                        logging_steps=max(1, min(base.train.logging_steps, max_steps // 10)),
-                        save_steps=max_steps, precision=precision)
-        return cls(pair=pair, train_problems=train_problems, test_problems=test_problems, problem_seed=seed,
-                   seeds=seeds, check_problems=min(200, train_problems) if not toy else 200,
-                   sample=replace(base.sample, beta=beta, alpha=alpha).validate(), train=train.validate(),
-                   eval=base.eval)
-
-    def problem_settings(self) -> dict:
-        return {"pair": self.pair, "amateur": self.amateur, "train_problems": self.train_problems, "test_problems": self.test_problems,
-                "problem_seed": self.problem_seed, "check_problems": self.check_problems}
+def experiment_config(pair: str, train_problems: int, test_problems: int, beta: float = 0.4,
+             alpha: float = 0.2, max_steps: int = 30, learning_rate: Optional[float] = None,
+             seed: int = 2026, precision: str = "auto", seeds: int = 1) -> ExperimentConfig:
+    """The notebooks' settings: the paper's sampling at ``beta`` / ``alpha`` and LoRA
+    for ``max_steps`` steps; a bundled toy pair takes the demo's batches, learning
+    rate and 160-token answers, a Hub pair the paper's (5e-5, 512 tokens)."""
+    toy = is_toy(pair)
+    base = ExperimentConfig() if toy else ExperimentConfig(sample=SampleConfig(), train=TrainConfig(), eval=EvalConfig())
+    train = replace(base.train, max_steps=max_steps, learning_rate=learning_rate or base.train.learning_rate,
+                    logging_steps=max(1, min(base.train.logging_steps, max_steps // 10)),
+                    save_steps=max_steps, precision=precision)
+    return ExperimentConfig(pair=pair, train_problems=train_problems, test_problems=test_problems, problem_seed=seed,
+               seeds=seeds, check_problems=min(200, train_problems) if not toy else 200,
+               sample=replace(base.sample, beta=beta, alpha=alpha).validate(), train=train.validate(),
+               eval=base.eval)
 
 
 def is_toy(pair: str) -> bool:
@@ -151,8 +128,6 @@ class Experiment:
 
     def __init__(self, folder: Union[str, Path], config: Optional[ExperimentConfig] = None, device="auto",
                  dtype="auto", progress: bool = True):
-        from lrkit.models.loading import choose_device, choose_dtype
-
         self.folder, self.config, self.progress = Path(folder), config or ExperimentConfig(), progress
         self.device = choose_device(device)
         self.dtype = choose_dtype(self.device, dtype)
@@ -173,22 +148,16 @@ class Experiment:
     # ------------------------------------------------------------------ problems, pair, folders
     @property
     def expert_path(self) -> str:
-        from lrkit.models.pairs import resolve_pair
-
         return str(resolve_pair(self.config.pair)[0])
 
     @property
     def amateur_path(self) -> str:
-        from lrkit.models.pairs import resolve_pair
-
         return self.config.amateur or str(resolve_pair(self.config.pair)[1])
 
     @property
     def pair(self):
         """The pair (the expert and the amateur), loaded once on the experiment's device."""
         if self._pair is None:
-            from lrkit.models.loading import load_pair
-
             self._pair = (load_pair(self.expert_path, self.config.amateur, device=self.device, dtype=self.dtype)
                           if self.config.amateur else load_pair(self.config.pair, device=self.device, dtype=self.dtype))
         return self._pair
@@ -230,10 +199,6 @@ class Experiment:
         """The gold-path check (``lrkit.contrast_check``) at the experiment's beta and
         alpha, on validation gold solutions; ``pairs``: default this pair and, for a
         bundled pair, the other bundled one."""
-        from lrkit.evaluation.diagnostics import contrast_check
-        from lrkit.models.loading import load_pair
-        from lrkit.toy import TOY_PAIRS
-
         c = self.config
         names = pairs or (sorted(TOY_PAIRS, key=lambda n: n != c.pair) if is_toy(c.pair) else [c.pair])
         checks = {}
@@ -248,8 +213,6 @@ class Experiment:
     def sample(self, beta: Optional[float] = None):
         """``lrkit.sample`` on the train problems at the experiment's
         settings (``beta`` 0: every step, the no-selection ablation)."""
-        from lrkit.stages.sampling import sample
-
         config = self.config.sample if beta is None else replace(self.config.sample, beta=beta)
         # the gold answers are only stored beside the rollouts, for reading; sampling never uses them
         return sample(self.pair, None, self.train_set(), self.sampling_dir(beta), config, progress=self.progress)
@@ -262,8 +225,6 @@ class Experiment:
 
     def train(self, variant: str = "lightreasoner", seed: Optional[int] = None):
         """``lrkit.train`` on the variant's records."""
-        from lrkit.stages.training import train
-
         config = self.config.train if seed is None else replace(self.config.train, seed=seed)
         return train(self.expert_path, self.records(variant), self.model_dir(variant, seed) / "adapter", config,
                      resume=True, progress=self.progress)
@@ -271,23 +232,17 @@ class Experiment:
     def sft(self):
         """The paper's SFT baseline (``lrkit.stages.sft.run_sft``) on the same train problems,
         with the same LoRA and learning rate."""
-        from lrkit.stages.sft import run_sft
-
         return run_sft(self.expert_path, self.train_set(), self.model_dir("sft") / "adapter", config=self.config.train,
                        max_new_tokens=self.config.eval.max_new_tokens,
                        generation_batch_size=self.config.eval.batch_size, resume=True, progress=self.progress)
 
     def merge(self, variant: str = "lightreasoner", seed: Optional[int] = None) -> Path:
         """``lrkit.merge`` of the variant's adapter (trained first when missing)."""
-        from lrkit.stages.training import merge
-
         adapter = self.sft().adapter_dir if variant == "sft" else self.train(variant, seed).adapter_dir
         return merge(self.expert_path, adapter, self.model_dir(variant, seed) / "merged")
 
     def evaluate(self, model: str = "base", seed: Optional[int] = None):
         """``lrkit.evaluate`` on the test problems: "base", or a tuned variant (merged first)."""
-        from lrkit.evaluation import evaluate
-
         label = model_label(model, self.config.train.seed if seed is None else seed)
         if model == "base":
             return evaluate(self.pair.expert, self.test_set(), self.config.eval, tokenizer=self.pair.tokenizer,
@@ -302,8 +257,6 @@ class Experiment:
     def decode(self):
         """``lrkit.evaluate_contrastive``: the expert decodes by v_C's argmax, no training;
         where tuning towards the labels leads."""
-        from lrkit.evaluation import evaluate_contrastive
-
         return evaluate_contrastive(self.pair, self.test_set(), self.config.eval, alpha=self.config.sample.alpha,
                                     out_dir=self.eval_dir("decoding"), progress=self.progress,
                                     name="decoding by v_C's argmax")
@@ -328,9 +281,6 @@ class Experiment:
     # ------------------------------------------------------------------ everything
     def run(self, ablations: bool = False, report: bool = True) -> dict:
         """Every stage, the summary (``summary.json``) and the HTML report: ``lrkit demo``."""
-        from lrkit.evaluation.audit import odd_token_audit
-        from lrkit.evaluation import compare
-
         c = self.config
         timings: dict[str, float] = {}
         started = time.perf_counter()
@@ -342,8 +292,6 @@ class Experiment:
             sampled = self.sample()
         records, steps = sampled.records(), sampled.steps()
         with _Stage("exporting the records (parquet + dataset card)", timings, self.progress):
-            from lrkit.stages.export import export
-
             export(sampled.out_dir, self.folder / "records_dataset", overwrite=True)
         with _Stage("evaluating base expert", timings, self.progress):
             base = self.evaluate("base")
@@ -393,16 +341,12 @@ class Experiment:
             summary["ablations"] = rows
         summary["odd_token_audit"] = odd_token_audit(records).summary() if records else None
         if c.pair == "toy":  # the toy classifier reads the habit family's worked lines
-            from lrkit.evaluation.anatomy import error_anatomy
-
             summary["error_anatomy"] = error_anatomy(
                 {"base": base, **{f"seed {seed}": result for seed, _, result, _ in runs}},
                 problems=self.test_set()).summary()
         write_json(self.folder / "summary.json", summary)
         provenance.finish()
         if report:
-            from lrkit.viz.experiment_report import experiment_report
-
             path = experiment_report(self.folder, steps, records, trained.loss_history, base, tuned, comparison,
                                      summary, decoded, alpha=c.sample.alpha)
             summary["report"] = str(path)
@@ -446,11 +390,6 @@ class _Stage:
 def soft_label_fit(model: str, records: Sequence[dict], device="auto", dtype="auto", batch_size: int = 32) -> float:
     """Mean KL(v_C || pi_E) of ``model`` over ``records``: the training loss, measured
     with no update (did the tuned expert move towards the soft labels?)."""
-    import torch
-
-    from lrkit.models.loading import load_model, scored_vocab_size
-    from lrkit.stages.training import SoftLabelCollator, build_examples, pad_id_of, soft_label_kl
-
     loaded, tokenizer = load_model(model, device=device, dtype=dtype)
     examples = build_examples(records, tokenizer, TrainConfig().max_length)
     collate, total = SoftLabelCollator(pad_id_of(tokenizer)), 0.0

@@ -22,7 +22,7 @@ from typing import Optional, Union
 
 import torch
 
-from lrkit.experiment import Experiment, ExperimentConfig
+from lrkit.experiment import Experiment, experiment_config
 from lrkit.models.loading import PRECISION_NAMES, choose_device, choose_dtype, hide_library_chatter
 
 RUN_DIR_ENV = "LRKIT_RUN_DIR"
@@ -114,7 +114,7 @@ def notebook_experiment(pair: str, n_problems: int, beta: float, alpha: float, m
     it are named after their own settings, so a changed parameter makes a new folder
     beside the old ones instead of clashing with them."""
     setup = notebook_setup(device)
-    config = ExperimentConfig.for_pair(pair, n_problems, n_eval, beta=beta, alpha=alpha, max_steps=max_steps,
+    config = experiment_config(pair, n_problems, n_eval, beta=beta, alpha=alpha, max_steps=max_steps,
                                        learning_rate=learning_rate, seed=seed, precision=setup.precision)
     ex = Experiment(run_dir(pair, f"n{n_problems}-test{n_eval}-seed{seed}"), config, device=setup.device,
                     dtype=setup.dtype)

@@ -335,7 +335,7 @@ def check_demo(scale: Scale, device: str, root: Path) -> dict:
     sampling stage on the CPU: same kept steps? And in bf16: same rollouts?"""
     import lrkit.models.loading as models
     from lrkit.demo import run_demo
-    from lrkit.experiment import ExperimentConfig
+    from lrkit.config import ExperimentConfig
     from lrkit.models.pairs import resolve_pair
 
     defaults = ExperimentConfig()

@@ -47,7 +47,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from lrkit.experiment import ExperimentConfig
+    from lrkit.config import ExperimentConfig
     from lrkit.evaluation import compare, evaluate, evaluate_contrastive
     from lrkit.models.loading import load_pair
     from lrkit.models.pairs import resolve_pair

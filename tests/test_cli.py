@@ -115,7 +115,7 @@ def test_flags_reach_the_config():
 
 
 def test_demo_flags_build_its_config():
-    from lrkit.experiment import ExperimentConfig
+    from lrkit.config import ExperimentConfig
 
     defaults = ExperimentConfig()
     assert demo_config_from_args(build_parser().parse_args(["demo"])) == defaults

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrkit import demo
 from lrkit.cli import main
 from lrkit.evaluation import accuracy_interval
 from lrkit.models.pairs import TOY_DIR
@@ -224,7 +223,8 @@ def test_the_demo_leaves_curves_cards_and_a_dataset(run, ex):
 
 
 def test_a_folder_from_another_build_of_the_pair_is_refused(tmp_path, capsys):
-    from lrkit.experiment import EXPERIMENT_FILE, ExperimentConfig, pair_build
+    from lrkit.config import ExperimentConfig
+    from lrkit.experiment import EXPERIMENT_FILE, pair_build
 
     other = tmp_path / "other"
     other.mkdir()

@@ -8,7 +8,8 @@ import math
 import pytest
 
 from lrkit.config import EvalConfig, SampleConfig, TrainConfig
-from lrkit.experiment import Experiment, ExperimentConfig, no_contrast
+from lrkit.config import ExperimentConfig
+from lrkit.experiment import Experiment, experiment_config, no_contrast
 from lrkit.models.pairs import PairNotPreparedError, resolve_pair
 from lrkit.runs import FolderError
 
@@ -34,16 +35,16 @@ def test_no_contrast_is_the_experts_own_distribution_over_the_mask():
     assert record["weights"] == [0.9, 0.1], "the input record is left as it was"
 
 
-def test_for_pair_gives_the_papers_settings_to_hub_pairs_and_the_demos_to_toy():
-    hub = ExperimentConfig.for_pair("qwen2.5-math-1.5b", 1000, 1319, beta=0.4, alpha=0.2, max_steps=1000)
+def test_config_for_gives_the_papers_settings_to_hub_pairs_and_the_demos_to_toy():
+    hub = experiment_config("qwen2.5-math-1.5b", 1000, 1319, beta=0.4, alpha=0.2, max_steps=1000)
     assert hub.sample == SampleConfig(beta=0.4, alpha=0.2) and hub.eval == EvalConfig()
     assert hub.train.learning_rate == TrainConfig().learning_rate and hub.train.max_steps == 1000
-    toy = ExperimentConfig.for_pair("toy", 48, 150, beta=0.3, max_steps=30, learning_rate=None)
+    toy = experiment_config("toy", 48, 150, beta=0.3, max_steps=30, learning_rate=None)
     demo = ExperimentConfig()
     assert toy.sample.batch_size == demo.sample.batch_size and toy.sample.beta == 0.3
     assert toy.train.learning_rate == demo.train.learning_rate and toy.train.max_steps == 30
     assert toy.train.logging_steps == 3 and toy.train.save_steps == 30
-    assert ExperimentConfig.for_pair("toy", 48, 150, learning_rate=1e-4).train.learning_rate == 1e-4
+    assert experiment_config("toy", 48, 150, learning_rate=1e-4).train.learning_rate == 1e-4
 
 
 @needs_toy

@@ -37,7 +37,7 @@ from typing import Optional
 
 from lrkit.config import EvalConfig, SampleConfig, TrainConfig, to_dict
 from lrkit.data.records import read_records
-from lrkit.experiment import ExperimentConfig
+from lrkit.config import ExperimentConfig
 from lrkit.studies.scout import score_pair, spearman
 from lrkit.toy import toy_problems
 from lrkit.toy.ladder import get_rung, rung_path
