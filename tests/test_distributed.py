@@ -43,11 +43,11 @@ if os.environ.get("TEST_FAIL_RANK") == rank:
         raise RuntimeError("generation broke on this rank")
     lrkit.stages.sampling.greedy_generate_batch = broken
 if os.environ.get("TEST_FAIL_TRAINING_RANK") == rank:
-    import lrkit.stages.packing, lrkit.stages.training
+    import lrkit.stages.training
     def broken_loss(*args, **kwargs):
         raise RuntimeError("the loss broke on this rank")
     lrkit.stages.training.soft_label_kl = broken_loss
-    lrkit.stages.packing.packed_kl = broken_loss
+    lrkit.stages.training.packed_kl = broken_loss
 sys.exit(main(argv))
 """
 
