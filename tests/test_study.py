@@ -54,10 +54,30 @@ def test_quick_study_end_to_end(tmp_path, capsys):
     assert [p["beta"] for p in study["sweeps"]["beta"]] == [0.4, 1.6]
     assert study["sweeps"]["beta"][1]["share_kept"] < study["sweeps"]["beta"][0]["share_kept"]
     assert (tmp_path / "s" / "report.html").exists()
+    # every piece is an Experiment's folder: one base, the rungs, the sweep points in the sweep amateur's
+    out = tmp_path / "s"
+    assert (out / "expert" / "base" / "eval").is_dir()
+    assert (out / "amateurs" / "g-small" / "experiment.json").exists()
+    assert (out / "amateurs" / "g-small" / "sampling-beta1.6-alpha0.2").is_dir()
+    assert (out / "sweeps" / "beta1.6-alpha0.2.json").exists()
+    assert not list(out.rglob("done"))
     assert "Spearman" in capsys.readouterr().out
     # a rerun reads every finished piece back
     assert main(["study", "ladder", "--quick", "--out", str(tmp_path / "s"), "--quiet"]) == 0
     assert json.loads((tmp_path / "s" / "study.json").read_text())["ladder"] == study["ladder"]
+
+
+def test_kept_rows_are_refused_for_other_settings(tmp_path):
+    from lrkit.runs import FolderError
+    from lrkit.studies.ladder import _store, _stored
+
+    path = tmp_path / "amateurs" / "g-small" / "result.json"
+    assert _stored(path, {"beta": 0.4}) is None
+    assert _store(path, {"beta": 0.4}, {"name": "g-small", "interval": (0.1, 0.2)}) == {
+        "name": "g-small", "interval": [0.1, 0.2]}
+    assert _stored(path, {"beta": 0.4}) == {"name": "g-small", "interval": [0.1, 0.2]}
+    with pytest.raises(FolderError, match="beta"):
+        _stored(path, {"beta": 0.8})
 
 
 def test_study_user_errors(tmp_path, capsys):

@@ -22,28 +22,38 @@ between the scout's score and the measured gain closes the study.
 No setting is chosen here: beta 0.4, alpha 0.2, the learning rate and the steps
 are the demo's, chosen earlier on validation problems (docs/TOY_PAIRS.md); the
 scout reads validation problems only, and test problems give the measured
-numbers. Writes ``study.json``, ``report.html`` and per-amateur folders
-(sampling, adapters, evaluations; merged models are deleted after their
-evaluation). Rerunning resumes: finished amateurs and sweep points are read back.
+numbers.
+
+Every piece runs on the one pipeline, :class:`lrkit.experiment.Experiment`
+(toy's expert against a rung, ``ExperimentConfig.amateur``), so the run-folder
+layer (:mod:`lrkit.runs`) resumes or refuses each stage. The output folder::
+
+    config.json  study.json  report.html
+    expert/                   toy's own experiment: the one base (base/eval), greedy on validation (validation/eval)
+    amateurs/NAME/            the experiment against rung NAME: sampling-*, lightreasoner-*-seedS/{adapter,merged,eval},
+                              decoding-*, amateur/{eval,validation-eval}; result.json (its row of study.json);
+                              the sweep amateur's folder also holds the sweep points' sampling and models
+    sweeps/betaB-alphaA.json  a sweep point's row
+
+``result.json`` and the sweep points' files keep the computed rows (with their
+timings and the scout's numbers, which no stage stores) beside the settings that
+made them; other settings are refused (:class:`lrkit.runs.FolderError`). Merged
+models stay (11 MB each on toy; the full study trains at most 24: about 270 MB).
 """
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
-from lrkit.config import EvalConfig, SampleConfig, TrainConfig, to_dict
-from lrkit.data.records import read_records
-from lrkit.config import ExperimentConfig
+from lrkit.config import EvalConfig, ExperimentConfig, SampleConfig, TrainConfig, to_dict
+from lrkit.runs import check_settings, read_json, write_json
 from lrkit.studies.scout import score_pair, spearman
-from lrkit.toy import toy_problems
-from lrkit.toy.ladder import get_rung, rung_path
+from lrkit.toy.ladder import get_rung
 
 STUDY_FILE = "study.json"
-DONE = "done"
 
 
 @dataclass
@@ -87,15 +97,49 @@ def _points(x: float) -> float:
     return round(100 * x, 2)
 
 
-def _evaluation(folder: Path, run):
-    """An evaluation saved in ``folder`` (read back when finished earlier), else ``run()`` saved there."""
-    from lrkit.evaluation import EvalResult
+def _plain(value):
+    """``value`` as plain JSON (what study.json holds: anything else as its text)."""
+    return json.loads(json.dumps(value, default=str))
 
-    if (folder / DONE).exists():
-        return EvalResult.load(folder)
-    result = run()
-    result.save(folder)
-    (folder / DONE).write_text("")
+
+def _experiment(out_dir: Path, name: str, config: StudyConfig, progress: bool,
+                sample: Optional[SampleConfig] = None, seeds: Optional[int] = None, amateur: bool = True):
+    """The one pipeline (:class:`lrkit.experiment.Experiment`) for toy's expert against the
+    rung ``name`` in ``out_dir/amateurs/NAME``: the study's problems and budget (``sample``
+    and ``seeds``: a sweep point's). ``amateur=False``: toy's own pair in ``out_dir/NAME``."""
+    from lrkit.experiment import Experiment
+
+    experiment_config = ExperimentConfig(
+        pair="toy", amateur=f"ladder:{name}" if amateur else None, train_problems=config.train_problems,
+        test_problems=config.test_problems, problem_seed=config.problem_seed,
+        seeds=config.seeds if seeds is None else seeds, check_problems=config.validation_problems,
+        sample=sample or config.sample, train=config.train, eval=config.eval)
+    folder = out_dir / "amateurs" / name if amateur else out_dir / name
+    return Experiment(folder, experiment_config, device="cpu", progress=progress)
+
+
+def _settings(ex, config: StudyConfig) -> dict:
+    """What shapes a piece of the study (an amateur or a sweep point): its experiment's settings."""
+    c = ex.config
+    return _plain({"experiment": {**c.problem_settings(), "seeds": c.seeds},
+                   "validation_problems": config.validation_problems,
+                   "sample": to_dict(c.sample), "train": to_dict(c.train), "eval": to_dict(c.eval)})
+
+
+def _stored(path: Path, settings: dict) -> Optional[dict]:
+    """The piece's summary kept in ``path`` for these settings; None when there is none
+    yet; kept for other settings: :class:`lrkit.runs.FolderError`."""
+    stored = read_json(path)
+    if stored is None:
+        return None
+    check_settings(path.parent, "study piece", stored.get("settings"), settings)
+    return stored["result"]
+
+
+def _store(path: Path, settings: dict, result: dict) -> dict:
+    result = _plain(result)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"settings": settings, "result": result})
     return result
 
 
@@ -106,72 +150,51 @@ def _seed_row(seed: int, result, comparison, tuned_tokens: int, records: int) ->
             "records": records}
 
 
-def _lightreasoner(expert_path: str, pair, unlabeled, test, base, folder: Path, config: StudyConfig,
-                   sample_config: SampleConfig, seeds, progress: bool, log) -> tuple:
-    """Sample, then train / merge / evaluate once per seed; returns (sampling summary, records, [(seed row, result)])."""
+def _lightreasoner(ex, base, log) -> tuple:
+    """The experiment's sampling, then its training / evaluation once per seed;
+    returns (sampling summary, records, [(seed row, result)])."""
     from lrkit.evaluation import compare
-    from lrkit.stages.sampling import sample
-    from lrkit.stages.training import merge, train
 
-    sampled = sample(pair, None, unlabeled, folder / "sampling", sample_config, progress=progress)
-    records = read_records(sampled.records_path, allow_empty=True)
+    sampled = ex.sample()
+    records = sampled.records()
     runs = []
-    for seed in seeds:
+    for seed in ex.seeds():
         if not records:  # nothing kept: nothing to train on, the expert stays as it is
             runs.append((_seed_row(seed, base, compare(base, base), 0, 0), base))
             continue
-        adapter = folder / f"adapter_seed{seed}"
-        trained = train(expert_path, records, adapter, replace(config.train, seed=seed), resume=True,
-                        progress=progress)
-
-        def run(adapter=trained.adapter_dir, seed=seed):
-            merged = folder / f"merged_seed{seed}"
-            if merged.exists():
-                shutil.rmtree(merged)
-            from lrkit.evaluation import evaluate
-
-            try:
-                return evaluate(str(merge(expert_path, adapter, merged)), test, config.eval, progress=progress,
-                                name=f"LightReasoner (seed {seed})")
-            finally:
-                shutil.rmtree(merged, ignore_errors=True)
-
-        result = _evaluation(folder / f"eval_seed{seed}", run)
+        trained = ex.train(seed=seed)
+        result = ex.evaluate("lightreasoner", seed)
         runs.append((_seed_row(seed, result, compare(base, result), trained.tuned_tokens, len(records)), result))
         log(f"  seed {seed}: {result.accuracy:.1%} ({runs[-1][0]['gain_points']:+.1f} points)")
     return sampled.summary, records, runs
 
 
-def _study_rung(name: str, expert_path: str, problems: dict, base, greedy_validation, out_dir: Path,
+def _study_rung(name: str, problems: dict, base, greedy_validation, out_dir: Path,
                 config: StudyConfig, progress: bool, log) -> dict:
     from lrkit.evaluation.anatomy import error_anatomy
     from lrkit.evaluation.audit import odd_token_audit
-    from lrkit.evaluation import compare, evaluate, evaluate_contrastive
-    from lrkit.models.loading import load_pair
+    from lrkit.evaluation import compare, evaluate
 
-    folder = out_dir / "amateurs" / name
-    path = folder / "result.json"
-    if path.exists():
-        return json.loads(path.read_text())
+    ex = _experiment(out_dir, name, config, progress)
+    path, settings = ex.folder / "result.json", _settings(ex, config)
+    stored = _stored(path, settings)
+    if stored is not None:
+        return stored
     started, cpu = time.perf_counter(), time.process_time()
     rung = get_rung(name)
-    folder.mkdir(parents=True, exist_ok=True)
-    pair = load_pair(expert_path, str(rung_path(name)), device="cpu")
-    test, validation, unlabeled = problems["test"], problems["validation"], problems["unlabeled"]
-    amateur = _evaluation(folder / "eval_amateur", lambda: evaluate(
-        pair.amateur, test, config.eval, tokenizer=pair.tokenizer, progress=progress, name=f"amateur {name}"))
+    pair, test, validation = ex.pair, ex.test_set(), problems["validation"]
+    amateur = evaluate(pair.amateur, test, config.eval, tokenizer=pair.tokenizer,
+                       out_dir=ex.folder / "amateur" / "eval", progress=progress, name=f"amateur {name}")
     amateur_validation = evaluate(pair.amateur, validation, config.eval, tokenizer=pair.tokenizer,
-                                  progress=progress, name=f"amateur {name}")
+                                  out_dir=ex.folder / "amateur" / "validation-eval", progress=progress,
+                                  name=f"amateur {name}")
     scout = score_pair(pair, validation, (config.sample.beta,), (config.sample.alpha,), config.eval,
                        greedy_validation, name=name, progress=progress)[0]
     gold_path_audit = scout.pop("_audit")
-    decoded = _evaluation(folder / "eval_contrastive", lambda: evaluate_contrastive(
-        pair, test, config.eval, alpha=config.sample.alpha, progress=progress))
+    decoded = ex.decode()
     log(f"{name}: amateur {amateur.accuracy:.1%}; scout score {scout['score']:+.1f}; "
         f"decoding by v_C on test {decoded.accuracy:.1%}")
-    summary, records, runs = _lightreasoner(expert_path, pair, unlabeled, test, base, folder, config,
-                                            config.sample, [config.train.seed + i for i in range(config.seeds)],
-                                            progress, log)
+    summary, records, runs = _lightreasoner(ex, base, log)
     anatomy = error_anatomy({"base": base, **{f"seed {row['seed']}": result for row, result in runs}},
                             problems=test)
     seeds = [row for row, _ in runs]
@@ -197,15 +220,11 @@ def _study_rung(name: str, expert_path: str, problems: dict, base, greedy_valida
         audit = odd_token_audit(records)
         result["records_audit"] = audit.summary()
         result["records_audit_examples"] = audit.examples.to_dict("records")
-    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    return result
+    return _store(path, settings, result)
 
 
-def _sweep_point(setting: str, value: float, expert_path: str, problems: dict, base, out_dir: Path,
-                 config: StudyConfig, progress: bool, log, ladder: list = ()) -> dict:
-    from lrkit.models.loading import load_pair
-    from lrkit.toy.ladder import rung_path
-
+def _sweep_point(setting: str, value: float, base, out_dir: Path, config: StudyConfig, progress: bool, log,
+                 ladder: list = ()) -> dict:
     sample_config = replace(config.sample, **{setting: value})
     beta, alpha = sample_config.beta, sample_config.alpha
     studied = next((row for row in ladder if row["name"] == config.sweep_amateur), None)
@@ -217,16 +236,14 @@ def _sweep_point(setting: str, value: float, expert_path: str, problems: dict, b
                 "tuned_tokens": max((r["tuned_tokens"] for r in seeds), default=0), "seeds": seeds,
                 "mean_gain_points": round(sum(r["gain_points"] for r in seeds) / len(seeds), 2),
                 "seconds": 0.0, "cpu_seconds": 0.0, "from": f"amateurs/{config.sweep_amateur}"}
-    folder = out_dir / "sweeps" / f"beta{beta:g}-alpha{alpha:g}"
-    path = folder / "result.json"
-    if path.exists():
-        return {**json.loads(path.read_text()), "setting": setting}
+    # The sweep amateur's own experiment: its sampling and model folders carry beta and alpha.
+    ex = _experiment(out_dir, config.sweep_amateur, config, progress, sample=sample_config, seeds=config.sweep_seeds)
+    path, settings = out_dir / "sweeps" / f"beta{beta:g}-alpha{alpha:g}.json", _settings(ex, config)
+    stored = _stored(path, settings)
+    if stored is not None:
+        return {**stored, "setting": setting}
     started, cpu = time.perf_counter(), time.process_time()
-    folder.mkdir(parents=True, exist_ok=True)
-    pair = load_pair(expert_path, str(rung_path(config.sweep_amateur)), device="cpu")
-    summary, records, runs = _lightreasoner(
-        expert_path, pair, problems["unlabeled"], problems["test"], base, folder, config, sample_config,
-        [config.train.seed + i for i in range(config.sweep_seeds)], progress, log)
+    summary, records, runs = _lightreasoner(ex, base, log)
     seeds = [row for row, _ in runs]
     result = {"setting": setting, "beta": sample_config.beta, "alpha": sample_config.alpha,
               "amateur": config.sweep_amateur, "steps": summary.get("steps"), "records": len(records),
@@ -235,8 +252,7 @@ def _sweep_point(setting: str, value: float, expert_path: str, problems: dict, b
               "mean_gain_points": round(sum(r["gain_points"] for r in seeds) / len(seeds), 2),
               "seconds": round(time.perf_counter() - started, 1), "cpu_seconds": round(time.process_time() - cpu, 1)}
     log(f"sweep {setting} {value:g}: kept {result['share_kept']:.1%}, gain {result['mean_gain_points']:+.1f} points")
-    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    return result
+    return _store(path, settings, result)
 
 
 PREDICTORS = {
@@ -272,7 +288,8 @@ def run_study(out_dir="runs/ladder", config: Optional[StudyConfig] = None, progr
         torch.set_num_threads(threads)
 
     from lrkit.evaluation import evaluate
-    from lrkit.toy.ladder import build_ladder, get_rung, rung_path
+    from lrkit.experiment import problems_for
+    from lrkit.toy.ladder import build_ladder
 
     log = log or (lambda message: None)
     config = config or StudyConfig()
@@ -283,26 +300,19 @@ def run_study(out_dir="runs/ladder", config: Optional[StudyConfig] = None, progr
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = out_dir / "config.json"
-    if settings.exists() and json.loads(settings.read_text()) != json.loads(json.dumps(config.to_dict())):
-        raise ValueError(f"{out_dir} holds a study made with other settings ({settings}); choose another --out")
-    settings.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    if settings.exists():
+        check_settings(out_dir, "study", read_json(settings), _plain(config.to_dict()))
+    write_json(settings, _plain(config.to_dict()))
     started, cpu = time.perf_counter(), time.process_time()
     wanted = list(dict.fromkeys([*config.amateurs, config.sweep_amateur]))
     built = build_ladder(wanted, log=log)
-    expert_path = str(rung_path("expert"))
-    problems = {
-        "test": toy_problems("toy", config.test_problems, "test", seed=config.problem_seed),
-        "validation": toy_problems("toy", config.validation_problems, "validation", seed=config.problem_seed),
-    }
-    problems["unlabeled"] = [{"id": p["id"], "question": p["question"]}
-                             for p in toy_problems("toy", config.train_problems, "train", seed=config.problem_seed)]
-    from lrkit.models.loading import load_model
-
-    expert, tokenizer = load_model(expert_path, device="cpu")
-    base = _evaluation(out_dir / "eval_base", lambda: evaluate(expert, problems["test"], config.eval,
-                                                               tokenizer=tokenizer, progress=progress,
-                                                               name="base expert"))
-    greedy_validation = evaluate(expert, problems["validation"], config.eval, tokenizer=tokenizer,
+    # One base for every amateur: the expert's own experiment (toy's pair) evaluates it on the test
+    # problems, and greedy on the validation problems the scout reads.
+    expert = _experiment(out_dir, "expert", config, progress, amateur=False)
+    problems = {"validation": problems_for("toy", config.validation_problems, "validation", config.problem_seed)}
+    base = expert.evaluate("base")
+    greedy_validation = evaluate(expert.pair.expert, problems["validation"], config.eval,
+                                 tokenizer=expert.pair.tokenizer, out_dir=expert.folder / "validation" / "eval",
                                  progress=progress, name="expert (greedy)")
     log(f"base expert: {base.accuracy:.1%} on {base.n} test problems, {greedy_validation.accuracy:.1%} on "
         f"{greedy_validation.n} validation problems")
@@ -327,16 +337,15 @@ def run_study(out_dir="runs/ladder", config: Optional[StudyConfig] = None, progr
                                        + sum(p["cpu_seconds"] for s in sweeps.values() for p in s), 1),
             "threads": torch.get_num_threads(),
         }
-        (out_dir / STUDY_FILE).write_text(json.dumps(study, indent=2, default=str) + "\n")
+        write_json(out_dir / STUDY_FILE, _plain(study))
         return study
 
     for name in config.amateurs:
-        ladder.append(_study_rung(name, expert_path, problems, base, greedy_validation, out_dir, config,
-                                  progress, log))
+        ladder.append(_study_rung(name, problems, base, greedy_validation, out_dir, config, progress, log))
         write(False)
     for setting, values in (("beta", config.betas), ("alpha", config.alphas)):
         for value in values:
-            sweeps[setting].append(_sweep_point(setting, value, expert_path, problems, base, out_dir, config,
+            sweeps[setting].append(_sweep_point(setting, value, base, out_dir, config,
                                                 progress, log, ladder))
             write(False)
     study = write(True)
