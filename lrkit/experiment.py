@@ -22,13 +22,11 @@ The experiment's folder::
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-import torch
 
 from lrkit.config import EvalConfig, ExperimentConfig, SampleConfig, TrainConfig, to_dict
 from lrkit.data.problems import load_problems
@@ -36,8 +34,9 @@ from lrkit.evaluation import compare, evaluate, evaluate_contrastive
 from lrkit.evaluation.anatomy import error_anatomy
 from lrkit.evaluation.audit import odd_token_audit
 from lrkit.evaluation.diagnostics import contrast_check
+from lrkit.maths.selection import no_contrast
 from lrkit.models.gguf import _sha256_of
-from lrkit.models.loading import choose_device, choose_dtype, load_model, load_pair, scored_vocab_size
+from lrkit.models.loading import choose_device, choose_dtype, load_pair
 from lrkit.models.pairs import resolve_pair
 from lrkit.paper import PAPER_ABLATION, PAPER_GSM8K
 from lrkit.provenance import Provenance, api_call
@@ -46,7 +45,7 @@ from lrkit.stages.cards import add_evaluation
 from lrkit.stages.export import export
 from lrkit.stages.sampling import sample
 from lrkit.stages.sft import run_sft
-from lrkit.stages.training import SoftLabelCollator, build_examples, merge, pad_id_of, soft_label_kl, train
+from lrkit.stages.training import merge, train
 from lrkit.toy import TOY_PAIRS, toy_problems
 from lrkit.viz.experiment_report import experiment_report
 
@@ -87,19 +86,6 @@ def problems_for(pair: str, n: int, split: str, seed: int = 0) -> list[dict]:
         return toy_problems(pair, n, split, seed=seed)
 
     return [p.to_dict() for p in load_problems(f"gsm8k:{split}", max_problems=n)]
-
-
-def no_contrast(records: Sequence[dict]) -> list[dict]:
-    """The ablation's target: the expert's own distribution renormalised over the
-    plausibility mask, in place of v_C (the paper's "no contrast")."""
-    out = []
-    for r in records:
-        probs = [math.exp(lp) for lp in r["expert_logprobs"]]
-        total = sum(probs)
-        ranked = sorted(zip(r["token_ids"], r["tokens"], (p / total for p in probs)), key=lambda x: -x[2])
-        out.append({**r, "token_ids": [p[0] for p in ranked], "tokens": [p[1] for p in ranked],
-                    "weights": [p[2] for p in ranked]})
-    return out
 
 
 def _tag(value) -> str:
@@ -385,16 +371,3 @@ class _Stage:
 
     def __exit__(self, *exc):
         self.timings[self.name] = round(time.perf_counter() - self.start, 2)
-
-
-def soft_label_fit(model: str, records: Sequence[dict], device="auto", dtype="auto", batch_size: int = 32) -> float:
-    """Mean KL(v_C || pi_E) of ``model`` over ``records``: the training loss, measured
-    with no update (did the tuned expert move towards the soft labels?)."""
-    loaded, tokenizer = load_model(model, device=device, dtype=dtype)
-    examples = build_examples(records, tokenizer, TrainConfig().max_length)
-    collate, total = SoftLabelCollator(pad_id_of(tokenizer)), 0.0
-    with torch.inference_mode():
-        for start in range(0, len(examples), batch_size):
-            batch = {k: v.to(loaded.device) for k, v in collate(examples[start:start + batch_size]).items()}
-            total += float(soft_label_kl(loaded, batch, scored_vocab_size(tokenizer)).sum())
-    return total / max(len(examples), 1)

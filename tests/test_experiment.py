@@ -3,13 +3,12 @@ themselves are tested in their own files; the whole pipeline in test_demo.py).""
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 
 from lrkit.config import EvalConfig, SampleConfig, TrainConfig
 from lrkit.config import ExperimentConfig
-from lrkit.experiment import Experiment, experiment_config, no_contrast
+from lrkit.experiment import Experiment, experiment_config
 from lrkit.models.pairs import PairNotPreparedError, resolve_pair
 from lrkit.runs import FolderError
 
@@ -23,16 +22,6 @@ def _toy_missing() -> bool:
 
 
 needs_toy = pytest.mark.skipif(_toy_missing(), reason="no bundled toy pair")
-
-
-def test_no_contrast_is_the_experts_own_distribution_over_the_mask():
-    record = {"token_ids": [5, 9], "tokens": ["a", "b"], "weights": [0.9, 0.1],
-              "expert_logprobs": [math.log(0.2), math.log(0.6)], "amateur_logprobs": [-3.0, -0.1]}
-    (out,) = no_contrast([record])
-    # 0.2 and 0.6 renormalised over the mask: 0.25 and 0.75, sorted by weight
-    assert out["token_ids"] == [9, 5] and out["tokens"] == ["b", "a"]
-    assert out["weights"] == pytest.approx([0.75, 0.25], abs=1e-12)
-    assert record["weights"] == [0.9, 0.1], "the input record is left as it was"
 
 
 def test_config_for_gives_the_papers_settings_to_hub_pairs_and_the_demos_to_toy():

@@ -1,11 +1,13 @@
 """Selection and soft labels from stored statistics, checked against full distributions."""
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from lrkit.maths.selection import (kept_share_curve, select_steps, selection_summary,
-                             soft_label_from_stats)
+from lrkit.maths.selection import (kept_share_curve, no_contrast, select_steps, selection_summary,
+                                   soft_label_from_stats)
 from synthetic_steps import make_steps, one_row, stats_frame, vocabulary
 
 
@@ -155,3 +157,13 @@ def test_stats_frame_follows_the_schema():
     assert list(steps.columns) == STEP_COLUMNS
     assert (steps.top1_agree == (steps.expert_top1_id == steps.amateur_top1_id)).all()
     assert steps.groupby("prompt_id").step.apply(lambda s: list(s) == list(range(len(s)))).all()
+
+
+def test_no_contrast_is_the_experts_own_distribution_over_the_mask():
+    record = {"token_ids": [5, 9], "tokens": ["a", "b"], "weights": [0.9, 0.1],
+              "expert_logprobs": [math.log(0.2), math.log(0.6)], "amateur_logprobs": [-3.0, -0.1]}
+    (out,) = no_contrast([record])
+    # 0.2 and 0.6 renormalised over the mask: 0.25 and 0.75, sorted by weight
+    assert out["token_ids"] == [9, 5] and out["tokens"] == ["b", "a"]
+    assert out["weights"] == pytest.approx([0.75, 0.25], abs=1e-12)
+    assert record["weights"] == [0.9, 0.1], "the input record is left as it was"

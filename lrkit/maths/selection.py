@@ -11,6 +11,8 @@ for any alpha whose mask fits inside the top-k; `exact` says when it might not.
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional, Sequence
 
@@ -247,3 +249,16 @@ def kept_share_curve(steps_df: pd.DataFrame, betas: Optional[Sequence[float]] = 
     records = len(ordered) - np.searchsorted(ordered, betas, side=side)
     share = records / len(kl) if len(kl) else np.full(len(betas), np.nan)
     return pd.DataFrame({"beta": betas, "records": records.astype(int), "share_kept": share})
+
+
+def no_contrast(records: Sequence[dict]) -> list[dict]:
+    """The ablation's target: the expert's own distribution renormalised over the
+    plausibility mask, in place of v_C (the paper's "no contrast")."""
+    out = []
+    for r in records:
+        probs = [math.exp(lp) for lp in r["expert_logprobs"]]
+        total = sum(probs)
+        ranked = sorted(zip(r["token_ids"], r["tokens"], (p / total for p in probs)), key=lambda x: -x[2])
+        out.append({**r, "token_ids": [p[0] for p in ranked], "tokens": [p[1] for p in ranked],
+                    "weights": [p[2] for p in ranked]})
+    return out

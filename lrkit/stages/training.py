@@ -723,3 +723,16 @@ def merge(expert: PathLike, adapter_dir: PathLike, out_dir: PathLike,
     write_json(partial / MERGE_FILE, settings, sort_keys=True)
     _move_into(partial, out_dir)
     return out_dir
+
+
+def soft_label_fit(model: str, records: Sequence[dict], device="auto", dtype="auto", batch_size: int = 32) -> float:
+    """Mean KL(v_C || pi_E) of ``model`` over ``records``: the training loss, measured
+    with no update (did the tuned expert move towards the soft labels?)."""
+    loaded, tokenizer = load_model(model, device=device, dtype=dtype)
+    examples = build_examples(records, tokenizer, TrainConfig().max_length)
+    collate, total = SoftLabelCollator(pad_id_of(tokenizer)), 0.0
+    with torch.inference_mode():
+        for start in range(0, len(examples), batch_size):
+            batch = {k: v.to(loaded.device) for k, v in collate(examples[start:start + batch_size]).items()}
+            total += float(soft_label_kl(loaded, batch, scored_vocab_size(tokenizer)).sum())
+    return total / max(len(examples), 1)
