@@ -30,7 +30,8 @@ from typing import Optional, Sequence, Union
 
 from lrkit.config import EvalConfig, SampleConfig, TrainConfig, to_dict
 from lrkit.data.problems import load_problems
-from lrkit.models.pairs import _sha256_of, resolve_pair
+from lrkit.models.gguf import _sha256_of
+from lrkit.models.pairs import resolve_pair
 from lrkit.paper import PAPER_ABLATION, PAPER_GSM8K
 from lrkit.provenance import Provenance, api_call
 from lrkit.runs import check_settings, write_json

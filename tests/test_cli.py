@@ -152,7 +152,8 @@ def test_the_readme_example_problems_run(tmp_path, capsys):
     """README: `lrkit sample --expert toy --problems data/examples/problems.jsonl --out ...`."""
     from lrkit.cli import main
     from lrkit.models.pairs import PairNotPreparedError, resolve_pair
-    from lrkit.data.problems import gold_answer, load_problems
+    from lrkit.data.answers import gold_answer
+    from lrkit.data.problems import load_problems
 
     path = REPO / "data" / "examples" / "problems.jsonl"
     problems = load_problems(str(path))

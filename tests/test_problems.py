@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from lrkit.data.problems import Problem, ProblemError, gold_answer, load_problems
+from lrkit.data.answers import Problem, ProblemError, gold_answer
+from lrkit.data.problems import load_problems
 
 REPO = Path(__file__).resolve().parents[1]
 GSM8K_TRAIN = REPO.parent / "shared" / "data" / "gsm8k" / "train.jsonl"

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
 from lrkit.config import SampleConfig
-from lrkit.data.problems import ProblemError
+from lrkit.data.answers import ProblemError
 from lrkit.data.records import read_records, tokenizer_fingerprint
 from lrkit.maths.divergence import NonFiniteLogitsError
 from lrkit.models.loading import PairError, load_pair, load_tokenizer
