@@ -398,7 +398,8 @@ def build_toy_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_build_ladder(args) -> int:
-    from lrkit.toy.ladder import build_ladder, get_rung
+    from lrkit.models.pairs import get_rung
+    from lrkit.toy.ladder import build_ladder
 
     for name in args.amateur or ():
         get_rung(name)  # an unknown name fails before any training

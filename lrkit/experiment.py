@@ -27,7 +27,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-
 from lrkit.config import EvalConfig, ExperimentConfig, SampleConfig, TrainConfig, to_dict
 from lrkit.data.problems import load_problems
 from lrkit.evaluation import compare, evaluate, evaluate_contrastive

@@ -62,7 +62,7 @@ def digest(value: Any) -> str:
 
 def problems_digest(problems: Iterable, fields: Sequence[str] = ("id", "question")) -> str:
     """The digest of a problem set: each problem's ``fields`` in order (attributes of
-    :class:`lrkit.data.problems.Problem`, or keys of dicts). Sampling and SFT's run
+    :class:`lrkit.data.answers.Problem`, or keys of dicts). Sampling and SFT's run
     files use id and question; evaluation and the suite add the gold answer
     (``("id", "question", "answer")``), since it decides the scores."""
     def value(problem, name):

@@ -123,7 +123,7 @@ pd.Series(run.summary).to_frame("value")
 # One line per problem: the expert's greedy answer, and whether its final answer is right.
 
 # %%
-from lrkit.data.problems import gold_answer
+from lrkit.data.answers import gold_answer
 
 rollouts = run.rollouts()
 rollouts["output"] = [pair.tokenizer.decode(ids, skip_special_tokens=True) for ids in rollouts["token_ids"]]

@@ -1,4 +1,4 @@
-"""A Colab-like install, checked (issue 20, point 3); run by hand, it needs PyPI:
+"""A Colab-like install, checked; run by hand, it needs PyPI:
 
     python tests/colab_install.py VENV_DIR TORCH_SPEC [--constraint "transformers==4.56.0" ...]
 

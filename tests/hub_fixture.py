@@ -1,6 +1,6 @@
 """A local Hugging Face cache holding the paper's pair and GSM8K, in the layout
 ``huggingface_hub`` and ``datasets`` write, for rehearsing the Colab path with
-``HF_HUB_OFFLINE=1`` and ``HF_HOME`` pointing here (issue 20).
+``HF_HUB_OFFLINE=1`` and ``HF_HOME`` pointing here.
 
 - ``Qwen/Qwen2.5-Math-1.5B`` and ``Qwen/Qwen2.5-0.5B``: Qwen2.5's real
   tokenizer (tests/fixtures/qwen2.5/tokenizer.json.xz, 151,665 tokens), each

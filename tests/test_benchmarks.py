@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from lrkit.data.benchmarks import BENCHMARKS, MMLU_STEM_SUBJECTS, PAPER_BENCHMARKS, load_benchmark
-from lrkit.data.problems import ProblemError, load_problems
+from lrkit.data.answers import ProblemError
+from lrkit.data.problems import load_problems
 from lrkit.paper import PAPER_TABLE1
 
 FIXTURES = Path(__file__).parent / "fixtures" / "benchmarks"

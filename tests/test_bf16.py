@@ -1,6 +1,8 @@
 """bf16 on the CPU, the dtype a GPU run uses: sampling, training and evaluation on
 tiny models give finite values, and the numbers the method rests on (KL, soft
-labels, the training loss) are computed in float32 from a bf16 model."""
+labels, the training loss) are computed in float32 from a bf16 model.
+Cross-cutting: it covers lrkit.stages.sampling, lrkit.stages.training and
+lrkit.stages.packing (the loss), lrkit.evaluation and lrkit.maths.divergence."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""The Colab path rehearsed offline (issue 20): the paper's pair and benchmarks by
+"""The Colab path rehearsed offline: the paper's pair and benchmarks by
 their Hub names, from a local Hugging Face cache (tests/hub_fixture.py) with
 HF_HUB_OFFLINE=1, run as a Colab user runs them: the command line and the four
 notebooks, each in its own process, so the libraries read HF_HOME as they start.

@@ -7,7 +7,10 @@ The generator is plain `random.Random` with a fixed seed: case i always gets
 the same corruption, so a failure names a case that can be rerun alone
 (`pytest tests/test_fuzz_inputs.py -k "train-017"`). Every corruption is one that
 cannot leave a valid file (a cut inside a JSON object, a byte that is never
-UTF-8, a structural character replaced, a value of the wrong type, ...)."""
+UTF-8, a structural character replaced, a value of the wrong type, ...).
+
+Cross-cutting: it covers the readers (lrkit.data.problems, lrkit.data.records)
+and the command line's one-line errors (lrkit.cli)."""
 from __future__ import annotations
 
 import json

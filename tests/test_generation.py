@@ -1,15 +1,21 @@
 """Stop ids of greedy rollouts: EOS from the tokenizer and the generation config,
-and the end-of-turn token of the chat template the prompts are built with."""
+and the end-of-turn token of the chat template the prompts are built with; and
+contrastive decoding (following the soft label's argmax) against a plain
+batch-1 reference with a full forward pass of each model per token."""
 from __future__ import annotations
 
 import shutil
 from types import SimpleNamespace
 
 import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForCausalLM
 
 from hub_fixture import QWEN, tokenizer_json
-from lrkit.models.generation import end_of_turn_id, stop_token_ids
-from lrkit.models.loading import load_tokenizer
+from lrkit.models.generation import contrastive_generate, end_of_turn_id, greedy_generate, stop_token_ids
+from lrkit.models.loading import load_pair, load_tokenizer
+from lrkit.models.prompts import build_prompt_ids
 from tiny_models import CHAT_TEMPLATE, make_tokenizer
 
 
@@ -46,3 +52,73 @@ def test_a_special_end_of_turn_token_is_found_by_rendering_a_turn():
     assert end_of_turn_id(tokenizer) == marker
     model = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=[tokenizer.eos_token_id, marker]))
     assert stop_token_ids(model, tokenizer) == [tokenizer.eos_token_id, marker]  # each id once
+
+
+# ---------------------------------------------------------------- contrastive decoding
+
+QUESTIONS = [f"Ann has {i + 3} pens and gets {2 * i + 5} more. How many?" + " Think." * (i % 3)
+             for i in range(5)]
+MAX_NEW = 16
+
+
+def reference(expert_path, amateur_path, prompt, alpha):
+    tok = load_tokenizer(str(expert_path))
+    expert = AutoModelForCausalLM.from_pretrained(expert_path, dtype=torch.float32).eval()
+    amateur = AutoModelForCausalLM.from_pretrained(amateur_path, dtype=torch.float32).eval()
+    vocab, out = len(tok), []
+    with torch.no_grad():
+        for _ in range(MAX_NEW):
+            ids = torch.tensor([prompt + out])
+            e = F.log_softmax(expert(ids).logits[0, -1, :vocab].float(), -1)
+            a = F.log_softmax(amateur(ids).logits[0, -1, :vocab].float(), -1)
+            p = e.exp()
+            allowed = p >= alpha * p.max()
+            score = torch.where(allowed, e - a, torch.full_like(e, -float("inf")))
+            out.append(int(score.argmax()))
+            if out[-1] == tok.eos_token_id:
+                break
+    return out
+
+
+@pytest.mark.parametrize("alpha", [0.2, 1.0])
+def test_contrastive_decoding_matches_plain_reference(pair_paths, alpha):
+    pair = load_pair(str(pair_paths[0]), str(pair_paths[1]), device="cpu")
+    prompts = [build_prompt_ids(pair.tokenizer, q, None) for q in QUESTIONS]
+    assert len({len(p) for p in prompts}) > 1, "the batch must need left padding"
+    got = contrastive_generate(pair, prompts, MAX_NEW, alpha=alpha, batch_size=5)
+    for prompt, generation in zip(prompts, got):
+        expected = reference(pair_paths[0], pair_paths[1], prompt, alpha)
+        assert generation.token_ids == expected
+        assert generation.finished == (expected[-1] == pair.tokenizer.eos_token_id)
+        assert all(t < len(pair.tokenizer) for t in generation.token_ids), "no padding row chosen"
+    if alpha == 1.0:  # the mask holds only the expert's argmax: plain greedy decoding
+        greedy = greedy_generate(pair.expert, pair.tokenizer, prompts, MAX_NEW, batch_size=5)
+        assert [g.token_ids for g in got] == [g.token_ids for g in greedy]
+
+
+def test_contrast_changes_some_choices_at_small_alpha(pair_paths):
+    pair = load_pair(str(pair_paths[0]), str(pair_paths[1]), device="cpu")
+    prompts = [build_prompt_ids(pair.tokenizer, q, None) for q in QUESTIONS]
+    greedy = greedy_generate(pair.expert, pair.tokenizer, prompts, MAX_NEW, batch_size=5)
+    contrast = contrastive_generate(pair, prompts, MAX_NEW, alpha=0.05, batch_size=5)
+    assert any(g.token_ids != c.token_ids for g, c in zip(greedy, contrast))
+
+
+def test_padding_rows_of_the_output_layer_are_never_chosen(pair_paths):
+    pair = load_pair(str(pair_paths[0]), str(pair_paths[1]), device="cpu")
+    vocab = len(pair.tokenizer)
+    assert pair.expert.get_output_embeddings().weight.shape[0] == vocab + 3
+
+    def favour_padding(module, inputs, output):  # the first padding row outscores every token
+        output = output.clone()
+        output[..., vocab] = output.max() + 50.0
+        return output
+
+    hook = pair.expert.get_output_embeddings().register_forward_hook(favour_padding)
+    try:
+        prompts = [build_prompt_ids(pair.tokenizer, q, None) for q in QUESTIONS]
+        got = contrastive_generate(pair, prompts, MAX_NEW, alpha=0.2, batch_size=5)
+    finally:
+        hook.remove()
+    assert all(t < vocab for g in got for t in g.token_ids)
+    assert all(len(g.token_ids) > 0 for g in got)

@@ -8,9 +8,9 @@ import pytest
 
 from lrkit.cli import main
 from lrkit.models.loading import resolve_member
-from lrkit.models.pairs import TOY_DIR
+from lrkit.models.pairs import LADDER, RUNG_FILE, RUNGS, TOY_DIR, get_rung, is_built, rung_path
 from lrkit.toy.habit_pair import RECIPE, habit_pair_data
-from lrkit.toy.ladder import LADDER, RUNGS, RUNG_FILE, get_rung, is_built, rung_path, rung_phases
+from lrkit.toy.ladder import rung_phases
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import grimp  # noqa: F401  import-linter's graph; both come with the dev extra, so a missing one fails
 import importlinter  # noqa: F401
 

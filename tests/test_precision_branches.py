@@ -1,7 +1,9 @@
-"""Device and precision branches with the CUDA capability mocked (issue 20, point 4):
-a T4 (7.5) takes fp16 models and a Trainer with fp16=True, bf16=False; an A100
-(8.0) or H100 (9.0) takes bf16; the CPU fp32. On every branch the KL, the soft
-labels and the loss are float32.
+"""Device and precision branches with the CUDA capability mocked: a T4 (7.5) takes
+fp16 models and a Trainer with fp16=True, bf16=False; an A100 (8.0) or H100 (9.0)
+takes bf16; the CPU fp32. On every branch the KL, the soft labels and the loss
+are float32. Cross-cutting: it covers lrkit.models.loading (device and dtype
+choice), lrkit.stages.training (the Trainer's precision flags and loss),
+lrkit.maths.divergence and lrkit.stages.sampling (float32 scoring).
 
 The mock is what torch reports on each card: ``is_bf16_supported()`` answers True
 on a T4 too (bf16 emulated there), which is why lrkit reads the capability.

@@ -261,7 +261,7 @@ def test_a_launch_of_two_ranks_into_a_busy_folder_stops_every_rank_with_one_line
 def test_digest_is_sha256_of_canonical_json_and_problems_digest_of_the_chosen_fields():
     import hashlib
 
-    from lrkit.data.problems import Problem
+    from lrkit.data.answers import Problem
     from lrkit.runs import digest, problems_digest
 
     expected = hashlib.sha256('{"a": "é", "b": [1, 2]}'.encode("utf-8")).hexdigest()

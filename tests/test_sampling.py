@@ -15,15 +15,15 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
 from lrkit.config import SampleConfig
-from lrkit.data.problems import ProblemError
-from lrkit.data.records import read_records
+from lrkit.data.answers import ProblemError
+from lrkit.data.records import read_records, tokenizer_fingerprint
 from lrkit.maths.divergence import NonFiniteLogitsError
 from lrkit.models.loading import PairError, load_pair, load_tokenizer
 from lrkit.models.prompts import build_prompt_ids
 from lrkit.runs import FolderError
 from lrkit.stages.sampling import read_steps, sample
 
-from tiny_models import make_tokenizer, save_pair
+from tiny_models import make_model, make_tokenizer, save_pair
 
 REPO = Path(__file__).resolve().parents[1]
 PROBLEMS = [{"id": f"p{i}", "question": f"Tom has {i + 2} apples and buys {3 * i + 1} more. How many?"}
@@ -293,3 +293,58 @@ def test_config_validation_names_the_field():
         SampleConfig(alpha=0).validate()
     with pytest.raises(ValueError, match="max_new_tokens"):
         SampleConfig(max_new_tokens=0).validate()
+
+
+# ---------------------------------------------------------------- placeholder tokens are output padding
+
+def test_placeholder_tokens_are_scored_like_rows_beyond_the_tokenizer(tmp_path):
+    """One model saved with its tokenizer and with the tokenizer a converter pads
+    with [PADn] placeholders gives the same steps, records and fingerprint."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from tiny_models import CHAT_TEMPLATE, SPECIALS
+
+    problems = [{"id": f"p{i}", "question": f"Ann has {i + 3} pens and {2 * i + 1} cups. How many?"}
+                for i in range(4)]
+
+    plain = make_tokenizer()
+    vocab = dict(plain.backend_tokenizer.get_vocab())
+    n = len(plain)
+    for i in range(n, n + 7):
+        vocab[f"[PAD{i}]"] = i
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<pad>"))
+    backend.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    backend.decoder = decoders.Fuse()
+    padded = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>",
+                                     unk_token="<pad>", additional_special_tokens=SPECIALS[2:])
+    padded.chat_template = CHAT_TEMPLATE
+    assert len(padded) == n + 7 and padded.convert_ids_to_tokens(n) == f"[PAD{n}]"
+    assert padded.convert_ids_to_tokens(list(range(n))) == plain.convert_ids_to_tokens(list(range(n)))
+
+    expert, amateur = make_model(padded, seed=4, extra_rows=3), make_model(padded, seed=5, layers=1)
+    with torch.no_grad():  # make the placeholders likely, as a careless model could
+        expert.lm_head.weight[n:n + 7] = expert.lm_head.weight[n:n + 7] * 3 + 0.5
+        amateur.lm_head.weight[n:n + 7] = amateur.lm_head.weight[n:n + 7] * 3 + 0.5
+    runs = {}
+    for name, tokenizer in (("plain", plain), ("padded", padded)):
+        for role, model in (("expert", expert), ("amateur", amateur)):
+            model.save_pretrained(tmp_path / name / role)
+            tokenizer.save_pretrained(tmp_path / name / role)
+        out = tmp_path / name / "run"
+        sample(str(tmp_path / name / "expert"), str(tmp_path / name / "amateur"), problems, out,
+               SampleConfig(max_new_tokens=8, beta=0.0, alpha=0.05, batch_size=2), progress=False)
+        runs[name] = out
+    plain_steps, padded_steps = read_steps(runs["plain"]), read_steps(runs["padded"])
+    assert len(plain_steps) == len(padded_steps) > 0
+    for column in ("token_id", "expert_top1_id", "amateur_top1_id", "mask_size", "expert_topk_ids"):
+        assert plain_steps[column].tolist() == padded_steps[column].tolist(), column
+    for column in ("kl", "expert_entropy", "amateur_entropy", "expert_logprob"):
+        assert padded_steps[column].tolist() == pytest.approx(plain_steps[column].tolist(), abs=1e-6), column
+    assert max(max(ids) for ids in padded_steps["expert_topk_ids"]) < n, "no placeholder is ever a candidate"
+    records = {name: [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+               for name, out in runs.items()}
+    assert [r["token_ids"] for r in records["plain"]] == [r["token_ids"] for r in records["padded"]]
+    for a, b in zip(records["plain"], records["padded"]):
+        assert b["weights"] == pytest.approx(a["weights"], abs=1e-6)
+    assert tokenizer_fingerprint(plain) == tokenizer_fingerprint(padded)

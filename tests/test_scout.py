@@ -1,14 +1,16 @@
 """lrkit scout on the bundled pair, where the answer is known: toy's amateur (G only)
 points the expert towards better answers; the expert used as its own amateur
-(gap zero) has a flat soft label and nothing to show."""
+(gap zero) has a flat soft label and nothing to show. And `spearman`, by hand."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
 from lrkit.cli import main
 from lrkit.models.pairs import PairNotPreparedError, resolve_pair
+from lrkit.studies.scout import spearman
 
 
 def _toy_missing() -> bool:
@@ -81,3 +83,28 @@ def test_scout_user_errors(tmp_path, capsys):
     assert main(["scout", "--expert", "toy:expert", "--amateur", "toy:amateur", "--problems", str(good),
                  "--out", str(tmp_path / "o"), "--alpha", "0"]) == 2
     assert "--alpha" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- spearman
+
+def test_spearman_without_ties():
+    # ranks x: 1 2 3 4 5, y: 2 1 4 3 5 -> d^2 = 1+1+1+1+0 = 4; rho = 1 - 6*4/(5*24) = 0.8
+    assert spearman([1, 2, 3, 4, 5], [20, 10, 40, 30, 50]) == pytest.approx(0.8)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+
+
+def test_spearman_with_ties_uses_average_ranks():
+    # x ranks 1, 2.5, 2.5, 4; y ranks 1, 2, 3, 4: Pearson of the ranks, by hand
+    rx, ry = [1, 2.5, 2.5, 4], [1, 2, 3, 4]
+    mx, my = 2.5, 2.5
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    expected = cov / math.sqrt(sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry))
+    assert spearman([0.1, 0.5, 0.5, 0.9], [1, 2, 3, 4]) == pytest.approx(expected)
+    assert expected == pytest.approx(0.9486832980505138)
+
+
+def test_spearman_edge_cases():
+    assert math.isnan(spearman([1], [2]))
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))  # no variation in one variable
+    with pytest.raises(ValueError):
+        spearman([1, 2], [1])

@@ -8,7 +8,7 @@ import torch
 
 from lrkit.maths.selection import (kept_share_curve, no_contrast, select_steps, selection_summary,
                                    soft_label_from_stats)
-from synthetic_steps import make_steps, one_row, stats_frame, vocabulary
+from synthetic_steps import make_steps, one_row, vocabulary
 
 
 def direct_soft_label(expert_logits, amateur_logits, alpha, temperature=1.0):

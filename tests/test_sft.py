@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM
 
 import lrkit.stages.sft
 from lrkit.config import AUTHORS_SYSTEM_PROMPT, TrainConfig
-from lrkit.data.problems import Problem
+from lrkit.data.answers import Problem
 from lrkit.models.generation import greedy_generate
 from lrkit.models.loading import load_tokenizer
 from lrkit.models.prompts import build_prompt_ids

@@ -2,7 +2,11 @@
 a training bar that prints no raw log dicts, model cards on adapters and merged
 models, records as a Hugging Face dataset (parquet + dataset card) that training
 reads back, and `lrkit push` against a mocked HfApi (the Hub is not reachable
-here). Everything runs on the bundled toy pair with a few problems and steps."""
+here). Everything runs on the bundled toy pair with a few problems and steps.
+
+Cross-cutting, around one small training run made once: it covers
+lrkit.stages.curves, lrkit.stages.cards, lrkit.stages.export and `lrkit push`
+(lrkit.cli)."""
 from __future__ import annotations
 
 import contextlib

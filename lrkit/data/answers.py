@@ -4,7 +4,8 @@ last ``\\boxed{...}``), pure text with no dependency on the rest of lrkit.
 
 The data sets (:mod:`lrkit.data.problems`, :mod:`lrkit.data.benchmarks`) build on them and
 evaluation (:mod:`lrkit.evaluation.parse`) reads model answers with the same
-``last_boxed``; both modules, and ``lrkit.evaluation``, export these names as before.
+``last_boxed``; ``lrkit.evaluation`` hands out ``gold_answer`` and ``last_boxed``
+among its public names.
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from lrkit.data.answers import Problem, ProblemError, gold_answer  # noqa: F401  importable from here as before
+from lrkit.data.answers import Problem, ProblemError
 from lrkit.data.benchmarks import BENCHMARKS, load_benchmark
 from lrkit.data.records import parse_json_line, read_lines
 

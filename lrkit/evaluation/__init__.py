@@ -9,10 +9,10 @@ intervals, comparisons.
 """
 from __future__ import annotations
 
-from lrkit.data.problems import gold_answer
+from lrkit.data.answers import gold_answer, last_boxed
 from lrkit.evaluation.grade import ANSWER_KINDS, Verdict, answers_match, check_answer
 from lrkit.evaluation.loop import evaluate, evaluate_contrastive
-from lrkit.evaluation.parse import extract_answer, extract_choice, last_boxed, parse_number
+from lrkit.evaluation.parse import extract_answer, extract_choice, parse_number
 from lrkit.evaluation.results import EVAL_FILES, RESULTS_FILE, SUMMARY_FILE, EvalResult, check_eval_out_dir
 from lrkit.evaluation.stats import Comparison, accuracy_interval, compare, mcnemar_p_value
 

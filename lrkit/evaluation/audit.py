@@ -1,9 +1,9 @@
 """The odd-token audit: does the contrast reward tokens the expert itself finds unlikely?
 
 The soft label v_C = softmax(log pi_E - log pi_A) over the alpha mask favours
-what the expert prefers *more than the amateur does*. The worry (the authors'
-issue 11): it may reward a token the expert barely considers, only because the
-amateur finds it even less likely. The audit counts, over kept steps, how often
+what the expert prefers *more than the amateur does*. The worry: it may reward
+a token the expert barely considers, only because the amateur finds it even less
+likely. The audit counts, over kept steps, how often
 v_C's argmax is a token the expert ranks low:
 
     **odd** = v_C's argmax is not the expert's own top token (expert rank >= 2)

@@ -16,7 +16,7 @@ each model, seconds on the toy pairs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 

@@ -9,7 +9,8 @@ from typing import Optional, Union
 
 from lrkit import distributed
 from lrkit.config import EvalConfig, to_dict
-from lrkit.data.problems import gold_answer, load_problems
+from lrkit.data.answers import gold_answer
+from lrkit.data.problems import load_problems
 from lrkit.evaluation.grade import check_answer
 from lrkit.evaluation.parse import extract_answer, extract_choice
 from lrkit.evaluation.results import EvalResult, _results_frame, check_eval_out_dir

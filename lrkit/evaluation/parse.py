@@ -14,7 +14,7 @@ import re
 from fractions import Fraction
 from typing import Optional
 
-from lrkit.data.answers import _braced, last_boxed  # noqa: F401  last_boxed stays importable from here
+from lrkit.data.answers import _braced, last_boxed
 
 _NUM = r"(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
 # A minus sign counts only where it cannot be a subtraction ("5-3" ends in 3, not -3).

@@ -30,7 +30,8 @@ import pandas as pd
 
 from lrkit.config import EvalConfig, to_dict
 from lrkit.data.benchmarks import BENCHMARKS, PAPER_BENCHMARKS, get_benchmark, load_benchmark
-from lrkit.data.problems import Problem, load_problems
+from lrkit.data.answers import Problem
+from lrkit.data.problems import load_problems
 from lrkit.evaluation import EvalResult, compare, evaluate
 from lrkit.models.loading import load_model
 from lrkit.paper import PAPER_TABLE1

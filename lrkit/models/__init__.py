@@ -1,8 +1,8 @@
 """Models: loading (loading: load_model, load_pair, ModelPair, ...), generation, prompts,
 the pair registry (pairs) and the GGUF transport of the offline pair (gguf).
 
-``from lrkit.models import load_pair`` keeps working: the package hands out the
-public names of :mod:`lrkit.models.loading`, importing it (and torch) only on first use.
+The package hands out the public names of :mod:`lrkit.models.loading`
+(``from lrkit.models import load_pair``), importing it (and torch) only on first use.
 """
 from __future__ import annotations
 

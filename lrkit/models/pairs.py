@@ -34,9 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
-from lrkit.models.gguf import (  # noqa: F401  the transport; its names stay importable from here
-    COMPLETE_MARKER, ChecksumError, GGUFSource, _is_complete, _logger, _sha256_of, convert_gguf, download_parts,
-    fetch_gguf, join_parts, verify_file)
+from lrkit.models.gguf import COMPLETE_MARKER, GGUFSource, _is_complete, _logger, convert_gguf, fetch_gguf
 
 
 def _bundled_dir(folder: str, package: str) -> Path:

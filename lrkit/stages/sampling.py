@@ -29,7 +29,8 @@ import torch
 
 from lrkit import distributed
 from lrkit.config import SampleConfig, to_dict
-from lrkit.data.problems import Problem, training_problems
+from lrkit.data.answers import Problem
+from lrkit.data.problems import training_problems
 from lrkit.data.records import dumps, read_records, tokenizer_fingerprint
 from lrkit.maths import divergence
 from lrkit.models.generation import (

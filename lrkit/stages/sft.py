@@ -25,7 +25,8 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 
 from lrkit.config import AUTHORS_SYSTEM_PROMPT, TrainConfig, to_dict
-from lrkit.data.problems import Problem, training_problems
+from lrkit.data.answers import Problem
+from lrkit.data.problems import training_problems
 from lrkit.data.records import tokenizer_fingerprint
 from lrkit.evaluation import answers_match, extract_answer
 from lrkit.models.generation import greedy_generate, left_pad, position_ids_of

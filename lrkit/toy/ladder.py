@@ -39,9 +39,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Optional, Union
 
-from lrkit.models.pairs import (  # noqa: F401  the rungs and their folders live in the registry
-    LADDER, RUNG_FILE, RUNGS, Rung, get_rung, is_built, ladder_root, resolve_ladder_name, rung_path)
-from lrkit.models.pairs import LADDER_PREFIX as PREFIX  # noqa: F401
+from lrkit.models.pairs import RUNG_FILE, RUNGS, Rung, get_rung, is_built, rung_path
 from lrkit.toy.habits import generate_habit_problems
 
 

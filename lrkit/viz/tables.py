@@ -109,12 +109,11 @@ def efficiency_table(sampled, trained, sft=None):
     LightReasoner and the SFT baseline (a ``Workshop.sft()`` summary), beside the
     paper's (whose hours cover the whole method)."""
     summary = sampled.summary
-    sampling_seconds = summary.get("rollout_s", 0.0) + summary.get("scoring_s", 0.0)
+    sampling_seconds = summary["rollout_s"] + summary["scoring_s"]
     rows = [{"method": "LightReasoner", "problems sampled": summary["problems"],
              "problems trained on": trained.problems, "tuned tokens": trained.tuned_tokens,
              "rollout tokens": summary.get("steps"),
-             # folders sampled before lrkit kept timings in state.json have none: unknown then
-             "sampling seconds": round(sampling_seconds, 1) if sampling_seconds else None,
+             "sampling seconds": round(sampling_seconds, 1),
              "training seconds": round(trained.seconds, 1)}]
     if sft is not None:
         s = sft.summary() if hasattr(sft, "summary") else dict(sft)

@@ -1,4 +1,4 @@
-"""Spearman by hand, and the odd-token audit on hand-made records."""
+"""lrkit.evaluation.audit: the odd-token audit on hand-made records."""
 from __future__ import annotations
 
 import math
@@ -6,30 +6,6 @@ import math
 import pytest
 
 from lrkit.evaluation.audit import odd_token_audit
-from lrkit.studies.scout import spearman
-
-
-def test_spearman_without_ties():
-    # ranks x: 1 2 3 4 5, y: 2 1 4 3 5 -> d^2 = 1+1+1+1+0 = 4; rho = 1 - 6*4/(5*24) = 0.8
-    assert spearman([1, 2, 3, 4, 5], [20, 10, 40, 30, 50]) == pytest.approx(0.8)
-    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
-
-
-def test_spearman_with_ties_uses_average_ranks():
-    # x ranks 1, 2.5, 2.5, 4; y ranks 1, 2, 3, 4: Pearson of the ranks, by hand
-    rx, ry = [1, 2.5, 2.5, 4], [1, 2, 3, 4]
-    mx, my = 2.5, 2.5
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
-    expected = cov / math.sqrt(sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry))
-    assert spearman([0.1, 0.5, 0.5, 0.9], [1, 2, 3, 4]) == pytest.approx(expected)
-    assert expected == pytest.approx(0.9486832980505138)
-
-
-def test_spearman_edge_cases():
-    assert math.isnan(spearman([1], [2]))
-    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))  # no variation in one variable
-    with pytest.raises(ValueError):
-        spearman([1, 2], [1])
 
 
 def record(tokens, weights, expert_logprobs, prefix="he has 2 + 3 = "):
@@ -69,18 +45,3 @@ def test_audit_of_no_records_and_bad_input():
         odd_token_audit([{**record(["a"], [1.0], [0.0]), "expert_logprobs": None}])
     with pytest.raises(ValueError, match="ratio"):
         odd_token_audit([], ratio=0)
-
-
-def test_public_names_stay_the_functions_once_their_modules_are_imported():
-    import lrkit
-    import lrkit.evaluation.anatomy
-    import lrkit.evaluation.audit
-    import lrkit.studies.scout
-    import lrkit.studies.ladder
-
-    assert lrkit.scout is lrkit.studies.scout.scout
-    assert lrkit.spearman is lrkit.studies.scout.spearman
-    assert lrkit.odd_token_audit is lrkit.evaluation.audit.odd_token_audit
-    assert lrkit.error_anatomy is lrkit.evaluation.anatomy.error_anatomy
-    assert lrkit.run_study is lrkit.studies.ladder.run_study
-    assert {"scout", "odd_token_audit", "error_anatomy", "run_study"} <= set(lrkit.__all__)
