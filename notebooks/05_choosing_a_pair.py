@@ -29,7 +29,7 @@
 # * shows the beta and alpha sweeps on the default pair,
 # * runs `lrkit.scout` on two amateurs (predictions before any training) and says how well the
 #   scout's score predicted the measured gain across the ladder,
-# * audits the soft labels for odd tokens (issue 11 of the authors' repository),
+# * audits the soft labels for odd tokens (does v_C reward tokens the expert itself ranks low?),
 # * sorts the expert's errors into types and counts what the contrast fixes and what it breaks.
 #
 # It reads the committed results of the study (`docs/ladder/study.json`, no weights); where they are

@@ -51,7 +51,7 @@ from typing import Optional
 from lrkit.config import EvalConfig, ExperimentConfig, SampleConfig, TrainConfig, to_dict
 from lrkit.runs import check_settings, read_json, write_json
 from lrkit.studies.scout import score_pair, spearman
-from lrkit.toy.ladder import get_rung
+from lrkit.models.pairs import get_rung
 
 STUDY_FILE = "study.json"
 
