@@ -32,8 +32,9 @@ class DemoResult:
 
 
 def run_demo(out_dir="runs/demo", config: Optional[ExperimentConfig] = None, ablations: bool = False,
-             fresh: bool = False, progress: bool = True) -> DemoResult:
-    """The experiment on a bundled pair, on the CPU (``fresh``: delete ``out_dir`` first)."""
+             fresh: bool = False, progress: bool = True, device="cpu", dtype="auto") -> DemoResult:
+    """The experiment on a bundled pair (``fresh``: delete ``out_dir`` first), on the CPU
+    unless ``device`` says otherwise (the GPU check runs it on CUDA)."""
     from lrkit.experiment import Experiment  # torch and the stages: not for `lrkit --help`
     config = config or ExperimentConfig()
     if config.pair not in TOY_PAIRS:
@@ -43,7 +44,7 @@ def run_demo(out_dir="runs/demo", config: Optional[ExperimentConfig] = None, abl
     out_dir = Path(out_dir)
     if fresh and out_dir.exists():
         shutil.rmtree(out_dir)
-    summary = Experiment(out_dir, config, device="cpu", progress=progress).run(ablations=ablations)
+    summary = Experiment(out_dir, config, device=device, dtype=dtype, progress=progress).run(ablations=ablations)
     return DemoResult(out_dir, Path(summary["report"]), summary)
 
 

@@ -330,12 +330,11 @@ def check_training(expert: Path, scale: Scale, device: str, vocab: int, root: Pa
 # ---------------------------------------------------------------- 3. the demo on CUDA
 
 def check_demo(scale: Scale, device: str, root: Path) -> dict:
-    """`lrkit demo` with its models on ``device`` (the demo itself loads them on
-    the CPU, so the check hands it a load_pair that places them), then the demo's
-    sampling stage on the CPU: same kept steps? And in bf16: same rollouts?"""
-    import lrkit.models.loading as models
-    from lrkit.demo import run_demo
+    """`lrkit demo` with its models on ``device`` in fp32, then the demo's sampling
+    stage on the CPU: same kept steps? And in bf16: same rollouts?"""
     from lrkit.config import ExperimentConfig
+    from lrkit.demo import run_demo
+    from lrkit.experiment import Experiment
     from lrkit.models.pairs import resolve_pair
 
     defaults = ExperimentConfig()
@@ -346,19 +345,11 @@ def check_demo(scale: Scale, device: str, root: Path) -> dict:
             seeds=1, check_problems=scale.demo["test_problems"],
             train=dataclasses.replace(defaults.train, max_steps=scale.demo["max_steps"]),
             eval=dataclasses.replace(defaults.eval, max_new_tokens=scale.demo["eval_tokens"]))
-    original = models.load_pair
-
-    def on_device(expert, amateur=None, **kwargs):
-        return original(expert, amateur, **{**kwargs, "device": device, "dtype": "fp32"})
-
-    models.load_pair = on_device
-    try:
-        start = time.perf_counter()
-        demo = run_demo(root / "demo", config, fresh=True, progress=False)
-        demo_s = time.perf_counter() - start
-    finally:
-        models.load_pair = original
-    rollouts = [json.loads(line) for line in (root / "demo" / "sampling" / "rollouts.jsonl").open()]
+    start = time.perf_counter()
+    demo = run_demo(root / "demo", config, fresh=True, progress=False, device=device, dtype="fp32")
+    demo_s = time.perf_counter() - start
+    sampled = Experiment(root / "demo", config, device="cpu").sampling_dir()
+    rollouts = [json.loads(line) for line in (sampled / "rollouts.jsonl").open()]
     problems = [{"id": r["prompt_id"], "question": r["question"]} for r in rollouts]
     expert, amateur = (str(p) for p in resolve_pair("toy"))
 
@@ -373,7 +364,7 @@ def check_demo(scale: Scale, device: str, root: Path) -> dict:
     bf16_folder = root / "demo_bf16"
     sample(load_pair(expert, amateur, device=device, dtype="bf16" if device.startswith("cuda") else "fp32"),
            None, problems, bf16_folder, config.sample, progress=False)
-    on_gpu, on_cpu = kept(root / "demo" / "sampling"), kept(cpu.out_dir)
+    on_gpu, on_cpu = kept(sampled), kept(cpu.out_dir)
     return {"seconds": demo_s, "precision": "fp32", "train_problems": config.train_problems,
             "test_problems": config.test_problems, "kept_steps": len(on_gpu),
             "kept_steps_cpu": len(on_cpu), "same_kept_steps_as_cpu": on_gpu == on_cpu,
