@@ -6,22 +6,14 @@ import json
 
 import pytest
 
-from lrkit.config import EvalConfig, SampleConfig, TrainConfig
-from lrkit.config import ExperimentConfig
+from lrkit.config import EvalConfig, ExperimentConfig, SampleConfig, TrainConfig
 from lrkit.experiment import Experiment, experiment_config
-from lrkit.models.pairs import PairNotPreparedError, resolve_pair
+from markers import needs_toy
 from lrkit.runs import FolderError
 
 
-def _toy_missing() -> bool:
-    try:
-        resolve_pair("toy")
-    except PairNotPreparedError:
-        return True
-    return False
 
 
-needs_toy = pytest.mark.skipif(_toy_missing(), reason="no bundled toy pair")
 
 
 def test_config_for_gives_the_papers_settings_to_hub_pairs_and_the_demos_to_toy():

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from lrkit.models.pairs import PairNotPreparedError, resolve_pair
+from markers import needs_toy
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = "02_critical_moments.ipynb"
@@ -43,12 +43,6 @@ def _chromium():
     return path if Path(path).exists() else None
 
 
-def _toy_pair_missing() -> bool:
-    try:
-        resolve_pair("toy")
-    except PairNotPreparedError:
-        return True
-    return False
 
 
 def _free_port() -> int:
@@ -90,7 +84,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.mark.skipif(_chromium() is None, reason="Debian's chromium is not installed "
                     "(apt-get install chromium, or set LRKIT_CHROMIUM)")
-@pytest.mark.skipif(_toy_pair_missing(), reason="the bundled toy pair (data/toy) is missing")
+@needs_toy
 def test_jupyterlab_runs_notebook_02_and_renders_the_explorer(tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     pytest.importorskip("jupyterlab", reason="jupyterlab is not installed")

@@ -22,7 +22,7 @@ nbformat = pytest.importorskip("nbformat")
 jupytext = pytest.importorskip("jupytext")
 papermill = pytest.importorskip("papermill")
 
-from lrkit.models.pairs import PairNotPreparedError, resolve_pair  # noqa: E402
+from markers import needs_toy, toy_pair_missing  # noqa: E402
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 ORDER = ("01_sampling", "02_critical_moments", "03_finetuning", "04_evaluation")
@@ -37,16 +37,8 @@ machine two threads spin against each other (a toy training step took 7.7 s with
 two threads and 1.3 s with one)."""
 
 
-def _toy_pair_missing() -> bool:
-    try:
-        resolve_pair("toy")
-    except PairNotPreparedError:
-        return True
-    return False
 
 
-needs_toy = pytest.mark.skipif(_toy_pair_missing(), reason="the bundled toy pair (data/toy) is missing; "
-                               "rebuild it with `lrkit build-toy`")
 
 
 def read(name: str):
@@ -180,7 +172,7 @@ def test_colab_and_parameters_cells_are_the_same_in_all_four():
 @pytest.fixture(scope="module")
 def workshop_run(tmp_path_factory):
     """All four notebooks in order, sharing one run folder."""
-    if _toy_pair_missing():
+    if toy_pair_missing():
         pytest.skip("the bundled toy pair (data/toy) is missing")
     monkeypatch = pytest.MonkeyPatch()
     root = tmp_path_factory.mktemp("in_order")

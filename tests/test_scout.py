@@ -9,19 +9,12 @@ import math
 import pytest
 
 from lrkit.cli import main
-from lrkit.models.pairs import PairNotPreparedError, resolve_pair
+from markers import needs_toy
 from lrkit.studies.scout import spearman
 
 
-def _toy_missing() -> bool:
-    try:
-        resolve_pair("toy")
-    except PairNotPreparedError:
-        return True
-    return False
 
 
-needs_toy = pytest.mark.skipif(_toy_missing(), reason="the bundled toy pair (data/toy) is missing")
 
 
 @pytest.fixture(scope="module")
