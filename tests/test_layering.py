@@ -84,3 +84,17 @@ def test_the_checks_catch_an_upward_import(tmp_path):
     assert result.returncode != 0
     assert "lrkit.maths.divergence -> lrkit.stages.training" in result.stdout
     assert any({"lrkit.maths.divergence", "lrkit.stages.training"} <= set(c) for c in import_cycles(tmp_path))
+
+
+def test_every_top_level_module_has_a_layer():
+    """A module added beside the others without a place in the contract would escape it."""
+    import re
+    import tomllib
+
+    layers = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]["layers"]
+    named = {name for layer in layers for name in re.findall(r"lrkit\.\w+", layer)}
+    package = REPO / "lrkit"
+    present = {f"lrkit.{p.stem}" for p in package.glob("*.py") if p.stem not in ("__init__", "__main__")}
+    present |= {f"lrkit.{p.parent.name}" for p in package.glob("*/__init__.py")}
+    assert present - named == set(), "add these to a layer in pyproject.toml's [tool.importlinter]"
+    assert named - present == set(), "layers name modules that do not exist"
