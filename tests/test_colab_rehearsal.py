@@ -227,7 +227,7 @@ def test_the_colab_path_offline(cache, tmp_path, monkeypatch):
         times[name] = execute_notebook(name, env, work, monkeypatch)
         print(f"{name}: {times[name]:.0f} s", flush=True)
     sampled = [f.parent for f in (run_dir / "qwen2.5-math-1.5b").rglob("records.jsonl")]
-    assert any(f.name.startswith("sampling-n4-seed2026-beta0.4-") for f in sampled)  # notebook 1's
+    assert run_dir / "qwen2.5-math-1.5b" / "n4-test3-seed2026" / "sampling-beta0.4-alpha0.2" in sampled  # notebook 1's
     assert all(check_sampling_folder(folder, "Please reason step by step.") >= 0 for folder in sampled)
 
     # Exactly the paper's repositories were asked for, and nothing else.
