@@ -61,11 +61,6 @@ def read_jsonl_problems(path: Union[str, Path], require_answers: bool = False) -
     return problems
 
 
-def load_gsm8k(split: str) -> list[Problem]:
-    """GSM8K's ``split`` ("train" or "test") from the Hub (works on Colab; needs the network)."""
-    return load_benchmark("gsm8k", split=split)
-
-
 def benchmark_source(source) -> Optional[tuple[str, Optional[str]]]:
     """``(benchmark name, split or None)`` when ``source`` names a benchmark, else None.
 
@@ -99,8 +94,6 @@ def load_problems(source: Union[str, Path, Sequence], max_problems: Optional[int
     or ``split`` another Hub split (:func:`benchmark_source`).
     ``require_answers``: a JSONL line without an answer is an error naming its line.
     """
-    from lrkit.data.benchmarks import BENCHMARKS, load_benchmark
-
     named = benchmark_source(source)
     if isinstance(source, (list, tuple)):
         problems = [p if isinstance(p, Problem) else problem_from_dict(p, f"problem {i}", str(i))
