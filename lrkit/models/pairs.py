@@ -147,12 +147,18 @@ def get_pair(name: Optional[str] = None) -> PairSpec:
     return PAIRS[name]
 
 
+def _cache_folder(kind: str, folder: Union[str, Path, None]) -> Path:
+    """``folder``, else ``$LRKIT_CACHE/<kind>``, else ``~/.cache/lrkit/<kind>``."""
+    if folder is not None:
+        return Path(folder).expanduser()
+    base = Path(os.environ["LRKIT_CACHE"]).expanduser() if os.environ.get("LRKIT_CACHE") else \
+        Path.home() / ".cache" / "lrkit"
+    return base / kind
+
+
 def cache_root(cache_dir: Union[str, Path, None] = None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    if os.environ.get("LRKIT_CACHE"):
-        return Path(os.environ["LRKIT_CACHE"]).expanduser() / "pairs"
-    return Path.home() / ".cache" / "lrkit" / "pairs"
+    """Where prepared pairs are cached."""
+    return _cache_folder("pairs", cache_dir)
 
 
 def pair_dir(name: str, cache_dir: Union[str, Path, None] = None) -> Path:
@@ -254,11 +260,7 @@ def get_rung(name: str) -> Rung:
 
 def ladder_root(out_dir: Union[str, Path, None] = None) -> Path:
     """Where trained rungs are cached: ``out_dir``, else $LRKIT_CACHE/ladder, else ~/.cache/lrkit/ladder."""
-    if out_dir is not None:
-        return Path(out_dir).expanduser()
-    if os.environ.get("LRKIT_CACHE"):
-        return Path(os.environ["LRKIT_CACHE"]).expanduser() / "ladder"
-    return Path.home() / ".cache" / "lrkit" / "ladder"
+    return _cache_folder("ladder", out_dir)
 
 
 def rung_path(name: str, out_dir: Union[str, Path, None] = None) -> Path:
