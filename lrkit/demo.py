@@ -49,7 +49,7 @@ def run_demo(out_dir="runs/demo", config: Optional[ExperimentConfig] = None, abl
 
 
 def print_summary(summary: dict) -> None:
-    from lrkit.viz.tables import _check_text, _pct_pair, _seeds_text  # pandas and plotly: not for `lrkit --help`
+    from lrkit.viz.tables import check_text, pct_pair, seeds_text  # pandas and plotly: not for `lrkit --help`
 
     def pct(x):
         return f"{100 * x:.1f}%"
@@ -58,7 +58,7 @@ def print_summary(summary: dict) -> None:
     print()
     print(f"LightReasoner on the bundled pair {summary.get('pair', 'toy')!r}")
     for name, check in summary.get("gold_path_check", {}).items():
-        print(f"  gold-path check, {name}: {_check_text(check)}")
+        print(f"  gold-path check, {name}: {check_text(check)}")
     print(f"  sampled {summary['train_problems']} problems, {summary['steps']} steps; kept "
           f"{summary['records']} ({pct(summary['share_kept'])}) at beta {summary['config']['sample']['beta']}")
     print(f"  mean KL: top-1s agree {summary['mean_kl_top1_agree']:.3f}, disagree "
@@ -68,9 +68,9 @@ def print_summary(summary: dict) -> None:
           f"[{pct(b[0])}, {pct(b[1])}] -> tuned {pct(summary['tuned_accuracy'])} [{pct(t[0])}, {pct(t[1])}]")
     print(f"  fixed {summary['fixed']}, broken {summary['broken']} (McNemar p = {summary['mcnemar_p']:.3g})")
     if len(summary.get("seeds", [])) > 1:
-        print(f"  LightReasoner over all seeds: {_seeds_text(summary['seeds'], summary['mean_gain'])}")
+        print(f"  LightReasoner over all seeds: {seeds_text(summary['seeds'], summary['mean_gain'])}")
         for row in summary["seeds"]:
-            print(f"    seed {row['seed']}: {_pct_pair(row['accuracy'], row['interval'])}, fixed {row['fixed']}, "
+            print(f"    seed {row['seed']}: {pct_pair(row['accuracy'], row['interval'])}, fixed {row['fixed']}, "
                   f"broken {row['broken']} (McNemar p = {row['mcnemar_p']:.3g})")
     if "hit_token_limit" in summary:
         limits = summary["hit_token_limit"]

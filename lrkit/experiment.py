@@ -34,10 +34,9 @@ from lrkit.evaluation.anatomy import error_anatomy
 from lrkit.evaluation.audit import odd_token_audit
 from lrkit.evaluation.diagnostics import contrast_check
 from lrkit.maths.selection import no_contrast
-from lrkit.models.gguf import _sha256_of
+from lrkit.models.gguf import sha256_of_file
 from lrkit.models.loading import choose_device, choose_dtype, load_pair
 from lrkit.models.pairs import resolve_pair
-from lrkit.paper import PAPER_ABLATION, PAPER_GSM8K
 from lrkit.provenance import Provenance, api_call
 from lrkit.runs import check_settings, write_json
 from lrkit.stages.cards import add_evaluation
@@ -47,6 +46,7 @@ from lrkit.stages.sft import run_sft
 from lrkit.stages.training import merge, train
 from lrkit.toy import TOY_PAIRS, toy_problems
 from lrkit.viz.experiment_report import experiment_report
+from lrkit.viz.tables import ablation_row
 
 EXPERIMENT_FILE = "experiment.json"
 VARIANTS = ("lightreasoner", "no_selection", "no_contrast", "neither")
@@ -57,20 +57,21 @@ ABLATION_LABELS = {"lightreasoner": "full method", "no_selection": "no selection
 
 
 def experiment_config(pair: str, train_problems: int, test_problems: int, beta: float = 0.4,
-             alpha: float = 0.2, max_steps: int = 30, learning_rate: Optional[float] = None,
-             seed: int = 2026, precision: str = "auto", seeds: int = 1) -> ExperimentConfig:
+                      alpha: float = 0.2, max_steps: int = 30, learning_rate: Optional[float] = None,
+                      seed: int = 2026, precision: str = "auto", seeds: int = 1) -> ExperimentConfig:
     """The notebooks' settings: the paper's sampling at ``beta`` / ``alpha`` and LoRA
     for ``max_steps`` steps; a bundled toy pair takes the demo's batches, learning
     rate and 160-token answers, a Hub pair the paper's (5e-5, 512 tokens)."""
     toy = is_toy(pair)
-    base = ExperimentConfig() if toy else ExperimentConfig(sample=SampleConfig(), train=TrainConfig(), eval=EvalConfig())
+    base = ExperimentConfig() if toy else ExperimentConfig(sample=SampleConfig(), train=TrainConfig(),
+                                                           eval=EvalConfig())
     train = replace(base.train, max_steps=max_steps, learning_rate=learning_rate or base.train.learning_rate,
                     logging_steps=max(1, min(base.train.logging_steps, max_steps // 10)),
                     save_steps=max_steps, precision=precision)
-    return ExperimentConfig(pair=pair, train_problems=train_problems, test_problems=test_problems, problem_seed=seed,
-               seeds=seeds, check_problems=min(200, train_problems) if not toy else 200,
-               sample=replace(base.sample, beta=beta, alpha=alpha).validate(), train=train.validate(),
-               eval=base.eval)
+    return ExperimentConfig(pair=pair, train_problems=train_problems, test_problems=test_problems,
+                            problem_seed=seed, seeds=seeds, check_problems=200 if toy else min(200, train_problems),
+                            sample=replace(base.sample, beta=beta, alpha=alpha).validate(), train=train.validate(),
+                            eval=base.eval)
 
 
 def is_toy(pair: str) -> bool:
@@ -96,7 +97,7 @@ def pair_build(pair: str) -> dict:
     a Hub pair is its names."""
     expert, amateur = (str(p) for p in resolve_pair(pair))
     if is_toy(pair):
-        return {role: _sha256_of(Path(path) / "model.safetensors")
+        return {role: sha256_of_file(Path(path) / "model.safetensors")
                 for role, path in (("expert", expert), ("amateur", amateur))}
     return {"expert": expert, "amateur": amateur}
 
@@ -244,7 +245,7 @@ class Experiment:
         where tuning towards the labels leads."""
         return evaluate_contrastive(self.pair, self.test_set(), self.config.eval, alpha=self.config.sample.alpha,
                                     out_dir=self.eval_dir("decoding"), progress=self.progress,
-                                    name="decoding by v_C's argmax")
+                                    name=model_label("decoding", self.config.train.seed))
 
     def ablations(self, sft: bool = True) -> list[dict]:
         """The paper's Table 6 in miniature: every variant with the same optimizer steps
@@ -253,15 +254,15 @@ class Experiment:
         rows = []
         for variant in VARIANTS:
             trained, result = self.train(variant), self.evaluate(variant)
-            rows.append(_row(ABLATION_LABELS[variant], trained.examples, trained.tuned_tokens, result, base))
+            rows.append(ablation_row(ABLATION_LABELS[variant], trained.examples, trained.tuned_tokens, result, base))
         if sft:
             baseline, result = self.sft(), self.evaluate("sft")
-            rows.append({**_row("SFT baseline", baseline.problems_used, baseline.tuned_tokens, result, base),
+            rows.append({**ablation_row("SFT baseline", baseline.problems_used, baseline.tuned_tokens, result, base),
                          "seconds": baseline.summary()["seconds"]})
         # Not in the paper's table: the soft labels' own argmax as a decoder, no training. Below the
         # base expert, this pair's contrast points away from better answers and tuning cannot help.
-        rows.append(_row("contrastive decoding", 0, 0, self.decode(), base))
-        return [_row("base expert", 0, 0, base, base)] + rows
+        rows.append(ablation_row("contrastive decoding", 0, 0, self.decode(), base))
+        return [ablation_row("base expert", 0, 0, base, base)] + rows
 
     # ------------------------------------------------------------------ everything
     def run(self, ablations: bool = False, report: bool = True) -> dict:
@@ -344,12 +345,6 @@ def model_label(model: str, seed: int) -> str:
         return f"LightReasoner (seed {seed})"
     return {"base": "base expert", "sft": "SFT", "decoding": "decoding by v_C's argmax"}.get(
         model, ABLATION_LABELS.get(model, model))
-
-
-def _row(variant: str, examples: int, tuned_tokens: int, result, base) -> dict:
-    return {"variant": variant, "examples": examples, "tuned_tokens": tuned_tokens, "accuracy": result.accuracy,
-            "low": result.interval[0], "high": result.interval[1], "delta_vs_base": result.accuracy - base.accuracy,
-            "paper": PAPER_ABLATION.get(variant, PAPER_GSM8K.get("SFT") if variant == "SFT baseline" else None)}
 
 
 def _comparison_summary(comparison) -> dict:

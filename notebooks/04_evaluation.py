@@ -93,7 +93,7 @@ comparison.show()
 
 # %%
 from lrkit.paper import PAPER_ABLATION, PAPER_GSM8K
-from lrkit.viz import ablation_frame, accuracy_row, beside_paper, efficiency_table, gold_path_frame
+from lrkit.viz import ablation_frame, ablation_row, accuracy_row, beside_paper, efficiency_table, gold_path_frame
 
 beside_paper(
     [accuracy_row("base expert", base), accuracy_row("LightReasoner", tuned)],
@@ -151,9 +151,9 @@ else:
 # almost vanishes, while dropping the selection costs little accuracy but many more tuned tokens.
 
 # %%
-rows = [{"variant": "base expert", "examples": 0, "tuned_tokens": 0, "result": base},
-        {"variant": "full method", "examples": trained.examples, "tuned_tokens": trained.tuned_tokens,
-         "result": tuned}]
+results = {"base expert": base, "full method": tuned}
+rows = [ablation_row("base expert", 0, 0, base, base),
+        ablation_row("full method", trained.examples, trained.tuned_tokens, tuned, base)]
 if ABLATIONS:
     every_step = lrkit.sample(PAIR, None, problems, ex.sampling_dir(beta=0.0), replace(ex.config.sample, beta=0.0),
                               device=ex.device, dtype=ex.dtype)
@@ -163,15 +163,13 @@ if ABLATIONS:
     with workshop.quiet():   # three more models to train, merge and evaluate: no progress bars
         for label, (variant, records) in variants.items():
             folder = ex.model_dir(variant)
-            result = lrkit.train(ex.expert_path, records, folder / "adapter", ex.config.train, resume=True)
-            model = lrkit.merge(ex.expert_path, result.adapter_dir, folder / "merged")
-            rows.append({"variant": label, "examples": result.examples, "tuned_tokens": result.tuned_tokens,
-                         "result": lrkit.evaluate(str(model), tests, config, out_dir=folder / "eval", name=label)})
-    display(ablation_frame([{**row, "accuracy": row["result"].accuracy, "low": row["result"].interval[0],
-                             "high": row["result"].interval[1], "paper": PAPER_ABLATION.get(row["variant"]),
-                             "delta_vs_base": row["result"].accuracy - base.accuracy} for row in rows]))
+            variant_run = lrkit.train(ex.expert_path, records, folder / "adapter", ex.config.train, resume=True)
+            model = lrkit.merge(ex.expert_path, variant_run.adapter_dir, folder / "merged")
+            results[label] = lrkit.evaluate(str(model), tests, config, out_dir=folder / "eval", name=label)
+            rows.append(ablation_row(label, variant_run.examples, variant_run.tuned_tokens, results[label], base))
+    display(ablation_frame(rows))
     display(beside_paper(
-        [accuracy_row(r["variant"], r["result"]) for r in rows], PAPER_ABLATION,
+        [accuracy_row(name, result) for name, result in results.items()], PAPER_ABLATION,
         "Ablations", ours_title=f"this run ({PAIR}, 95% CI)",
         paper_title="paper (Qwen2.5-Math-1.5B, avg of 6 benchmarks)"))
 

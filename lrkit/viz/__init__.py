@@ -8,7 +8,7 @@ from lrkit.viz.figures import (
     loss_curve, step_distributions)
 from lrkit.viz.report import Report, export_html
 from lrkit.viz.tables import (
-    ablation_frame, accuracy_row, anatomy_frame, beside_paper, confident_expert_steps, efficiency_table,
+    ablation_frame, ablation_row, accuracy_row, anatomy_frame, beside_paper, confident_expert_steps, efficiency_table,
     entropy_quadrants, gold_path_frame, kl_thresholds, peak_problems, preliminary_table, record_table)
 from lrkit.viz.tokens import TokenView, side_by_side, token_view
 
@@ -19,5 +19,6 @@ __all__ = [
     "Explorer", "ExplorerState",
     "Report", "export_html",
     "preliminary_table", "kl_thresholds", "entropy_quadrants", "confident_expert_steps", "peak_problems",
-    "record_table", "anatomy_frame", "accuracy_row", "beside_paper", "efficiency_table", "ablation_frame", "gold_path_frame",
+    "record_table", "anatomy_frame", "accuracy_row", "beside_paper", "efficiency_table", "ablation_row",
+    "ablation_frame", "gold_path_frame",
 ]

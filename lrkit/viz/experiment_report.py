@@ -11,7 +11,7 @@ from lrkit.viz.figures import (
     accuracy_comparison, kept_share_by_beta, kl_along_rollout, kl_by_agreement, kl_histogram, loss_curve)
 from lrkit.viz.report import Report
 from lrkit.viz.tables import (
-    GOLD_PATH_CAPTION, _check_text, _pct_interval, _seeds_text, ablation_frame, anatomy_frame, gold_path_frame,
+    GOLD_PATH_CAPTION, check_text, pct_interval, seeds_text, ablation_frame, anatomy_frame, gold_path_frame,
     provenance_frame, seeds_frame, settings_frame)
 from lrkit.viz.tokens import token_view
 
@@ -30,13 +30,13 @@ def experiment_report(out_dir: Path, steps, records, loss_history, base, tuned, 
         "records kept (KL >= beta)": f"{summary['records']} ({100 * summary['share_kept']:.1f}% of steps)",
         "mean KL, top-1s agree": f"{summary['mean_kl_top1_agree']:.3f} (paper 0.166)",
         "mean KL, top-1s disagree": f"{summary['mean_kl_top1_disagree']:.3f} (paper 1.99)",
-        "base expert accuracy": _pct_interval(base),
-        "tuned expert accuracy": _pct_interval(tuned),
+        "base expert accuracy": pct_interval(base),
+        "tuned expert accuracy": pct_interval(tuned),
         "fixed / broken": f"{summary['fixed']} / {summary['broken']} (exact McNemar p = {summary['mcnemar_p']:.3g})",
-        **({"decoding by the soft labels' argmax (no training)": _pct_interval(decoded)} if decoded else {}),
-        **({"LightReasoner over all seeds": _seeds_text(summary["seeds"], summary["mean_gain"])}
+        **({"decoding by the soft labels' argmax (no training)": pct_interval(decoded)} if decoded else {}),
+        **({"LightReasoner over all seeds": seeds_text(summary["seeds"], summary["mean_gain"])}
            if len(summary.get("seeds", [])) > 1 else {}),
-        **({"gold-path check (before training)": _check_text(summary["gold_path_check"][summary["pair"]])}
+        **({"gold-path check (before training)": check_text(summary["gold_path_check"][summary["pair"]])}
            if "gold_path_check" in summary else {}),
         "generations cut at the token limit (base / tuned)": f"{base.n_hit_limit} / {tuned.n_hit_limit}",
     }, heading="Summary")

@@ -10,7 +10,7 @@ from typing import Sequence
 import pandas as pd
 from plotly.subplots import make_subplots
 
-from lrkit.paper import PAPER_EFFICIENCY, PAPER_PRELIMINARY
+from lrkit.paper import PAPER_ABLATION, PAPER_EFFICIENCY, PAPER_GSM8K, PAPER_PRELIMINARY
 from lrkit.viz.figures import accuracy_comparison
 
 def preliminary_table(summary: dict, beta: float = 0.4):
@@ -166,22 +166,22 @@ def gold_path_frame(checks: dict):
 
 def seeds_frame(seeds: list[dict], base_accuracy: float):
     return pd.DataFrame([{
-        "seed": row["seed"], "accuracy [95% interval]": _pct_pair(row["accuracy"], row["interval"]),
+        "seed": row["seed"], "accuracy [95% interval]": pct_pair(row["accuracy"], row["interval"]),
         "change vs base (points)": f"{100 * row['gain']:+.1f}", "fixed / broken": f"{row['fixed']} / {row['broken']}",
         "McNemar p": f"{row['mcnemar_p']:.3g}", "tuned tokens": f"{row['tuned_tokens']:,}",
     } for row in seeds])
 
 
-def _pct_pair(accuracy: float, interval) -> str:
+def pct_pair(accuracy: float, interval) -> str:
     return f"{100 * accuracy:.1f}% [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
 
 
-def _seeds_text(seeds: list[dict], mean_gain: float) -> str:
+def seeds_text(seeds: list[dict], mean_gain: float) -> str:
     gains = ", ".join(f"{100 * row['gain']:+.1f}" for row in seeds)
     return f"mean change {100 * mean_gain:+.1f} points over {len(seeds)} seeds ({gains})"
 
 
-def _check_text(check: dict) -> str:
+def check_text(check: dict) -> str:
     return (f"v_C fixes {check['fixes']} and breaks {check['breaks']} of the expert's tokens; mass on gold "
             f"{check['label_gold_mass']:.3f} vs {check['expert_gold_mass']:.3f} -> "
             f"{'suits the method' if check['passes'] else 'does not suit the method'}")
@@ -205,6 +205,14 @@ def provenance_frame(entry: dict):
                          for key, value in entry.items()])
 
 
+def ablation_row(variant: str, examples: int, tuned_tokens: int, result, base) -> dict:
+    """One row of the ablation table (the paper's Table 6): a variant's result against the
+    base expert's, with the paper's figure where it has one."""
+    return {"variant": variant, "examples": examples, "tuned_tokens": tuned_tokens, "accuracy": result.accuracy,
+            "low": result.interval[0], "high": result.interval[1], "delta_vs_base": result.accuracy - base.accuracy,
+            "paper": PAPER_ABLATION.get(variant, PAPER_GSM8K.get("SFT") if variant == "SFT baseline" else None)}
+
+
 def ablation_frame(rows: list[dict]):
     """The ablation table as people read it: percentages, intervals, points."""
     return pd.DataFrame([{
@@ -217,7 +225,7 @@ def ablation_frame(rows: list[dict]):
     } for row in rows])
 
 
-def _pct_interval(result) -> str:
+def pct_interval(result) -> str:
     low, high = result.interval
     return f"{100 * result.accuracy:.1f}% [{100 * low:.1f}, {100 * high:.1f}] of {result.n}"
 
