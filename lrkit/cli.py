@@ -335,6 +335,105 @@ def run_demo(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ lrkit experiment
+
+EXPERIMENT_HELP = """The whole LightReasoner experiment for any pair, in one resumable command.
+
+    lrkit experiment --pair qwen2.5-coder-offline --out ~/lrkit-runs/coder   # the real pair, CPU, < 4 h
+    lrkit experiment --pair qwen2.5-math-1.5b --out runs/paper                # the paper's main pair (GPU)
+    lrkit experiment --pair toy --out runs/toy-exp --train-problems 50        # the bundled pair
+    lrkit experiment --pair ORG/EXPERT --amateur ORG/AMATEUR --out runs/x     # any Hub or folder pair
+
+Stages: the gold-path check and the scout's prediction on validation problems (recorded in
+scout.json before any training), sampling, selection, LoRA training (checkpoints every
+--save-steps), merging, evaluation of the base and the tuned expert on held-out test
+problems, decoding by v_C's argmax, and report.html. A bundled toy pair takes `lrkit demo`'s
+settings; any other pair the paper's (128-token rollouts, alpha 0.2, beta 0.4, LoRA r 8 /
+alpha 16 / dropout 0.05 on q_proj and v_proj, batch 8 x 2, learning rate 5e-5, 1000 steps,
+1000 train and 1319 test problems), except where a pair is listed in lrkit.config.PAIR_BUDGETS
+(qwen2.5-coder-offline: sizes that fit this project's 2-core CPU). Every setting that differs
+from the paper's is printed and written to the report. Run the same command again after an
+interruption (Ctrl-C, a killed process, a lost Colab runtime): each stage takes up where it
+stopped, sampling and evaluation by batch, training from its last checkpoint."""
+
+EXPERIMENT_SIZES = (  # flag, where it goes, type, help
+    ("--train-problems", "train_problems", int, "problems sampled"),
+    ("--test-problems", "test_problems", int, "held-out problems every model is evaluated on"),
+    ("--validation-problems", "check_problems", int,
+     "validation problems for the scout and the gold-path check (never the test problems)"),
+    ("--seeds", "seeds", int, "trainings on the same records (TrainConfig.seed, +1, ...)"),
+    ("--problem-seed", "problem_seed", int, "seed of the shuffle that cuts the problem sets"),
+    ("--max-steps", "train.max_steps", int, "optimizer steps"),
+    ("--learning-rate", "train.learning_rate", float, "AdamW learning rate"),
+    ("--save-steps", "train.save_steps", int, "checkpoint every N optimizer steps (a cut loses at most N)"),
+    ("--per-device-batch-size", "train.per_device_batch_size", int, "records per micro-batch"),
+    ("--gradient-accumulation-steps", "train.gradient_accumulation_steps", int, "micro-batches per step"),
+    ("--beta", "sample.beta", float, "KL threshold of a critical step"),
+    ("--alpha", "sample.alpha", float, "plausibility mask: pi_E >= alpha x max pi_E"),
+    ("--max-new-tokens", "sample.max_new_tokens", int, "length of each sampling rollout"),
+    ("--batch-size", "sample.batch_size", int, "problems per sampling batch"),
+    ("--eval-max-new-tokens", "eval.max_new_tokens", int, "longest answer when evaluating"),
+    ("--eval-batch-size", "eval.batch_size", int, "problems generated at once when evaluating"),
+)
+
+
+def experiment_arguments(p: argparse.ArgumentParser) -> None:
+    p.description, p.formatter_class = EXPERIMENT_HELP, argparse.RawDescriptionHelpFormatter
+    p.add_argument("--pair", required=True,
+                   help="a registered pair (lrkit pair list), or the expert's Hub name or folder with --amateur")
+    p.add_argument("--amateur", default=None, help="the amateur (a Hub name, folder or ladder:NAME); "
+                                                   "with a registered --pair it replaces the pair's amateur")
+    p.add_argument("--out", required=True, help="the experiment's folder; rerun the same command to resume")
+    p.add_argument("--problems", default=None,
+                   help="a GSM8K-style JSONL file the test, validation and train sets are cut from, disjoint "
+                        "(default: the pair's own problems; GSM8K from the Hub for Hub pairs)")
+    group = p.add_argument_group("sizes and settings (default: the pair's; the paper's for non-toy pairs)")
+    for flag, dest, kind, text in EXPERIMENT_SIZES:
+        group.add_argument(flag, dest=dest.replace(".", "__"), type=kind, default=None, metavar="N", help=text)
+    p.add_argument("--scout", type=_on_off, default=True, metavar="on|off",
+                   help="record the scout's prediction before training (default: on)")
+    p.add_argument("--decode", type=_on_off, default=True, metavar="on|off",
+                   help="also evaluate decoding by v_C's argmax on the test problems (default: on)")
+    p.add_argument("--ablations", action="store_true", help="also the paper's ablations and the SFT baseline")
+    p.add_argument("--device", default="auto", help="cuda, cuda:1, cpu... (default: auto)")
+    p.add_argument("--dtype", default=None, help="bf16, fp16 or fp32 (default: the pair's, else auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def experiment_config_from_args(args):
+    from lrkit.config import ExperimentConfig
+
+    top, nested = {}, {"sample": {}, "train": {}, "eval": {}}
+    for _, dest, _, _ in EXPERIMENT_SIZES:
+        value = getattr(args, dest.replace(".", "__"))
+        if value is None:
+            continue
+        if "." in dest:
+            section, name = dest.split(".")
+            nested[section][name] = value
+        else:
+            top[dest] = value
+    for name in ("amateur", "problems", "scout", "decode", "dtype"):
+        if getattr(args, name) is not None:
+            top[name] = getattr(args, name)
+    config = ExperimentConfig.for_pair(args.pair, **top)
+    return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **values)
+                                          for section, values in nested.items() if values}).validate()
+
+
+def run_experiment(args) -> int:
+    from lrkit.demo import print_summary
+    from lrkit.experiment import Experiment
+    from lrkit.models.loading import hide_library_chatter
+
+    hide_library_chatter()
+    config = experiment_config_from_args(args)
+    summary = Experiment(args.out, config, device=args.device, dtype=args.dtype or "auto",
+                         progress=not args.quiet).run(ablations=args.ablations)
+    print_summary(summary)
+    return 0
+
+
 # ------------------------------------------------------------------ lrkit pair
 
 def pair_arguments(p: argparse.ArgumentParser) -> None:
@@ -541,6 +640,8 @@ COMMANDS: dict[str, Command] = {
                     "Hugging Face Hub (huggingface_hub.HfApi).", push_arguments, run_push),
     "demo": Command("the whole method on the bundled pair, with an HTML report",
                     "", demo_arguments, run_demo),  # its description is lrkit/demo.py's docstring
+    "experiment": Command("the whole experiment for any pair (paper's settings), resumable, with a report",
+                          "", experiment_arguments, run_experiment),
     "pair": Command("list named expert-amateur pairs, or prepare one",
                     "named expert-amateur pairs", pair_arguments, run_pair),
     "scout": Command("rank candidate amateurs for an expert before any training (predictions)",

@@ -230,7 +230,24 @@ class ExperimentConfig:
     """LightReasoner is trained once per seed (TrainConfig.seed, +1, ...) on the same records;
     the first seed's model is the one the report looks at in detail."""
     check_problems: int = 200
-    """Validation problems whose gold solutions the gold-path check reads."""
+    """Validation problems (disjoint from the train and test problems): the gold-path check
+    reads their gold solutions and the scout decodes them; settings are chosen on them,
+    never on the test problems."""
+    problems: Optional[str] = None
+    """A GSM8K-style JSONL file (question, answer ending in ``#### N``) that every problem set
+    is cut from after a shuffle seeded by problem_seed: the first test_problems are the test
+    set, the next check_problems the validation set, the next train_problems are sampled, so
+    the three never overlap (lrkit.experiment.problem_sets). None: a toy pair's own family, or
+    GSM8K from the Hub (validation and sampling from its train split, tests from its test split)."""
+    scout: bool = True
+    """Before training, record the scout's prediction (decoding by v_C's argmax against greedy
+    decoding on the validation problems, and the gold-path check) in scout.json."""
+    decode: bool = True
+    """Also evaluate decoding by v_C's argmax (no training) on the test problems."""
+    dtype: str = "auto"
+    """The models' dtype for sampling, evaluation and (through TrainConfig.precision "auto")
+    training: "auto" (bf16 on a GPU that has it, fp16 on other GPUs, fp32 on a CPU), "bf16",
+    "fp16" or "fp32". KL, soft labels and the loss are float32 whatever it is."""
     sample: SampleConfig = field(default_factory=lambda: SampleConfig(batch_size=100))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         learning_rate=2e-3, max_steps=60, per_device_batch_size=16, gradient_accumulation_steps=1,
@@ -241,4 +258,73 @@ class ExperimentConfig:
         """The settings that decide an experiment's models and problem sets (its folder's claim)."""
         return {"pair": self.pair, "amateur": self.amateur, "train_problems": self.train_problems,
                 "test_problems": self.test_problems, "problem_seed": self.problem_seed,
-                "check_problems": self.check_problems}
+                "check_problems": self.check_problems, "problems": self.problems, "dtype": self.dtype}
+
+    def validate(self) -> "ExperimentConfig":
+        for name in ("train_problems", "test_problems", "seeds", "check_problems"):
+            _check_positive_int(name, getattr(self, name))
+        if self.dtype not in ("auto", "bf16", "fp16", "fp32"):
+            raise ValueError(f"dtype must be auto, bf16, fp16 or fp32, got {self.dtype!r}")
+        self.sample.validate(), self.train.validate(), self.eval.validate()
+        return self
+
+    @classmethod
+    def for_pair(cls, pair: str, **changes) -> "ExperimentConfig":
+        """The experiment's defaults for ``pair``: a bundled toy pair takes ``lrkit demo``'s
+        (tiny models: a larger learning rate, 60 steps, 160-token answers); any other pair the
+        paper's settings (SampleConfig, TrainConfig and EvalConfig defaults) and sizes, or, for
+        a pair listed in PAIR_BUDGETS, the sizes that fit the machine it runs on. ``changes``
+        replace top-level fields (e.g. train_problems=64)."""
+        if pair in TOY_PAIR_NAMES:
+            return dataclasses.replace(cls(pair=pair), **changes).validate()
+        sizes = {**PAPER_SIZES, **PAIR_BUDGETS.get(pair, {})}
+        sample = SampleConfig(**sizes.pop("sample", {}))
+        train = TrainConfig(**sizes.pop("train", {}))
+        evaluation = EvalConfig(**sizes.pop("eval", {}))
+        return cls(pair=pair, sample=sample, train=train, eval=evaluation, **{**sizes, **changes}).validate()
+
+
+TOY_PAIR_NAMES = ("toy", "toy-shared")
+"""The bundled pairs (lrkit.toy.TOY_PAIRS; named here so configs need no models)."""
+
+PAPER_SIZES = {"train_problems": 1000, "test_problems": 1319, "check_problems": 200, "seeds": 1}
+"""The paper's experiment: 1000 GSM8K train problems sampled, the 1,319 GSM8K test problems
+evaluated (validation: 200 more train problems, for the scout and the gold-path check)."""
+
+PAIR_BUDGETS: dict[str, dict] = {
+    # The one real pair this project's 2-core CPU machines hold: sizes and dtype that
+    # finish `lrkit experiment --pair qwen2.5-coder-offline` in under 4 hours there
+    # (docs/REAL_PAIR.md). bf16 is the weights' own dtype and runs about 5x faster than
+    # fp32 on a CPU with AVX512-BF16. GSM8K's test split is on the Hub only, so the
+    # test set is held out from ../shared's GSM8K train file.
+    "qwen2.5-coder-offline": {
+        "train_problems": 256, "test_problems": 200, "check_problems": 32,
+        "problems": "../shared/data/gsm8k/train.jsonl",
+        "dtype": "bf16", "train": {"max_steps": 200, "save_steps": 25},
+        "sample": {"batch_size": 16}, "eval": {"batch_size": 32},
+    },
+}
+"""Per-pair sizes for pairs that cannot run at the paper's sizes where they live."""
+
+
+def paper_differences(config: "ExperimentConfig") -> list[str]:
+    """The settings of ``config`` that differ from the paper's, one line each
+    ("train.max_steps: 200 (paper 1000)"); a toy pair is compared like any other."""
+    paper = ExperimentConfig(pair=config.pair, sample=SampleConfig(), train=TrainConfig(), eval=EvalConfig(),
+                             **PAPER_SIZES)
+    lines = []
+    for name in ("train_problems", "test_problems"):
+        if getattr(config, name) != getattr(paper, name):
+            lines.append(f"{name}: {getattr(config, name)} (paper {getattr(paper, name)})")
+    ignore = {"save_steps", "logging_steps", "report_to", "batch_size", "chunk_size", "top_k", "precision",
+              "per_device_batch_size", "gradient_accumulation_steps"}
+    for section in ("sample", "train", "eval"):
+        ours, theirs = to_dict(getattr(config, section)), to_dict(getattr(paper, section))
+        for key, value in ours.items():
+            if key not in ignore and value != theirs.get(key):
+                lines.append(f"{section}.{key}: {value!r} (paper {theirs.get(key)!r})")
+    t = config.train
+    if t.per_device_batch_size * t.gradient_accumulation_steps != 16:
+        lines.append(f"train batch: {t.per_device_batch_size} x {t.gradient_accumulation_steps} "
+                     f"(paper 8 x 2 = 16 records a step)")
+    return lines

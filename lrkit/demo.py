@@ -56,7 +56,16 @@ def print_summary(summary: dict) -> None:
 
     b, t = summary["base_interval"], summary["tuned_interval"]
     print()
-    print(f"LightReasoner on the bundled pair {summary.get('pair', 'toy')!r}")
+    pair = summary.get("pair", "toy")
+    print(f"LightReasoner on {'the bundled pair ' if pair in TOY_PAIRS else ''}{pair!r}"
+          + (f" ({summary['dtype']} on {summary['device']})" if "dtype" in summary else ""))
+    for line in summary.get("paper_differences", []) if pair not in TOY_PAIRS else []:
+        print(f"  differs from the paper: {line}")
+    if summary.get("scout"):
+        scout = summary["scout"]
+        print(f"  scout (recorded {scout['recorded_at']}, before training): decoding by v_C "
+              f"{pct(scout['cd_accuracy'])} vs greedy {pct(scout['greedy_accuracy'])} on {scout['problems']} "
+              f"validation problems, score {scout['score']:+.1f} -> predicts a {scout['predicted']}")
     for name, check in summary.get("gold_path_check", {}).items():
         print(f"  gold-path check, {name}: {check_text(check)}")
     print(f"  sampled {summary['train_problems']} problems, {summary['steps']} steps; kept "
@@ -74,14 +83,17 @@ def print_summary(summary: dict) -> None:
                   f"broken {row['broken']} (McNemar p = {row['mcnemar_p']:.3g})")
     if "hit_token_limit" in summary:
         limits = summary["hit_token_limit"]
-        print(f"  generations cut at the token limit: base {limits['base']}, tuned {limits['tuned']}, "
-              f"decoding by v_C {limits['contrastive_decoding']} (of {summary['test_problems']} each)")
+        print(f"  generations cut at the token limit: base {limits['base']}, tuned {limits['tuned']}"
+              + (f", decoding by v_C {limits['contrastive_decoding']}" if "contrastive_decoding" in limits else "")
+              + f" (of {summary['test_problems']} each)")
     if "contrastive_decoding_accuracy" in summary:
         c = summary["contrastive_decoding_interval"]
         cd = summary.get("contrastive_decoding_vs_base", {})
         print(f"  decoding by the soft labels' argmax, no training: "
               f"{pct(summary['contrastive_decoding_accuracy'])} [{pct(c[0])}, {pct(c[1])}]"
               + (f", fixed {cd['fixed']}, broken {cd['broken']} (McNemar p = {cd['mcnemar_p']:.3g})" if cd else ""))
+    if summary.get("scout_verdict"):
+        print(f"  {summary['scout_verdict']['text']}")
     if summary.get("odd_token_audit"):
         audit = summary["odd_token_audit"]
         print(f"  odd-token audit: v_C's argmax is a token the expert ranks low at {audit['odd']} of "

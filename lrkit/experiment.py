@@ -27,18 +27,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from lrkit.config import EvalConfig, ExperimentConfig, SampleConfig, TrainConfig, to_dict
+from lrkit.config import EvalConfig, ExperimentConfig, SampleConfig, TrainConfig, paper_differences, to_dict
 from lrkit.data.problems import load_problems
 from lrkit.evaluation import compare, evaluate, evaluate_contrastive
-from lrkit.evaluation.anatomy import error_anatomy
+from lrkit.evaluation.anatomy import GSM8K_TYPES, classify_gsm8k, error_anatomy
 from lrkit.evaluation.audit import odd_token_audit
 from lrkit.evaluation.diagnostics import contrast_check
+from lrkit.evaluation.prediction import scout_row, verdict
 from lrkit.maths.selection import no_contrast
 from lrkit.models.gguf import sha256_of_file
-from lrkit.models.loading import choose_device, choose_dtype, load_pair
-from lrkit.models.pairs import resolve_pair
-from lrkit.provenance import Provenance, api_call
-from lrkit.runs import check_settings, write_json
+from lrkit.models.loading import PRECISION_NAMES, choose_device, choose_dtype, load_pair
+from lrkit.models.pairs import PAIRS, resolve_pair
+from lrkit.provenance import Provenance, api_call, now
+from lrkit.runs import check_settings, digest, read_json, write_json
 from lrkit.stages.cards import add_evaluation
 from lrkit.stages.export import export
 from lrkit.stages.sampling import sample
@@ -49,6 +50,8 @@ from lrkit.viz.experiment_report import experiment_report
 from lrkit.viz.tables import ablation_row
 
 EXPERIMENT_FILE = "experiment.json"
+SCOUT_FILE = "scout.json"
+"""The scout's prediction, written before any training and never rewritten."""
 VARIANTS = ("lightreasoner", "no_selection", "no_contrast", "neither")
 """The paper's Table 6: the full method, every step (beta 0), the expert's own
 distribution as target, and both."""
@@ -79,8 +82,8 @@ def is_toy(pair: str) -> bool:
 
 
 def problems_for(pair: str, n: int, split: str, seed: int = 0) -> list[dict]:
-    """``n`` problems for ``pair``: a bundled toy pair's own family (seeded), else the
-    first ``n`` of GSM8K's ``split`` (the paper samples GSM8K train and tests on test).
+    """``n`` problems for ``pair``: a bundled toy pair's own family (seeded; splits disjoint
+    by construction), else the first ``n`` of GSM8K's ``split`` from the Hub.
     ``split`` has no default: sampling and evaluation each name theirs."""
     if is_toy(pair):
         return toy_problems(pair, n, split, seed=seed)
@@ -88,17 +91,87 @@ def problems_for(pair: str, n: int, split: str, seed: int = 0) -> list[dict]:
     return [p.to_dict() for p in load_problems(f"gsm8k:{split}", max_problems=n)]
 
 
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def problems_file(path: str) -> Path:
+    """``ExperimentConfig.problems`` as a file: a relative path is read from the working
+    folder, else from the repository's folder (so ``../shared/...`` works from either)."""
+    for candidate in (Path(path), REPOSITORY / path):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"ExperimentConfig.problems (--problems): {path}: no such file "
+                            f"(looked in {Path.cwd()} and {REPOSITORY})")
+
+
+def shuffled(items: list, seed: int) -> list:
+    """``items`` in an order fixed by ``seed`` (Python's Mersenne Twister)."""
+    import random
+
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    return [items[i] for i in order]
+
+
+def problem_sets(config: ExperimentConfig) -> dict[str, list[dict]]:
+    """The experiment's three problem sets, disjoint: ``train`` (sampled), ``validation``
+    (the scout and the gold-path check; settings are chosen here) and ``test`` (the
+    reported accuracies).
+
+    * a toy pair: its own family's train, validation and test splits (seeded);
+    * ``config.problems`` (a GSM8K-style file): shuffled with ``problem_seed``, then cut
+      in order into test, validation and train, so a longer train set keeps the same test
+      and validation sets;
+    * otherwise GSM8K from the Hub: its train split shuffled with ``problem_seed`` gives
+      validation then train; test is the first ``test_problems`` of its test split.
+    """
+    c = config
+    if is_toy(c.pair) and c.problems is None:
+        return {"train": toy_problems(c.pair, c.train_problems, "train", seed=c.problem_seed),
+                "validation": toy_problems(c.pair, c.check_problems, "validation", seed=c.problem_seed),
+                "test": toy_problems(c.pair, c.test_problems, "test", seed=c.problem_seed)}
+    if c.problems is not None:
+        path = problems_file(c.problems)
+        pool = shuffled([p.to_dict() for p in load_problems(str(path), require_answers=True)], c.problem_seed)
+        need = c.test_problems + c.check_problems + c.train_problems
+        if len(pool) < need:
+            raise ValueError(f"{path}: {len(pool)} problems, fewer than the {need} the experiment cuts from it "
+                             f"(test {c.test_problems} + validation {c.check_problems} + train {c.train_problems})")
+        test, rest = pool[:c.test_problems], pool[c.test_problems:]
+        return {"test": test, "validation": rest[:c.check_problems],
+                "train": rest[c.check_problems:c.check_problems + c.train_problems]}
+    pool = shuffled([p.to_dict() for p in load_problems("gsm8k:train")], c.problem_seed)
+    return {"validation": pool[:c.check_problems], "train": pool[c.check_problems:c.check_problems + c.train_problems],
+            "test": [p.to_dict() for p in load_problems("gsm8k", max_problems=c.test_problems)]}
+
+
 def _tag(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def pair_build(pair: str) -> dict:
-    """The sha256 of a bundled pair's weights (a rebuilt toy pair is another pair);
-    a Hub pair is its names."""
-    expert, amateur = (str(p) for p in resolve_pair(pair))
-    if is_toy(pair):
+def pair_members(config: ExperimentConfig) -> tuple[str, str]:
+    """(expert, amateur) of an experiment: a registered pair's members (``config.amateur``
+    replacing its amateur), or ``config.pair`` as the expert's name or folder with
+    ``config.amateur`` beside it."""
+    if config.pair in PAIRS:
+        expert, amateur = (str(p) for p in resolve_pair(config.pair))
+        return expert, config.amateur or amateur
+    if not config.amateur:
+        raise ValueError(f"pair {config.pair!r} is not a registered pair (lrkit pair list); name its amateur "
+                         f"too (--amateur, ExperimentConfig.amateur) to use it as the expert")
+    return config.pair, config.amateur
+
+
+def pair_build(pair: str, amateur: Optional[str] = None) -> dict:
+    """What the experiment's models are: a bundled pair's weights by sha256 (a rebuilt toy
+    pair is another pair), any other pair by its members' names or folders."""
+    if is_toy(pair) and amateur is None:
+        expert, amateur_path = (str(p) for p in resolve_pair(pair))
         return {role: sha256_of_file(Path(path) / "model.safetensors")
-                for role, path in (("expert", expert), ("amateur", amateur))}
+                for role, path in (("expert", expert), ("amateur", amateur_path))}
+    if pair in PAIRS and amateur is None:
+        return {"expert": PAIRS[pair].expert, "amateur": PAIRS[pair].amateur}
+    expert, amateur = pair_members(ExperimentConfig(pair=pair, amateur=amateur))
     return {"expert": expert, "amateur": amateur}
 
 
@@ -114,15 +187,19 @@ class Experiment:
 
     def __init__(self, folder: Union[str, Path], config: Optional[ExperimentConfig] = None, device="auto",
                  dtype="auto", progress: bool = True):
-        self.folder, self.config, self.progress = Path(folder), config or ExperimentConfig(), progress
+        self.folder, self.config, self.progress = Path(folder), (config or ExperimentConfig()).validate(), progress
         self.device = choose_device(device)
-        self.dtype = choose_dtype(self.device, dtype)
-        self._pair = None
+        self.dtype = choose_dtype(self.device, self.config.dtype if dtype in (None, "auto") else dtype)
+        self._pair, self._sets, self._checks = None, None, {}
         self._claim()
 
     def _claim(self) -> None:
-        """The folder holds this experiment's problems and pair build, or nothing yet."""
-        current = {**self.config.problem_settings(), "pair_build": pair_build(self.config.pair)}
+        """The folder holds this experiment's problems, pair build and dtype, or nothing yet."""
+        c = self.config
+        current = {**c.problem_settings(), "dtype": PRECISION_NAMES[self.dtype],
+                   "pair_build": pair_build(c.pair, c.amateur)}
+        if c.problems is not None:
+            current["problems_sha256"] = sha256_of_file(problems_file(c.problems))
         path = self.folder / EXPERIMENT_FILE
         if path.exists():
             check_settings(self.folder, "experiment", json.loads(path.read_text()), current,
@@ -134,11 +211,11 @@ class Experiment:
     # ------------------------------------------------------------------ problems, pair, folders
     @property
     def expert_path(self) -> str:
-        return str(resolve_pair(self.config.pair)[0])
+        return pair_members(self.config)[0]
 
     @property
     def amateur_path(self) -> str:
-        return self.config.amateur or str(resolve_pair(self.config.pair)[1])
+        return pair_members(self.config)[1]
 
     @property
     def pair(self):
@@ -148,13 +225,29 @@ class Experiment:
                           if self.config.amateur else load_pair(self.config.pair, device=self.device, dtype=self.dtype))
         return self._pair
 
+    def problem_sets(self) -> dict[str, list[dict]]:
+        """train, validation and test (:func:`problem_sets`), built once."""
+        if self._sets is None:
+            self._sets = problem_sets(self.config)
+        return self._sets
+
     def train_set(self) -> list[dict]:
-        c = self.config
-        return problems_for(c.pair, c.train_problems, "train", c.problem_seed)
+        return self.problem_sets()["train"]
+
+    def validation_set(self) -> list[dict]:
+        return self.problem_sets()["validation"]
 
     def test_set(self) -> list[dict]:
-        c = self.config
-        return problems_for(c.pair, c.test_problems, "test", c.problem_seed)
+        return self.problem_sets()["test"]
+
+    def train_config(self, seed: Optional[int] = None) -> TrainConfig:
+        """The experiment's TrainConfig; precision "auto" follows the experiment's dtype
+        when that is not what "auto" gives on this device (bf16 models on a CPU train in bf16)."""
+        t = self.config.train if seed is None else replace(self.config.train, seed=seed)
+        auto = PRECISION_NAMES[choose_dtype(self.device)]
+        if t.precision == "auto" and PRECISION_NAMES[self.dtype] != auto:
+            t = replace(t, precision=PRECISION_NAMES[self.dtype])
+        return t
 
     def sampling_dir(self, beta: Optional[float] = None) -> Path:
         s = self.config.sample
@@ -189,12 +282,45 @@ class Experiment:
         names = pairs or (sorted(TOY_PAIRS, key=lambda n: n != c.pair) if is_toy(c.pair) else [c.pair])
         checks = {}
         for name in names:
-            pair = self.pair if name == c.pair else load_pair(name, device=self.device, dtype=self.dtype)
-            split = "validation" if is_toy(name) else "train"
-            gold = problems_for(name, c.check_problems, split, c.problem_seed)
-            checks[name] = contrast_check(pair, gold, beta=c.sample.beta, alpha=c.sample.alpha,
-                                          system_prompt=c.sample.system_prompt).summary()
+            if name not in self._checks:
+                own = name == c.pair
+                pair = self.pair if own else load_pair(name, device=self.device, dtype=self.dtype)
+                gold = self.validation_set() if own else problems_for(name, c.check_problems, "validation",
+                                                                      c.problem_seed)
+                self._checks[name] = contrast_check(pair, gold, beta=c.sample.beta, alpha=c.sample.alpha,
+                                                    system_prompt=c.sample.system_prompt)
+            checks[name] = self._checks[name].summary()
         return checks
+
+    def scout(self) -> dict:
+        """The scout's prediction, made before any training (``scout.json``): the expert's
+        greedy accuracy and decoding by v_C's argmax on the validation problems (each an
+        evaluation folder under ``validation/``, resumed by batch), the gold-path check and
+        the odd-token audit of its kept steps. Written once: a later call returns the
+        stored prediction, with the time it was first recorded."""
+        path = self.folder / SCOUT_FILE
+        stored = read_json(path)
+        c = self.config
+        settings = {"validation_sha256": digest([[p["id"], p["question"]] for p in self.validation_set()]),
+                    "beta": c.sample.beta, "alpha": c.sample.alpha, "eval": to_dict(c.eval)}
+        if stored is not None:
+            check_settings(path.parent, "scout", stored.get("settings"), settings,
+                           way_out=f"delete {path} to predict again")
+            return stored
+        greedy = evaluate(self.pair.expert, self.validation_set(), c.eval, tokenizer=self.pair.tokenizer,
+                          out_dir=self.folder / "validation" / "greedy", progress=self.progress,
+                          name="base expert (validation)")
+        decoded = evaluate_contrastive(self.pair, self.validation_set(), c.eval, alpha=c.sample.alpha,
+                                       out_dir=self.folder / "validation" / f"decoding-alpha{_tag(float(c.sample.alpha))}",
+                                       progress=self.progress, name="decoding by v_C's argmax (validation)")
+        self.check([c.pair])
+        check = self._checks[c.pair]
+        audit = odd_token_audit(check)
+        row = scout_row(greedy, decoded, check, audit, self.amateur_path, c.sample.beta, c.sample.alpha)
+        prediction = {**row, "recorded_at": now(), "settings": settings,
+                      "odd_examples": audit.examples.to_dict("records")}
+        write_json(path, prediction)
+        return prediction
 
     def sample(self, beta: Optional[float] = None):
         """``lrkit.sample`` on the train problems at the experiment's
@@ -210,15 +336,15 @@ class Experiment:
         return no_contrast(records) if variant in ("no_contrast", "neither") else records
 
     def train(self, variant: str = "lightreasoner", seed: Optional[int] = None):
-        """``lrkit.train`` on the variant's records."""
-        config = self.config.train if seed is None else replace(self.config.train, seed=seed)
+        """``lrkit.train`` on the variant's records (resumed from its last checkpoint)."""
+        config = self.train_config(seed)
         return train(self.expert_path, self.records(variant), self.model_dir(variant, seed) / "adapter", config,
                      resume=True, progress=self.progress)
 
     def sft(self):
         """The paper's SFT baseline (``lrkit.stages.sft.run_sft``) on the same train problems,
         with the same LoRA and learning rate."""
-        return run_sft(self.expert_path, self.train_set(), self.model_dir("sft") / "adapter", config=self.config.train,
+        return run_sft(self.expert_path, self.train_set(), self.model_dir("sft") / "adapter", config=self.train_config(),
                        max_new_tokens=self.config.eval.max_new_tokens,
                        generation_batch_size=self.config.eval.batch_size, resume=True, progress=self.progress)
 
@@ -235,7 +361,7 @@ class Experiment:
                             out_dir=self.eval_dir("base"), progress=self.progress, name=label)
         merged = self.merge(model, seed)
         result = evaluate(str(merged), self.test_set(), self.config.eval, out_dir=self.eval_dir(model, seed),
-                          progress=self.progress, name=label)
+                          progress=self.progress, name=label, device=self.device, dtype=self.dtype)
 
         add_evaluation(merged, result, f"{self.config.pair} test problems (problem seed {self.config.problem_seed})")
         return result
@@ -266,14 +392,22 @@ class Experiment:
 
     # ------------------------------------------------------------------ everything
     def run(self, ablations: bool = False, report: bool = True) -> dict:
-        """Every stage, the summary (``summary.json``) and the HTML report: ``lrkit demo``."""
+        """Every stage, the summary (``summary.json``) and the HTML report: ``lrkit demo``
+        and ``lrkit experiment``. Each stage resumes what an interrupted run left."""
         c = self.config
         timings: dict[str, float] = {}
         started = time.perf_counter()
         provenance = Provenance(self.folder, api_call("Experiment.run", str(self.folder), ablations=ablations),
                                 self.device, self.dtype).start(write=False)
+        differences = paper_differences(c)
+        if self.progress and differences and not is_toy(c.pair):
+            print("[lrkit] settings that differ from the paper's: " + "; ".join(differences), flush=True)
         with _Stage("gold-path check", timings, self.progress):
             checks = self.check()
+        prediction = None
+        if c.scout:
+            with _Stage("scout (prediction on the validation problems, before training)", timings, self.progress):
+                prediction = self.scout()
         with _Stage("sampling", timings, self.progress):
             sampled = self.sample()
         records, steps = sampled.records(), sampled.steps()
@@ -290,46 +424,64 @@ class Experiment:
                 tuned = self.evaluate("lightreasoner", seed)
             runs.append((seed, trained, tuned, compare(base, tuned)))
         _, trained, tuned, comparison = runs[0]
-        with _Stage("decoding by the soft labels", timings, self.progress):
-            decoded = self.decode()
+        decoded = None
+        if c.decode:
+            with _Stage("decoding by the soft labels", timings, self.progress):
+                decoded = self.decode()
         rows = None
         if ablations:
             with _Stage("ablations", timings, self.progress):
                 rows = self.ablations()
         summary = {
-            "pair": c.pair, "train_problems": c.train_problems, "test_problems": len(self.test_set()),
+            "pair": c.pair, "expert": self.expert_path, "amateur": self.amateur_path,
+            "device": str(self.device), "dtype": PRECISION_NAMES[self.dtype],
+            "train_problems": c.train_problems, "test_problems": len(self.test_set()),
+            "validation_problems": len(self.validation_set()),
             "steps": int(len(steps)), "records": len(records),
             "share_kept": sampled.summary.get("share_kept"),
+            "share_kl_below_0.1": sampled.summary.get("share_kl_below_0.1"),
             "mean_kl_top1_agree": sampled.summary.get("mean_kl_top1_agree"),
             "mean_kl_top1_disagree": sampled.summary.get("mean_kl_top1_disagree"),
+            "share_agree_with_kl_above_0.4": sampled.summary.get("share_agree_with_kl_above_0.4"),
             "tuned_tokens": trained.tuned_tokens, "rollout_tokens": int(len(steps)),
             "base_accuracy": base.accuracy, "base_interval": list(base.interval),
             "tuned_accuracy": tuned.accuracy, "tuned_interval": list(tuned.interval),
             **_comparison_summary(comparison),
-            "contrastive_decoding_accuracy": decoded.accuracy,
-            "contrastive_decoding_interval": list(decoded.interval),
-            "hit_token_limit": {"base": base.n_hit_limit, "tuned": tuned.n_hit_limit,
-                                "contrastive_decoding": decoded.n_hit_limit},
-            "contrastive_decoding_vs_base": _comparison_summary(compare(base, decoded)),
+            "hit_token_limit": {"base": base.n_hit_limit, "tuned": tuned.n_hit_limit},
             "seeds": [{"seed": seed, "accuracy": result.accuracy, "interval": list(result.interval),
                        "gain": result.accuracy - base.accuracy, "tuned_tokens": t.tuned_tokens,
                        **_comparison_summary(cmp)} for seed, t, result, cmp in runs],
             "mean_gain": sum(result.accuracy - base.accuracy for _, _, result, _ in runs) / len(runs),
             "gold_path_check": checks,
+            "paper_differences": differences,
             "records_dataset": str(self.folder / "records_dataset"),
             "tensorboard": str(self.folder),
             "seconds": timings,
+            "stage_seconds": self.stage_seconds(),
             "total_seconds": round(time.perf_counter() - started, 1),
-            "config": {"experiment": self.config.problem_settings() | {"seeds": c.seeds},
-                       "sample": to_dict(c.sample), "train": to_dict(c.train), "eval": to_dict(c.eval)},
+            "config": {"experiment": self.config.problem_settings() | {"seeds": c.seeds, "scout": c.scout,
+                                                                       "decode": c.decode},
+                       "sample": to_dict(c.sample), "train": to_dict(self.train_config()), "eval": to_dict(c.eval)},
         }
+        if decoded is not None:
+            summary.update({
+                "contrastive_decoding_accuracy": decoded.accuracy,
+                "contrastive_decoding_interval": list(decoded.interval),
+                "contrastive_decoding_vs_base": _comparison_summary(compare(base, decoded))})
+            summary["hit_token_limit"]["contrastive_decoding"] = decoded.n_hit_limit
+        if prediction is not None:
+            summary["scout"] = {k: v for k, v in prediction.items() if k not in ("settings", "odd_examples")}
+            summary["scout_verdict"] = verdict(prediction, 100 * (tuned.accuracy - base.accuracy),
+                                               comparison.p_value)
         if rows is not None:
             summary["ablations"] = rows
         summary["odd_token_audit"] = odd_token_audit(records).summary() if records else None
+        named = {"base": base, **{f"seed {seed}": result for seed, _, result, _ in runs}}
         if c.pair == "toy":  # the toy classifier reads the habit family's worked lines
-            summary["error_anatomy"] = error_anatomy(
-                {"base": base, **{f"seed {seed}": result for seed, _, result, _ in runs}},
-                problems=self.test_set()).summary()
+            summary["error_anatomy"] = error_anatomy(named, problems=self.test_set()).summary()
+        elif not is_toy(c.pair):  # GSM8K-style answers: cut, no answer, arithmetic slip, reasoning
+            summary["error_anatomy"] = error_anatomy(named, classify=classify_gsm8k, problems=self.test_set(),
+                                                     types=GSM8K_TYPES).summary()
         write_json(self.folder / "summary.json", summary)
         provenance.finish()
         if report:
@@ -337,6 +489,28 @@ class Experiment:
                                      summary, decoded, alpha=c.sample.alpha)
             summary["report"] = str(path)
         return summary
+
+    def stage_seconds(self) -> dict:
+        """Seconds each stored stage spent, summed over the runs that resumed it (from the
+        stages' own files; a stage not run yet is absent)."""
+        out = {}
+        sampled = read_json(self.sampling_dir() / "summary.json") or {}
+        for key in ("rollout_s", "scoring_s"):
+            if key in sampled:
+                out[f"sampling {key[:-2]}"] = sampled[key]
+        for label, folder in (("base evaluation", self.eval_dir("base")),
+                              ("tuned evaluation", self.eval_dir("lightreasoner")),
+                              ("decoding by v_C", self.eval_dir("decoding")),
+                              ("scout greedy", self.folder / "validation" / "greedy"),
+                              ("scout decoding", self.folder / "validation" /
+                               f"decoding-alpha{_tag(float(self.config.sample.alpha))}")):
+            stored = read_json(folder / "summary.json") or {}
+            if "seconds" in stored:
+                out[label] = stored["seconds"]
+        run = read_json(self.model_dir() / "adapter" / "lrkit_train.json") or {}
+        if "result" in run:
+            out["training (last run)"] = run["result"].get("seconds")
+        return out
 
 
 def model_label(model: str, seed: int) -> str:

@@ -65,6 +65,62 @@ def classify_toy(row: Mapping) -> str:
     return OTHER
 
 
+CUT, NO_ANSWER, SLIP, REASONING = "cut at the token limit", "no final answer", "arithmetic slip", "reasoning"
+GSM8K_TYPES = (CUT, NO_ANSWER, SLIP, REASONING)
+"""The GSM8K classifier's types, in the order the tables show them."""
+
+_NUMBER = r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
+_GSM8K_EQUATION = re.compile(_NUMBER + r"\s*(\+|-|\*|/|×|x|\\times|\\cdot|\\div|÷)\s*" + _NUMBER
+                             + r"\s*=\s*\$?\s*" + _NUMBER)
+_GSM8K_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "×": lambda a, b: a * b,
+              "x": lambda a, b: a * b, "\\times": lambda a, b: a * b, "\\cdot": lambda a, b: a * b,
+              "/": lambda a, b: a / b if b else None, "\\div": lambda a, b: a / b if b else None,
+              "÷": lambda a, b: a / b if b else None}
+
+
+def slipped_lines(text: Optional[str]) -> list[str]:
+    """The worked lines ``a op b = c`` of free text (digits with thousands commas and
+    decimals; + - * / x × \\times \\cdot \\div) whose result is wrong by more than
+    rounding to the digits shown. A chain such as ``2 + 3 + 4 = 9`` is read from its
+    last operator only, so it is not counted."""
+    slips = []
+    for match in _GSM8K_EQUATION.finditer(text or ""):
+        a, op, b, c = match.groups()
+        start = match.start()
+        before = (text or "")[max(0, start - 12):start].rstrip(" $")
+        if re.search(r"([\d.)]|[-+*/×÷]|\\times|\\cdot|\\div)$", before):
+            continue  # part of a longer expression: not a binary line
+        try:
+            x, y, z = (float(v.replace(",", "")) for v in (a, b, c))
+        except ValueError:
+            continue
+        value = _GSM8K_OPS[op](x, y)
+        if value is None:
+            continue
+        places = len(c.split(".")[1]) if "." in c else 0
+        if abs(value - z) > 0.5 * 10 ** -places + 1e-9 * max(1.0, abs(value)):
+            slips.append(match.group(0))
+    return slips
+
+
+def classify_gsm8k(row: Mapping) -> str:
+    """The type of one wrong answer to a GSM8K-style problem (first match wins):
+
+    * **cut at the token limit**: the generation ran out of tokens (``finished`` False);
+    * **no final answer**: it ended, but no answer could be read from it;
+    * **arithmetic slip**: a worked line ``a op b = c`` with a wrong result (:func:`slipped_lines`);
+    * **reasoning**: everything else: right arithmetic on the wrong quantities or steps, a
+      misread question, a wrong final step.
+    """
+    if not bool(row.get("finished", True)):
+        return CUT
+    if row.get("prediction") in (None, ""):
+        return NO_ANSWER
+    if slipped_lines(row.get("output")):
+        return SLIP
+    return REASONING
+
+
 def _as_results(results) -> dict:
     if isinstance(results, EvalResult):
         return {results.name: results}

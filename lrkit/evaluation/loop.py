@@ -13,19 +13,20 @@ from lrkit.data.answers import gold_answer
 from lrkit.data.problems import load_problems
 from lrkit.evaluation.grade import check_answer
 from lrkit.evaluation.parse import extract_answer, extract_choice
-from lrkit.evaluation.results import EvalResult, _results_frame, check_eval_out_dir
+from lrkit.evaluation.results import EvalResult, _results_frame, check_eval_out_dir, unfinished_rows
 from lrkit.models.generation import contrastive_generate_batch, greedy_generate_batch, stop_token_ids
+from lrkit.models.guard import dtype_name, finite_guard, model_dtype
 from lrkit.models.loading import check_prompt_lengths
 from lrkit.models.prompts import build_prompt_ids
 from lrkit.provenance import Provenance, api_call
 from lrkit.runs import problems_digest, writes_folder
 
-def _resolve_model(model_or_path, tokenizer):
+def _resolve_model(model_or_path, tokenizer, device=None, dtype=None):
     if isinstance(model_or_path, (str, Path)):
         from lrkit.distributed import local_device
         from lrkit.models.loading import load_model
 
-        model, loaded_tokenizer = load_model(str(model_or_path), device=local_device(None))
+        model, loaded_tokenizer = load_model(str(model_or_path), device=local_device(device), dtype=dtype)
         return model, tokenizer or loaded_tokenizer, str(model_or_path)
     if tokenizer is None:
         raise ValueError("evaluate() got a model object without its tokenizer; pass tokenizer=")
@@ -35,7 +36,7 @@ def _resolve_model(model_or_path, tokenizer):
 
 def evaluate(model_or_path, problems, config: Optional[EvalConfig] = None, tokenizer=None,
              out_dir: Union[str, Path, None] = None, progress: bool = True,
-             name: Optional[str] = None) -> EvalResult:
+             name: Optional[str] = None, device=None, dtype=None) -> EvalResult:
     """Greedy pass@1 of one model on a problem set.
 
     ``model_or_path``: a loaded model (with ``tokenizer``) or a name/path for
@@ -44,21 +45,32 @@ def evaluate(model_or_path, problems, config: Optional[EvalConfig] = None, token
     of ``Problem`` or a JSONL path. With ``out_dir``, ``results.jsonl`` and
     ``summary.json`` are rewritten after every batch, so a long run can be
     watched and a crash keeps finished batches; the final files are in problem
-    order. A folder holding this evaluation finished (same model name, config and
-    problems) gives the stored result back without generating (before loading
-    the model when it is given by name); another evaluation or other files there
-    raise :class:`lrkit.runs.FolderError`.
+    order. A folder holding this evaluation finished (same model name, dtype, config
+    and problems) gives the stored result back without generating (before loading
+    the model when it is given by name); one holding it unfinished keeps the
+    batches it saved and generates the rest, so the files end as an uninterrupted
+    run's; another evaluation or other files there raise :class:`lrkit.runs.FolderError`.
+    ``device`` / ``dtype``: where and how a model given by name is loaded (default: auto).
     """
     config = (config or EvalConfig()).validate()
     problems = _scorable_problems(problems, "evaluate()")
-    if out_dir is not None and (name or isinstance(model_or_path, (str, Path))):
+    by_name = isinstance(model_or_path, (str, Path))
+    if by_name:
+        from lrkit.distributed import local_device
+        from lrkit.models.loading import choose_dtype
+
+        precision = dtype_name(choose_dtype(local_device(device), dtype))
+    else:
+        precision = dtype_name(model_dtype(model_or_path))
+    if out_dir is not None and (name or by_name):
         # Before the model loads: a folder in use is refused at once.
-        stored = check_eval_out_dir(Path(out_dir), {"model": name or str(model_or_path), "config": to_dict(config),
+        stored = check_eval_out_dir(Path(out_dir), {"model": name or str(model_or_path), "dtype": precision,
+                                                    "config": to_dict(config),
                                                     "problems_sha256": _problems_sha256(problems)})
         if stored is not None:
             return stored
-    model, tokenizer, model_name = _resolve_model(model_or_path, tokenizer)
-    info = {"model": name or model_name, "config": to_dict(config)}
+    model, tokenizer, model_name = _resolve_model(model_or_path, tokenizer, device, dtype)
+    info = {"model": name or model_name, "dtype": precision, "config": to_dict(config)}
     stop_ids = stop_token_ids(model, tokenizer)
     return _run_evaluation(
         lambda prompts: greedy_generate_batch(model, tokenizer, prompts, config.max_new_tokens, stop_ids),
@@ -80,7 +92,8 @@ def evaluate_contrastive(pair, problems, config: Optional[EvalConfig] = None, al
     config = (config or EvalConfig()).validate()
     problems = _scorable_problems(problems, "evaluate_contrastive()")
     info = {"model": name or f"contrastive decoding ({pair.expert_name} vs {pair.amateur_name}, "
-                             f"alpha {alpha})", "config": {**to_dict(config), "alpha": alpha}}
+                             f"alpha {alpha})", "dtype": dtype_name(model_dtype(pair.expert)),
+            "config": {**to_dict(config), "alpha": alpha}}
     return _run_evaluation(
         lambda prompts: contrastive_generate_batch(pair, prompts, config.max_new_tokens, alpha),
         [pair.expert, pair.amateur], pair.tokenizer, problems, config, info, out_dir, progress)
@@ -103,6 +116,7 @@ def _run_evaluation(generate_batch, models, tokenizer, problems, config: EvalCon
     """Generate in length-sorted batches, score each answer, save after every
     batch; ``models`` are in eval mode meanwhile and get their mode back."""
     ranks = distributed.current()
+    stage = "evaluation" if len(models) == 1 else "decoding by v_C"
     with distributed.together():  # every rank checks the input; rank 0 alone touches the folder
         prompts = [build_prompt_ids(tokenizer, p.question, config.system_prompt) for p in problems]
         check_prompt_lengths(prompts, problems, models, config.max_new_tokens)
@@ -114,6 +128,7 @@ def _run_evaluation(generate_batch, models, tokenizer, problems, config: EvalCon
         stored = check_eval_out_dir(Path(out_dir), info) if out_dir is not None else None
         if stored is not None:  # every rank reads it: all return the stored evaluation
             return stored
+        done, seconds_before = unfinished_rows(Path(out_dir)) if out_dir is not None else ({}, 0.0)
         if out_dir is not None and ranks.is_main:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             first = next(models[0].parameters())
@@ -124,20 +139,29 @@ def _run_evaluation(generate_batch, models, tokenizer, problems, config: EvalCon
     # the batch it would have in one process, so the results are the same.
     order = sorted(range(len(problems)), key=lambda i: len(prompts[i]))
     batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
-    batches = [batch for index, batch in enumerate(batches) if ranks.mine(index)]
+    # A batch an interrupted run of this evaluation saved is taken as it was: each
+    # batch is generated alone, so the rows are the ones this run would make.
     rows: list[Optional[dict]] = [None] * len(problems)
+    for batch in batches:
+        if all(problems[i].id in done for i in batch):
+            for i in batch:
+                rows[i] = done[problems[i].id]
+    batches = [batch for index, batch in enumerate(batches)
+               if ranks.mine(index) and any(rows[i] is None for i in batch)]
     bar = None
     if progress and ranks.is_main:
         from tqdm.auto import tqdm
-        bar = tqdm(total=sum(map(len, batches)), desc="evaluating", unit="problem")
+        bar = tqdm(total=len(problems), initial=sum(r is not None for r in rows), desc="evaluating",
+                   unit="problem")
     modes = [model.training for model in models]
     for model in models:
         model.eval()
-    start = time.perf_counter()
+    start = time.perf_counter() - seconds_before
     try:
         with distributed.together():
             for batch in batches:
-                generations = generate_batch([prompts[i] for i in batch])
+                with finite_guard(stage, str(info.get("model")), model_dtype(models[0])):
+                    generations = generate_batch([prompts[i] for i in batch])
                 for i, generation in zip(batch, generations):
                     rows[i] = _result_row(problems[i], generation, tokenizer)
                 if bar is not None:

@@ -141,8 +141,9 @@ def _row_line(row: dict) -> str:
 
 
 EVAL_FILES = (RESULTS_FILE, SUMMARY_FILE, PROVENANCE_FILE)
-SETTINGS = ("model", "config", "problems_sha256")
-"""What makes two evaluations the same one: the model's name, the config, the problems (with gold answers)."""
+SETTINGS = ("model", "dtype", "config", "problems_sha256")
+"""What makes two evaluations the same one: the model's name, its dtype, the config, the
+problems (with gold answers)."""
 
 
 def check_eval_out_dir(out_dir: Path, info: dict) -> Optional[EvalResult]:
@@ -150,7 +151,7 @@ def check_eval_out_dir(out_dir: Path, info: dict) -> Optional[EvalResult]:
 
     Returns the stored result when ``out_dir`` holds this very evaluation finished
     (same model name, config and problems); None when it is absent, empty or holds
-    this evaluation unfinished (a rerun replaces it). Raises
+    this evaluation unfinished (a rerun keeps its finished batches: :func:`unfinished_rows`). Raises
     :class:`lrkit.runs.FolderError` for another evaluation or other files.
     """
     if not out_dir.exists():
@@ -179,3 +180,18 @@ def check_eval_out_dir(out_dir: Path, info: dict) -> Optional[EvalResult]:
                                 f"settings (differs in: {', '.join(named)})",
                           way_out=f"delete {out_dir} to evaluate there afresh")
     return EvalResult.load(out_dir) if saved.get("complete") else None
+
+
+def unfinished_rows(out_dir: Path) -> tuple[dict[str, dict], float]:
+    """The rows an interrupted evaluation saved in ``out_dir``, by problem id, and
+    the seconds it had spent; ({}, 0.0) when there is none. Call it after
+    :func:`check_eval_out_dir` has accepted the folder for these settings."""
+    saved = read_json(out_dir / SUMMARY_FILE)
+    if not isinstance(saved, dict) or saved.get("complete") is not False or not (out_dir / RESULTS_FILE).exists():
+        return {}, 0.0
+    rows = {}
+    for line in (out_dir / RESULTS_FILE).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            rows[str(row["id"])] = row
+    return rows, float(saved.get("seconds") or 0.0)

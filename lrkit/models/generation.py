@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
 import torch
-from transformers import GenerationConfig
+from transformers import GenerationConfig, LogitsProcessorList
 
 from lrkit.maths.divergence import contrastive_scores, log_probs, plausibility_mask
+from lrkit.models.guard import FiniteLogits
 from lrkit.models.loading import decoder_and_head, scored_vocab_size
 
 
@@ -108,6 +109,8 @@ def greedy_generate_batch(model, tokenizer, prompts: Sequence[Sequence[int]], ma
 
     Output rows beyond the tokenizer (padding of the output layer) and trailing
     placeholder tokens (``[PAD151665]``...) are never chosen: they belong to no text.
+    NaN or inf among the scored logits raises :class:`NonFiniteLogitsError`
+    (:class:`lrkit.models.guard.FiniteLogits`) instead of decoding garbage.
     """
     stop_ids = list(stop_ids or stop_token_ids(model, tokenizer))
     pad_id = pad_token_id(tokenizer, stop_ids)
@@ -122,7 +125,7 @@ def greedy_generate_batch(model, tokenizer, prompts: Sequence[Sequence[int]], ma
         suppress_tokens=list(range(scored, rows)) if rows > scored else None,
     )
     out = model.generate(input_ids=input_ids, attention_mask=attention_mask,
-                         generation_config=config)
+                         generation_config=config, logits_processor=LogitsProcessorList([FiniteLogits(scored)]))
     new = out[:, input_ids.shape[1]:].tolist()
     return [cut_at_stop(row, stop_ids) for row in new]
 

@@ -35,6 +35,7 @@ from lrkit.data.records import dumps, read_records, tokenizer_fingerprint
 from lrkit.maths import divergence
 from lrkit.models.generation import (
     _to_logits, greedy_generate_batch, last_positions_hidden, pad_token_id, stop_token_ids)
+from lrkit.models.guard import finite_guard, model_dtype, non_finite_message
 from lrkit.models.loading import ModelPair, check_prompt_lengths, load_pair, load_tokenizer, resolve_member
 from lrkit.models.prompts import build_prompt_ids
 from lrkit.provenance import PROVENANCE_FILE, Provenance, api_call
@@ -105,10 +106,13 @@ def score_rollouts(pair: ModelPair, rollouts: Sequence[Rollout], config: SampleC
             except divergence.NonFiniteLogitsError:
                 bad = _first_non_finite(e_logits, a_logits)
                 row, t = rows[start + bad[1]]
-                raise divergence.NonFiniteLogitsError(
-                    f"the {bad[0]} produced non-finite logits (NaN or +inf) for problem "
-                    f"{rollouts[row].problem.id!r} at step {t}; check the model's dtype "
-                    f"(fp16 overflow?) and weights") from None
+                model = pair.expert if bad[0] == "expert" else pair.amateur
+                name = pair.expert_name if bad[0] == "expert" else pair.amateur_name
+                error = divergence.NonFiniteLogitsError(non_finite_message(
+                    "sampling", f"the {bad[0]} {name}", model_dtype(model),
+                    f"teacher-forced pass, problem {rollouts[row].problem.id!r}, step {t}"))
+                error.guarded = True
+                raise error from None
             keep = divergence.keep_steps(stats.kl, s_idx, config.beta, config.kl_inclusive,
                                          config.skip_first_step)
         for name in ("kl", "expert_entropy", "amateur_entropy", "expert_logprob",
@@ -424,8 +428,10 @@ def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_
                 batch = [problems[i] for i in batches[index]]
                 batch_prompts = [prompts[i] for i in batches[index]]
                 start = time.perf_counter()
-                gens = greedy_generate_batch(pair.expert, pair.tokenizer, batch_prompts,
-                                             config.max_new_tokens, stop_ids)
+                with finite_guard("sampling", f"the expert {pair.expert_name}", model_dtype(pair.expert),
+                                  "its rollouts"):
+                    gens = greedy_generate_batch(pair.expert, pair.tokenizer, batch_prompts,
+                                                 config.max_new_tokens, stop_ids)
                 rollouts = [Rollout(p, ids, g.token_ids, g.finished)
                             for p, ids, g in zip(batch, batch_prompts, gens)]
                 middle = time.perf_counter()

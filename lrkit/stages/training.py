@@ -59,7 +59,9 @@ from lrkit import distributed
 from lrkit.config import AUTHORS_SYSTEM_PROMPT, TrainConfig, report_targets, to_dict
 from lrkit.data.records import (
     RecordError, check_records_tokenizer, iter_numbered_records, tokenizer_fingerprint, validate_record)
+from lrkit.maths.divergence import NonFiniteLogitsError
 from lrkit.maths.losses import sparse_kl
+from lrkit.models.guard import finite_guard
 from lrkit.models.generation import left_pad, position_ids_of
 from lrkit.models.loading import (
     PRECISION_NAMES, choose_device, choose_dtype, load_model, load_tokenizer, resolve_member, scored_vocab_size)
@@ -237,7 +239,7 @@ class PackedSoftLabelTrainer(CountingTrainer):
         return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        kl = packed_kl(model, inputs, self.vocab_size, self.chunk_size)
+        kl = finite_kl(packed_kl(model, inputs, self.vocab_size, self.chunk_size))
         self.count(inputs["target_ids"].shape[0])
         # sum(KL) x micro-batches x processes / records of the step: after the
         # Trainer's division by grad-accum and DDP's mean over processes, the
@@ -246,6 +248,14 @@ class PackedSoftLabelTrainer(CountingTrainer):
             self.args.gradient_accumulation_steps
         loss = kl.sum() * micro_batches * self.args.world_size / inputs["step_records"].float()
         return (loss, {"kl": kl}) if return_outputs else loss
+
+
+def finite_kl(kl: torch.Tensor) -> torch.Tensor:
+    """``kl`` unchanged, or :class:`NonFiniteLogitsError` when the forward pass overflowed
+    (a NaN loss would otherwise be stepped on, or skipped by fp16's loss scaler, in silence)."""
+    if not bool(torch.isfinite(kl.detach()).all()):
+        raise NonFiniteLogitsError("logits hold NaN or inf")
+    return kl
 
 
 class SoftLabelTrainer(CountingTrainer):
@@ -258,7 +268,7 @@ class SoftLabelTrainer(CountingTrainer):
         self.vocab_size = vocab_size
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        kl = soft_label_kl(model, inputs, self.vocab_size)
+        kl = finite_kl(soft_label_kl(model, inputs, self.vocab_size))
         real = self.real_rows(kl.shape[0])
         self.count(real)
         # The mean over every rank's records, as one process takes it: DDP averages
@@ -613,15 +623,16 @@ def train(expert: PathLike, records: Union[PathLike, Sequence[dict]], out_dir: P
             provenance = Provenance(out_dir, api_call("train", expert, source, str(out_dir), resume=resume),
                                     choose_device(), resolve_precision(config.precision)).start()
     checkpoint = distributed.broadcast(checkpoint)
-    if config.packing:
-        items, collator = packed_items(records, examples, tokenizer, config, system_prompt, ranks.world)
-        trainer = fit(PackedSoftLabelTrainer, expert, tokenizer, items, out_dir, config, collator, "kl",
-                      checkpoint, callbacks, progress, args_overrides={"per_device_train_batch_size": 1},
-                      vocab_size=scored_vocab_size(tokenizer), chunk_size=config.chunk_size)
-    else:
-        trainer = fit(SoftLabelTrainer, expert, tokenizer, examples, out_dir, config,
-                      SoftLabelCollator(pad_id_of(tokenizer), config.parity_right_padding), "kl",
-                      checkpoint, callbacks, progress, vocab_size=scored_vocab_size(tokenizer))
+    with finite_guard("training", expert, resolve_precision(config.precision)):
+        if config.packing:
+            items, collator = packed_items(records, examples, tokenizer, config, system_prompt, ranks.world)
+            trainer = fit(PackedSoftLabelTrainer, expert, tokenizer, items, out_dir, config, collator, "kl",
+                          checkpoint, callbacks, progress, args_overrides={"per_device_train_batch_size": 1},
+                          vocab_size=scored_vocab_size(tokenizer), chunk_size=config.chunk_size)
+        else:
+            trainer = fit(SoftLabelTrainer, expert, tokenizer, examples, out_dir, config,
+                          SoftLabelCollator(pad_id_of(tokenizer), config.parity_right_padding), "kl",
+                          checkpoint, callbacks, progress, vocab_size=scored_vocab_size(tokenizer))
     result = TrainResult(
         adapter_dir=out_dir, loss_history=loss_history(trainer, "kl"),
         tuned_tokens=trainer.supervised_positions,

@@ -65,16 +65,13 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return cov / math.sqrt(vx * vy) if vx and vy else float("nan")
 
 
-def _finite(value) -> Optional[float]:
-    return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else float(value)
-
-
 def score_pair(pair, problems, betas=(0.4,), alphas=(0.2,), eval_config=None, greedy=None,
                name: Optional[str] = None, progress: bool = False) -> list[dict]:
     """The scout's rows for one loaded pair: one per (beta, alpha)."""
     from lrkit.evaluation.audit import odd_token_audit
     from lrkit.evaluation.diagnostics import contrast_check
-    from lrkit.evaluation import compare, evaluate, evaluate_contrastive
+    from lrkit.evaluation import evaluate, evaluate_contrastive
+    from lrkit.evaluation.prediction import scout_row
 
     eval_config = eval_config or EvalConfig()
     if greedy is None:
@@ -83,26 +80,11 @@ def score_pair(pair, problems, betas=(0.4,), alphas=(0.2,), eval_config=None, gr
     rows = []
     for alpha in alphas:
         decoded = evaluate_contrastive(pair, problems, eval_config, alpha=alpha, progress=progress)
-        versus = compare(greedy, decoded)
         for beta in betas:
             check = contrast_check(pair, problems, beta=beta, alpha=alpha)
             audit = odd_token_audit(check)
-            s = check.summary()
-            rows.append({
-                "amateur": name or pair.amateur_name, "beta": beta, "alpha": alpha,
-                "score": 100 * (decoded.accuracy - greedy.accuracy),
-                "greedy_accuracy": greedy.accuracy, "cd_accuracy": decoded.accuracy,
-                "cd_gain": 100 * (decoded.accuracy - greedy.accuracy),
-                "cd_fixed": len(versus.fixed), "cd_broken": len(versus.broken), "cd_p": versus.p_value,
-                "check_steps": s["steps"], "check_kept": s["kept"], "kept_share": s["kept"] / max(s["steps"], 1),
-                "check_disagreements": s["disagreements"], "check_fixes": s["fixes"], "check_breaks": s["breaks"],
-                "label_gold_mass": _finite(s["label_gold_mass"]), "expert_gold_mass": _finite(s["expert_gold_mass"]),
-                "mass_gain": _finite(s["label_gold_mass"] - s["expert_gold_mass"]), "check_passes": s["passes"],
-                "odd_share": _finite(audit.share), "odd_tokens": audit.n_odd,
-                "odd_top": [[t, c] for t, c in audit.top_tokens[:5]],
-                "problems": len(greedy.df), "prediction": True,
-                "_audit": audit,
-            })
+            rows.append({**scout_row(greedy, decoded, check, audit, name or pair.amateur_name, beta, alpha),
+                         "_audit": audit})
     return rows
 
 

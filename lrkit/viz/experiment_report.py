@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lrkit.paper import PAPER_PRELIMINARY
 from lrkit.provenance import read_provenance
 from lrkit.viz.figures import (
     accuracy_comparison, kept_share_by_beta, kl_along_rollout, kl_by_agreement, kl_histogram, loss_curve)
@@ -21,15 +22,17 @@ def experiment_report(out_dir: Path, steps, records, loss_history, base, tuned, 
     """One self-contained HTML page (plotly inlined, token views in plain HTML) of an
     experiment's summary, its first seed's training curve and results; ``out_dir/report.html``."""
     beta = summary["config"]["sample"]["beta"]
-    report = Report(f"LightReasoner on the bundled pair {summary['pair']!r}",
+    bundled = summary["pair"] in ("toy", "toy-shared")
+    report = Report(f"LightReasoner on {'the bundled pair ' if bundled else ''}{summary['pair']!r}",
                     subtitle=f"{summary['train_problems']} train problems sampled, "
                              f"{summary['test_problems']} held-out problems evaluated; every number "
                              f"on this page comes from this run")
     report.add_summary({
         "steps scored": summary["steps"],
         "records kept (KL >= beta)": f"{summary['records']} ({100 * summary['share_kept']:.1f}% of steps)",
-        "mean KL, top-1s agree": f"{summary['mean_kl_top1_agree']:.3f} (paper 0.166)",
-        "mean KL, top-1s disagree": f"{summary['mean_kl_top1_disagree']:.3f} (paper 1.99)",
+        "mean KL, top-1s agree": f"{summary['mean_kl_top1_agree']:.3f} (paper {PAPER_PRELIMINARY['mean_kl_top1_agree']})",
+        "mean KL, top-1s disagree": f"{summary['mean_kl_top1_disagree']:.3f} "
+                                    f"(paper {PAPER_PRELIMINARY['mean_kl_top1_disagree']})",
         "base expert accuracy": pct_interval(base),
         "tuned expert accuracy": pct_interval(tuned),
         "fixed / broken": f"{summary['fixed']} / {summary['broken']} (exact McNemar p = {summary['mcnemar_p']:.3g})",
@@ -40,6 +43,24 @@ def experiment_report(out_dir: Path, steps, records, loss_history, base, tuned, 
            if "gold_path_check" in summary else {}),
         "generations cut at the token limit (base / tuned)": f"{base.n_hit_limit} / {tuned.n_hit_limit}",
     }, heading="Summary")
+    if summary.get("scout"):
+        scout, held = summary["scout"], summary.get("scout_verdict", {})
+        report.add_summary({
+            "recorded": f"{scout['recorded_at']} (before sampling and training)",
+            "score (decoding by v_C minus greedy, validation)":
+                f"{scout['score']:+.1f} points ({100 * scout['cd_accuracy']:.1f}% vs {100 * scout['greedy_accuracy']:.1f}% "
+                f"on {scout['problems']} problems; fixed {scout['cd_fixed']}, broken {scout['cd_broken']})",
+            "gold-path check": f"v_C fixes {scout['check_fixes']} expert tokens, breaks {scout['check_breaks']}; "
+                               f"mass gain {scout['mass_gain'] if scout['mass_gain'] is None else round(scout['mass_gain'], 3)}",
+            "odd tokens among kept gold-path steps": "n/a" if scout["odd_share"] is None
+            else f"{100 * scout['odd_share']:.1f}%",
+            "prediction": scout["predicted"],
+            "on the test problems": held.get("text", "not measured yet"),
+        }, heading="The scout's prediction, and whether it held")
+    if summary.get("paper_differences"):
+        report.add_summary({line.split(":", 1)[0]: line.split(":", 1)[1].strip()
+                            for line in summary["paper_differences"]},
+                           heading="Settings that differ from the paper's")
     if "gold_path_check" in summary:
         report.add_table(gold_path_frame(summary["gold_path_check"]),
                          heading="Before training: does the pair's contrast point towards gold?",
@@ -82,9 +103,13 @@ def experiment_report(out_dir: Path, steps, records, loss_history, base, tuned, 
         named = {"prediction_a": "base expert", "prediction_b": "tuned expert"}  # their answers
         report.add_table(frame[cols].rename(columns=named), heading=label, max_rows=15)
     if summary.get("error_anatomy"):
+        caption = ("Every wrong answer's type (lrkit.error_anatomy, GSM8K classifier): cut at the token limit, "
+                   "no final answer, an arithmetic slip (a worked line a op b = c with a wrong result), reasoning "
+                   "(everything else). Per seed: errors after tuning, fixed (wrong of that type before, right "
+                   "after), introduced (right before, wrong of that type after)." if not bundled else None)
         report.add_table(anatomy_frame([{"name": summary["pair"], "anatomy": summary["error_anatomy"]}]),
                          heading="Error anatomy: what the contrast fixes and what it breaks",
-                         caption="Every wrong answer's type (lrkit.error_anatomy, toy classifier): a copy line "
+                         caption=caption or "Every wrong answer's type (lrkit.error_anatomy, toy classifier): a copy line "
                                  "(G's habit, 5 + 3 = 3), another arithmetic slip, a reading error (right "
                                  "arithmetic on other operands or operations than the gold solution's), other. "
                                  "Per seed: errors after tuning, fixed (wrong of that type before, right after), "
