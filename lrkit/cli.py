@@ -181,6 +181,8 @@ def eval_arguments(p: argparse.ArgumentParser) -> None:
                         "--model names; 'none' for none)")
     p.add_argument("--split", default=None,
                    help="Hub split for one benchmark name (default: the benchmark's evaluation split)")
+    p.add_argument("--device", default=None, help="cuda, cuda:1, cpu... (default: auto)")
+    p.add_argument("--dtype", default=None, help="bf16, fp16 or fp32 (default: auto)")
     add_config_arguments(p, EvalConfig)
 
 
@@ -214,7 +216,8 @@ def run_eval(args) -> int:
                       for p in args.problems}
         paper_model = False if (args.paper_model or "").lower() == "none" else args.paper_model
         suite = evaluate_suite(args.model, benchmarks, args.out, config, limit=args.limit,
-                               data_files=data_files, names=args.name, paper_model=paper_model)
+                               data_files=data_files, names=args.name, paper_model=paper_model,
+                               device=args.device, dtype=args.dtype)
         suite.show()
         print(f"Table 1 in {Path(args.out) / 'table1.html'}, figure in {Path(args.out) / 'figure.html'}")
         return 0
@@ -232,7 +235,8 @@ def run_eval(args) -> int:
     else:
         # A benchmark name means its evaluation split (gsm8k: test), as everywhere.
         problems = load_problems(source, max_problems=args.limit, split=args.split, require_answers=True)
-    result = evaluate(args.model[0], problems, config, out_dir=args.out, name=(args.name or [None])[0])
+    result = evaluate(args.model[0], problems, config, out_dir=args.out, name=(args.name or [None])[0],
+                      device=args.device, dtype=args.dtype)
     result.show()
     from lrkit.stages.cards import add_evaluation
 

@@ -165,6 +165,31 @@ def execute_notebook(name: str, env: dict, cwd: Path, monkeypatch) -> float:
     return time.perf_counter() - start
 
 
+def test_lrkit_experiment_by_hub_names_offline(cache, tmp_path):
+    """`lrkit experiment` on the paper's pair by its Hub name, with the paper's settings
+    but a few problems: validation and train from GSM8K train, tests from GSM8K test."""
+    env, work = offline(cache, tmp_path / "requested.log"), tmp_path / "work"
+    work.mkdir()
+    printed = lrkit(env, work, "experiment", "--pair", "qwen2.5-math-1.5b", "--out", "exp", "--train-problems", "3",
+                    "--test-problems", "2", "--validation-problems", "2", "--max-steps", "2", "--max-new-tokens", "8",
+                    "--eval-max-new-tokens", "8", "--quiet")
+    summary = json.loads((work / "exp" / "summary.json").read_text())
+    assert (summary["expert"], summary["amateur"], summary["dtype"]) == (hub.EXPERT, hub.AMATEUR, "fp32")
+    assert summary["config"]["train"]["learning_rate"] == 5e-5 and summary["config"]["sample"]["beta"] == 0.4
+    assert "train_problems: 3 (paper 1000)" in summary["paper_differences"]
+    assert "differs from the paper: train.max_steps: 2 (paper 1000)" in printed
+    tests = [r["id"] for r in jsonl(work / "exp" / "base" / "eval" / "results.jsonl")]
+    validation = [r["id"] for r in jsonl(work / "exp" / "validation" / "greedy" / "results.jsonl")]
+    sampled = [r["prompt_id"] for r in jsonl(work / "exp" / "sampling-beta0.4-alpha0.2" / "rollouts.jsonl")]
+    assert sorted(tests) == ["gsm8k-test-0", "gsm8k-test-1"]
+    assert len(validation) == 2 and len(sampled) == 3 and set(validation).isdisjoint(sampled)
+    assert all(i.startswith("gsm8k-train-") for i in validation + sampled)
+    assert check_sampling_folder(work / "exp" / "sampling-beta0.4-alpha0.2", "Please reason step by step.") >= 0
+    assert summary["scout_verdict"]["text"] in printed
+    assert set(summary["error_anatomy"]["counts"]["base"]) <= {"cut at the token limit", "no final answer",
+                                                                "arithmetic slip", "reasoning"}
+
+
 @pytest.mark.slow
 def test_the_colab_path_offline(cache, tmp_path, monkeypatch):
     pytest.importorskip("papermill")

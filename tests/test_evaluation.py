@@ -10,6 +10,10 @@ last character and is known in advance.
 """
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from fractions import Fraction
@@ -656,3 +660,105 @@ def test_evaluate_contrastive_at_alpha_one_is_the_experts_greedy_evaluation(pair
     assert contrast.info["config"]["alpha"] == 1.0
     with pytest.raises(ValueError, match="no answer to score against"):
         evaluate_contrastive(pair, [{"id": "x", "question": "1+1?"}], config, progress=False)
+
+
+# --------------------------------------------------------------------------- resumed by batch
+
+RESUME_PROBLEMS = [{"id": f"r{i}", "question": f"Ann has {i + 2} pens and {3 * i + 1} cups" + "!" * (i % 5),
+                    "answer": f"#### {4 * i + 3}"} for i in range(40)]
+
+
+def _eval_cli(model, problems_path, out):
+    return [sys.executable, "-m", "lrkit", "eval", "--model", str(model), "--problems", str(problems_path),
+            "--out", str(out), "--max-new-tokens", "24", "--batch-size", "2"]
+
+
+def test_an_interrupted_evaluation_keeps_its_batches_and_ends_as_an_uninterrupted_one(pair_paths, tmp_path,
+                                                                                         monkeypatch):
+    import lrkit.evaluation.loop as evaluation
+    from transformers import AutoModelForCausalLM
+
+    from lrkit.models.loading import load_tokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(pair_paths[0]).eval()
+    tokenizer = load_tokenizer(str(pair_paths[0]))
+    problems, config = RESUME_PROBLEMS[:9], EvalConfig(max_new_tokens=10, batch_size=2)
+    straight = evaluate(model, problems, config, tokenizer=tokenizer, out_dir=tmp_path / "straight", progress=False)
+
+    real, calls = evaluation.greedy_generate_batch, []
+
+    def crash_on_third_batch(model, tokenizer, prompts, *args, **kwargs):
+        calls.append(len(prompts))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(model, tokenizer, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "greedy_generate_batch", crash_on_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(model, problems, config, tokenizer=tokenizer, out_dir=tmp_path / "cut", progress=False)
+    assert json.loads((tmp_path / "cut" / "summary.json").read_text())["n_problems"] == 4
+    calls.clear()
+    monkeypatch.setattr(evaluation, "greedy_generate_batch", lambda *a, **k: calls.append(len(a[2])) or real(*a, **k))
+    resumed = evaluate(model, problems, config, tokenizer=tokenizer, out_dir=tmp_path / "cut", progress=False)
+    assert calls == [2, 2, 1], "only the three batches not saved are generated again"
+    assert (tmp_path / "cut" / "results.jsonl").read_bytes() == (tmp_path / "straight" / "results.jsonl").read_bytes()
+    assert resumed.df.equals(straight.df)
+    assert json.loads((tmp_path / "cut" / "summary.json").read_text())["complete"] is True
+
+
+def test_sigkill_mid_evaluation_then_rerun_gives_the_uninterrupted_results(pair_paths, tmp_path):
+    problems_path = tmp_path / "problems.jsonl"
+    problems_path.write_text("".join(json.dumps(p) + "\n" for p in RESUME_PROBLEMS))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1",
+           "TQDM_DISABLE": "1"}
+    subprocess.run(_eval_cli(pair_paths[0], problems_path, tmp_path / "full"), check=True, env=env,
+                   capture_output=True)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_eval_cli(pair_paths[0], problems_path, killed), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline, summary = time.time() + 120, killed / "summary.json"
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if json.loads(summary.read_text()).get("n_problems", 0) >= 6:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = json.loads(summary.read_text())
+    assert saved["complete"] is False and 6 <= saved["n_problems"] < len(RESUME_PROBLEMS), \
+        "the kill must land in the middle of the run"
+
+    subprocess.run(_eval_cli(pair_paths[0], problems_path, killed), check=True, env=env, capture_output=True)
+    assert (killed / "results.jsonl").read_bytes() == (tmp_path / "full" / "results.jsonl").read_bytes()
+    final = json.loads(summary.read_text())
+    assert final["complete"] is True and final["n_problems"] == len(RESUME_PROBLEMS)
+
+
+def test_non_finite_logits_stop_the_evaluation_and_nothing_is_scored(pair_paths, tmp_path, capsys):
+    from transformers import AutoModelForCausalLM
+
+    from lrkit.cli import main
+    from lrkit.maths.divergence import NonFiniteLogitsError
+    from lrkit.models.loading import load_tokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(pair_paths[0]).eval()
+    with torch.no_grad():
+        model.model.layers[0].mlp.up_proj.weight[0, 0] = float("nan")
+    tokenizer = load_tokenizer(str(pair_paths[0]))
+    with pytest.raises(NonFiniteLogitsError, match=r"^evaluation: broken \(fp32\) gave non-finite logits"):
+        evaluate(model, RESUME_PROBLEMS[:4], EvalConfig(max_new_tokens=6, batch_size=2), tokenizer=tokenizer,
+                 out_dir=tmp_path / "eval", progress=False, name="broken")
+    assert not (tmp_path / "eval" / "results.jsonl").exists(), "no non-finite answer is scored as wrong"
+
+    model.save_pretrained(tmp_path / "broken")
+    tokenizer.save_pretrained(tmp_path / "broken")
+    problems_path = tmp_path / "problems.jsonl"
+    problems_path.write_text("".join(json.dumps(p) + "\n" for p in RESUME_PROBLEMS[:4]))
+    capsys.readouterr()
+    assert main(["eval", "--model", str(tmp_path / "broken"), "--problems", str(problems_path),
+                 "--out", str(tmp_path / "cli"), "--max-new-tokens", "6", "--dtype", "fp16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("lrkit eval: error: evaluation:") and "(fp16)" in err and "fp32" in err

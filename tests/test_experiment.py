@@ -66,3 +66,125 @@ def test_the_notebooks_experiment_lives_in_the_run_folder(tmp_path, monkeypatch)
     assert ex.folder == tmp_path / "toy" / "n8-test6-seed1"
     assert ex.config.train.max_steps == 4 and ex.config.train.precision == ex.setup.precision == "fp32"
     assert len(ex.test_set()) == 6
+
+
+# ------------------------------------------------------------------ any pair: settings, problem sets
+
+def test_for_pair_gives_toy_the_demos_settings_and_other_pairs_the_papers():
+    from lrkit.config import PAIR_BUDGETS, paper_differences
+
+    assert ExperimentConfig.for_pair("toy") == ExperimentConfig()
+    paper = ExperimentConfig.for_pair("qwen2.5-math-1.5b")
+    assert (paper.sample, paper.train, paper.eval) == (SampleConfig(), TrainConfig(), EvalConfig())
+    assert (paper.train_problems, paper.test_problems) == (1000, 1319)
+    assert paper_differences(paper) == []
+    assert paper_differences(ExperimentConfig.for_pair("qwen2.5-math-1.5b", train_problems=64)) == \
+        ["train_problems: 64 (paper 1000)"]
+    coder = ExperimentConfig.for_pair("qwen2.5-coder-offline")
+    budget = PAIR_BUDGETS["qwen2.5-coder-offline"]
+    assert coder.train.learning_rate == 5e-5 and coder.train.max_steps == budget["train"]["max_steps"]
+    assert coder.sample.max_new_tokens == 128 and coder.sample.alpha == 0.2 and coder.sample.beta == 0.4
+    assert (coder.train.lora_r, coder.train.lora_alpha, coder.train.lora_dropout) == (8, 16, 0.05)
+    assert coder.dtype == "bf16" and coder.test_problems >= 100 and coder.check_problems >= 16
+    assert {line.split(":")[0] for line in paper_differences(coder)} == {
+        "train_problems", "test_problems", "train.max_steps"}
+    demo = paper_differences(ExperimentConfig())
+    assert "train.learning_rate: 0.002 (paper 5e-05)" in demo
+    assert "train batch: 16 x 1 (paper 8 x 2 = 16 records a step)" not in demo  # the same 16 records a step
+    with pytest.raises(ValueError, match="dtype"):
+        ExperimentConfig.for_pair("toy", dtype="int8")
+
+
+def _gsm8k_file(path, n):
+    path.write_text("".join(json.dumps({"question": f"Q{i}: what is {i} + {i}?", "answer": f"{i} + {i} = {2 * i}\n"
+                                        f"#### {2 * i}"}) + "\n" for i in range(n)))
+    return path
+
+
+def test_problem_sets_cut_from_one_file_are_disjoint_and_keep_test_and_validation(tmp_path):
+    from lrkit.experiment import problem_sets
+
+    path = _gsm8k_file(tmp_path / "train.jsonl", 40)
+    config = ExperimentConfig(pair="qwen2.5-math-1.5b", problems=str(path), train_problems=10, test_problems=8,
+                              check_problems=5)
+    sets = problem_sets(config)
+    ids = {name: [p["id"] for p in problems] for name, problems in sets.items()}
+    assert [len(ids[n]) for n in ("train", "validation", "test")] == [10, 5, 8]
+    every = ids["train"] + ids["validation"] + ids["test"]
+    assert len(set(every)) == 23, "no problem in two sets"
+    assert ids["test"] != [f"train.jsonl-{i}" for i in range(8)], "shuffled, not the file's first lines"
+    longer = problem_sets(ExperimentConfig(**{**config.__dict__, "train_problems": 20}))
+    assert [p["id"] for p in longer["test"]] == ids["test"]
+    assert [p["id"] for p in longer["validation"]] == ids["validation"]
+    assert [p["id"] for p in longer["train"]][:10] == ids["train"]
+    other_seed = problem_sets(ExperimentConfig(**{**config.__dict__, "problem_seed": 7}))
+    assert [p["id"] for p in other_seed["test"]] != ids["test"]
+    with pytest.raises(ValueError, match=r"train.jsonl: 40 problems, fewer than the 43"):
+        problem_sets(ExperimentConfig(**{**config.__dict__, "train_problems": 30}))
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        problem_sets(ExperimentConfig(**{**config.__dict__, "problems": str(tmp_path / "missing.jsonl")}))
+
+
+def test_a_pair_that_is_not_registered_needs_its_amateur():
+    from lrkit.experiment import pair_members
+
+    with pytest.raises(ValueError, match="--amateur"):
+        pair_members(ExperimentConfig(pair="some/expert"))
+    assert pair_members(ExperimentConfig(pair="some/expert", amateur="some/amateur")) == ("some/expert", "some/amateur")
+
+
+# ------------------------------------------------------------------ lrkit experiment, end to end
+
+EXPERIMENT_SIZES = ["--train-problems", "12", "--test-problems", "10", "--validation-problems", "6",
+                    "--max-steps", "4", "--seeds", "1", "--quiet"]
+
+
+@needs_toy
+def test_lrkit_experiment_on_toy_end_to_end_then_again(tmp_path, capsys):
+    from lrkit.cli import main
+    from lrkit.evaluation import EvalResult
+
+    out = tmp_path / "exp"
+    assert main(["experiment", "--pair", "toy", "--out", str(out), *EXPERIMENT_SIZES]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    scout = json.loads((out / "scout.json").read_text())
+    provenance = json.loads((out / "lightreasoner-beta0.4-alpha0.2-steps4-lr0.002-seed0" / "adapter" /
+                             "provenance.json").read_text())
+    # the scout's prediction is written before sampling and training start, and never rewritten
+    assert scout["recorded_at"] <= provenance["runs"][0]["started"]
+    assert (out / "scout.json").stat().st_mtime < (out / "sampling-beta0.4-alpha0.2" / "summary.json").stat().st_mtime
+    assert summary["scout"]["predicted"] in ("gain", "loss", "none")
+    verdict = summary["scout_verdict"]
+    assert verdict["gain_points"] == pytest.approx(100 * (summary["tuned_accuracy"] - summary["base_accuracy"]))
+    assert verdict["text"] in printed
+    # the scout read validation problems, the report test problems: disjoint
+    validation = EvalResult.load(out / "validation" / "greedy")
+    test = EvalResult.load(out / "base" / "eval")
+    assert len(validation.df) == 6 and len(test.df) == 10
+    assert set(validation.df["id"]).isdisjoint(test.df["id"])
+    assert summary["paper_differences"] and "train.max_steps: 4 (paper 1000)" in summary["paper_differences"]
+    assert "LightReasoner on the bundled pair 'toy' (fp32 on cpu)" in printed
+    assert "The scout&#x27;s prediction, and whether it held" in (out / "report.html").read_text()
+    # again: every stage returns what its folder holds; the prediction keeps its first time
+    before = (out / "scout.json").read_bytes()
+    assert main(["experiment", "--pair", "toy", "--out", str(out), *EXPERIMENT_SIZES]) == 0
+    assert (out / "scout.json").read_bytes() == before
+    assert json.loads((out / "summary.json").read_text())["tuned_accuracy"] == summary["tuned_accuracy"]
+    # another size into the same folder: one line naming it, exit status 2
+    capsys.readouterr()
+    assert main(["experiment", "--pair", "toy", "--out", str(out), *EXPERIMENT_SIZES, "--test-problems", "11"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "test_problems" in err and "\n" not in err
+
+
+def test_lrkit_experiment_help_documents_the_command():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "lrkit", "experiment", "--help"], capture_output=True, text=True,
+                          check=True)
+    for flag in ("--pair", "--out", "--train-problems", "--test-problems", "--max-steps", "--seeds",
+                 "--learning-rate", "--max-new-tokens", "--eval-max-new-tokens", "--save-steps", "--dtype"):
+        assert flag in done.stdout
+    assert "the paper's" in done.stdout and "resume" in done.stdout

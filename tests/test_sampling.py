@@ -281,7 +281,7 @@ def test_non_finite_logits_are_a_clear_error_and_nothing_is_written(pair_paths, 
     pair = load_pair(str(pair_paths[0]), str(pair_paths[1]), device="cpu")
     with torch.no_grad():
         pair.amateur.lm_head.weight[7, 0] = float("nan")
-    with pytest.raises(NonFiniteLogitsError, match=r"amateur produced non-finite logits .* problem 'p0' at step 0"):
+    with pytest.raises(NonFiniteLogitsError, match=r"^sampling: the amateur .* \(fp32\) gave non-finite logits .*problem 'p0', step 0"):
         sample(pair, None, PROBLEMS[:2], tmp_path / "out", SampleConfig(max_new_tokens=MAX_NEW),
                progress=False)
     assert not (tmp_path / "out" / "records.jsonl").exists()

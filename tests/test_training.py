@@ -4,6 +4,12 @@ the real loading code runs."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +27,8 @@ from lrkit.stages import training
 from lrkit.stages.training import (
     SoftLabelCollator, build_examples, merge, resolve_precision, soft_label_kl, sparse_kl, train)
 from tiny_models import make_model, make_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
 
 EXTRA_ROWS = 12
 """Output rows beyond the tokenizer, as Qwen models have."""
@@ -449,3 +457,88 @@ def test_lrkit_train_and_merge_commands(expert, tokenizer, one_hot_records, tmp_
                  "--out", str(tmp_path / "merged"), "--dtype", "bf16"]) == 2
     err = capsys.readouterr().err.strip()
     assert "differs in: dtype" in err and "\n" not in err
+
+
+# ---------------------------------------------------------------- killed, then resumed; non-finite logits
+
+def _train_cli(expert, records, out, *extra):
+    return [sys.executable, "-m", "lrkit", "train", "--expert", str(expert), "--records", str(records),
+            "--out", str(out), "--max-steps", "8", "--per-device-batch-size", "2", "--learning-rate", "0.02",
+            "--save-steps", "2", "--logging-steps", "1", "--report-to", "none", *extra]
+
+
+def test_sigkill_mid_training_then_resume_gives_the_uninterrupted_adapter(expert, one_hot_records, tmp_path):
+    """A process killed outright (no exception handler runs) between checkpoints: the rerun
+    with --resume starts from the last checkpoint and ends with the adapter, loss curve and
+    counts of a run that was never interrupted (both runs in subprocesses with one thread,
+    so the float sums are the same)."""
+    records = tmp_path / "records.jsonl"
+    write_records(one_hot_records, records)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    subprocess.run(_train_cli(expert, records, tmp_path / "straight"), check=True, env=env, capture_output=True)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cli(expert, records, killed), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if (killed / "checkpoint-4" / "trainer_state.json").exists():
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "adapter_model.safetensors").exists(), "the kill must land before the end"
+    done = max(int(p.name.split("-")[1]) for p in killed.glob("checkpoint-*"))
+    assert 2 <= done < 8
+
+    resumed = subprocess.run(_train_cli(expert, records, killed, "--resume"), env=env, capture_output=True,
+                             text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    run = json.loads((killed / "lrkit_train.json").read_text())
+    straight = json.loads((tmp_path / "straight" / "lrkit_train.json").read_text())
+    assert run["result"]["resumed_from"].endswith(f"checkpoint-{done}")
+    assert run["result"]["steps"] == straight["result"]["steps"] == 8
+    assert run["result"]["tuned_tokens"] == straight["result"]["tuned_tokens"]
+    losses = [json.loads(line) for line in (killed / "loss.jsonl").read_text().splitlines()]
+    expected = [json.loads(line) for line in (tmp_path / "straight" / "loss.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in losses] == [e["step"] for e in expected] == list(range(1, 9))
+    assert [e["kl"] for e in losses] == pytest.approx([e["kl"] for e in expected], rel=1e-5)
+    a = load_file(tmp_path / "straight" / "adapter_model.safetensors")
+    b = load_file(killed / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    moved = 0.0
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6, rtol=0), key
+        moved = max(moved, float(a[key].abs().max()))
+    assert moved > 1e-3, "the adapter must have trained for the comparison to mean anything"
+
+
+def _nan_model(path: Path, tokenizer, layer_weight: str = "model.layers.0.self_attn.q_proj.weight") -> Path:
+    model = make_model(tokenizer, seed=3, hidden=64, extra_rows=EXTRA_ROWS)
+    with torch.no_grad():
+        dict(model.named_parameters())[layer_weight][0, 0] = float("nan")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_a_model_whose_weights_give_nan_stops_training_with_one_line(tokenizer, one_hot_records, tmp_path):
+    from lrkit.maths.divergence import NonFiniteLogitsError
+
+    broken = _nan_model(tmp_path / "broken", tokenizer)
+    config = TrainConfig(**{**FAST, "max_steps": 2})
+    with pytest.raises(NonFiniteLogitsError) as error:
+        train(broken, one_hot_records, tmp_path / "run", config)
+    message = str(error.value)
+    assert message.startswith(f"training: {broken} (fp32) gave non-finite logits")
+    assert "fp32" in message and "bf16" in message and "\n" not in message
+    assert not (tmp_path / "run" / "adapter_model.safetensors").exists()
+    assert not list((tmp_path / "run").glob("checkpoint-*")), "no step was taken on a NaN loss"
+
+    records = tmp_path / "records.jsonl"
+    write_records(one_hot_records, records)
+    code = subprocess.run(_train_cli(broken, records, tmp_path / "cli"), capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    assert code.returncode == 2
+    lines = [line for line in code.stderr.replace("\r", "\n").splitlines() if "lrkit train: error:" in line]
+    assert len(lines) == 1 and "non-finite logits" in lines[0] and "Traceback" not in code.stderr

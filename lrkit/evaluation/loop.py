@@ -57,9 +57,9 @@ def evaluate(model_or_path, problems, config: Optional[EvalConfig] = None, token
     by_name = isinstance(model_or_path, (str, Path))
     if by_name:
         from lrkit.distributed import local_device
-        from lrkit.models.loading import choose_dtype
+        from lrkit.models.loading import choose_device, choose_dtype
 
-        precision = dtype_name(choose_dtype(local_device(device), dtype))
+        precision = dtype_name(choose_dtype(choose_device(local_device(device)), dtype))
     else:
         precision = dtype_name(model_dtype(model_or_path))
     if out_dir is not None and (name or by_name):
