@@ -90,8 +90,11 @@ class TrainConfig:
     """Seed for LoRA initialisation, dropout and data order."""
     logging_steps: int = 10
     """Log the loss every this many optimizer steps."""
-    save_steps: int = 200
-    """Checkpoint every this many optimizer steps (resume comes from these)."""
+    save_steps: int = 25
+    """Checkpoint every this many optimizer steps; an interrupted run resumes from the last
+    one, so a cut loses at most this many steps (25: about 7 minutes at the 17 s a step
+    measured for the 1.5B Coder expert in fp32 on a 2-core CPU, seconds on a GPU). A LoRA
+    checkpoint is a few MB; the last two are kept."""
     packing: bool = True
     """Pack the records of one rollout into one sequence and take the loss at
     every kept position of it in one forward pass (lrkit.stages.packing). The loss, the
