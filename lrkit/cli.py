@@ -17,6 +17,7 @@ import typing
 from typing import Callable, NamedTuple, Optional, Sequence
 
 from lrkit.config import AUTHORS_SYSTEM_PROMPT, EvalConfig, SampleConfig, TrainConfig, field_docs
+from lrkit.runs import RERUN_FILE  # light: no torch
 
 # ------------------------------------------------------------------ config dataclass -> flags
 # One hand-written builder rather than transformers.HfArgumentParser: that reads
@@ -688,8 +689,106 @@ def build_parser() -> argparse.ArgumentParser:
     for name, command in COMMANDS.items():
         p = sub.add_parser(name, help=command.help, description=command.description)
         command.add_arguments(p)
+        p.add_argument("--config", default=None, metavar="FILE",
+                       help=f"a YAML file of this command's settings (flag names as keys, e.g. the {RERUN_FILE} "
+                            "a run folder holds); flags given here override it")
         p.set_defaults(run=command.run)
     return parser
+
+
+# ------------------------------------------------------------------ settings as a file (--config)
+# TRL's approach (TrlParser): the YAML file's values become the parser's defaults, then
+# the command line is parsed again, so a flag overrides the file.
+
+NOT_SETTINGS = ("command", "run", "config")
+
+
+def subparser_of(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[command]
+    raise KeyError(command)
+
+
+def read_config_file(path: str, command: str, sub: argparse.ArgumentParser) -> dict:
+    """The file's settings as {dest: value}; one-line errors naming the file and the key."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(open(path, encoding="utf-8"))
+    except OSError as err:
+        raise ValueError(f"--config {path}: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise ValueError(f"--config {path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {path}: expected a mapping of settings (flag: value), got {type(data).__name__}")
+    if data.get("command", command) != command:
+        raise ValueError(f"--config {path}: holds the settings of `lrkit {data['command']}`, not `lrkit {command}`")
+    actions = {a.dest: a for a in sub._actions if a.dest not in ("help", *NOT_SETTINGS)}
+    by_flag = {opt.lstrip("-"): a for a in actions.values() for opt in a.option_strings if opt.startswith("--")}
+    values = {}
+    for key, value in data.items():
+        if key == "command":
+            continue
+        action = actions.get(str(key)) or by_flag.get(str(key)) or by_flag.get(str(key).replace("_", "-"))
+        if action is None:
+            raise ValueError(f"--config {path}: unknown setting {key!r} for `lrkit {command}` "
+                             f"(see lrkit {command} --help)")
+        if isinstance(value, str) and action.type is not None:
+            try:
+                value = action.type(value)
+            except (TypeError, ValueError, argparse.ArgumentTypeError) as err:
+                raise ValueError(f"--config {path}: {key}: {err}") from None
+        if action.choices is not None and value is not None and not isinstance(value, list) \
+                and value not in action.choices:
+            raise ValueError(f"--config {path}: {key}: {value!r} is not one of {', '.join(map(str, action.choices))}")
+        values[action.dest] = value
+    return values
+
+
+def parse_with_config(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv``; with ``--config FILE`` the file's settings are the defaults."""
+    parser = build_parser()
+    command, path = (argv[0] if argv else None), None
+    for index, arg in enumerate(argv):
+        if arg == "--config" and index + 1 < len(argv):
+            path = argv[index + 1]
+        elif arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+    if command not in COMMANDS or path is None:
+        return parser.parse_args(argv)
+    sub = subparser_of(parser, command)
+    values = read_config_file(path, command, sub)
+    for action in sub._actions:
+        if action.dest in values:
+            action.required = False  # given by the file; a flag still overrides it
+    sub.set_defaults(**values)
+    return parser.parse_args(argv)
+
+
+def write_rerun_file(args: argparse.Namespace) -> Optional[str]:
+    """``OUT/lrkit.yaml``: the settings of a command that wrote the folder ``--out``."""
+    import os
+
+    from lrkit.runs import write_text
+
+    out = getattr(args, "out", None)
+    if not out or not os.path.isdir(out) or not _is_main_process():
+        return None
+    import yaml
+
+    settings = {"command": args.command}
+    for key, value in sorted(vars(args).items()):
+        if key in NOT_SETTINGS or callable(value) or key.startswith("_"):
+            continue
+        settings[key] = list(value) if isinstance(value, tuple) else value
+    header = f"# rerun: lrkit {args.command} --config {os.path.join(out, RERUN_FILE)}\n"
+    write_text(os.path.join(out, RERUN_FILE), header + yaml.safe_dump(settings, sort_keys=False))
+    return os.path.join(out, RERUN_FILE)
 
 
 SHARDED_COMMANDS = ("sample", "train", "eval")
@@ -745,7 +844,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from lrkit.provenance import set_command_line
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    try:
+        args = parse_with_config(argv)
+    except ValueError as err:  # a bad --config file: one line
+        print(error_line(argv[0] if argv else "", err), file=sys.stderr)
+        return 2
     set_command_line(argv)  # run folders record the command that made them
     main_process = _is_main_process()
     try:
@@ -763,6 +866,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         quiet = contextlib.nullcontext() if main_process else contextlib.redirect_stdout(io.StringIO())
         with quiet:
             status = int(args.run(args) or 0)
+        if status == 0:
+            write_rerun_file(args)
         distributed.stop()
         return status
     except distributed.RankFailedError as err:  # another rank's error, shared by lrkit.distributed

@@ -171,9 +171,14 @@ def refuse_foreign(folder: Union[str, Path], stage: str, names: Iterable[str], m
         raise FolderError(folder, stage, holds=f"{shown} but no {stage} ({marker})", way_out=way_out)
 
 
+RERUN_FILE = "lrkit.yaml"
+"""The settings file the command line writes into a folder it made (``lrkit CMD --config``)."""
+
+
 def entries(folder: Union[str, Path]) -> list[Path]:
-    """What ``folder`` holds, without the lock file (which only says a stage is writing it)."""
-    return [p for p in Path(folder).iterdir() if p.name != LOCK_FILE]
+    """What ``folder`` holds, without the lock file (which only says a stage is writing it)
+    and the command line's settings file (which only says how to rerun it)."""
+    return [p for p in Path(folder).iterdir() if p.name not in (LOCK_FILE, RERUN_FILE)]
 
 
 def _key(folder: Path) -> str:

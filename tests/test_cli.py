@@ -455,3 +455,50 @@ def test_every_run_folder_says_what_made_it(pair_paths, sampled, problems_file, 
     longer = train_argv(pair_paths[0], sampled / "records.jsonl", tmp_path / "adapter", 3)
     assert run_cli(longer + ["--resume"], capsys)[0] == 0
     assert len(read_provenance(tmp_path / "adapter")) == 2
+
+
+# ------------------------------------------------------------------ settings as a file (--config)
+
+def test_a_stage_reruns_from_the_yaml_file_its_folder_holds(tmp_path, capsys):
+    from lrkit.cli import main
+    from lrkit.runs import RERUN_FILE
+
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text("".join(json.dumps({"id": f"p{i}", "question": f"Ann has {i} pens. How many?",
+                                            "answer": f"#### {i}"}) + "\n" for i in range(3)))
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", "toy:expert", "--problems", str(problems), "--out", str(out),
+                 "--max-new-tokens", "12", "--batch-size", "2"]) == 0
+    settings = (out / RERUN_FILE).read_text()
+    assert settings.startswith(f"# rerun: lrkit eval --config {out / RERUN_FILE}\n")
+    assert "max_new_tokens: 12" in settings and "batch_size: 2" in settings
+    provenance = (out / "provenance.json").read_text()
+    results = (out / "results.jsonl").read_bytes()
+    capsys.readouterr()
+    # the same settings from the file: the stored result comes back, nothing is generated again
+    assert main(["eval", "--config", str(out / RERUN_FILE)]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    assert (out / "provenance.json").read_text() == provenance and (out / "results.jsonl").read_bytes() == results
+    # a flag overrides the file: here another answer length, refused in this folder in one line
+    assert main(["eval", "--config", str(out / RERUN_FILE), "--max-new-tokens", "13"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "config.max_new_tokens" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("text, message", [
+    ("bogus: 1\n", "unknown setting 'bogus' for `lrkit eval`"),
+    ("max-new-tokens: lots\n", "max-new-tokens: invalid literal"),
+    ("command: train\n", "holds the settings of `lrkit train`, not `lrkit eval`"),
+    ("- a list\n", "expected a mapping of settings"),
+    ("batch_size: 2\nmax_new_tokens: a: b\n", "line 2: not valid YAML"),
+])
+def test_a_bad_config_file_is_one_line_naming_the_file(tmp_path, capsys, text, message):
+    from lrkit.cli import main
+
+    path = tmp_path / "settings.yaml"
+    path.write_text(text)
+    assert main(["eval", "--config", str(path), "--model", "toy:expert", "--problems", "x.jsonl",
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"lrkit eval: error: --config {path}") and message in err and "\n" not in err
+    assert not (tmp_path / "out").exists()
