@@ -618,6 +618,40 @@ def run_study(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ lrkit doctor, lrkit workshop
+
+def doctor_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hub", action="store_true",
+                   help="also check that the Hugging Face Hub answers (off by default: the toy pairs need no network)")
+
+
+def run_doctor(args) -> int:
+    from lrkit.doctor import doctor
+
+    return doctor(hub=args.hub)
+
+
+def workshop_arguments(p: argparse.ArgumentParser) -> None:
+    actions = p.add_subparsers(dest="action", required=True)
+    handout = actions.add_parser("handout", help="the participants' notebooks (no solutions) and a one-page sheet",
+                                 description="Write the notebooks for the room, from this clone's notebooks/: "
+                                             "cells tagged solution removed, outputs cleared, plus PARTICIPANT.md.")
+    handout.add_argument("--out", required=True, help="folder to write (notebooks/, PARTICIPANT.md)")
+    handout.add_argument("--with-solutions", action="store_true",
+                         help="the teacher's copy: keep the solution cells and write SOLUTIONS.md")
+    handout.add_argument("--notebooks", default=None, help="folder of the source notebooks (default: the clone's)")
+
+
+def run_workshop(args) -> int:
+    from lrkit.teaching import write_handout
+
+    handout = write_handout(args.out, with_solutions=args.with_solutions, notebooks=args.notebooks)
+    kind = "teacher's copy (with solutions)" if args.with_solutions else "participants' copy (no solutions)"
+    print(f"{kind}: {len(handout.notebooks)} notebooks in {handout.folder / 'notebooks'}, sheet {handout.sheet}"
+          + (f", solutions {handout.solutions}" if handout.solutions else ""))
+    return 0
+
+
 # ------------------------------------------------------------------ the table and the dispatch
 
 class Command(NamedTuple):
@@ -655,6 +689,12 @@ COMMANDS: dict[str, Command] = {
                      run_scout),
     "study": Command("the amateur ladder study on toy: gain against the amateur, beta and alpha sweeps",
                      "", study_arguments, run_study),
+    "doctor": Command("is this machine ready for the workshop? one line per check, with its fix",
+                      "Pre-flight check for a workshop: Python, torch and its device, libraries, memory, disk, the "
+                      "bundled pairs' files, widgets and plotly, the run folder (and --hub). Exit status 1 when a "
+                      "check fails.", doctor_arguments, run_doctor),
+    "workshop": Command("teach it: write the room's notebooks (lrkit workshop handout --out DIR)",
+                        "Workshop material (docs/WORKSHOP.md).", workshop_arguments, run_workshop),
     "build-toy": Command("rebuild a bundled toy pair from scratch",
                          "Train a bundled toy expert-amateur pair (toy or toy-shared) from scratch.", build_toy_arguments,
                          run_build_toy),
@@ -790,6 +830,8 @@ def write_rerun_file(args: argparse.Namespace) -> Optional[str]:
     write_text(os.path.join(out, RERUN_FILE), header + yaml.safe_dump(settings, sort_keys=False))
     return os.path.join(out, RERUN_FILE)
 
+TORCHLESS_COMMANDS = ("pair", "doctor", "workshop")
+"""Commands that run without importing torch up front (doctor must report a missing torch, not crash)."""
 
 SHARDED_COMMANDS = ("sample", "train", "eval")
 """The commands that use every process of `torchrun` / `accelerate launch` (lrkit.distributed)."""
@@ -852,7 +894,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     set_command_line(argv)  # run folders record the command that made them
     main_process = _is_main_process()
     try:
-        if args.command != "pair":
+        if args.command not in TORCHLESS_COMMANDS:
             from lrkit.models.loading import hide_library_chatter
 
             # Per-load progress bars and the Hub client's retry warnings would

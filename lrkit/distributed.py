@@ -104,12 +104,13 @@ def stop(finished: bool = True) -> None:
     first wait for each other: a rank that tore its group down while another
     still used it could end that one with an abort at exit."""
     global _current
-    import torch.distributed as dist
+    if _current.sharded:  # torch only when there is a group: commands that never load it stay torch-free
+        import torch.distributed as dist
 
-    if _current.sharded and dist.is_available() and dist.is_initialized():
-        if finished:
-            dist.barrier()
-        dist.destroy_process_group()
+        if dist.is_available() and dist.is_initialized():
+            if finished:
+                dist.barrier()
+            dist.destroy_process_group()
     _current = Ranks()
 
 

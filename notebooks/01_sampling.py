@@ -96,6 +96,19 @@ print(len(problems), "problems; the first one:\n")
 print(problems[0]["question"])
 
 # %% [markdown]
+# ### Exercise 1.1: predict, then run
+#
+# Every generated token is a *step*. Before sampling: what share of all the steps will beta = 0.4
+# keep? Write a share between 0 and 1 (0.3 for 30%), run the cell, and read the check after the
+# sampling cell. (Leave it as `None` and the check says "not answered yet".)
+
+# %%
+MY_SHARE_KEPT = None   # your prediction: a share between 0 and 1
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+MY_SHARE_KEPT = 0.2   # teacher: most tokens are easy for both models; the paper keeps about 20% on GSM8K
+
+# %% [markdown]
 # ## Sample
 #
 # `lrkit.sample` writes the rollouts, every step's statistics and the kept records as it goes. It
@@ -107,6 +120,11 @@ config = ex.config.sample     # the paper's SampleConfig at BETA and ALPHA
 print(config)
 run = lrkit.sample(pair, None, problems, ex.sampling_dir(), config)
 print(run.out_dir)
+
+# %%
+from lrkit import teaching
+
+teaching.check("1.1", MY_SHARE_KEPT, run.summary["share_kept"])
 
 # %% [markdown]
 # `run.summary` holds the statistics the paper reports for its preliminary analysis (notebook 2
@@ -147,6 +165,18 @@ steps[["prompt_id", "step", "token", "kl", "expert_entropy", "amateur_entropy",
        "expert_top1", "amateur_top1", "mask_size", "kept"]].head(12)
 
 # %% [markdown]
+# ### Exercise 1.2: predict, then run
+#
+# The next cell re-applies the selection rule at other betas, from the stored KL, with no model. If
+# beta is raised from 0.4 to 0.8, what share of all the steps is still kept?
+
+# %%
+MY_SHARE_AT_0_8 = None   # your prediction: a share between 0 and 1
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+MY_SHARE_AT_0_8 = 0.15   # teacher: KL has a long tail, so doubling beta keeps about two thirds of the steps kept at 0.4
+
+# %% [markdown]
 # ## Selection
 #
 # `lrkit.select_steps` is the rule the sampler applied: a step is kept when its KL reaches beta (step 0,
@@ -158,6 +188,10 @@ for beta in (0.1, BETA, 1.0):
     kept = lrkit.select_steps(steps, beta)
     print(f"beta {beta:g}: {int(kept.sum())} of {len(steps)} steps kept ({kept.mean():.1%})")
 assert (lrkit.select_steps(steps, BETA) == steps["kept"]).all()
+
+# %%
+at_0_8 = lrkit.select_steps(steps, 0.8).mean()   # the share kept at beta 0.8
+teaching.check("1.2", MY_SHARE_AT_0_8, at_0_8, at_beta=steps["kept"].mean(), beta=BETA)
 
 # %% [markdown]
 # The token view colours each token of a rollout by its KL; kept steps are underlined. Hover over a

@@ -102,6 +102,26 @@ preliminary_table(run.summary, beta=BETA).style.format("{:.3f}", na_rep="")
 kl_by_agreement(steps, beta=BETA)
 
 # %% [markdown]
+# ### Exercises 2.1 and 2.2: predict, then run
+#
+# Split the steps by whether each model is *confident* (entropy below 0.5 nats) into four quadrants:
+# "both confident", "confident expert, uncertain amateur", "uncertain expert, confident amateur" and
+# "both uncertain".
+#
+# * **Exercise 2.1**: in which quadrant do most *kept* steps lie? (a unique start of the name is enough)
+# * **Exercise 2.2**: of the steps where *both* models are confident, what share is kept at `BETA`?
+#
+# The checks follow the quadrant table below.
+
+# %%
+MY_QUADRANT = None                    # your prediction: one of the four quadrant names
+MY_SHARE_KEPT_BOTH_CONFIDENT = None   # your prediction: a share between 0 and 1
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+MY_QUADRANT = "confident expert, uncertain amateur"   # teacher: where the expert knows what the amateur does not
+MY_SHARE_KEPT_BOTH_CONFIDENT = 0.02   # teacher: two confident models nearly always agree, so their KL is small
+
+# %% [markdown]
 # ## 4. A confident expert and an uncertain amateur
 #
 # Steps where the expert is sure (low entropy) and the amateur is not are where the expert knows
@@ -112,8 +132,17 @@ entropy_scatter(steps)
 
 # %%
 CONFIDENT = 0.5   # nats: below this entropy a model counts as confident
-entropy_quadrants(steps, CONFIDENT).style.format(
+quadrants = entropy_quadrants(steps, CONFIDENT)
+quadrants.style.format(
     {"share of steps": "{:.1%}", "mean KL": "{:.3f}", "share kept": "{:.1%}", "share of all kept steps": "{:.1%}"})
+
+# %%
+from IPython.display import display
+from lrkit import teaching
+
+of_kept = quadrants["share of all kept steps"]
+display(teaching.check("2.1", MY_QUADRANT, of_kept.idxmax(), share=of_kept.max()))
+teaching.check("2.2", MY_SHARE_KEPT_BOTH_CONFIDENT, quadrants.loc["both confident", "share kept"])
 
 # %%
 confident_expert_steps(steps, CONFIDENT, n=10)

@@ -92,6 +92,20 @@ row = steps[(steps["prompt_id"] == record["prompt_id"]) & (steps["step"] == reco
 step_distributions(row, alpha=ALPHA)
 
 # %% [markdown]
+# ### Exercise 3.1: predict, then run
+#
+# Each optimizer step takes `per_device_batch_size x gradient_accumulation_steps` records (16 x 1 for
+# the toy pair; 8 x 2 for the paper's), and each record supervises one position. How many positions
+# (*tuned tokens*) will training supervise in `MAX_STEPS` steps?
+
+# %%
+MY_TUNED_TOKENS = None   # your prediction: a number
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+MY_TUNED_TOKENS = MAX_STEPS * ex.config.train.per_device_batch_size * ex.config.train.gradient_accumulation_steps
+# teacher: one position per record, batch x accumulation records per step; the records sampled do not matter
+
+# %% [markdown]
 # ## Train
 #
 # `lrkit.train` runs the HF Trainer with the soft-label loss on the records, with the `TrainConfig`
@@ -104,6 +118,11 @@ config = ex.config.train
 print(config)
 trained = lrkit.train(ex.expert_path, records, ex.model_dir() / "adapter", config, resume=True)
 trained.summary()
+
+# %%
+from lrkit import teaching
+
+teaching.check("3.1", MY_TUNED_TOKENS, trained.tuned_tokens, records=len(records))
 
 # %% [markdown]
 # The loss curve, drawn from the run folder's `loss.jsonl` (one line per logged step). The same
@@ -126,6 +145,19 @@ print(merged)
 sorted(p.name for p in merged.iterdir())
 
 # %% [markdown]
+# ### Exercise 3.2: predict, then run
+#
+# The paper's "no contrast" ablation trains towards the expert's *own* distribution over the plausible
+# tokens (`lrkit.no_contrast`) instead of $v_C$. For the base expert, before any training: is its loss
+# against that target lower, about the same, or higher than against $v_C$?
+
+# %%
+MY_NO_CONTRAST_LOSS = None   # your prediction: "lower", "about the same" or "higher"
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+MY_NO_CONTRAST_LOSS = "lower"   # teacher: the expert's own masked distribution is nearly what it predicts already
+
+# %% [markdown]
 # ## Did the expert move towards the soft labels?
 #
 # The training loss on the records, measured without any update (`lrkit.soft_label_fit`), for the
@@ -136,6 +168,11 @@ subset = records[:256]
 before = lrkit.soft_label_fit(ex.expert_path, subset, device=ex.device, dtype=ex.dtype)
 after = lrkit.soft_label_fit(str(merged), subset, device=ex.device, dtype=ex.dtype)
 print(f"mean KL(v_C || pi_E) on {len(subset)} records: base expert {before:.3f} -> tuned {after:.3f}")
+
+# %%
+own = lrkit.soft_label_fit(ex.expert_path, lrkit.no_contrast(subset), device=ex.device, dtype=ex.dtype)
+teaching.check("3.2", MY_NO_CONTRAST_LOSS, teaching.direction(before, own, margin=0.1 * before),
+               no_contrast=own, contrast=before)
 
 # %% [markdown]
 # Only the kept steps were trained on: `trained.tuned_tokens` supervised positions out of all the

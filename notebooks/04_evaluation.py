@@ -139,6 +139,19 @@ else:
     print("tuning changed no answer on these problems")
 
 # %% [markdown]
+# ### Exercise 4.1: predict, then run
+#
+# Read the ablations below first (not their results). Which removal will cost more accuracy on this
+# pair: dropping the **selection** (every step a record) or dropping the **contrast** (the expert's own
+# distribution as the target)? The check follows the ablation tables (it needs `ABLATIONS = True`).
+
+# %%
+MY_COSTLIER_REMOVAL = None   # your prediction: "selection" or "contrast"
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+MY_COSTLIER_REMOVAL = "contrast"   # teacher: without v_C the target is what the expert already predicts (exercise 3.2)
+
+# %% [markdown]
 # ## Ablations (the paper's Table 6 in miniature)
 #
 # Every variant gets the same training budget as the full method:
@@ -173,10 +186,32 @@ if ABLATIONS:
         "Ablations", ours_title=f"this run ({PAIR}, 95% CI)",
         paper_title="paper (Qwen2.5-Math-1.5B, avg of 6 benchmarks)"))
 
+# %%
+from lrkit import teaching
+
+gain = {label: 100 * (result.accuracy - base.accuracy) for label, result in results.items()}  # points over base
+costlier = None
+if ABLATIONS:
+    costlier = "contrast" if gain["no contrast"] < gain["no selection"] else "selection"
+teaching.check("4.1", MY_COSTLIER_REMOVAL, costlier, full=gain["full method"],
+               no_selection=gain.get("no selection"), no_contrast=gain.get("no contrast"))
+
 # %% [markdown]
 # Read the intervals before a ranking: on the toy pair the variants differ by a few problems out of
 # `N_EVAL`. The miniature shows how each variant is built and what it costs in tuned tokens; the
 # paper's effect sizes need its models and benchmarks.
+
+# %% [markdown]
+# ### Exercise 4.2: predict, then run
+#
+# Predict before you read on: on the control pair `toy-shared` (both models learned the same
+# arithmetic), will decoding by $v_C$'s argmax, with no training, beat the expert's greedy decoding?
+
+# %%
+MY_CONTROL_DECODING_BEATS_GREEDY = None   # your prediction: "yes" or "no"
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+MY_CONTROL_DECODING_BEATS_GREEDY = "no"   # teacher: the amateur is surest where the expert is right
 
 # %% [markdown]
 # ## When the method works, when it fails, and how to tell before training
@@ -202,7 +237,7 @@ import pandas as pd
 from lrkit.experiment import problems_for
 from lrkit.toy import TOY_PAIRS
 
-checks, decoding = {}, []
+checks, decoding, versus_by_pair = {}, [], {}
 for name in (TOY_PAIRS if PAIR in TOY_PAIRS else (PAIR,)):
     pair = lrkit.load_pair(name, device=ex.device, dtype=ex.dtype)
     # each bundled pair on its own family (200 validation gold solutions, N_EVAL tests); a Hub pair on
@@ -212,7 +247,7 @@ for name in (TOY_PAIRS if PAIR in TOY_PAIRS else (PAIR,)):
     checks[name] = lrkit.contrast_check(pair, gold, beta=BETA, alpha=ALPHA).summary()
     greedy = lrkit.evaluate(pair.expert, name_tests, config, tokenizer=pair.tokenizer, progress=False)
     by_label = lrkit.evaluate_contrastive(pair, name_tests, config, alpha=ALPHA, progress=False)
-    versus = lrkit.compare(greedy, by_label)
+    versus = versus_by_pair[name] = lrkit.compare(greedy, by_label)
     decoding.append({"pair": name, "greedy expert": f"{greedy.accuracy:.1%}",
                      "decoding by v_C's argmax": f"{by_label.accuracy:.1%}",
                      "fixed / broken": f"{len(versus.fixed)} / {len(versus.broken)}",
@@ -222,11 +257,29 @@ display(gold_path_frame(checks))
 # %%
 pd.DataFrame(decoding)
 
+# %%
+control = versus_by_pair.get("toy-shared")   # greedy (a) against decoding by v_C (b) on the control pair
+beats = None if control is None else ("yes" if control.accuracy_b > control.accuracy_a else "no")
+teaching.check("4.2", MY_CONTROL_DECODING_BEATS_GREEDY, beats,
+               greedy=control and control.accuracy_a, contrastive=control and control.accuracy_b)
+
 # %% [markdown]
 # Read the two tables together: on `toy` the soft labels fix far more tokens than they break and
 # decoding by them beats greedy decoding, so tuning towards them helps (the accuracy above); on
 # `toy-shared` they break more than they fix and decoding by them is worse than greedy. Run the
 # gold-path check on any new pair before spending GPU time on it.
+
+# %% [markdown]
+# ### Exercise 4.3: predict, then run
+#
+# The paper's SFT baseline trains on every token of the expert's right rollouts, for one epoch.
+# Will it tune more or fewer tokens than LightReasoner did here? (It needs `SFT_BASELINE = True`.)
+
+# %%
+MY_SFT_TOKENS = None   # your prediction: "more" or "fewer"
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+MY_SFT_TOKENS = "more"   # teacher: a right rollout is dozens of tokens; LightReasoner tunes one position per record
 
 # %% [markdown]
 # ## Efficiency: LightReasoner against SFT
@@ -250,6 +303,10 @@ if SFT_BASELINE:
     print(f"SFT: {sft.problems_used} of {sft.summary()['problems_rolled_out']} rollouts right, "
           f"{sft.tuned_tokens} tuned tokens; {sft_result}")
 efficiency_table(run, trained, sft)
+
+# %%
+more = None if sft is None else ("more" if sft.tuned_tokens > trained.tuned_tokens else "fewer")
+teaching.check("4.3", MY_SFT_TOKENS, more, sft=sft and sft.tuned_tokens, lightreasoner=trained.tuned_tokens)
 
 # %%
 if sft_result is not None:

@@ -99,6 +99,20 @@ print(f"base expert: {results['base']['accuracy']:.1%} on {results['base']['n']}
       f"{len(results['ladder'])} amateurs, {config['seeds']} seed(s) each, {config['train_problems']} problems sampled")
 
 # %% [markdown]
+# ### Exercise 5.1: predict, then run
+#
+# The ladder's amateurs, from the largest expertise gap to none: `g-small` (G only, the shipped
+# amateur's size, 0.23M parameters), `g-large` (G only, the expert's size), `gf-05`, `gf-20`, `gf-50` (G,
+# then 5%, 20% or 50% of the expert's arithmetic problems), `expert-50` (the expert's own build stopped
+# halfway) and `expert` (the expert itself). Which one gives LightReasoner the largest gain?
+
+# %%
+MY_BEST_AMATEUR = None   # your prediction: one of the names above
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+MY_BEST_AMATEUR = "g-small"   # teacher: the largest gap and the habit held fully; size hardly matters
+
+# %% [markdown]
 # ## The ladder: gain against the amateur
 #
 # Each red dot is one amateur's mean gain over its seeds (blue: each seed), on the test problems.
@@ -108,6 +122,12 @@ print(f"base expert: {results['base']['accuracy']:.1%} on {results['base']['n']}
 display(ladder_figure(results["ladder"]))
 display(ladder_figure(results["ladder"], x="gap"))
 ladder_study.ladder_frame(results["ladder"])
+
+# %%
+from lrkit import teaching
+
+best = max(results["ladder"], key=lambda row: row["mean_gain_points"])
+teaching.check("5.1", MY_BEST_AMATEUR, best["name"], gain=best["mean_gain_points"])
 
 # %% [markdown]
 # Columns marked * are the scout's predictions on validation problems, made before any training;
@@ -124,6 +144,19 @@ for setting in ("beta", "alpha"):
     if points:
         display(sweep_figure(points, setting))
         display(ladder_study.sweep_frame(points))
+
+# %% [markdown]
+# ### Exercise 5.2: predict, then run
+#
+# The scout's score is the accuracy of decoding by $v_C$'s argmax minus greedy accuracy, in points.
+# The next cell scouts the expert against itself (`ladder:expert`) as the amateur. Will its score be
+# positive, about zero (within 2 points) or negative?
+
+# %%
+MY_SELF_SCOUT_SIGN = None   # your prediction: "positive", "about zero" or "negative"
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+MY_SELF_SCOUT_SIGN = "negative"   # teacher: log p_E - log p_A = 0, so v_C is uniform over the mask and its argmax arbitrary
 
 # %% [markdown]
 # ## The scout: rank amateurs before spending compute
@@ -143,6 +176,10 @@ ranking = lrkit.scout("toy:expert", ["toy:amateur", "ladder:expert"], validation
                       out_dir=workshop.run_dir("scout"), betas=(BETA,), alphas=(ALPHA,), device=setup.device)
 print(ranking.table())
 display(ranking.figure())
+
+# %%
+itself = next(row for row in ranking.rows if row["amateur"] == "ladder:expert")
+teaching.check("5.2", MY_SELF_SCOUT_SIGN, teaching.sign(itself["score"], margin=2.0), score=itself["score"])
 
 # %% [markdown]
 # How well did the score predict? Across the ladder, the rank correlation (Spearman) between each of

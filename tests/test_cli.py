@@ -76,7 +76,7 @@ print(json.dumps({{"codes": out, "heavy": [m for m in {HEAVY!r} if m in sys.modu
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(result["codes"]) == {"sample", "train", "merge", "eval", "export", "push", "demo", "experiment", "pair", "build-toy",
-                                   "scout", "study"}
+                                   "scout", "study", "doctor", "workshop"}
     assert all(code == 0 for code in result["codes"].values()), result["codes"]
     for name in COMMANDS:
         assert f"usage: lrkit {name}" in proc.stdout

@@ -286,3 +286,15 @@ def test_05_alone_reads_the_study_and_scouts_two_amateurs(tmp_path, monkeypatch)
     ranking = json.loads((tmp_path / "runs" / "scout" / "ranking.json").read_text())
     assert [r["amateur"] for r in ranking][0] == "toy:amateur"
     assert seconds < 300
+
+
+@needs_toy
+def test_the_teachers_solutions_hold_on_the_workshops_run(workshop_run):
+    """The committed notebooks are the teacher's copy: with the cells tagged ``solution``
+    run, every exercise's check (lrkit.teaching) says "right" at the workshop's sizes."""
+    from lrkit.teaching import EXERCISES
+
+    for name in ORDER:
+        said = [line for line in outputs_text(workshop_run["nb"][name]).splitlines() if line.startswith("Exercise ")]
+        expected = [f"Exercise {k}: right." for k, e in EXERCISES.items() if e.notebook == name]
+        assert [s[:len(expected[0])] for s in said] == expected, (name, said)
