@@ -5,7 +5,8 @@ real thing: `lrkit sample` and `lrkit train` started twice into one folder. The
 first process is held inside its stage (after it took the lock, before it
 writes its results) by a wrapper injected from outside lrkit, so the second
 one certainly meets the lock; the first then finishes with exactly the files
-of an undisturbed run.
+of an undisturbed run. Both run torch on one thread, said on each side (a
+float sum's order, and so the files' last bits, can depend on the count).
 """
 from __future__ import annotations
 
@@ -27,8 +28,10 @@ OUTPUTS = ("rollouts.jsonl", "steps.jsonl", "records.jsonl", "config.json")
 WRAPPER = """
 import os, sys, time
 from pathlib import Path
+import torch
 import lrkit.stages.sampling, lrkit.stages.training
 from lrkit.cli import main
+torch.set_num_threads(1)  # the undisturbed run's count (its fixture)
 go = Path(os.environ["TEST_GO"])
 def held(function):
     def call(*args, **kwargs):
@@ -170,10 +173,13 @@ def train_argv(pair_paths, records, out) -> list[str]:
 
 @pytest.fixture(scope="module")
 def undisturbed(pair_paths, problems_file, tmp_path_factory):
-    """Both stages run once, alone, in this process."""
+    """Both stages run once, alone, in this process, on one thread as the wrapper's."""
+    from lrkit.models.loading import torch_threads
+
     root = tmp_path_factory.mktemp("undisturbed")
-    assert main(sample_argv(pair_paths, problems_file, root / "sample")) == 0
-    assert main(train_argv(pair_paths, root / "sample" / "records.jsonl", root / "train")) == 0
+    with torch_threads(1):
+        assert main(sample_argv(pair_paths, problems_file, root / "sample")) == 0
+        assert main(train_argv(pair_paths, root / "sample" / "records.jsonl", root / "train")) == 0
     return root
 
 
@@ -245,8 +251,8 @@ def test_a_launch_of_two_ranks_into_a_busy_folder_stops_every_rank_with_one_line
         run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                               "-m", "lrkit", *sample_argv(pair_paths, problems_file, out), "--device", "cpu"],
                              env={**_env(), "LRKIT_DIST_TIMEOUT": "120"}, cwd=tmp_path, capture_output=True,
-                             text=True, timeout=300)
-        assert time.monotonic() - started < 200, "no hang"
+                             text=True, timeout=300)  # a hang: the timeout
+        print(f"\nthe two ranks stopped in {time.monotonic() - started:.1f} s")
         assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE], "nothing written beside the holder's lock"
     finally:
         holder.communicate("\n", timeout=60)

@@ -281,11 +281,16 @@ def correlations(ladder: list) -> dict:
 def run_study(out_dir="runs/ladder", config: Optional[StudyConfig] = None, progress: bool = False,
               threads: Optional[int] = 1, log=print) -> dict:
     """Run (or resume) the study; returns study.json's content. Trained rungs
-    come from the ladder cache (built there when missing, :mod:`lrkit.toy.ladder`)."""
-    import torch
+    come from the ladder cache (built there when missing, :mod:`lrkit.toy.ladder`).
+    ``threads``: torch's threads while it runs (the caller's number is given back after)."""
+    from lrkit.models.loading import torch_threads
 
-    if threads:
-        torch.set_num_threads(threads)
+    with torch_threads(threads):
+        return _run_study(out_dir, config, progress, log)
+
+
+def _run_study(out_dir, config: Optional[StudyConfig], progress: bool, log) -> dict:
+    import torch
 
     from lrkit.evaluation import evaluate
     from lrkit.experiment import problems_for

@@ -28,7 +28,7 @@ import torch
 
 from lrkit.config import AUTHORS_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT, EvalConfig
 from lrkit.evaluation.diagnostics import contrast_check
-from lrkit.models.loading import load_pair
+from lrkit.models.loading import load_pair, torch_threads
 from lrkit.toy.habits import DEFAULT_WORLD, HabitWorld, generate_habit_problems
 from lrkit.toy.pretrain import (
     MAX_NEW_TOKENS, ToyModelSpec, build_model, evaluate_toy, folder_bytes, train_model, use_bf16)
@@ -90,13 +90,8 @@ def build_habit_pair(out_dir="data/toy", seed: int = 0, recipe: HabitRecipe = RE
     measured once. Returns build.json's content.
     """
     log = log or (lambda message: None)
-    previous_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         return _build(Path(out_dir), seed, recipe, n_eval, n_validation, precision, log)
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _build(out_dir: Path, seed: int, recipe: HabitRecipe, n_eval: int, n_validation: int, precision: str,

@@ -86,14 +86,11 @@ def build_rung(name: str, out_dir: Union[str, Path, None] = None, seed: int = 0,
         return {"name": rung.name, "description": rung.description, "path": str(folder), "bundled": True}
     if is_built(rung.name, out_dir) and not force:
         return json.loads((folder / RUNG_FILE).read_text())
-    from lrkit.models.loading import load_tokenizer
+    from lrkit.models.loading import load_tokenizer, torch_threads
     from lrkit.toy.habit_pair import RECIPE
     from lrkit.toy.pretrain import build_model, folder_bytes, train_model, use_bf16
 
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         started, cpu_started = time.perf_counter(), time.process_time()
         tokenizer = load_tokenizer(str(rung_path("expert")))  # the pair's one tokenizer
         phases = rung_phases(rung, seed)
@@ -125,8 +122,6 @@ def build_rung(name: str, out_dir: Union[str, Path, None] = None, seed: int = 0,
         (folder / RUNG_FILE).write_text(json.dumps(record, indent=2) + "\n")
         log(f"ladder {rung.name}: built in {record['train_seconds']:.0f} s -> {folder}")
         return record
-    finally:
-        torch.set_num_threads(previous)
 
 
 def build_ladder(names=None, out_dir: Union[str, Path, None] = None, seed: int = 0, precision: str = "auto",

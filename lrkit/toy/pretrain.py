@@ -25,6 +25,7 @@ from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config,
 
 from lrkit.config import PAPER_EVAL_SYSTEM_PROMPT
 from lrkit.models.generation import greedy_generate
+from lrkit.models.loading import torch_threads
 from lrkit.models.pairs import TOY_DIR, TOY_SHARED_DIR
 from lrkit.models.prompts import build_prompt_ids
 from lrkit.toy.problems import final_answer, generate_problems
@@ -246,13 +247,8 @@ def build_toy_pair(out_dir="data/toy-shared", seed: int = 0, expert: ToyModelSpe
     each other run several times slower than one.
     """
     log = log or (lambda message: None)
-    previous_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         return _build(Path(out_dir), seed, expert, amateur, n_eval, n_validation, precision, log)
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _build(out_dir: Path, seed: int, expert: ToyModelSpec, amateur: ToyModelSpec, n_eval: int,
