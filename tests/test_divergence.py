@@ -16,6 +16,20 @@ def np_log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
+MARGIN = 1e-6
+"""No float compared at the alpha threshold: a probability this close to alpha * max
+may fall either side in float32 and in float64, so it is left out of a comparison
+(as beta's boundary cases are)."""
+
+
+def clear_of_alpha(p: np.ndarray, alpha: float) -> np.ndarray:
+    """Per token (last axis), whether its float64 probability lies clear of the mask's
+    boundary. The argmax counts as clear: p_max >= alpha * p_max holds exactly for alpha <= 1."""
+    clear = np.abs(p - alpha * p.max(-1, keepdims=True)) > MARGIN
+    np.put_along_axis(clear, p.argmax(-1)[..., None], True, -1)
+    return clear
+
+
 @pytest.fixture
 def logits():
     """Expert and amateur logits of 5 steps over 12 tokens, plus 3 padding rows
@@ -79,8 +93,7 @@ def test_plausibility_mask_against_numpy_and_never_empty(logits):
         mask = plausibility_mask(e, alpha).numpy()
         assert mask.sum(-1).min() >= 1, "the argmax is always in the mask"
         assert mask[np.arange(5), p.argmax(-1)].all()
-        # Compare away from the boundary only (no float compare at the threshold).
-        clear = np.abs(p - alpha * p.max(-1, keepdims=True)) > 1e-6
+        clear = clear_of_alpha(p, alpha)
         np.testing.assert_array_equal(mask[clear], (p >= alpha * p.max(-1, keepdims=True))[clear])
     flat = torch.log(torch.full((1, 4), 0.25))  # every token ties at the max: all in, even at alpha 1
     assert plausibility_mask(flat, 1.0).sum().item() == 4
@@ -115,6 +128,7 @@ def test_soft_label_is_softmax_over_the_mask_of_the_log_ratio(logits, temperatur
     e, a = log_probs(expert, 12), log_probs(amateur, 12)
     e64 = np_log_softmax(expert[:, :12].double().numpy())
     a64 = np_log_softmax(amateur[:, :12].double().numpy())
+    assert clear_of_alpha(np.exp(e64), 0.1).all(), "every row's mask is decided away from the boundary"
     for row in range(5):
         ids, weights = sparse_soft_label(e[row], a[row], alpha=0.1, temperature=temperature)
         p = np.exp(e64[row])
@@ -169,5 +183,6 @@ def test_step_statistics_against_numpy(logits):
     np.testing.assert_allclose(stats.amateur_logprobs_at_expert_topk.numpy(),
                                np.take_along_axis(a64, top, -1), atol=1e-5)
     np.testing.assert_array_equal(stats.amateur_topk_ids.numpy(), np.argsort(-a64, axis=-1, kind="stable")[:, :4])
+    assert clear_of_alpha(p, 0.2).all(), "every mask is decided away from the boundary"
     np.testing.assert_array_equal(stats.mask_size.numpy(), (p >= 0.2 * p.max(-1, keepdims=True)).sum(-1))
     assert e.shape == a.shape == (5, 12)
