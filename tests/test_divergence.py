@@ -1,4 +1,6 @@
-"""lrkit.maths.divergence against plain NumPy (float64) and hand-worked numbers."""
+"""lrkit.maths.divergence against plain NumPy (float64) and hand-worked numbers.
+(The plausibility mask and the selection rule it uses are lrkit.maths.selection's:
+tests/test_selection.py.)"""
 from __future__ import annotations
 
 import math
@@ -7,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from lrkit.maths.divergence import (NonFiniteLogitsError, contrastive_scores, entropy, keep_steps, kl_divergence,
-                              log_probs, plausibility_mask, sparse_soft_label, step_statistics)
+from lrkit.maths.divergence import (NonFiniteLogitsError, contrastive_scores, entropy, kl_divergence, log_probs,
+                                    sparse_soft_label, step_statistics)
+from lrkit.maths.selection import plausibility_mask
 
 
 def np_log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -85,28 +88,6 @@ def test_kl_by_hand_with_a_token_the_expert_never_picks():
     assert entropy(e).item() == pytest.approx(math.log(2), abs=1e-6)
 
 
-def test_plausibility_mask_against_numpy_and_never_empty(logits):
-    expert, _ = logits
-    e = log_probs(expert, 12)
-    p = np.exp(np_log_softmax(expert[:, :12].double().numpy()))
-    for alpha in (0.05, 0.2, 0.5, 1.0):
-        mask = plausibility_mask(e, alpha).numpy()
-        assert mask.sum(-1).min() >= 1, "the argmax is always in the mask"
-        assert mask[np.arange(5), p.argmax(-1)].all()
-        clear = clear_of_alpha(p, alpha)
-        np.testing.assert_array_equal(mask[clear], (p >= alpha * p.max(-1, keepdims=True))[clear])
-    flat = torch.log(torch.full((1, 4), 0.25))  # every token ties at the max: all in, even at alpha 1
-    assert plausibility_mask(flat, 1.0).sum().item() == 4
-    peaked = torch.log(torch.tensor([[0.97, 0.01, 0.01, 0.01]]))
-    assert plausibility_mask(peaked, 1.0).tolist() == [[True, False, False, False]]
-
-
-@pytest.mark.parametrize("alpha", [0.0, -0.1, 1.5])
-def test_plausibility_mask_refuses_alpha_outside_0_1(alpha):
-    with pytest.raises(ValueError, match="alpha"):
-        plausibility_mask(torch.zeros(1, 3), alpha)
-
-
 def test_soft_label_by_hand():
     # Mask at alpha 0.2 (max 0.5 -> p >= 0.1): tokens 0 and 1. Scores log(pE/pA):
     # token 0: log(0.5/0.9), token 1: log(0.4/0.05). v_C = softmax over the two.
@@ -152,16 +133,6 @@ def test_contrastive_scores_are_minus_inf_outside_the_mask():
     assert scores[0, 2].item() == float("-inf")
     assert scores[0, 0].item() == pytest.approx(math.log(0.6 / 0.2) / 2, abs=1e-6)
     assert scores[0, 1].item() == pytest.approx(math.log(0.3 / 0.6) / 2, abs=1e-6)
-
-
-def test_keep_steps_rule():
-    kl = torch.tensor([0.9, 0.1, 0.5, 0.7, 0.3])
-    steps = torch.tensor([0, 1, 2, 3, 4])
-    assert keep_steps(kl, steps, beta=0.4).tolist() == [False, False, True, True, False]
-    assert keep_steps(kl, steps, beta=0.4, skip_first_step=False).tolist() == [True, False, True, True, False]
-    # 0.5 is exact in binary floating point: inclusive and exclusive differ only there.
-    assert keep_steps(kl, steps, beta=0.5).tolist() == [False, False, True, True, False]
-    assert keep_steps(kl, steps, beta=0.5, kl_inclusive=False).tolist() == [False, False, False, True, False]
 
 
 def test_step_statistics_against_numpy(logits):

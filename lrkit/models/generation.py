@@ -12,7 +12,8 @@ from typing import Iterable, Optional, Sequence
 import torch
 from transformers import GenerationConfig, LogitsProcessorList
 
-from lrkit.maths.divergence import contrastive_scores, log_probs, plausibility_mask
+from lrkit.maths.divergence import contrastive_scores, log_probs
+from lrkit.maths.selection import plausibility_mask
 from lrkit.models.guard import FiniteLogits
 from lrkit.models.loading import decoder_and_head, scored_vocab_size
 

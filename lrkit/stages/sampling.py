@@ -33,6 +33,7 @@ from lrkit.data.answers import Problem
 from lrkit.data.problems import training_problems
 from lrkit.data.records import dumps, read_records, tokenizer_fingerprint
 from lrkit.maths import divergence
+from lrkit.maths.selection import select_steps
 from lrkit.models.generation import (
     _to_logits, greedy_generate_batch, last_positions_hidden, pad_token_id, stop_token_ids)
 from lrkit.models.guard import finite_guard, model_dtype, non_finite_message
@@ -113,8 +114,8 @@ def score_rollouts(pair: ModelPair, rollouts: Sequence[Rollout], config: SampleC
                     f"teacher-forced pass, problem {rollouts[row].problem.id!r}, step {t}"))
                 error.guarded = True
                 raise error from None
-            keep = divergence.keep_steps(stats.kl, s_idx, config.beta, config.kl_inclusive,
-                                         config.skip_first_step)
+            keep = select_steps({"kl": stats.kl, "step": s_idx}, config.beta, config.kl_inclusive,
+                                config.skip_first_step)
         for name in ("kl", "expert_entropy", "amateur_entropy", "expert_logprob",
                      "amateur_logprob", "expert_topk_ids", "expert_topk_logprobs",
                      "amateur_logprobs_at_expert_topk", "amateur_topk_ids",
