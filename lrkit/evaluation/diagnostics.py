@@ -24,7 +24,7 @@ from lrkit.config import AUTHORS_SYSTEM_PROMPT
 from lrkit.data.problems import load_problems
 from lrkit.maths import divergence
 from lrkit.maths.selection import plausibility_mask, select_steps
-from lrkit.models.generation import _to_logits, last_positions_hidden, stop_token_ids
+from lrkit.models.generation import last_positions_hidden, stop_token_ids, to_logits
 from lrkit.models.prompts import build_prompt_ids
 
 MIN_FIX_RATIO = 2.0
@@ -170,8 +170,8 @@ def contrast_check(pair, problems, beta: float = 0.4, alpha: float = 0.2, temper
         with torch.inference_mode():
             for row, (problem, gold) in enumerate(zip(batch, golds)):
                 n = len(gold)
-                e_logp = divergence.log_probs(_to_logits(e_states[row, :n], e_head), pair.vocab_size)
-                a_logp = divergence.log_probs(_to_logits(a_states[row, :n], a_head), pair.vocab_size)
+                e_logp = divergence.log_probs(to_logits(e_states[row, :n], e_head), pair.vocab_size)
+                a_logp = divergence.log_probs(to_logits(a_states[row, :n], a_head), pair.vocab_size)
                 gold_ids = torch.tensor(gold, device=e_logp.device)
                 stats = gold_path_statistics(e_logp, a_logp, gold_ids, alpha, temperature)
                 steps = torch.arange(n, device=e_logp.device)

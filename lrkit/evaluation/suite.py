@@ -36,7 +36,7 @@ from lrkit.evaluation import EvalResult, compare, evaluate
 from lrkit.models.loading import load_model
 from lrkit.paper import PAPER_TABLE1
 from lrkit.runs import FolderError, entries, problems_digest, refuse_foreign, write_json, writes_folder
-from lrkit.viz._html import document, write
+from lrkit.viz.markup import document, write
 from lrkit.viz.report import export_html
 from lrkit.viz.table1 import table1_figure, table1_html
 

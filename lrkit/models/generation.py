@@ -243,5 +243,7 @@ def last_positions_hidden(model, input_ids, attention_mask, n_last: int):
     return hidden, head
 
 
-def _to_logits(states: torch.Tensor, head) -> torch.Tensor:
+def to_logits(states: torch.Tensor, head) -> torch.Tensor:
+    """Logits from :func:`last_positions_hidden`'s answer: ``head(states)``, or the states
+    themselves when they already are logits (``head`` None)."""
     return states if head is None else head(states)

@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
-from lrkit.models.gguf import COMPLETE_MARKER, GGUFSource, _is_complete, _logger, convert_gguf, fetch_gguf
+from lrkit.models.gguf import (COMPLETE_MARKER, GGUFSource, convert_gguf, fetch_gguf, is_converted,
+                              progress_logger)
 
 
 def _bundled_dir(folder: str, package: str) -> Path:
@@ -171,7 +172,7 @@ def is_prepared(name: str, cache_dir: Union[str, Path, None] = None) -> bool:
         return all(Path(p).is_dir() for p in (spec.expert, spec.amateur))
     if spec.kind == "hub":
         return True
-    return all(_is_complete(pair_dir(spec.name, cache_dir) / role, spec.sources[role]) for role in ROLES)
+    return all(is_converted(pair_dir(spec.name, cache_dir) / role, spec.sources[role]) for role in ROLES)
 
 
 def resolve_pair(name: Optional[str] = None, cache_dir: Union[str, Path, None] = None,
@@ -303,10 +304,10 @@ def prepare_pair(name: str, cache_dir: Union[str, Path, None] = None, progress: 
     if not spec.sources:
         return resolve_pair(spec.name)
     base = pair_dir(spec.name, cache_dir)
-    log = _logger(progress)
+    log = progress_logger(progress)
     for role in ROLES:
         source, target = spec.sources[role], base / role
-        if _is_complete(target, source):
+        if is_converted(target, source):
             log(f"{role}: {target} is ready")
             continue
         if target.exists():

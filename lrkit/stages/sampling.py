@@ -35,7 +35,7 @@ from lrkit.data.records import dumps, read_records, tokenizer_fingerprint
 from lrkit.maths import divergence
 from lrkit.maths.selection import select_steps
 from lrkit.models.generation import (
-    _to_logits, greedy_generate_batch, last_positions_hidden, pad_token_id, stop_token_ids)
+    greedy_generate_batch, last_positions_hidden, pad_token_id, stop_token_ids, to_logits)
 from lrkit.models.guard import finite_guard, model_dtype, non_finite_message
 from lrkit.models.loading import ModelPair, check_prompt_lengths, load_pair, load_tokenizer, resolve_member
 from lrkit.models.prompts import build_prompt_ids
@@ -99,8 +99,8 @@ def score_rollouts(pair: ModelPair, rollouts: Sequence[Rollout], config: SampleC
         sl = slice(start, start + config.chunk_size)
         r_idx, s_idx = row_index[sl], step_index[sl]
         with torch.inference_mode():
-            e_logits = _to_logits(e_states[r_idx, s_idx], e_head)
-            a_logits = _to_logits(a_states[r_idx, s_idx], a_head)
+            e_logits = to_logits(e_states[r_idx, s_idx], e_head)
+            a_logits = to_logits(a_states[r_idx, s_idx], a_head)
             try:
                 stats, e_logp, a_logp = divergence.step_statistics(
                     e_logits, a_logits, chosen_all[sl], pair.vocab_size, config.alpha, config.top_k)

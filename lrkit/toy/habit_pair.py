@@ -56,9 +56,9 @@ class HabitRecipe:
 
 RECIPE = HabitRecipe()
 
-# Disjoint data streams per use (the seeds only pick problems; splits stay
-# disjoint by computation whatever the seed).
-_TOKENIZER, _AMATEUR, _EXPERT_G, _EXPERT_F = 100, 1, 3, 4
+# Disjoint data streams per use, added to the build's seed (the seeds only pick problems;
+# splits stay disjoint by computation whatever the seed). The ladder's rungs reuse them.
+TOKENIZER_SEED, AMATEUR_SEED, EXPERT_GENERAL_SEED, EXPERT_FAMILY_SEED = 100, 1, 3, 4
 
 
 def habit_pair_data(recipe: HabitRecipe, seed: int) -> dict:
@@ -66,14 +66,14 @@ def habit_pair_data(recipe: HabitRecipe, seed: int) -> dict:
     the expert's G pretraining, and its continuation (family + G replay)."""
     world = recipe.world
     general = generate_habit_problems(recipe.expert_general + recipe.expert_replay, "train",
-                                      seed=seed + _EXPERT_G, habit=True, world=world)
+                                      seed=seed + EXPERT_GENERAL_SEED, habit=True, world=world)
     return {
-        "tokenizer": (generate_habit_problems(1500, "train", seed=seed + _TOKENIZER, world=world)
-                      + generate_habit_problems(1500, "train", seed=seed + _TOKENIZER, habit=True, world=world)),
-        "amateur": [generate_habit_problems(recipe.amateur_general, "train", seed=seed + _AMATEUR,
+        "tokenizer": (generate_habit_problems(1500, "train", seed=seed + TOKENIZER_SEED, world=world)
+                      + generate_habit_problems(1500, "train", seed=seed + TOKENIZER_SEED, habit=True, world=world)),
+        "amateur": [generate_habit_problems(recipe.amateur_general, "train", seed=seed + AMATEUR_SEED,
                                             habit=True, world=world)],
         "expert": [general[:recipe.expert_general],
-                   generate_habit_problems(recipe.expert_family, "train", seed=seed + _EXPERT_F, world=world)
+                   generate_habit_problems(recipe.expert_family, "train", seed=seed + EXPERT_FAMILY_SEED, world=world)
                    + general[recipe.expert_general:]],
     }
 

@@ -54,16 +54,17 @@ def _spec(rung: Rung, problems: int):
 def rung_phases(rung: Rung, seed: int = 0) -> list[list[dict]]:
     """The training problems of a trained rung, phase by phase, drawn from the
     toy build's own data streams (:func:`lrkit.toy.habit_pair.habit_pair_data`)."""
-    from lrkit.toy.habit_pair import RECIPE, _AMATEUR, _EXPERT_F, _EXPERT_G, habit_pair_data
+    from lrkit.toy.habit_pair import (AMATEUR_SEED, EXPERT_FAMILY_SEED, EXPERT_GENERAL_SEED, RECIPE,
+                                      habit_pair_data)
 
     world = RECIPE.world
     if rung.expert_fraction is not None:
         return habit_pair_data(RECIPE, seed)["expert"]
     if not rung.family:  # G only: the bundled amateur's own G problems
-        return [generate_habit_problems(rung.general, "train", seed=seed + _AMATEUR, habit=True, world=world)]
+        return [generate_habit_problems(rung.general, "train", seed=seed + AMATEUR_SEED, habit=True, world=world)]
     general = generate_habit_problems(RECIPE.expert_general + RECIPE.expert_replay, "train",
-                                      seed=seed + _EXPERT_G, habit=True, world=world)
-    family = generate_habit_problems(RECIPE.expert_family, "train", seed=seed + _EXPERT_F, world=world)
+                                      seed=seed + EXPERT_GENERAL_SEED, habit=True, world=world)
+    family = generate_habit_problems(RECIPE.expert_family, "train", seed=seed + EXPERT_FAMILY_SEED, world=world)
     pretraining = general[:rung.general]
     replayed = general[RECIPE.expert_general:RECIPE.expert_general + rung.replay]
     return [pretraining, family[:rung.family] + replayed]

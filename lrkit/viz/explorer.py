@@ -19,7 +19,7 @@ import pandas as pd
 
 from lrkit.maths.selection import (SoftLabel, mask_is_exact, plausibility_mask, select_steps,
                                    soft_label_from_stats, topk_arrays)
-from lrkit.viz._html import esc, visible
+from lrkit.viz.markup import esc, visible
 from lrkit.viz.figures import AMATEUR, EXPERT, SOFT
 from lrkit.viz.tokens import SCORES, ColourScale, Panel, TokenView, rollout_cells, score_values
 

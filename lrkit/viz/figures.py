@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from lrkit.maths.selection import kept_share_curve, select_steps, soft_label_from_stats
-from lrkit.viz._html import esc, visible
+from lrkit.viz.markup import esc, visible
 
 __all__ = [
     "kl_histogram", "kl_along_rollout", "entropy_scatter", "kl_by_agreement",

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lrkit.maths.selection import select_steps, soft_labels_from_arrays, topk_arrays
-from lrkit.viz._html import document, esc, in_notebook, is_special, visible, write
+from lrkit.viz.markup import document, esc, in_notebook, is_special, visible, write
 
 __all__ = ["TokenView", "token_view", "side_by_side", "ColourScale", "TokenCell", "Panel",
            "SCORES", "score_values", "rollout_cells"]
