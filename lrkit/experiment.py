@@ -35,11 +35,10 @@ from lrkit.evaluation.audit import odd_token_audit
 from lrkit.evaluation.diagnostics import contrast_check
 from lrkit.evaluation.prediction import scout_row, verdict
 from lrkit.maths.selection import no_contrast
-from lrkit.models.gguf import sha256_of_file
 from lrkit.models.loading import PRECISION_NAMES, choose_device, choose_dtype, load_pair
 from lrkit.models.pairs import PAIRS, resolve_pair
 from lrkit.provenance import Provenance, api_call, now
-from lrkit.runs import check_settings, digest, read_json, write_json
+from lrkit.runs import check_settings, digest, read_json, sha256_of_file, write_json
 from lrkit.stages.cards import add_evaluation
 from lrkit.stages.export import export
 from lrkit.stages.sampling import sample

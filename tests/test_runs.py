@@ -282,6 +282,33 @@ def test_digest_is_sha256_of_canonical_json_and_problems_digest_of_the_chosen_fi
     assert problems_digest(other_gold, with_gold) != problems_digest(as_problems, with_gold)
 
 
+def test_sha256_of_file_is_the_files_digest_and_adds_files_to_a_running_one(tmp_path):
+    import hashlib
+
+    from lrkit.runs import sha256_of_file
+    from lrkit.stages.training import adapter_digest
+
+    big = bytes(range(256)) * 20_000  # more than one 4 MiB block
+    (tmp_path / "adapter_model.safetensors").write_bytes(big)
+    (tmp_path / "adapter_config.json").write_text('{"r": 8}')
+    assert sha256_of_file(tmp_path / "adapter_model.safetensors") == hashlib.sha256(big).hexdigest()
+    # an adapter's digest: each file's name, a zero byte and its bytes, in one running sha256
+    expected = hashlib.sha256(b'adapter_config.json\0{"r": 8}adapter_model.safetensors\0' + big).hexdigest()
+    assert adapter_digest(tmp_path) == expected
+
+
+def test_every_json_file_lrkit_writes_goes_through_the_atomic_writer():
+    """A settings, state or result file written in place can be left half-written by a
+    kill; lrkit.runs.write_json / write_text replace it whole (read by the resume checks)."""
+    import re
+
+    direct = re.compile(r"\.write_text\(\s*json\.dumps|json\.dump\(|open\([^)]*[\"']w[\"']|\.to_(csv|json)\([^)]*/")
+    found = [f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+             for path in sorted((REPO / "lrkit").rglob("*.py")) if path.name != "runs.py"
+             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if direct.search(line)]
+    assert found == []
+
+
 def test_an_interrupted_write_leaves_the_old_file(tmp_path, monkeypatch):
     from lrkit import runs
 

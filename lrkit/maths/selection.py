@@ -232,7 +232,7 @@ def selection_summary(steps_df: pd.DataFrame, beta: float, kl_inclusive: bool = 
 
     records = tuned tokens: a record supervises one position (its last real token).
     share_kept is over all steps. share_agree_above_beta is the share of agreeing
-    top-1 steps whose KL still passes beta (the paper: about 10% at 0.4). With
+    top-1 steps whose KL still passes beta (the paper's: lrkit.paper.PAPER_PRELIMINARY). With
     `alpha`, also the number of soft-label entries (mask sizes summed over kept
     steps) and how many kept steps' masks might reach past the stored top-k.
     """

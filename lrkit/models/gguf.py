@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from lrkit.runs import sha256_of_file, write_json
+
 COMPLETE_MARKER = "lrkit_pair.json"
 """Written last into a converted model folder; its presence means the folder is complete."""
 
@@ -167,7 +169,7 @@ def convert_gguf(gguf: Path, target: Path, source: GGUFSource, dtype: str = "bfl
         marker = {"source": source.filename, "sha256": source.sha256, "dtype": dtype,
                   "transformers": transformers.__version__, "package": source.package,
                   "version": source.version, "parts": source.parts}
-        (staging / COMPLETE_MARKER).write_text(json.dumps(marker, indent=1) + "\n")
+        write_json(staging / COMPLETE_MARKER, marker)
         try:
             os.replace(staging, target)
         except OSError:
@@ -233,14 +235,6 @@ def _record_sha256(archive: zipfile.ZipFile, member: str) -> Optional[str]:
             encoded = row[1][len("sha256="):]
             return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).hex()
     return None
-
-
-def sha256_of_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _dequantize_kwargs() -> dict:

@@ -36,6 +36,7 @@ from typing import Optional, Union
 
 from lrkit.models.gguf import (COMPLETE_MARKER, GGUFSource, convert_gguf, fetch_gguf, is_converted,
                               progress_logger)
+from lrkit.paper import PAPER_GSM8K, PAPER_PRELIMINARY
 
 
 def _bundled_dir(folder: str, package: str) -> Path:
@@ -99,8 +100,10 @@ PAIRS: dict[str, PairSpec] = {spec.name: spec for spec in [
         "Built by `lrkit build-toy --pair toy-shared`; committed under data/toy-shared."),
     PairSpec(
         "qwen2.5-math-1.5b", "Qwen/Qwen2.5-Math-1.5B", "Qwen/Qwen2.5-0.5B",
-        "the paper's main pair (GSM8K 42.5 -> 70.6)",
-        "Needs the Hugging Face Hub (or its cache). Paper: 59% of steps KL < 0.1, ~20% KL >= 0.4."),
+        f"the paper's main pair (GSM8K {PAPER_GSM8K['base expert']} -> {PAPER_GSM8K['LightReasoner']})",
+        f"Needs the Hugging Face Hub (or its cache). Paper: "
+        f"{PAPER_PRELIMINARY['share_kl_below_0.1']:.0%} of steps KL < 0.1, "
+        f"~{PAPER_PRELIMINARY['share_kl_at_least_0.4']:.0%} KL >= 0.4."),
     PairSpec(
         "qwen2.5-math-7b", "Qwen/Qwen2.5-Math-7B", "Qwen/Qwen2.5-0.5B",
         "the paper's larger expert with the same 0.5B amateur",

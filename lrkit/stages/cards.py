@@ -26,7 +26,7 @@ from typing import Optional, Sequence, Union
 
 from lrkit.links import GITHUB_REPO
 from lrkit.models.pairs import PAIRS, pair_dir
-from lrkit.runs import RUN_FILE
+from lrkit.runs import RUN_FILE, write_json, write_text
 
 PathLike = Union[str, os.PathLike]
 CARD_FILE = "README.md"
@@ -178,8 +178,8 @@ def table_cell(value) -> str:
 
 
 def _write(folder: Path, info: dict) -> Path:
-    (folder / CARD_DATA_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    build_model_card(info).save(folder / CARD_FILE)
+    write_json(folder / CARD_DATA_FILE, info, sort_keys=True)
+    write_text(folder / CARD_FILE, str(build_model_card(info)))
     return folder / CARD_FILE
 
 

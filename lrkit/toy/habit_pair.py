@@ -17,7 +17,6 @@ build.json are measured once, after saving and reloading.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ import torch
 from lrkit.config import AUTHORS_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT, EvalConfig
 from lrkit.evaluation.diagnostics import contrast_check
 from lrkit.models.loading import load_pair, torch_threads
+from lrkit.runs import write_json, write_text
 from lrkit.toy.habits import DEFAULT_WORLD, HabitWorld, generate_habit_problems
 from lrkit.toy.pretrain import (
     MAX_NEW_TOKENS, ToyModelSpec, build_model, evaluate_toy, folder_bytes, train_model, use_bf16)
@@ -125,8 +125,8 @@ def _build(out_dir: Path, seed: int, recipe: HabitRecipe, n_eval: int, n_validat
     summary["total_seconds"] = round(time.perf_counter() - started, 1)
     summary["cpu_seconds"] = round(time.process_time() - cpu_started, 1)
     summary["load_average"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
-    (out_dir / "build.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out_dir / "CARD.md").write_text(render_habit_card(summary))
+    write_json(out_dir / "build.json", summary)
+    write_text(out_dir / "CARD.md", render_habit_card(summary))
     return summary
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from lrkit.models.pairs import RUNG_FILE, RUNGS, Rung, get_rung, is_built, rung_path
+from lrkit.runs import write_json
 from lrkit.toy.habits import generate_habit_problems
 
 
@@ -120,7 +121,7 @@ def build_rung(name: str, out_dir: Union[str, Path, None] = None, seed: int = 0,
                   "parameters": sum(p.numel() for p in model.parameters()), "bytes": folder_bytes(folder),
                   "train_seconds": round(time.perf_counter() - started, 1),
                   "cpu_seconds": round(time.process_time() - cpu_started, 1)}
-        (folder / RUNG_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        write_json(folder / RUNG_FILE, record)
         log(f"ladder {rung.name}: built in {record['train_seconds']:.0f} s -> {folder}")
         return record
 

@@ -144,8 +144,8 @@ def entropy_scatter(steps: pd.DataFrame, max_points: int = 20000, seed: int = 0)
 
 def kl_by_agreement(steps: pd.DataFrame, beta: float = 0.4, kl_inclusive: bool = True,
                     log_y: bool = False) -> go.Figure:
-    """KL where the two top-1 tokens agree against where they differ (the paper: mean
-    0.166 vs 1.99), with each group's mean and share above beta."""
+    """KL where the two top-1 tokens agree against where they differ (the paper's means:
+    lrkit.paper.PAPER_PRELIMINARY), with each group's mean and share above beta."""
     kl = steps["kl"].to_numpy(dtype=float)
     agree = steps["top1_agree"].to_numpy(dtype=bool)
     fig = go.Figure()
