@@ -45,7 +45,7 @@ class SampleConfig:
     chunk_size: int = 256
     """Positions scored at once when turning hidden states into full-vocabulary
     distributions; bounds memory at chunk_size x vocab floats per model."""
-    save_steps: bool = True
+    write_steps: bool = True
     """Also write every step's statistics (steps.jsonl), not only kept records."""
 
     def validate(self) -> "SampleConfig":
@@ -160,6 +160,18 @@ class EvalConfig:
         _check_positive_int("max_new_tokens", self.max_new_tokens)
         _check_positive_int("batch_size", self.batch_size)
         return self
+
+
+RENAMED_FIELDS: dict[str, dict[str, str]] = {"SampleConfig": {"save_steps": "write_steps"}}
+"""Fields renamed since lrkit wrote them into run folders, per config class: old name -> new."""
+
+
+def current_names(cls, stored: dict) -> dict:
+    """A run folder's stored settings of ``cls`` under today's field names, values unchanged:
+    a folder written before a rename (``save_steps``, now ``write_steps``) compares equal
+    to the same settings today, and one that differs is still refused by that name."""
+    renamed = RENAMED_FIELDS.get(cls.__name__, {})
+    return {renamed.get(name, name): value for name, value in stored.items()}
 
 
 def _check_positive_int(name: str, value: Any) -> None:
@@ -319,8 +331,8 @@ def paper_differences(config: "ExperimentConfig") -> list[str]:
     for name in ("train_problems", "test_problems"):
         if getattr(config, name) != getattr(paper, name):
             lines.append(f"{name}: {getattr(config, name)} (paper {getattr(paper, name)})")
-    ignore = {"save_steps", "logging_steps", "report_to", "batch_size", "chunk_size", "top_k", "precision",
-              "per_device_batch_size", "gradient_accumulation_steps"}
+    ignore = {"save_steps", "write_steps", "logging_steps", "report_to", "batch_size", "chunk_size", "top_k",
+              "precision", "per_device_batch_size", "gradient_accumulation_steps"}
     for section in ("sample", "train", "eval"):
         ours, theirs = to_dict(getattr(config, section)), to_dict(getattr(paper, section))
         for key, value in ours.items():

@@ -116,6 +116,11 @@ def test_flags_reach_the_config():
     args = build_parser().parse_args(["eval", "--model", "m", "--problems", "p", "--out", "o",
                                       "--system-prompt", ""])
     assert config_from_args(EvalConfig, args).system_prompt is None
+    sample = ["sample", "--expert", "e", "--problems", "p", "--out", "o"]
+    assert config_from_args(SampleConfig, build_parser().parse_args(sample + ["--write-steps", "off"])).write_steps \
+        is False
+    with pytest.raises(SystemExit):  # the checkpoint interval's name is training's alone
+        build_parser().parse_args(sample + ["--save-steps", "off"])
     train = ["train", "--expert", "e", "--records", "r", "--out", "o"]
     packing = {flags: config_from_args(TrainConfig, build_parser().parse_args(train + list(flags))).packing
                for flags in [(), ("--packing", "off"), ("--packing", "on"), ("--no-packing",), ("--packing",)]}

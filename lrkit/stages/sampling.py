@@ -28,7 +28,7 @@ from typing import Optional, Sequence, Union
 import torch
 
 from lrkit import distributed
-from lrkit.config import SampleConfig, to_dict
+from lrkit.config import SampleConfig, current_names, to_dict
 from lrkit.data.answers import Problem
 from lrkit.data.problems import training_problems
 from lrkit.data.records import dumps, read_records, tokenizer_fingerprint
@@ -220,10 +220,16 @@ def _run_config(config: SampleConfig, expert_name: str, amateur_name: str, probl
             "problems_sha256": problems_digest(problems), "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer)}
 
 
+def _stored_config(out_dir: Path) -> Optional[dict]:
+    """config.json under today's field names (a folder from before a rename resumes); None when absent."""
+    stored = read_json(out_dir / CONFIG_FILE)
+    return current_names(SampleConfig, stored) if isinstance(stored, dict) else stored
+
+
 def _finished(out_dir: Path, run_config: dict) -> Optional["SampleResult"]:
     """The stored result when ``out_dir`` holds this run finished; FolderError when it
     holds a run with other settings; None otherwise (absent, empty or unfinished)."""
-    stored = read_json(out_dir / CONFIG_FILE)
+    stored = _stored_config(out_dir)
     if stored is None:
         return None
     check_settings(out_dir, STAGE, stored, run_config, way_out=WAY_OUT)
@@ -258,7 +264,7 @@ def _prepare_out_dir(out_dir: Path, run_config: dict, overwrite: bool) -> tuple[
             (out_dir / name).unlink(missing_ok=True)
         _remove_shards(out_dir)
     if config_path.exists():
-        check_settings(out_dir, STAGE, read_json(config_path), run_config, way_out=WAY_OUT)
+        check_settings(out_dir, STAGE, _stored_config(out_dir), run_config, way_out=WAY_OUT)
     else:
         # Anything else there (an evaluation's summary.json, a user's files) would be
         # overwritten or mixed with this run's files.
@@ -326,7 +332,7 @@ def read_steps(out_dir: Union[str, Path]):
 
     path = Path(out_dir) / "steps.jsonl"
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no step statistics (was the run made with save_steps=False?)")
+        raise FileNotFoundError(f"{path}: no step statistics (was the run made with write_steps=False?)")
     steps = pd.read_json(path, lines=True, dtype=False)
     # What the views need beside the numbers: the run's beta (their colour scale marks
     # it) and each problem's question (shown above its rollout).
@@ -439,7 +445,7 @@ def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_
                 columns, labels = score_rollouts(pair, rollouts, config)
                 rollout_lines, step_rows, records = build_outputs(pair, rollouts, columns, labels, config)
                 chunks = {"rollouts.jsonl": "".join(dumps(line) for line in rollout_lines),
-                          "steps.jsonl": "".join(dumps(line) for line in step_rows) if config.save_steps else "",
+                          "steps.jsonl": "".join(dumps(line) for line in step_rows) if config.write_steps else "",
                           "records.jsonl": "".join(dumps(line) for line in records),
                           "rollout_s": middle - start, "scoring_s": time.perf_counter() - middle}
             if ranks.sharded:  # rank 0 merges every rank's batches in order once all are done
@@ -456,7 +462,7 @@ def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_
             _remove_shards(out_dir)
             summary = {"problems": len(problems), "expert": pair.expert_name, "amateur": pair.amateur_name,
                        "records": _count_lines(out_dir / "records.jsonl"), **timings}
-            if config.save_steps:
+            if config.write_steps:
                 summary.update(summarize_steps(read_steps(out_dir)))
             _write_json_atomic(out_dir / SUMMARY_FILE, summary)
             provenance.finish(**({"processes": ranks.world} if ranks.sharded else {}))
