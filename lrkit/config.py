@@ -226,8 +226,9 @@ class ExperimentConfig:
     """An experiment's problems and budget; the defaults are ``lrkit demo``'s.
 
     The toy models are tiny, so the optimizer settings differ from the paper's
-    1.5B ones (a larger learning rate, fewer steps); :func:`lrkit.experiment.experiment_config` gives
-    the paper's settings for a Hub pair."""
+    1.5B ones (a larger learning rate, fewer steps); :meth:`for_pair` gives a pair's defaults (the
+    paper's settings for a Hub pair), :func:`lrkit.experiment.experiment_config` those with the
+    notebooks' parameters."""
 
     pair: str = "toy"
     """A pair name: the bundled "toy" (the method works on it) or "toy-shared" (the
