@@ -298,7 +298,7 @@ def run_push(args) -> int:
 # ------------------------------------------------------------------ lrkit demo
 
 def demo_arguments(p: argparse.ArgumentParser) -> None:
-    from lrkit import demo  # light: lrkit.demo imports its stages inside run_demo
+    from lrkit import demo  # light: lrkit.demo imports its stages inside demo.run_demo
     from lrkit.config import ExperimentConfig
 
     p.description, p.formatter_class = demo.__doc__, argparse.RawDescriptionHelpFormatter
@@ -329,7 +329,7 @@ def demo_config_from_args(args):
                             eval=defaults.eval)
 
 
-def run_demo(args) -> int:
+def demo_command(args) -> int:
     from lrkit.demo import print_summary, run_demo
     from lrkit.models.loading import hide_library_chatter
 
@@ -591,19 +591,19 @@ def study_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
-def run_study(args) -> int:
+def study_command(args) -> int:
     import dataclasses as dc
     import shutil
     from pathlib import Path
 
-    from lrkit.studies.ladder import STUDY_FILE, StudyConfig, quick_config, run_study as study
+    from lrkit.studies.ladder import STUDY_FILE, StudyConfig, quick_config, run_study
 
     config = quick_config() if args.quick else StudyConfig()
     if args.amateur:
         config = dc.replace(config, amateurs=tuple(args.amateur))
     if args.seeds is not None:
         config = dc.replace(config, seeds=args.seeds)
-    result = study(args.out, config, threads=args.threads, log=None if args.quiet else print)
+    result = run_study(args.out, config, threads=args.threads, log=None if args.quiet else print)
     for row in result["ladder"]:
         gains = ", ".join(f"{r['gain_points']:+.1f}" for r in row["seeds"])
         print(f"{row['name']:<10} amateur {100 * row['amateur_accuracy']:5.1f}%  scout score "
@@ -678,7 +678,7 @@ COMMANDS: dict[str, Command] = {
                     "Upload an adapter, merged model or exported dataset folder with its card to the "
                     "Hugging Face Hub (huggingface_hub.HfApi).", push_arguments, run_push),
     "demo": Command("the whole method on the bundled pair, with an HTML report",
-                    "", demo_arguments, run_demo),  # its description is lrkit/demo.py's docstring
+                    "", demo_arguments, demo_command),  # its description is lrkit/demo.py's docstring
     "experiment": Command("the whole experiment for any pair (paper's settings), resumable, with a report",
                           "", experiment_arguments, run_experiment),
     "pair": Command("list named expert-amateur pairs, or prepare one",
@@ -688,7 +688,7 @@ COMMANDS: dict[str, Command] = {
                      "argmax and the gold-path check, before any sampling or training.", scout_arguments,
                      run_scout),
     "study": Command("the amateur ladder study on toy: gain against the amateur, beta and alpha sweeps",
-                     "", study_arguments, run_study),
+                     "", study_arguments, study_command),
     "doctor": Command("is this machine ready for the workshop? one line per check, with its fix",
                       "Pre-flight check for a workshop: Python, torch and its device, libraries, memory, disk, the "
                       "bundled pairs' files, widgets and plotly, the run folder (and --hub). Exit status 1 when a "

@@ -45,7 +45,7 @@ class SampleConfig:
     chunk_size: int = 256
     """Positions scored at once when turning hidden states into full-vocabulary
     distributions; bounds memory at chunk_size x vocab floats per model."""
-    save_steps: bool = True
+    write_steps: bool = True
     """Also write every step's statistics (steps.jsonl), not only kept records."""
 
     def validate(self) -> "SampleConfig":
@@ -162,6 +162,18 @@ class EvalConfig:
         return self
 
 
+RENAMED_FIELDS: dict[str, dict[str, str]] = {"SampleConfig": {"save_steps": "write_steps"}}
+"""Fields renamed since lrkit wrote them into run folders, per config class: old name -> new."""
+
+
+def current_names(cls, stored: dict) -> dict:
+    """A run folder's stored settings of ``cls`` under today's field names, values unchanged:
+    a folder written before a rename (``save_steps``, now ``write_steps``) compares equal
+    to the same settings today, and one that differs is still refused by that name."""
+    renamed = RENAMED_FIELDS.get(cls.__name__, {})
+    return {renamed.get(name, name): value for name, value in stored.items()}
+
+
 def _check_positive_int(name: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -214,8 +226,9 @@ class ExperimentConfig:
     """An experiment's problems and budget; the defaults are ``lrkit demo``'s.
 
     The toy models are tiny, so the optimizer settings differ from the paper's
-    1.5B ones (a larger learning rate, fewer steps); :func:`lrkit.experiment.experiment_config` gives
-    the paper's settings for a Hub pair."""
+    1.5B ones (a larger learning rate, fewer steps); :meth:`for_pair` gives a pair's defaults (the
+    paper's settings for a Hub pair), :func:`lrkit.experiment.experiment_config` those with the
+    notebooks' parameters."""
 
     pair: str = "toy"
     """A pair name: the bundled "toy" (the method works on it) or "toy-shared" (the
@@ -319,8 +332,8 @@ def paper_differences(config: "ExperimentConfig") -> list[str]:
     for name in ("train_problems", "test_problems"):
         if getattr(config, name) != getattr(paper, name):
             lines.append(f"{name}: {getattr(config, name)} (paper {getattr(paper, name)})")
-    ignore = {"save_steps", "logging_steps", "report_to", "batch_size", "chunk_size", "top_k", "precision",
-              "per_device_batch_size", "gradient_accumulation_steps"}
+    ignore = {"save_steps", "write_steps", "logging_steps", "report_to", "batch_size", "chunk_size", "top_k",
+              "precision", "per_device_batch_size", "gradient_accumulation_steps"}
     for section in ("sample", "train", "eval"):
         ours, theirs = to_dict(getattr(config, section)), to_dict(getattr(paper, section))
         for key, value in ours.items():

@@ -27,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from lrkit.config import EvalConfig, ExperimentConfig, SampleConfig, TrainConfig, paper_differences, to_dict
+from lrkit.config import ExperimentConfig, TrainConfig, paper_differences, to_dict
 from lrkit.data.problems import load_problems
 from lrkit.evaluation import compare, evaluate, evaluate_contrastive
 from lrkit.evaluation.anatomy import GSM8K_TYPES, classify_gsm8k, error_anatomy
@@ -35,11 +35,10 @@ from lrkit.evaluation.audit import odd_token_audit
 from lrkit.evaluation.diagnostics import contrast_check
 from lrkit.evaluation.prediction import scout_row, verdict
 from lrkit.maths.selection import no_contrast
-from lrkit.models.gguf import sha256_of_file
 from lrkit.models.loading import PRECISION_NAMES, choose_device, choose_dtype, load_pair
 from lrkit.models.pairs import PAIRS, resolve_pair
 from lrkit.provenance import Provenance, api_call, now
-from lrkit.runs import check_settings, digest, read_json, write_json
+from lrkit.runs import check_settings, digest, read_json, sha256_of_file, write_json
 from lrkit.stages.cards import add_evaluation
 from lrkit.stages.export import export
 from lrkit.stages.sampling import sample
@@ -62,19 +61,31 @@ ABLATION_LABELS = {"lightreasoner": "full method", "no_selection": "no selection
 def experiment_config(pair: str, train_problems: int, test_problems: int, beta: float = 0.4,
                       alpha: float = 0.2, max_steps: int = 30, learning_rate: Optional[float] = None,
                       seed: int = 2026, precision: str = "auto", seeds: int = 1) -> ExperimentConfig:
-    """The notebooks' settings: the paper's sampling at ``beta`` / ``alpha`` and LoRA
-    for ``max_steps`` steps; a bundled toy pair takes the demo's batches, learning
-    rate and 160-token answers, a Hub pair the paper's (5e-5, 512 tokens)."""
-    toy = is_toy(pair)
-    base = ExperimentConfig() if toy else ExperimentConfig(sample=SampleConfig(), train=TrainConfig(),
-                                                           eval=EvalConfig())
+    """The notebooks' settings: :meth:`ExperimentConfig.for_pair` (the pair's defaults: a
+    bundled toy pair the demo's batches, learning rate and 160-token answers, any other pair the
+    paper's settings, a pair of PAIR_BUDGETS its problems file, dtype and batches) with the
+    values of the notebooks' parameters cell in place of its own.
+
+    Args:
+        pair: a pair name (``lrkit.models.pairs``).
+        train_problems, test_problems: problems sampled, problems every model is evaluated on;
+            a non-toy pair checks on at most ``train_problems`` validation problems.
+        beta, alpha: the selection threshold and the plausibility mask (SampleConfig).
+        max_steps: LoRA optimizer steps; one checkpoint at the end, about ten loss lines.
+        learning_rate: None keeps the pair's (the demo's for a toy pair, the paper's 5e-5 else).
+        seed: the problems' seed (``problem_seed``); seeds: LightReasoner runs, one per seed.
+        precision: TrainConfig.precision.
+    Returns:
+        the ExperimentConfig, validated.
+    """
+    base = ExperimentConfig.for_pair(pair)
     train = replace(base.train, max_steps=max_steps, learning_rate=learning_rate or base.train.learning_rate,
                     logging_steps=max(1, min(base.train.logging_steps, max_steps // 10)),
                     save_steps=max_steps, precision=precision)
-    return ExperimentConfig(pair=pair, train_problems=train_problems, test_problems=test_problems,
-                            problem_seed=seed, seeds=seeds, check_problems=200 if toy else min(200, train_problems),
-                            sample=replace(base.sample, beta=beta, alpha=alpha).validate(), train=train.validate(),
-                            eval=base.eval)
+    check_problems = base.check_problems if is_toy(pair) else min(base.check_problems, train_problems)
+    return replace(base, train_problems=train_problems, test_problems=test_problems, problem_seed=seed,
+                   seeds=seeds, check_problems=check_problems, sample=replace(base.sample, beta=beta, alpha=alpha),
+                   train=train).validate()
 
 
 def is_toy(pair: str) -> bool:

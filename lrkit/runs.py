@@ -60,6 +60,17 @@ def digest(value: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def sha256_of_file(path: Union[str, Path], into=None) -> str:
+    """sha256 (hex) of a file's bytes, read in 4 MiB blocks. With ``into`` (a running
+    ``hashlib.sha256()``) the bytes are added to it instead, and its digest so far is
+    returned: a digest of several files (:func:`lrkit.stages.training.adapter_digest`)."""
+    digest = hashlib.sha256() if into is None else into
+    with Path(path).open("rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def problems_digest(problems: Iterable, fields: Sequence[str] = ("id", "question")) -> str:
     """The digest of a problem set: each problem's ``fields`` in order (attributes of
     :class:`lrkit.data.answers.Problem`, or keys of dicts). Sampling and SFT's run

@@ -59,6 +59,20 @@ def test_the_import_check_sees_every_spelling(source, package):
     assert "lrkit.cli" not in _imported_modules(source.replace("cli", "config"), package)
 
 
+def test_no_command_function_shadows_a_library_function():
+    """One name, one thing: the function a command runs is not named like the library
+    function it calls (``cli.demo_command`` runs ``lrkit.demo.run_demo``)."""
+    package = Path(__file__).resolve().parents[1] / "lrkit"
+
+    def top_level(path: Path) -> set[str]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        return {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+
+    library = set().union(*(top_level(p) for p in package.rglob("*.py") if p != package / "cli.py"))
+    assert {name for name in top_level(package / "cli.py") if not name.startswith("_")} & library == set()
+    assert {c.run.__name__ for c in COMMANDS.values()} >= {"demo_command", "study_command"}
+
+
 def test_every_help_answers_without_heavy_imports():
     script = f"""
 import json, sys
@@ -116,6 +130,11 @@ def test_flags_reach_the_config():
     args = build_parser().parse_args(["eval", "--model", "m", "--problems", "p", "--out", "o",
                                       "--system-prompt", ""])
     assert config_from_args(EvalConfig, args).system_prompt is None
+    sample = ["sample", "--expert", "e", "--problems", "p", "--out", "o"]
+    assert config_from_args(SampleConfig, build_parser().parse_args(sample + ["--write-steps", "off"])).write_steps \
+        is False
+    with pytest.raises(SystemExit):  # the checkpoint interval's name is training's alone
+        build_parser().parse_args(sample + ["--save-steps", "off"])
     train = ["train", "--expert", "e", "--records", "r", "--out", "o"]
     packing = {flags: config_from_args(TrainConfig, build_parser().parse_args(train + list(flags))).packing
                for flags in [(), ("--packing", "off"), ("--packing", "on"), ("--no-packing",), ("--packing",)]}

@@ -143,6 +143,11 @@ def check_sampling_folder(folder: Path, system: str) -> int:
     return len(records)
 
 
+def kept_steps(folder: Path) -> int:
+    """How many steps steps.jsonl marks kept: one record each."""
+    return sum(s["kept"] for s in jsonl(folder / "steps.jsonl"))
+
+
 def execute_notebook(name: str, env: dict, cwd: Path, monkeypatch) -> float:
     import nbformat
     import papermill
@@ -184,7 +189,8 @@ def test_lrkit_experiment_by_hub_names_offline(cache, tmp_path):
     assert sorted(tests) == ["gsm8k-test-0", "gsm8k-test-1"]
     assert len(validation) == 2 and len(sampled) == 3 and set(validation).isdisjoint(sampled)
     assert all(i.startswith("gsm8k-train-") for i in validation + sampled)
-    assert check_sampling_folder(work / "exp" / "sampling-beta0.4-alpha0.2", "Please reason step by step.") >= 0
+    folder = work / "exp" / "sampling-beta0.4-alpha0.2"
+    assert check_sampling_folder(folder, "Please reason step by step.") == kept_steps(folder)
     assert summary["scout_verdict"]["text"] in printed
     assert set(summary["error_anatomy"]["counts"]["base"]) <= {"cut at the token limit", "no final answer",
                                                                 "arithmetic slip", "reasoning"}
@@ -253,7 +259,7 @@ def test_the_colab_path_offline(cache, tmp_path, monkeypatch):
         print(f"{name}: {times[name]:.0f} s", flush=True)
     sampled = [f.parent for f in (run_dir / "qwen2.5-math-1.5b").rglob("records.jsonl")]
     assert run_dir / "qwen2.5-math-1.5b" / "n4-test3-seed2026" / "sampling-beta0.4-alpha0.2" in sampled  # notebook 1's
-    assert all(check_sampling_folder(folder, "Please reason step by step.") >= 0 for folder in sampled)
+    assert all(check_sampling_folder(folder, "Please reason step by step.") == kept_steps(folder) for folder in sampled)
 
     # Exactly the paper's repositories were asked for, and nothing else.
     requested = set(log.read_text().splitlines())

@@ -181,8 +181,8 @@ def test_a_failing_rank_stops_the_run_with_its_error(setup, tmp_path):
     script.write_text(WRAPPER)
     out = tmp_path / "out"
     started = time.monotonic()
-    run = launch(*sample_args(setup, out), script=script, TEST_FAIL_RANK="1")
-    assert time.monotonic() - started < 120, "no hang"
+    run = launch(*sample_args(setup, out), script=script, TEST_FAIL_RANK="1")  # a hang: launch's timeout
+    print(f"\na failing rank stopped the run in {time.monotonic() - started:.1f} s")
     assert run.returncode != 0
     assert "lrkit sample: error: rank 1: generation broke on this rank" in lrkit_lines(run.stderr)
     assert not (out / "summary.json").exists()
@@ -310,8 +310,8 @@ def test_a_rank_failing_inside_ddp_training_ends_the_run(setup, one_process_samp
     started = time.monotonic()
     run = launch("train", "--expert", str(setup[1]), "--records", str(one_process_sample / "records.jsonl"),
                  "--out", str(tmp_path / "lora"), "--max-steps", "2", "--per-device-batch-size", "2",
-                 script=script, TEST_FAIL_TRAINING_RANK="1")
-    assert time.monotonic() - started < 120, "no hang"
+                 script=script, TEST_FAIL_TRAINING_RANK="1")  # a hang: launch's timeout
+    print(f"\na rank failing in DDP training stopped the run in {time.monotonic() - started:.1f} s")
     assert run.returncode != 0
     assert "RuntimeError: the loss broke on this rank" in run.stderr
     assert not (tmp_path / "lora" / "adapter_model.safetensors").exists()

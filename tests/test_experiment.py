@@ -16,6 +16,22 @@ from lrkit.runs import FolderError
 
 
 
+@pytest.mark.parametrize("pair", ["toy", "qwen2.5-math-1.5b", "qwen2.5-coder-offline"])
+def test_the_notebooks_config_is_the_pairs_config_with_the_parameters_cells_values(pair):
+    """experiment_config is ExperimentConfig.for_pair with the notebook's values, nothing else."""
+    from dataclasses import replace
+
+    base = ExperimentConfig.for_pair(pair)
+    got = experiment_config(pair, 24, 10, beta=0.5, alpha=0.1, max_steps=20, seed=3, seeds=2)
+    assert (got.train_problems, got.test_problems, got.problem_seed, got.seeds) == (24, 10, 3, 2)
+    assert got.check_problems == (200 if pair == "toy" else min(base.check_problems, 24))
+    assert got.sample == replace(base.sample, beta=0.5, alpha=0.1)
+    assert got.train == replace(base.train, max_steps=20, logging_steps=2, save_steps=20)
+    assert replace(got, train_problems=base.train_problems, test_problems=base.test_problems,
+                   problem_seed=base.problem_seed, seeds=base.seeds, check_problems=base.check_problems,
+                   sample=base.sample, train=base.train) == base
+
+
 def test_config_for_gives_the_papers_settings_to_hub_pairs_and_the_demos_to_toy():
     hub = experiment_config("qwen2.5-math-1.5b", 1000, 1319, beta=0.4, alpha=0.2, max_steps=1000)
     assert hub.sample == SampleConfig(beta=0.4, alpha=0.2) and hub.eval == EvalConfig()

@@ -80,7 +80,7 @@ def test_bundled_rungs_are_never_trained(tmp_path, capsys):
     assert "g-small" in out and "bundled" in out and list(tmp_path.iterdir()) == []
 
 
-def test_stop_after_gives_the_full_runs_weights_at_that_step():
+def test_stop_after_gives_the_full_runs_weights_at_that_step(one_thread):
     """The checkpoint rung's mechanism: a run stopped after k steps equals the full
     run (same schedule) at step k, and differs from a run whose schedule is k steps long."""
     import torch
@@ -89,7 +89,6 @@ def test_stop_after_gives_the_full_runs_weights_at_that_step():
     from lrkit.toy.problems import generate_problems
     from lrkit.toy.tokenizer import train_toy_tokenizer
 
-    torch.set_num_threads(1)
     tokenizer = train_toy_tokenizer(n_problems=200)
     spec = ToyModelSpec(hidden_size=32, num_layers=1, intermediate_size=64, num_heads=2, train_problems=96,
                         batch_size=16, warmup_steps=2)

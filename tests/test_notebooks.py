@@ -285,7 +285,6 @@ def test_05_alone_reads_the_study_and_scouts_two_amateurs(tmp_path, monkeypatch)
     assert plots >= 4  # the ladder twice, a sweep, the scout
     ranking = json.loads((tmp_path / "runs" / "scout" / "ranking.json").read_text())
     assert [r["amateur"] for r in ranking][0] == "toy:amateur"
-    assert seconds < 300
 
 
 @needs_toy

@@ -247,6 +247,31 @@ def test_rerun_with_other_settings_is_refused(pair_paths, tmp_path):
                SampleConfig(max_new_tokens=MAX_NEW, beta=0.9), progress=False)
 
 
+def test_a_folder_from_before_write_steps_had_its_name_is_the_same_run(pair_paths, tmp_path, monkeypatch):
+    """config.json written when SampleConfig.write_steps was called save_steps: the same
+    settings return the stored run; other ones are refused by today's name."""
+    import lrkit.stages.sampling as sampling
+
+    run, config = tmp_path / "run", SampleConfig(max_new_tokens=MAX_NEW)
+    first = sample(str(pair_paths[0]), str(pair_paths[1]), PROBLEMS[:2], run, config, progress=False)
+    stored = json.loads((run / "config.json").read_text())
+    stored["save_steps"] = stored.pop("write_steps")
+    (run / "config.json").write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished run is returned, not generated again")
+
+    monkeypatch.setattr(sampling, "greedy_generate_batch", refuse)
+    again = sample(str(pair_paths[0]), str(pair_paths[1]), PROBLEMS[:2], run, config, progress=False)
+    assert again.summary == first.summary
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    with pytest.raises(FolderError, match="write_steps"):
+        sample(str(pair_paths[0]), str(pair_paths[1]), PROBLEMS[:2], run,
+               SampleConfig(max_new_tokens=MAX_NEW, write_steps=False), progress=False)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
 @pytest.mark.parametrize("content, message", [
     ('{"question": "ok"}\n{"answer": "#### 3"}\n', "line 2: missing field 'question'"),
     ('{"question": "   "}\n', "line 1: field 'question' must be a non-empty string"),

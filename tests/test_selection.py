@@ -1,4 +1,6 @@
-"""Selection and soft labels from stored statistics, checked against full distributions."""
+"""lrkit.maths.selection: the selection rule and the plausibility mask (on tensors,
+arrays and frames alike), and soft labels from stored statistics, checked against
+full distributions and hand-worked cases."""
 import math
 
 import numpy as np
@@ -6,9 +8,23 @@ import pandas as pd
 import pytest
 import torch
 
-from lrkit.maths.selection import (kept_share_curve, no_contrast, select_steps, selection_summary,
-                                   soft_label_from_stats)
+from lrkit.maths.selection import (kept_share_curve, mask_is_exact, no_contrast, plausibility_mask, select_steps,
+                                   selection_summary, soft_label_from_stats)
 from synthetic_steps import make_steps, one_row, vocabulary
+
+
+MARGIN = 1e-6
+"""No float compared at the alpha threshold (as for beta): a token whose probability
+lies this close to alpha * max may fall either side in float32 and float64."""
+
+
+def near_alpha_boundary(expert_logits, alpha) -> bool:
+    """Whether a token other than the argmax (p_max >= alpha * p_max holds exactly) has a
+    float64 probability within MARGIN of the mask's boundary."""
+    p = torch.softmax(expert_logits.double(), -1)
+    near = (p - alpha * p.max()).abs() <= MARGIN
+    near[p.argmax()] = False
+    return bool(near.any())
 
 
 def direct_soft_label(expert_logits, amateur_logits, alpha, temperature=1.0):
@@ -37,6 +53,80 @@ def test_select_steps_boundary_and_step_zero():
     assert select_steps(df, 0.4, skip_first_step=False).tolist() == [True, False, True, True, True]
 
 
+@pytest.mark.parametrize("kind", ["tensor", "array", "list", "frame"])
+def test_select_steps_is_one_rule_for_tensors_arrays_and_frames(kind):
+    kl, steps = [0.9, 0.1, 0.5, 0.7, 0.3], [0, 1, 2, 3, 4]
+    if kind == "tensor":
+        given = {"kl": torch.tensor(kl), "step": torch.tensor(steps)}
+    elif kind == "array":
+        given = {"kl": np.array(kl), "step": np.array(steps)}
+    elif kind == "list":
+        given = {"kl": kl, "step": steps}
+    else:
+        given = frame(kl, steps)
+
+    def kept(**settings):
+        got = select_steps(given, **settings)
+        assert isinstance(got, {"tensor": torch.Tensor, "frame": pd.Series}.get(kind, np.ndarray))
+        return got.tolist()
+
+    assert kept(beta=0.4) == [False, False, True, True, False]
+    assert kept(beta=0.4, skip_first_step=False) == [True, False, True, True, False]
+    # 0.5 is exact in float32 and float64: inclusive and exclusive differ only there.
+    assert kept(beta=0.5) == [False, False, True, True, False]
+    assert kept(beta=0.5, kl_inclusive=False) == [False, False, False, True, False]
+    if kind != "frame":  # without skipping, the steps are not needed
+        assert select_steps({"kl": given["kl"]}, 0.4, skip_first_step=False).tolist() == \
+            [True, False, True, True, False]
+
+
+def np_log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def test_plausibility_mask_on_tensors_and_arrays_against_numpy_and_never_empty():
+    logits = torch.randn(5, 12, generator=torch.Generator().manual_seed(7)) * 2.0
+    e = torch.log_softmax(logits, -1)
+    p = np.exp(np_log_softmax(logits.double().numpy()))
+    for alpha in (0.05, 0.2, 0.5, 1.0):
+        for given in (e, e.numpy(), e.tolist()):
+            mask = plausibility_mask(given, alpha)
+            assert isinstance(mask, torch.Tensor) == (given is e)
+            mask = np.asarray(mask)
+            assert mask.sum(-1).min() >= 1, "the argmax is always in the mask"
+            assert mask[np.arange(5), p.argmax(-1)].all()
+            # compared away from the boundary only; the argmax is exact (p_max >= alpha * p_max)
+            clear = np.abs(p - alpha * p.max(-1, keepdims=True)) > MARGIN
+            clear[np.arange(5), p.argmax(-1)] = True
+            np.testing.assert_array_equal(mask[clear], (p >= alpha * p.max(-1, keepdims=True))[clear])
+    flat = torch.log(torch.full((1, 4), 0.25))  # every token ties at the max: all in, even at alpha 1
+    assert plausibility_mask(flat, 1.0).sum().item() == 4
+    peaked = [[math.log(0.97), math.log(0.01), math.log(0.01), math.log(0.01)]]
+    assert plausibility_mask(peaked, 1.0).tolist() == [[True, False, False, False]]
+    padded = [[math.log(0.5), math.log(0.3), -math.inf]]  # a top-k row padded with -inf
+    assert plausibility_mask(padded, 0.5).tolist() == [[True, True, False]]
+
+
+@pytest.mark.parametrize("alpha", [0.0, -0.1, 1.5])
+def test_plausibility_mask_refuses_alpha_outside_0_1(alpha):
+    with pytest.raises(ValueError, match="alpha"):
+        plausibility_mask(torch.zeros(1, 3), alpha)
+    with pytest.raises(ValueError, match="alpha"):
+        plausibility_mask(np.zeros((1, 3)), alpha)
+
+
+def test_mask_is_exact_by_hand():
+    stored = np.log([[0.5, 0.3, 0.1]])  # the top 3; 0.1 of the mass lies outside them
+    assert mask_is_exact(stored, 0.3).tolist() == [True]   # 0.1 fails 0.15: the mask ends inside the top-k
+    assert mask_is_exact(stored, 0.1).tolist() == [False]  # all three pass 0.05, and the 0.1 outside could too
+    both = np.log([[0.6, 0.35]])  # 0.05 outside
+    assert mask_is_exact(both, 0.2).tolist() == [True]  # both pass 0.12; nothing outside can
+    padded = [[math.log(0.6), math.log(0.35), -math.inf]]  # -inf pads a short top-k: no token
+    assert mask_is_exact(padded, 0.2).tolist() == [True]
+    assert mask_is_exact(padded, 0.05).tolist() == [False]  # 0.05 outside passes 0.03
+
+
 def test_select_steps_keeps_index_and_matches_sampler_column():
     syn = make_steps(6, 30, seed=3)
     steps = syn.steps.sample(frac=1.0, random_state=0)  # order and index must not matter
@@ -54,6 +144,8 @@ def test_soft_label_equals_full_distribution_computation(alpha, temperature):
     syn = make_steps(4, 25, vocab_size=40, top_k=12, seed=7)
     exact_rows = 0
     for r in range(len(syn.steps)):
+        if near_alpha_boundary(syn.expert_logits[r], alpha):
+            continue  # counted out of exact_rows: the bound below still asks for most rows
         row = syn.steps.iloc[r]
         label = soft_label_from_stats(row, alpha, temperature)
         ids, weights = direct_soft_label(syn.expert_logits[r], syn.amateur_logits[r], alpha,

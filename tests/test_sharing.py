@@ -6,7 +6,9 @@ here). Everything runs on the bundled toy pair with a few problems and steps.
 
 Cross-cutting, around one small training run made once: it covers
 lrkit.stages.curves, lrkit.stages.cards, lrkit.stages.export and `lrkit push`
-(lrkit.cli)."""
+(lrkit.cli). The tests only read that run's folders; a test that writes into
+one (an evaluation updating a card, a push adding to one) works on its own
+copy (``own_copy``), so the tests pass in any order."""
 from __future__ import annotations
 
 import contextlib
@@ -16,10 +18,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from lrkit.cli import main
 from lrkit.config import TrainConfig
+from lrkit.models.loading import torch_threads
 from lrkit.models.pairs import TOY_DIR
 
 pytestmark = pytest.mark.skipif(not (TOY_DIR / "expert").is_dir(), reason="no bundled pair")
@@ -44,9 +46,7 @@ def shared(tmp_path_factory):
     from lrkit.toy import toy_problems
 
     root = tmp_path_factory.mktemp("sharing")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         problems = [{"id": p["id"], "question": p["question"]} for p in toy_problems("toy", 8, "train", seed=5)]
         sample("toy", None, problems, root / "sampling", SampleConfig(batch_size=8), progress=False)
         export(root / "sampling", root / "export")
@@ -56,9 +56,12 @@ def shared(tmp_path_factory):
                   progress=True)
         train("toy:expert", root / "export", root / "adapter_from_export", TrainConfig(**CONFIG), progress=False)
         merge("toy:expert", root / "adapter", root / "merged")
-    finally:
-        torch.set_num_threads(previous)
     return {"root": root, "stdout": stdout.getvalue(), "stderr": stderr.getvalue()}
+
+
+def own_copy(shared, name: str, tmp_path: Path) -> Path:
+    """A copy of the shared run's folder ``name`` for a test that writes into it."""
+    return Path(shutil.copytree(shared["root"] / name, tmp_path / name))
 
 
 # ---------------------------------------------------------------- training curves and progress
@@ -161,7 +164,7 @@ def test_the_adapter_card_replaces_peft_boilerplate(shared):
 def test_the_merged_card_and_an_evaluation_on_it(shared, tmp_path, capsys):
     from lrkit.toy import toy_problems
 
-    merged = shared["root"] / "merged"
+    merged = own_copy(shared, "merged", tmp_path)  # the evaluation below adds itself to its card
     data = card(merged).data.to_dict()
     assert data["base_model"] == "toy:expert" and data["library_name"] == "transformers"
     assert "`adapter` merged into it" in (merged / "README.md").read_text()
@@ -328,8 +331,8 @@ def fake_hub(monkeypatch):
     return FakeHfApi
 
 
-def test_push_uploads_an_adapter_with_its_card_and_without_checkpoints(shared, fake_hub, capsys):
-    adapter = shared["root"] / "adapter"
+def test_push_uploads_an_adapter_with_its_card_and_without_checkpoints(shared, fake_hub, capsys, tmp_path):
+    adapter = own_copy(shared, "adapter", tmp_path)  # a checkpoint is added, and the card names the dataset
     (adapter / "checkpoint-2").mkdir(exist_ok=True)
     (adapter / "checkpoint-2" / "optimizer.pt").write_bytes(b"x")
     assert main(["push", str(adapter), "--repo-id", "someone/toy-lightreasoner", "--private",

@@ -91,3 +91,26 @@ def test_study_user_errors(tmp_path, capsys):
     (other / "config.json").write_text(json.dumps({"seeds": 1}))
     assert main(["study", "ladder", "--out", str(other)]) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_run_study_gives_the_callers_thread_count_back(monkeypatch):
+    """The study runs on ``threads`` and leaves torch as it found it, also when it fails."""
+    import torch
+
+    from lrkit.models.loading import torch_threads
+    from lrkit.studies import ladder
+
+    seen = []
+
+    def broken(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        raise RuntimeError("the study broke")
+
+    monkeypatch.setattr(ladder, "_run_study", broken)
+    with torch_threads(3):
+        with pytest.raises(RuntimeError, match="the study broke"):
+            ladder.run_study("unused", threads=1)
+        assert torch.get_num_threads() == 3
+        with pytest.raises(RuntimeError):
+            ladder.run_study("unused", threads=None)
+    assert seen == [1, 3]

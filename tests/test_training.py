@@ -225,6 +225,33 @@ def test_batched_kl_is_each_records_kl_at_its_own_last_token(expert, tokenizer, 
 
 # ---------------------------------------------------------------- training (the judged test)
 
+def test_soft_label_fit_is_the_mean_kl_from_each_soft_label_to_the_experts_next_token(expert, tokenizer):
+    """soft_label_fit against plain torch: each record alone, unpadded, in float64,
+    KL(v_C || pi_E) = sum_i w_i (log w_i - log pi_E(id_i | prompt + prefix)), then the mean."""
+    from lrkit.stages.training import soft_label_fit
+
+    base = load_base(expert)
+    prompt = build_prompt_ids(tokenizer, "what is 12+7?", AUTHORS_SYSTEM_PROMPT)
+    generator = torch.Generator().manual_seed(1)
+    records, kls = [], []
+    for length, k in zip((1, 3, 7, 12, 5), (1, 3, 5, 2, 4)):  # padding and several batches below
+        prefix = torch.randint(5, len(tokenizer), (length,), generator=generator).tolist()
+        ids = (5 + torch.randperm(len(tokenizer) - 5, generator=generator)[:k]).tolist()
+        raw = torch.rand(k, generator=generator, dtype=torch.float64) + 0.1
+        weights = (raw / raw.sum()).tolist()
+        records.append(make_record(tokenizer, prompt, prefix, ids, weights))
+        with torch.no_grad():
+            logits = base(input_ids=torch.tensor([prompt + prefix])).logits[0, -1, :len(tokenizer)]
+        log_pi = torch.log_softmax(logits.double(), -1)[ids]
+        w = torch.tensor(weights, dtype=torch.float64)
+        kls.append(float((w * (w.log() - log_pi)).sum()))
+    expected = sum(kls) / len(kls)
+    assert expected > 0.1, "the expert is far from these labels: a fit of 0 would be wrong"
+    for batch_size in (2, 32):
+        got = soft_label_fit(str(expert), records, device="cpu", dtype="fp32", batch_size=batch_size)
+        assert got == pytest.approx(expected, rel=1e-5), batch_size
+
+
 def test_every_prefix_moves_to_its_own_target(expert, tokenizer, one_hot_records, runs):
     result, _ = runs[False]
     assert targets_not_reached(expert, tokenizer, result.adapter_dir, one_hot_records) == []

@@ -58,7 +58,7 @@ _BOXED_START = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BOXED_BARE = re.compile(r"\\boxed +([^\s${}]+)")
 
 
-def _braced(text: str, open_at: int) -> Optional[str]:
+def brace_group(text: str, open_at: int) -> Optional[str]:
     """Content of the brace group opening at ``text[open_at] == '{'``; None if never closed."""
     depth = 0
     for i in range(open_at, len(text)):
@@ -80,7 +80,7 @@ def last_boxed(text: str) -> Optional[str]:
     """
     found: list[tuple[int, str]] = []
     for match in _BOXED_START.finditer(text):
-        content = _braced(text, match.end() - 1)
+        content = brace_group(text, match.end() - 1)
         if content is not None and content.strip():
             found.append((match.start(), content.strip()))
     for match in _BOXED_BARE.finditer(text):

@@ -10,6 +10,8 @@ import math
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
+from lrkit.runs import digest, write_text
+
 AUTHORS_FIELDS = ("prompt_id", "step", "prefix", "tokens", "token_ids", "weights", "kl_divergence")
 WEIGHT_SUM_TOLERANCE = 1e-3
 
@@ -167,23 +169,20 @@ def dumps(record: dict) -> str:
 
 
 def write_records(records, path: Union[str, Path]) -> None:
-    with Path(path).open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(dumps(record))
+    """``records`` as a records.jsonl file (one JSON object a line), written atomically."""
+    write_text(path, "".join(dumps(record) for record in records))
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
     """sha256 of the id -> token string table; records made with another
     tokenizer are refused at training time."""
-    import hashlib
-
     from lrkit.models.loading import scored_vocab_size
 
     # Placeholder rows (see models.scored_vocab_size) are left out, so both forms
     # of one tokenizer, with and without them, have one fingerprint.
     limit, length = scored_vocab_size(tokenizer), len(tokenizer)
     table = sorted((i, t) for t, i in tokenizer.get_vocab().items() if not limit <= i < length)
-    return hashlib.sha256(json.dumps(table, ensure_ascii=False).encode("utf-8")).hexdigest()
+    return digest(table)  # a list of [id, token] pairs: canonical JSON is its plain JSON
 
 
 def check_records_tokenizer(records: list[dict], tokenizer, source: str = "records",

@@ -23,7 +23,8 @@ import torch
 from lrkit.config import AUTHORS_SYSTEM_PROMPT
 from lrkit.data.problems import load_problems
 from lrkit.maths import divergence
-from lrkit.models.generation import _to_logits, last_positions_hidden, stop_token_ids
+from lrkit.maths.selection import plausibility_mask, select_steps
+from lrkit.models.generation import last_positions_hidden, stop_token_ids, to_logits
 from lrkit.models.prompts import build_prompt_ids
 
 MIN_FIX_RATIO = 2.0
@@ -45,7 +46,7 @@ def gold_path_statistics(expert_logp: torch.Tensor, amateur_logp: torch.Tensor, 
     (its probability over the expert's top probability) and ``label_expert_rank``
     (1 = the expert's own top token).
     """
-    mask = divergence.plausibility_mask(expert_logp, alpha)
+    mask = plausibility_mask(expert_logp, alpha)
     scores = divergence.contrastive_scores(expert_logp, amateur_logp, mask, temperature)
     label = torch.softmax(scores, dim=-1)
     own = torch.softmax(expert_logp.masked_fill(~mask, float("-inf")), dim=-1)
@@ -169,12 +170,12 @@ def contrast_check(pair, problems, beta: float = 0.4, alpha: float = 0.2, temper
         with torch.inference_mode():
             for row, (problem, gold) in enumerate(zip(batch, golds)):
                 n = len(gold)
-                e_logp = divergence.log_probs(_to_logits(e_states[row, :n], e_head), pair.vocab_size)
-                a_logp = divergence.log_probs(_to_logits(a_states[row, :n], a_head), pair.vocab_size)
+                e_logp = divergence.log_probs(to_logits(e_states[row, :n], e_head), pair.vocab_size)
+                a_logp = divergence.log_probs(to_logits(a_states[row, :n], a_head), pair.vocab_size)
                 gold_ids = torch.tensor(gold, device=e_logp.device)
                 stats = gold_path_statistics(e_logp, a_logp, gold_ids, alpha, temperature)
                 steps = torch.arange(n, device=e_logp.device)
-                kept = divergence.keep_steps(stats["kl"], steps, beta, True, skip_first_step)
+                kept = select_steps({"kl": stats["kl"], "step": steps}, beta, True, skip_first_step)
                 for t in range(n):
                     rows.append({"prompt_id": problem.id, "step": t, "gold_id": gold[t],
                                  "gold": tokenizer.decode([gold[t]]), "kept": bool(kept[t]),

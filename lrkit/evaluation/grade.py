@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from typing import Optional
 
-from lrkit.evaluation.parse import _LETTER, _clean, _normalized_text, parse_number
+from lrkit.evaluation.parse import CHOICE_LETTER, clean_answer, normalized_text, parse_number
 
 MATH_VERIFY_TIMEOUT_S = 2
 """Seconds math-verify may spend parsing one answer or comparing one pair."""
@@ -98,8 +98,8 @@ def _math_verify(pred: str, gold: str) -> Verdict:
     except Exception:  # math-verify's parser failing on odd input: the answer is unreadable
         return Verdict(False, "unparsed")
     if not _has_expression(gold_parsed):  # a gold that is not mathematics: compare as text
-        normalized = _normalized_text(pred)
-        return Verdict(bool(normalized) and normalized == _normalized_text(gold), "text")
+        normalized = normalized_text(pred)
+        return Verdict(bool(normalized) and normalized == normalized_text(gold), "text")
     if not _has_expression(pred_parsed):
         return Verdict(False, "unparsed")
     try:
@@ -108,9 +108,9 @@ def _math_verify(pred: str, gold: str) -> Verdict:
     except TimeoutException:
         return Verdict(False, "timeout")
     except Exception:  # sympy failing on one comparison: fall back to the texts
-        return Verdict(_normalized_text(pred) == _normalized_text(gold), "math-verify")
+        return Verdict(normalized_text(pred) == normalized_text(gold), "math-verify")
 
 
 def _choice_letter(answer: str) -> Optional[str]:
-    letters = _LETTER.findall(_clean(answer).upper())
+    letters = CHOICE_LETTER.findall(clean_answer(answer).upper())
     return letters[-1] if len(letters) == 1 else None

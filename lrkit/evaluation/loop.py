@@ -13,7 +13,7 @@ from lrkit.data.answers import gold_answer
 from lrkit.data.problems import load_problems
 from lrkit.evaluation.grade import check_answer
 from lrkit.evaluation.parse import extract_answer, extract_choice
-from lrkit.evaluation.results import EvalResult, _results_frame, check_eval_out_dir, unfinished_rows
+from lrkit.evaluation.results import EvalResult, results_frame, check_eval_out_dir, unfinished_rows
 from lrkit.models.generation import contrastive_generate_batch, greedy_generate_batch, stop_token_ids
 from lrkit.models.guard import dtype_name, finite_guard, model_dtype
 from lrkit.models.loading import check_prompt_lengths
@@ -207,4 +207,4 @@ def _finish(rows: list, info: dict, start: float) -> EvalResult:
     tokens = sum(r["n_tokens"] for r in done)
     timing = {"seconds": seconds, "generated_tokens": tokens,
               "tokens_per_second": tokens / seconds if seconds > 0 else float("nan")}
-    return EvalResult(_results_frame(done), {**info, **timing})
+    return EvalResult(results_frame(done), {**info, **timing})

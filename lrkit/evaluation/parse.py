@@ -14,7 +14,7 @@ import re
 from fractions import Fraction
 from typing import Optional
 
-from lrkit.data.answers import _braced, last_boxed
+from lrkit.data.answers import brace_group, last_boxed
 
 _NUM = r"(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
 # A minus sign counts only where it cannot be a subtraction ("5-3" ends in 3, not -3).
@@ -70,12 +70,12 @@ _VALUE = re.compile(
 
 
 def _strip_outer_braces(text: str) -> str:
-    while text.startswith("{") and _braced(text, 0) == text[1:-1]:
+    while text.startswith("{") and brace_group(text, 0) == text[1:-1]:
         text = text[1:-1].strip()
     return text
 
 
-def _clean(text: str) -> str:
+def clean_answer(text: str) -> str:
     """Remove what never changes an answer's value: math delimiters, $, %, spacing, \\text."""
     text = str(text).replace("\u2212", "-").strip()
     if "\\boxed" in text or "\\fbox" in text:
@@ -104,7 +104,7 @@ def parse_number(text: Optional[str]) -> Optional[Fraction]:
     """
     if text is None:
         return None
-    text = _clean(text)
+    text = clean_answer(text)
     if "=" in text:
         text = text.rsplit("=", 1)[1]
     match = _VALUE.match(text)
@@ -123,12 +123,14 @@ def parse_number(text: Optional[str]) -> Optional[Fraction]:
     return -value if groups["sign"] == "-" else value
 
 
-def _normalized_text(text: str) -> str:
-    return re.sub(r"\s+", "", _clean(text)).lower()
+def normalized_text(text: str) -> str:
+    """An answer's text for a literal comparison: cleaned, no whitespace, lower case."""
+    return re.sub(r"\s+", "", clean_answer(text)).lower()
 
 
 _CHOICE_TRIGGERS = ("choice is", "answer is")
-_LETTER = re.compile(r"\b([A-E])\b")
+CHOICE_LETTER = re.compile(r"\b([A-E])\b")
+"""A multiple-choice letter standing alone."""
 
 
 def extract_choice(text: Optional[str]) -> Optional[str]:
@@ -148,7 +150,7 @@ def extract_choice(text: Optional[str]) -> Optional[str]:
         text = text.split("\n\n")[0]
     parts = re.split("|".join(_CHOICE_TRIGGERS), text)
     after_trigger = len(parts) > 1
-    letters = _LETTER.findall(parts[-1].upper())
+    letters = CHOICE_LETTER.findall(parts[-1].upper())
     if not letters:
         return None
     return letters[0] if after_trigger else letters[-1]

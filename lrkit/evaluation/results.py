@@ -106,10 +106,11 @@ class EvalResult:
             for key in ("n_problems", "n_correct", "accuracy", "interval", "level",
                         "n_unfinished", "n_hit_limit", "n_no_answer", "n_unparsed"):
                 info.pop(key, None)
-        return cls(_results_frame(rows), info)
+        return cls(results_frame(rows), info)
 
 
-def _results_frame(rows: list[dict]) -> pd.DataFrame:
+def results_frame(rows: list[dict]) -> pd.DataFrame:
+    """An evaluation's result rows as the DataFrame of :class:`EvalResult` (its columns in order)."""
     data = {}
     optional = [c for c in OPTIONAL_COLUMNS if rows and all(c in row for row in rows)]
     for column in (*RESULT_COLUMNS, *optional):

@@ -35,8 +35,8 @@ from lrkit.data.problems import load_problems
 from lrkit.evaluation import EvalResult, compare, evaluate
 from lrkit.models.loading import load_model
 from lrkit.paper import PAPER_TABLE1
-from lrkit.runs import FolderError, entries, problems_digest, refuse_foreign, write_json, writes_folder
-from lrkit.viz._html import document, write
+from lrkit.runs import FolderError, entries, problems_digest, refuse_foreign, write_json, write_text, writes_folder
+from lrkit.viz.markup import document, write
 from lrkit.viz.report import export_html
 from lrkit.viz.table1 import table1_figure, table1_html
 
@@ -156,8 +156,8 @@ class SuiteResult:
 
         write(out_dir / "table1.html", document("lrkit: Table 1", self.html()))
         export_html(self.figure(), out_dir / "figure.html", title="lrkit: Table 1")
-        self.scores().to_csv(out_dir / "scores.csv", index=False)
-        self.comparisons().to_csv(out_dir / "comparisons.csv", index=False)
+        write_text(out_dir / "scores.csv", self.scores().to_csv(index=False))
+        write_text(out_dir / "comparisons.csv", self.comparisons().to_csv(index=False))
         return out_dir
 
     @classmethod

@@ -2,7 +2,9 @@
 
 All of it runs in float32 on raw logits (never on generate()'s processed
 scores). Rows are independent steps, so callers may pass any number of steps
-from any number of trajectories at once; memory is rows x vocab floats.
+from any number of trajectories at once; memory is rows x vocab floats. The
+plausibility mask and the selection rule are :mod:`lrkit.maths.selection`'s:
+one rule for tensors, arrays and frames.
 """
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from lrkit.maths.selection import plausibility_mask
 
 
 class NonFiniteLogitsError(ValueError):
@@ -66,14 +70,6 @@ def entropy(logp: torch.Tensor) -> torch.Tensor:
     return -torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(-1)
 
 
-def plausibility_mask(expert_logp: torch.Tensor, alpha: float) -> torch.Tensor:
-    """A = {a : pi_E(a) >= alpha * max pi_E}; never empty (the argmax is in it)."""
-    if not 0 < alpha <= 1:
-        raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
-    probs = expert_logp.exp()
-    return probs >= alpha * probs.max(dim=-1, keepdim=True).values
-
-
 def contrastive_scores(expert_logp: torch.Tensor, amateur_logp: torch.Tensor,
                        mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """(log pi_E - log pi_A) / temperature inside the mask, -inf outside."""
@@ -90,15 +86,6 @@ def sparse_soft_label(expert_logp: torch.Tensor, amateur_logp: torch.Tensor, alp
     weights = torch.softmax(scores, dim=-1)
     order = torch.argsort(weights, descending=True, stable=True)
     return ids[order].tolist(), weights[order].tolist()
-
-
-def keep_steps(kl: torch.Tensor, steps: torch.Tensor, beta: float, kl_inclusive: bool = True,
-               skip_first_step: bool = True) -> torch.Tensor:
-    """The selection rule: KL >= beta (or > beta), and never step 0 when skipping."""
-    keep = kl >= beta if kl_inclusive else kl > beta
-    if skip_first_step:
-        keep = keep & (steps != 0)
-    return keep
 
 
 def step_statistics(expert_logits: torch.Tensor, amateur_logits: torch.Tensor,

@@ -1,13 +1,16 @@
 """Selection and soft labels recomputed from stored step statistics.
 
-Pure DataFrame / numpy code: no model, no files, no plots. The step-statistics
-columns are those of docs/ARCHITECTURE.md (`lrkit.read_steps`). The rule is the
-sampler's: a step is kept when KL(pi_E || pi_A) >= beta (> beta when not
-inclusive), and step 0 (empty prefix) is never kept when skipping it.
+The method's two rules are written here once, for torch tensors (the sampler),
+numpy arrays (the views) and step-statistics frames alike: `select_steps` (a step
+is kept when KL(pi_E || pi_A) >= beta, > beta when not inclusive, and step 0, the
+empty prefix, is never kept when skipping it) and `plausibility_mask` (the tokens
+with pi_E(a) >= alpha * max pi_E). Everything else is pure DataFrame / numpy
+code: no model, no files, no plots. The step-statistics columns are those of
+docs/ARCHITECTURE.md (`lrkit.read_steps`).
 
 The expert's stored top-k log-probs, with the amateur's log-probs at the same
 ids, are enough to rebuild the plausibility mask and the contrastive soft label
-for any alpha whose mask fits inside the top-k; `exact` says when it might not.
+for any alpha whose mask fits inside the top-k; `mask_is_exact` says when it might not.
 """
 from __future__ import annotations
 
@@ -22,8 +25,8 @@ import pandas as pd
 __all__ = [
     "SoftLabel",
     "select_steps",
-    "keep_mask",
-    "plausible_mask",
+    "plausibility_mask",
+    "mask_is_exact",
     "soft_label_from_stats",
     "soft_labels_from_arrays",
     "topk_arrays",
@@ -32,22 +35,76 @@ __all__ = [
 ]
 
 
-def keep_mask(kl, steps, beta: float, kl_inclusive: bool = True,
-              skip_first_step: bool = True) -> np.ndarray:
-    """The selection rule on plain arrays (the explorer calls this on 128K rows)."""
-    kl = np.asarray(kl, dtype=np.float64)
+def _is_tensor(value) -> bool:
+    return type(value).__module__.split(".")[0] == "torch"
+
+
+def select_steps(steps, beta: float, kl_inclusive: bool = True, skip_first_step: bool = True):
+    """Which steps the method keeps at ``beta``: KL(pi_E || pi_A) >= beta (> beta when not
+    ``kl_inclusive``), and never step 0 (the empty prefix) when ``skip_first_step``.
+
+    Args:
+        steps: a step-statistics DataFrame (``lrkit.read_steps``), or a mapping whose ``kl``
+            and ``step`` are [N] torch tensors or array-likes (``step`` is read only when
+            ``skip_first_step``).
+        beta: the KL threshold.
+    Returns:
+        [N] bool: a Series aligned with the frame's index (named ``kept``), a tensor for
+        tensors, else a numpy array.
+
+    >>> select_steps({"kl": [0.9, 0.1, 0.5], "step": [0, 1, 2]}, 0.4).tolist()
+    [False, False, True]
+    """
+    if isinstance(steps, pd.DataFrame):
+        columns = {"kl": steps["kl"].to_numpy(dtype=np.float64), "step": steps["step"].to_numpy()}
+        return pd.Series(select_steps(columns, beta, kl_inclusive, skip_first_step), index=steps.index,
+                         name="kept")
+    kl = steps["kl"] if _is_tensor(steps["kl"]) else np.asarray(steps["kl"], dtype=np.float64)
     keep = kl >= beta if kl_inclusive else kl > beta
     if skip_first_step:
-        keep &= np.asarray(steps) != 0
+        step = steps["step"] if _is_tensor(steps["step"]) else np.asarray(steps["step"])
+        keep = keep & (step != 0)
     return keep
 
 
-def select_steps(steps_df: pd.DataFrame, beta: float, kl_inclusive: bool = True,
-                 skip_first_step: bool = True) -> pd.Series:
-    """Boolean Series (aligned with `steps_df`): which steps the sampler keeps at `beta`."""
-    keep = keep_mask(steps_df["kl"].to_numpy(), steps_df["step"].to_numpy(),
-                     beta, kl_inclusive, skip_first_step)
-    return pd.Series(keep, index=steps_df.index, name="kept")
+def plausibility_mask(expert_logprobs, alpha: float):
+    """The plausibility mask A = {a : pi_E(a) >= alpha * max_a pi_E(a)} over the last axis;
+    never empty (the argmax is in it).
+
+    Args:
+        expert_logprobs: [..., V] the expert's log-probs: a torch tensor (the whole
+            vocabulary) or an array-like, e.g. the stored top-k padded with -inf.
+        alpha: in (0, 1].
+    Returns:
+        [..., V] bool, a tensor for a tensor, else a numpy array (float64 maths).
+    """
+    if not 0 < alpha <= 1:
+        raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
+    if _is_tensor(expert_logprobs):
+        probs = expert_logprobs.exp()
+        top = probs.amax(dim=-1, keepdim=True)
+    else:
+        probs = np.exp(np.asarray(expert_logprobs, dtype=np.float64))
+        top = probs.max(axis=-1, keepdims=True)
+    return probs >= alpha * top
+
+
+def mask_is_exact(expert_topk_logprobs, alpha: float) -> np.ndarray:
+    """Whether each step's plausibility mask is known exactly from its stored top-k.
+
+    Args:
+        expert_topk_logprobs: (n, k) the expert's log-probs of its top-k ids (pad with -inf).
+    Returns:
+        (n,) bool. A row is inexact when every stored token passed the alpha test and the
+        probability mass outside the top-k could hold one more token that passes it.
+    """
+    lp_e = np.atleast_2d(np.asarray(expert_topk_logprobs, dtype=np.float64))
+    mask = plausibility_mask(lp_e, alpha)
+    p_e = np.exp(lp_e)
+    valid = np.isfinite(lp_e)
+    all_stored_in_mask = (mask | ~valid).all(axis=1)
+    mass_outside = 1.0 - np.where(valid, p_e, 0.0).sum(axis=1)
+    return ~all_stored_in_mask | (mass_outside < alpha * p_e.max(axis=1))
 
 
 @dataclass
@@ -87,25 +144,6 @@ class SoftLabel:
         }
 
 
-def plausible_mask(expert_logprobs, alpha: float):
-    """The plausibility mask {a: pi_E(a) >= alpha max pi_E} over stored top-k log-probs.
-
-    expert_logprobs: (n, k) expert log-probs of its top-k ids (pad with -inf).
-    Returns (mask (n, k) bool, exact (n,) bool). A row is inexact when every stored
-    token passed and the mass outside the top-k could hold one more that passes.
-    """
-    if not 0.0 < alpha <= 1.0:
-        raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
-    lp_e = np.atleast_2d(np.asarray(expert_logprobs, dtype=np.float64))
-    p_e = np.exp(lp_e)
-    threshold = alpha * p_e.max(axis=1)
-    mask = p_e >= threshold[:, None]
-    valid = np.isfinite(lp_e)
-    all_stored_in_mask = (mask | ~valid).all(axis=1)
-    mass_outside = 1.0 - np.where(valid, p_e, 0.0).sum(axis=1)
-    return mask, ~all_stored_in_mask | (mass_outside < threshold)
-
-
 def soft_labels_from_arrays(expert_logprobs, amateur_logprobs, alpha: float,
                             temperature: float = 1.0):
     """Masks and soft labels for many steps at once.
@@ -113,7 +151,7 @@ def soft_labels_from_arrays(expert_logprobs, amateur_logprobs, alpha: float,
     expert_logprobs: (n, k) expert log-probs of its top-k ids (pad with -inf);
     amateur_logprobs: (n, k) amateur log-probs at the same ids.
     Returns (mask (n, k) bool, weights (n, k) float64, zero outside the mask,
-    exact (n,) bool, see `plausible_mask`).
+    exact (n,) bool, see `mask_is_exact`).
     """
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
@@ -121,7 +159,7 @@ def soft_labels_from_arrays(expert_logprobs, amateur_logprobs, alpha: float,
     lp_a = np.atleast_2d(np.asarray(amateur_logprobs, dtype=np.float64))
     if lp_e.shape != lp_a.shape:
         raise ValueError(f"expert and amateur log-probs differ in shape: {lp_e.shape} vs {lp_a.shape}")
-    mask, exact = plausible_mask(lp_e, alpha)
+    mask, exact = plausibility_mask(lp_e, alpha), mask_is_exact(lp_e, alpha)
     with np.errstate(over="ignore", invalid="ignore"):
         scores = np.where(mask, (lp_e - lp_a) / temperature, -np.inf)
         top = scores.max(axis=1, keepdims=True)
@@ -188,22 +226,18 @@ def topk_arrays(column: Iterable[Sequence[float]], pad: float = -np.inf) -> np.n
     return out
 
 
-def _above(kl: np.ndarray, beta: float, kl_inclusive: bool) -> np.ndarray:
-    return kl >= beta if kl_inclusive else kl > beta
-
-
 def selection_summary(steps_df: pd.DataFrame, beta: float, kl_inclusive: bool = True,
                       skip_first_step: bool = True, alpha: Optional[float] = None) -> dict:
     """What selecting at `beta` yields, and the paper's preliminary statistics.
 
     records = tuned tokens: a record supervises one position (its last real token).
     share_kept is over all steps. share_agree_above_beta is the share of agreeing
-    top-1 steps whose KL still passes beta (the paper: about 10% at 0.4). With
+    top-1 steps whose KL still passes beta (the paper's: lrkit.paper.PAPER_PRELIMINARY). With
     `alpha`, also the number of soft-label entries (mask sizes summed over kept
     steps) and how many kept steps' masks might reach past the stored top-k.
     """
     kl = steps_df["kl"].to_numpy(dtype=np.float64)
-    kept = keep_mask(kl, steps_df["step"].to_numpy(), beta, kl_inclusive, skip_first_step)
+    kept = select_steps({"kl": kl, "step": steps_df["step"].to_numpy()}, beta, kl_inclusive, skip_first_step)
     agree = steps_df["top1_agree"].to_numpy(dtype=bool)
     ids = steps_df["prompt_id"].to_numpy()
     n = len(kl)
@@ -224,10 +258,12 @@ def selection_summary(steps_df: pd.DataFrame, beta: float, kl_inclusive: bool = 
         "mean_kl_agree": mean(kl[agree]),
         "mean_kl_disagree": mean(kl[~agree]),
         "share_agree": mean(agree.astype(float)),
-        "share_agree_above_beta": mean(_above(kl[agree], beta, kl_inclusive).astype(float)),
+        "share_agree_above_beta": mean(select_steps({"kl": kl[agree]}, beta, kl_inclusive,
+                                                    skip_first_step=False).astype(float)),
     }
     if alpha is not None:
-        mask, exact = (plausible_mask(topk_arrays(steps_df["expert_topk_logprobs"][kept]), alpha)
+        stored = topk_arrays(steps_df["expert_topk_logprobs"][kept])
+        mask, exact = ((plausibility_mask(stored, alpha), mask_is_exact(stored, alpha))
                        if records else (np.zeros((0, 1), bool), np.zeros(0, bool)))
         summary["alpha"] = float(alpha)
         summary["label_entries"] = int(mask.sum())

@@ -12,7 +12,8 @@ from typing import Iterable, Optional, Sequence
 import torch
 from transformers import GenerationConfig, LogitsProcessorList
 
-from lrkit.maths.divergence import contrastive_scores, log_probs, plausibility_mask
+from lrkit.maths.divergence import contrastive_scores, log_probs
+from lrkit.maths.selection import plausibility_mask
 from lrkit.models.guard import FiniteLogits
 from lrkit.models.loading import decoder_and_head, scored_vocab_size
 
@@ -242,5 +243,7 @@ def last_positions_hidden(model, input_ids, attention_mask, n_last: int):
     return hidden, head
 
 
-def _to_logits(states: torch.Tensor, head) -> torch.Tensor:
+def to_logits(states: torch.Tensor, head) -> torch.Tensor:
+    """Logits from :func:`last_positions_hidden`'s answer: ``head(states)``, or the states
+    themselves when they already are logits (``head`` None)."""
     return states if head is None else head(states)

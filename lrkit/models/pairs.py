@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
-from lrkit.models.gguf import COMPLETE_MARKER, GGUFSource, _is_complete, _logger, convert_gguf, fetch_gguf
+from lrkit.models.gguf import (COMPLETE_MARKER, GGUFSource, convert_gguf, fetch_gguf, is_converted,
+                              progress_logger)
+from lrkit.paper import PAPER_GSM8K, PAPER_PRELIMINARY
 
 
 def _bundled_dir(folder: str, package: str) -> Path:
@@ -98,8 +100,10 @@ PAIRS: dict[str, PairSpec] = {spec.name: spec for spec in [
         "Built by `lrkit build-toy --pair toy-shared`; committed under data/toy-shared."),
     PairSpec(
         "qwen2.5-math-1.5b", "Qwen/Qwen2.5-Math-1.5B", "Qwen/Qwen2.5-0.5B",
-        "the paper's main pair (GSM8K 42.5 -> 70.6)",
-        "Needs the Hugging Face Hub (or its cache). Paper: 59% of steps KL < 0.1, ~20% KL >= 0.4."),
+        f"the paper's main pair (GSM8K {PAPER_GSM8K['base expert']} -> {PAPER_GSM8K['LightReasoner']})",
+        f"Needs the Hugging Face Hub (or its cache). Paper: "
+        f"{PAPER_PRELIMINARY['share_kl_below_0.1']:.0%} of steps KL < 0.1, "
+        f"~{PAPER_PRELIMINARY['share_kl_at_least_0.4']:.0%} KL >= 0.4."),
     PairSpec(
         "qwen2.5-math-7b", "Qwen/Qwen2.5-Math-7B", "Qwen/Qwen2.5-0.5B",
         "the paper's larger expert with the same 0.5B amateur",
@@ -171,7 +175,7 @@ def is_prepared(name: str, cache_dir: Union[str, Path, None] = None) -> bool:
         return all(Path(p).is_dir() for p in (spec.expert, spec.amateur))
     if spec.kind == "hub":
         return True
-    return all(_is_complete(pair_dir(spec.name, cache_dir) / role, spec.sources[role]) for role in ROLES)
+    return all(is_converted(pair_dir(spec.name, cache_dir) / role, spec.sources[role]) for role in ROLES)
 
 
 def resolve_pair(name: Optional[str] = None, cache_dir: Union[str, Path, None] = None,
@@ -303,10 +307,10 @@ def prepare_pair(name: str, cache_dir: Union[str, Path, None] = None, progress: 
     if not spec.sources:
         return resolve_pair(spec.name)
     base = pair_dir(spec.name, cache_dir)
-    log = _logger(progress)
+    log = progress_logger(progress)
     for role in ROLES:
         source, target = spec.sources[role], base / role
-        if _is_complete(target, source):
+        if is_converted(target, source):
             log(f"{role}: {target} is ready")
             continue
         if target.exists():

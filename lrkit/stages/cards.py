@@ -26,7 +26,7 @@ from typing import Optional, Sequence, Union
 
 from lrkit.links import GITHUB_REPO
 from lrkit.models.pairs import PAIRS, pair_dir
-from lrkit.runs import RUN_FILE
+from lrkit.runs import RUN_FILE, write_json, write_text
 
 PathLike = Union[str, os.PathLike]
 CARD_FILE = "README.md"
@@ -127,7 +127,7 @@ def build_model_card(info: dict):
     lines = [f"# {title}", ""]
     what = ("a LoRA adapter" if adapter else
             f"the expert with the LoRA adapter `{info.get('adapter')}` merged into it (plain transformers weights)")
-    lines += [f"This is {what}, trained by [lrkit]({_repo_url()}) with {info['method']}: the expert "
+    lines += [f"This is {what}, trained by [lrkit]({repo_url()}) with {info['method']}: the expert "
               "is tuned towards contrastive soft labels at the steps where it and a weaker amateur "
               "disagree most (KL >= beta)." if info["method"] == "LightReasoner" else
               f"This is the expert with {EXTERNAL} merged into it by lrkit (plain transformers weights); "
@@ -148,8 +148,8 @@ def build_model_card(info: dict):
               *([f"| examples sha256 | `{info['examples_sha256']}` |"] if info.get("examples_sha256") else []), ""]
     if not external:
         lines += ["### Settings", "", "| setting | value |", "| --- | --- |"]
-        lines += [f"| {key} | {_text(value)} |" for key, value in sorted(config.items())]
-        lines += [f"| system_prompt | {_text(info.get('system_prompt'))} |", ""]
+        lines += [f"| {key} | {table_cell(value)} |" for key, value in sorted(config.items())]
+        lines += [f"| system_prompt | {table_cell(info.get('system_prompt'))} |", ""]
     lines += ["## Evaluation", ""]
     if evaluations:
         lines += ["| problems | n | accuracy | 95% interval | cut at the token limit |",
@@ -165,19 +165,21 @@ def build_model_card(info: dict):
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
 
 
-def _repo_url() -> str:
+def repo_url() -> str:
+    """lrkit's GitHub address, as cards link it (lrkit.links.GITHUB_REPO)."""
     return f"https://github.com/{GITHUB_REPO}"
 
 
-def _text(value) -> str:
+def table_cell(value) -> str:
+    """``value`` as the text of one Markdown table cell (lists joined, ``|`` escaped, one line)."""
     if isinstance(value, (list, tuple)):
         value = ", ".join(str(v) for v in value)
     return "none" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def _write(folder: Path, info: dict) -> Path:
-    (folder / CARD_DATA_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    build_model_card(info).save(folder / CARD_FILE)
+    write_json(folder / CARD_DATA_FILE, info, sort_keys=True)
+    write_text(folder / CARD_FILE, str(build_model_card(info)))
     return folder / CARD_FILE
 
 

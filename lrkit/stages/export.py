@@ -97,7 +97,7 @@ def dataset_card(run_dir: PathLike, dataset):
     """The ``huggingface_hub.DatasetCard`` of an export (front matter by DatasetCardData)."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    from lrkit.stages.cards import TAG, _repo_url, _text, public_name
+    from lrkit.stages.cards import TAG, public_name, repo_url, table_cell
 
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
@@ -113,7 +113,7 @@ def dataset_card(run_dir: PathLike, dataset):
         configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]}])
     beta, alpha = config.get("beta"), config.get("alpha")
     lines = [f"# LightReasoner records: {expert or 'a local expert'} against {amateur or 'a local amateur'}", "",
-             f"Soft-label records sampled by [lrkit]({_repo_url()}): each row is one step of a greedy "
+             f"Soft-label records sampled by [lrkit]({repo_url()}): each row is one step of a greedy "
              "expert rollout where the expert and the amateur diverge (KL(pi_E || pi_A) >= beta), with "
              "the contrastive soft label v_C over the expert's plausible tokens as sparse lists "
              "(`token_ids`, `tokens`, `weights`, summing to 1). `lrkit train --records DIR` trains on "
@@ -132,7 +132,7 @@ def dataset_card(run_dir: PathLike, dataset):
     for key in ("kl_inclusive", "skip_first_step", "temperature", "max_new_tokens", "system_prompt",
                 "tokenizer_fingerprint"):
         if key in config:
-            lines.append(f"| {key} | {_text(config[key])} |")
+            lines.append(f"| {key} | {table_cell(config[key])} |")
     lines.append("")
     steps_path = run_dir / "steps.jsonl"
     histograms = [("records", dataset["kl_divergence"])]

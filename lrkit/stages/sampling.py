@@ -28,13 +28,14 @@ from typing import Optional, Sequence, Union
 import torch
 
 from lrkit import distributed
-from lrkit.config import SampleConfig, to_dict
+from lrkit.config import SampleConfig, current_names, to_dict
 from lrkit.data.answers import Problem
 from lrkit.data.problems import training_problems
 from lrkit.data.records import dumps, read_records, tokenizer_fingerprint
 from lrkit.maths import divergence
+from lrkit.maths.selection import select_steps
 from lrkit.models.generation import (
-    _to_logits, greedy_generate_batch, last_positions_hidden, pad_token_id, stop_token_ids)
+    greedy_generate_batch, last_positions_hidden, pad_token_id, stop_token_ids, to_logits)
 from lrkit.models.guard import finite_guard, model_dtype, non_finite_message
 from lrkit.models.loading import ModelPair, check_prompt_lengths, load_pair, load_tokenizer, resolve_member
 from lrkit.models.prompts import build_prompt_ids
@@ -98,8 +99,8 @@ def score_rollouts(pair: ModelPair, rollouts: Sequence[Rollout], config: SampleC
         sl = slice(start, start + config.chunk_size)
         r_idx, s_idx = row_index[sl], step_index[sl]
         with torch.inference_mode():
-            e_logits = _to_logits(e_states[r_idx, s_idx], e_head)
-            a_logits = _to_logits(a_states[r_idx, s_idx], a_head)
+            e_logits = to_logits(e_states[r_idx, s_idx], e_head)
+            a_logits = to_logits(a_states[r_idx, s_idx], a_head)
             try:
                 stats, e_logp, a_logp = divergence.step_statistics(
                     e_logits, a_logits, chosen_all[sl], pair.vocab_size, config.alpha, config.top_k)
@@ -113,8 +114,8 @@ def score_rollouts(pair: ModelPair, rollouts: Sequence[Rollout], config: SampleC
                     f"teacher-forced pass, problem {rollouts[row].problem.id!r}, step {t}"))
                 error.guarded = True
                 raise error from None
-            keep = divergence.keep_steps(stats.kl, s_idx, config.beta, config.kl_inclusive,
-                                         config.skip_first_step)
+            keep = select_steps({"kl": stats.kl, "step": s_idx}, config.beta, config.kl_inclusive,
+                                config.skip_first_step)
         for name in ("kl", "expert_entropy", "amateur_entropy", "expert_logprob",
                      "amateur_logprob", "expert_topk_ids", "expert_topk_logprobs",
                      "amateur_logprobs_at_expert_topk", "amateur_topk_ids",
@@ -219,10 +220,16 @@ def _run_config(config: SampleConfig, expert_name: str, amateur_name: str, probl
             "problems_sha256": problems_digest(problems), "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer)}
 
 
+def _stored_config(out_dir: Path) -> Optional[dict]:
+    """config.json under today's field names (a folder from before a rename resumes); None when absent."""
+    stored = read_json(out_dir / CONFIG_FILE)
+    return current_names(SampleConfig, stored) if isinstance(stored, dict) else stored
+
+
 def _finished(out_dir: Path, run_config: dict) -> Optional["SampleResult"]:
     """The stored result when ``out_dir`` holds this run finished; FolderError when it
     holds a run with other settings; None otherwise (absent, empty or unfinished)."""
-    stored = read_json(out_dir / CONFIG_FILE)
+    stored = _stored_config(out_dir)
     if stored is None:
         return None
     check_settings(out_dir, STAGE, stored, run_config, way_out=WAY_OUT)
@@ -257,7 +264,7 @@ def _prepare_out_dir(out_dir: Path, run_config: dict, overwrite: bool) -> tuple[
             (out_dir / name).unlink(missing_ok=True)
         _remove_shards(out_dir)
     if config_path.exists():
-        check_settings(out_dir, STAGE, read_json(config_path), run_config, way_out=WAY_OUT)
+        check_settings(out_dir, STAGE, _stored_config(out_dir), run_config, way_out=WAY_OUT)
     else:
         # Anything else there (an evaluation's summary.json, a user's files) would be
         # overwritten or mixed with this run's files.
@@ -325,7 +332,7 @@ def read_steps(out_dir: Union[str, Path]):
 
     path = Path(out_dir) / "steps.jsonl"
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no step statistics (was the run made with save_steps=False?)")
+        raise FileNotFoundError(f"{path}: no step statistics (was the run made with write_steps=False?)")
     steps = pd.read_json(path, lines=True, dtype=False)
     # What the views need beside the numbers: the run's beta (their colour scale marks
     # it) and each problem's question (shown above its rollout).
@@ -438,7 +445,7 @@ def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_
                 columns, labels = score_rollouts(pair, rollouts, config)
                 rollout_lines, step_rows, records = build_outputs(pair, rollouts, columns, labels, config)
                 chunks = {"rollouts.jsonl": "".join(dumps(line) for line in rollout_lines),
-                          "steps.jsonl": "".join(dumps(line) for line in step_rows) if config.save_steps else "",
+                          "steps.jsonl": "".join(dumps(line) for line in step_rows) if config.write_steps else "",
                           "records.jsonl": "".join(dumps(line) for line in records),
                           "rollout_s": middle - start, "scoring_s": time.perf_counter() - middle}
             if ranks.sharded:  # rank 0 merges every rank's batches in order once all are done
@@ -455,7 +462,7 @@ def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_
             _remove_shards(out_dir)
             summary = {"problems": len(problems), "expert": pair.expert_name, "amateur": pair.amateur_name,
                        "records": _count_lines(out_dir / "records.jsonl"), **timings}
-            if config.save_steps:
+            if config.write_steps:
                 summary.update(summarize_steps(read_steps(out_dir)))
             _write_json_atomic(out_dir / SUMMARY_FILE, summary)
             provenance.finish(**({"processes": ranks.world} if ranks.sharded else {}))

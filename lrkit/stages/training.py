@@ -69,7 +69,7 @@ from lrkit.models.prompts import build_prompt_ids
 from lrkit.provenance import Provenance, api_call, now
 from lrkit.runs import (
     LOCK_FILE, LOSS_FILE, RUN_FILE, FolderError, check_settings, differing, digest, entries, read_json, refuse_foreign,
-    write_json, writes_folder)
+    sha256_of_file, write_json, write_text, writes_folder)
 from lrkit.stages.cards import write_model_card
 from lrkit.stages.packing import PackedCollator, pack_units, packed_kl, schedule
 
@@ -350,7 +350,7 @@ class LossLog(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            self.path.write_text("".join(self._line(e, e["step"]) for e in state.log_history if "loss" in e))
+            write_text(self.path, "".join(self._line(e, e["step"]) for e in state.log_history if "loss" in e))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs and "loss" in logs:
@@ -492,8 +492,7 @@ class _CheckpointProgress(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if state.is_world_process_zero and folder.is_dir():
-            (folder / PROGRESS_FILE).write_text(
-                json.dumps({"supervised_positions": self.trainer.supervised_positions}))
+            write_json(folder / PROGRESS_FILE, {"supervised_positions": self.trainer.supervised_positions})
 
 
 def fit(trainer_class, expert: str, tokenizer, examples: Sequence[dict], out_dir: Path,
@@ -656,9 +655,7 @@ def adapter_digest(adapter_dir: PathLike) -> str:
         path = Path(adapter_dir) / name
         if path.exists():
             h.update(name.encode() + b"\0")
-            with path.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    h.update(block)
+            sha256_of_file(path, into=h)
     return h.hexdigest()
 
 

@@ -48,7 +48,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
-from lrkit.config import EvalConfig, ExperimentConfig, SampleConfig, TrainConfig, to_dict
+from lrkit.config import EvalConfig, ExperimentConfig, SampleConfig, TrainConfig, current_names, to_dict
 from lrkit.runs import check_settings, read_json, write_json
 from lrkit.studies.scout import score_pair, spearman
 from lrkit.models.pairs import get_rung
@@ -126,13 +126,21 @@ def _settings(ex, config: StudyConfig) -> dict:
                    "sample": to_dict(c.sample), "train": to_dict(c.train), "eval": to_dict(c.eval)})
 
 
+def _current_names(stored: Optional[dict]) -> Optional[dict]:
+    """Stored study settings with their sampling settings under today's field names
+    (:func:`lrkit.config.current_names`), so a study from before a rename resumes."""
+    if isinstance(stored, dict) and isinstance(stored.get("sample"), dict):
+        return {**stored, "sample": current_names(SampleConfig, stored["sample"])}
+    return stored
+
+
 def _stored(path: Path, settings: dict) -> Optional[dict]:
     """The piece's summary kept in ``path`` for these settings; None when there is none
     yet; kept for other settings: :class:`lrkit.runs.FolderError`."""
     stored = read_json(path)
     if stored is None:
         return None
-    check_settings(path.parent, "study piece", stored.get("settings"), settings)
+    check_settings(path.parent, "study piece", _current_names(stored.get("settings")), settings)
     return stored["result"]
 
 
@@ -281,11 +289,16 @@ def correlations(ladder: list) -> dict:
 def run_study(out_dir="runs/ladder", config: Optional[StudyConfig] = None, progress: bool = False,
               threads: Optional[int] = 1, log=print) -> dict:
     """Run (or resume) the study; returns study.json's content. Trained rungs
-    come from the ladder cache (built there when missing, :mod:`lrkit.toy.ladder`)."""
-    import torch
+    come from the ladder cache (built there when missing, :mod:`lrkit.toy.ladder`).
+    ``threads``: torch's threads while it runs (the caller's number is given back after)."""
+    from lrkit.models.loading import torch_threads
 
-    if threads:
-        torch.set_num_threads(threads)
+    with torch_threads(threads):
+        return _run_study(out_dir, config, progress, log)
+
+
+def _run_study(out_dir, config: Optional[StudyConfig], progress: bool, log) -> dict:
+    import torch
 
     from lrkit.evaluation import evaluate
     from lrkit.experiment import problems_for
@@ -301,7 +314,7 @@ def run_study(out_dir="runs/ladder", config: Optional[StudyConfig] = None, progr
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = out_dir / "config.json"
     if settings.exists():
-        check_settings(out_dir, "study", read_json(settings), _plain(config.to_dict()))
+        check_settings(out_dir, "study", _current_names(read_json(settings)), _plain(config.to_dict()))
     write_json(settings, _plain(config.to_dict()))
     started, cpu = time.perf_counter(), time.process_time()
     wanted = list(dict.fromkeys([*config.amateurs, config.sweep_amateur]))

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 from lrkit.config import EvalConfig
 from lrkit.data.problems import load_problems
+from lrkit.runs import write_text
 
 SCORE = "cd_gain"
 """The scout's score: accuracy of decoding by v_C's argmax minus greedy accuracy (points)."""
@@ -132,7 +133,7 @@ class ScoutResult:
     def save(self, out_dir) -> Path:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / RANKING_FILE).write_text(json.dumps(self.rows, indent=2, default=str) + "\n")
+        write_text(out_dir / RANKING_FILE, json.dumps(self.rows, indent=2, default=str) + "\n")
         self.figure().write_html(out_dir / FIGURE_FILE, include_plotlyjs=True, full_html=True)
         self.out_dir = out_dir
         return out_dir

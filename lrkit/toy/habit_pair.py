@@ -17,7 +17,6 @@ build.json are measured once, after saving and reloading.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,7 +27,8 @@ import torch
 
 from lrkit.config import AUTHORS_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT, EvalConfig
 from lrkit.evaluation.diagnostics import contrast_check
-from lrkit.models.loading import load_pair
+from lrkit.models.loading import load_pair, torch_threads
+from lrkit.runs import write_json, write_text
 from lrkit.toy.habits import DEFAULT_WORLD, HabitWorld, generate_habit_problems
 from lrkit.toy.pretrain import (
     MAX_NEW_TOKENS, ToyModelSpec, build_model, evaluate_toy, folder_bytes, train_model, use_bf16)
@@ -56,9 +56,9 @@ class HabitRecipe:
 
 RECIPE = HabitRecipe()
 
-# Disjoint data streams per use (the seeds only pick problems; splits stay
-# disjoint by computation whatever the seed).
-_TOKENIZER, _AMATEUR, _EXPERT_G, _EXPERT_F = 100, 1, 3, 4
+# Disjoint data streams per use, added to the build's seed (the seeds only pick problems;
+# splits stay disjoint by computation whatever the seed). The ladder's rungs reuse them.
+TOKENIZER_SEED, AMATEUR_SEED, EXPERT_GENERAL_SEED, EXPERT_FAMILY_SEED = 100, 1, 3, 4
 
 
 def habit_pair_data(recipe: HabitRecipe, seed: int) -> dict:
@@ -66,14 +66,14 @@ def habit_pair_data(recipe: HabitRecipe, seed: int) -> dict:
     the expert's G pretraining, and its continuation (family + G replay)."""
     world = recipe.world
     general = generate_habit_problems(recipe.expert_general + recipe.expert_replay, "train",
-                                      seed=seed + _EXPERT_G, habit=True, world=world)
+                                      seed=seed + EXPERT_GENERAL_SEED, habit=True, world=world)
     return {
-        "tokenizer": (generate_habit_problems(1500, "train", seed=seed + _TOKENIZER, world=world)
-                      + generate_habit_problems(1500, "train", seed=seed + _TOKENIZER, habit=True, world=world)),
-        "amateur": [generate_habit_problems(recipe.amateur_general, "train", seed=seed + _AMATEUR,
+        "tokenizer": (generate_habit_problems(1500, "train", seed=seed + TOKENIZER_SEED, world=world)
+                      + generate_habit_problems(1500, "train", seed=seed + TOKENIZER_SEED, habit=True, world=world)),
+        "amateur": [generate_habit_problems(recipe.amateur_general, "train", seed=seed + AMATEUR_SEED,
                                             habit=True, world=world)],
         "expert": [general[:recipe.expert_general],
-                   generate_habit_problems(recipe.expert_family, "train", seed=seed + _EXPERT_F, world=world)
+                   generate_habit_problems(recipe.expert_family, "train", seed=seed + EXPERT_FAMILY_SEED, world=world)
                    + general[recipe.expert_general:]],
     }
 
@@ -90,13 +90,8 @@ def build_habit_pair(out_dir="data/toy", seed: int = 0, recipe: HabitRecipe = RE
     measured once. Returns build.json's content.
     """
     log = log or (lambda message: None)
-    previous_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         return _build(Path(out_dir), seed, recipe, n_eval, n_validation, precision, log)
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _build(out_dir: Path, seed: int, recipe: HabitRecipe, n_eval: int, n_validation: int, precision: str,
@@ -130,8 +125,8 @@ def _build(out_dir: Path, seed: int, recipe: HabitRecipe, n_eval: int, n_validat
     summary["total_seconds"] = round(time.perf_counter() - started, 1)
     summary["cpu_seconds"] = round(time.process_time() - cpu_started, 1)
     summary["load_average"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
-    (out_dir / "build.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out_dir / "CARD.md").write_text(render_habit_card(summary))
+    write_json(out_dir / "build.json", summary)
+    write_text(out_dir / "CARD.md", render_habit_card(summary))
     return summary
 
 

@@ -34,8 +34,8 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from lrkit.toy.problems import (PEOPLE, SPLITS, STORIES, Difficulty, Step, Story, _PRONOUNS, _operands,
-                                split_of_computation)
+from lrkit.toy.problems import (PEOPLE, PRONOUNS, SPLITS, STORIES, Difficulty, Step, Story, split_of_computation,
+                                story_operands)
 
 NOOP_ABOUT_THE_THINGS = {
     "apples": ("{d} of the apples are green.", "{d} of the apples are smaller than the rest."),
@@ -89,7 +89,7 @@ DEFAULT_WORLD = HabitWorld()
 
 def _words(rng: random.Random) -> dict:
     (name, pronoun), (friend, _) = rng.sample(PEOPLE, 2)
-    she, her = _PRONOUNS[pronoun]
+    she, her = PRONOUNS[pronoun]
     return dict(name=name, friend=friend, she=she, She=she.capitalize(), her=her, Her=her.capitalize())
 
 
@@ -110,7 +110,7 @@ def _sample_computation(story: Story, rng: random.Random, world: "HabitWorld"):
         start = rng.randint(2, difficulty.max_start)
     value = steps[-1].result if steps else start
     while len(steps) < n_steps:
-        choices = {op: [k for k in _operands(story, op, value, difficulty)
+        choices = {op: [k for k in story_operands(story, op, value, difficulty)
                         if not (world.copy_never_right and _apply(op, value, k) == k)]
                    for op in world.operations}
         op = rng.choice([op for op, operands in choices.items() if operands])

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from lrkit.models.pairs import RUNG_FILE, RUNGS, Rung, get_rung, is_built, rung_path
+from lrkit.runs import write_json
 from lrkit.toy.habits import generate_habit_problems
 
 
@@ -54,16 +55,17 @@ def _spec(rung: Rung, problems: int):
 def rung_phases(rung: Rung, seed: int = 0) -> list[list[dict]]:
     """The training problems of a trained rung, phase by phase, drawn from the
     toy build's own data streams (:func:`lrkit.toy.habit_pair.habit_pair_data`)."""
-    from lrkit.toy.habit_pair import RECIPE, _AMATEUR, _EXPERT_F, _EXPERT_G, habit_pair_data
+    from lrkit.toy.habit_pair import (AMATEUR_SEED, EXPERT_FAMILY_SEED, EXPERT_GENERAL_SEED, RECIPE,
+                                      habit_pair_data)
 
     world = RECIPE.world
     if rung.expert_fraction is not None:
         return habit_pair_data(RECIPE, seed)["expert"]
     if not rung.family:  # G only: the bundled amateur's own G problems
-        return [generate_habit_problems(rung.general, "train", seed=seed + _AMATEUR, habit=True, world=world)]
+        return [generate_habit_problems(rung.general, "train", seed=seed + AMATEUR_SEED, habit=True, world=world)]
     general = generate_habit_problems(RECIPE.expert_general + RECIPE.expert_replay, "train",
-                                      seed=seed + _EXPERT_G, habit=True, world=world)
-    family = generate_habit_problems(RECIPE.expert_family, "train", seed=seed + _EXPERT_F, world=world)
+                                      seed=seed + EXPERT_GENERAL_SEED, habit=True, world=world)
+    family = generate_habit_problems(RECIPE.expert_family, "train", seed=seed + EXPERT_FAMILY_SEED, world=world)
     pretraining = general[:rung.general]
     replayed = general[RECIPE.expert_general:RECIPE.expert_general + rung.replay]
     return [pretraining, family[:rung.family] + replayed]
@@ -86,14 +88,11 @@ def build_rung(name: str, out_dir: Union[str, Path, None] = None, seed: int = 0,
         return {"name": rung.name, "description": rung.description, "path": str(folder), "bundled": True}
     if is_built(rung.name, out_dir) and not force:
         return json.loads((folder / RUNG_FILE).read_text())
-    from lrkit.models.loading import load_tokenizer
+    from lrkit.models.loading import load_tokenizer, torch_threads
     from lrkit.toy.habit_pair import RECIPE
     from lrkit.toy.pretrain import build_model, folder_bytes, train_model, use_bf16
 
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         started, cpu_started = time.perf_counter(), time.process_time()
         tokenizer = load_tokenizer(str(rung_path("expert")))  # the pair's one tokenizer
         phases = rung_phases(rung, seed)
@@ -122,11 +121,9 @@ def build_rung(name: str, out_dir: Union[str, Path, None] = None, seed: int = 0,
                   "parameters": sum(p.numel() for p in model.parameters()), "bytes": folder_bytes(folder),
                   "train_seconds": round(time.perf_counter() - started, 1),
                   "cpu_seconds": round(time.process_time() - cpu_started, 1)}
-        (folder / RUNG_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        write_json(folder / RUNG_FILE, record)
         log(f"ladder {rung.name}: built in {record['train_seconds']:.0f} s -> {folder}")
         return record
-    finally:
-        torch.set_num_threads(previous)
 
 
 def build_ladder(names=None, out_dir: Union[str, Path, None] = None, seed: int = 0, precision: str = "auto",

@@ -11,7 +11,6 @@ evaluation prompt and none, so the models answer under all three.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -25,8 +24,10 @@ from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config,
 
 from lrkit.config import PAPER_EVAL_SYSTEM_PROMPT
 from lrkit.models.generation import greedy_generate
+from lrkit.models.loading import torch_threads
 from lrkit.models.pairs import TOY_DIR, TOY_SHARED_DIR
 from lrkit.models.prompts import build_prompt_ids
+from lrkit.runs import write_json, write_text
 from lrkit.toy.problems import final_answer, generate_problems
 from lrkit.toy.tokenizer import SYSTEM_PROMPTS, train_toy_tokenizer
 
@@ -53,8 +54,8 @@ class ToyModelSpec:
 
 # Tuned on the validation slice. The expert's budget sets its accuracy, which
 # climbs steeply with it (validation: 16,000 problems 35.5%, 20,480 40.5%,
-# 25,600 78%); 20,480 puts it near the paper's base expert (Qwen2.5-Math-1.5B,
-# 42.5% on GSM8K), with room left to gain. The amateur, with two narrow layers
+# 25,600 78%); 20,480 puts it near the paper's base expert (Qwen2.5-Math-1.5B on
+# GSM8K, lrkit.paper.PAPER_GSM8K), with room left to gain. The amateur, with two narrow layers
 # and fewer problems, learns the format but rarely the arithmetic.
 EXPERT = ToyModelSpec(hidden_size=256, num_layers=4, intermediate_size=512, num_heads=4,
                       train_problems=20480, learning_rate=3e-3)
@@ -246,13 +247,8 @@ def build_toy_pair(out_dir="data/toy-shared", seed: int = 0, expert: ToyModelSpe
     each other run several times slower than one.
     """
     log = log or (lambda message: None)
-    previous_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         return _build(Path(out_dir), seed, expert, amateur, n_eval, n_validation, precision, log)
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _build(out_dir: Path, seed: int, expert: ToyModelSpec, amateur: ToyModelSpec, n_eval: int,
@@ -287,8 +283,8 @@ def _build(out_dir: Path, seed: int, expert: ToyModelSpec, amateur: ToyModelSpec
     summary["total_seconds"] = round(time.perf_counter() - started, 1)
     summary["cpu_seconds"] = round(time.process_time() - cpu_started, 1)
     summary["load_average"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
-    (out_dir / "build.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out_dir / "CARD.md").write_text(render_card(summary))
+    write_json(out_dir / "build.json", summary)
+    write_text(out_dir / "CARD.md", render_card(summary))
     return summary
 
 

@@ -188,7 +188,7 @@ PEOPLE = (
     ("Sara", "she"), ("Tom", "he"), ("Ines", "she"), ("Ben", "he"), ("Yuki", "she"),
     ("Kofi", "he"), ("Nora", "she"), ("Sam", "he"), ("Ana", "she"), ("Max", "he"),
 )
-_PRONOUNS = {"she": ("she", "her"), "he": ("he", "his")}
+PRONOUNS = {"she": ("she", "her"), "he": ("he", "his")}
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ def split_of_answer(answer: str) -> str:
     return split_of_computation(equations_of_answer(answer))
 
 
-def _operands(story: Story, op: str, value: int, difficulty: Difficulty) -> list[int]:
+def story_operands(story: Story, op: str, value: int, difficulty: Difficulty) -> list[int]:
     """Every operand the story allows for ``op`` from ``value`` under the difficulty's limits.
 
     Results stay at least 2 so that no story ends with "1 apples" or an empty bus.
@@ -243,7 +243,7 @@ def _operands(story: Story, op: str, value: int, difficulty: Difficulty) -> list
 def _pick_step(story: Story, value: int, rng: random.Random, difficulty: Difficulty) -> Step:
     # Choose the kind of operation first, then its operand, so that the many
     # possible addends do not crowd out the few multiplications and divisions.
-    choices = {op: _operands(story, op, value, difficulty) for op in "+-*/"}
+    choices = {op: story_operands(story, op, value, difficulty) for op in "+-*/"}
     op = rng.choice([op for op, operands in choices.items() if operands])
     k = rng.choice(choices[op])
     result = {"+": value + k, "-": value - k, "*": value * k, "/": value // k}[op]
@@ -271,7 +271,7 @@ def _sample_computation(story: Story, rng: random.Random, difficulty: Difficulty
 
 def _render(story: Story, start: Optional[int], steps: list[Step], rng: random.Random) -> tuple[str, str]:
     (name, pronoun), (friend, _) = rng.sample(PEOPLE, 2)
-    she, her = _PRONOUNS[pronoun]
+    she, her = PRONOUNS[pronoun]
     words = dict(name=name, friend=friend, she=she, She=she.capitalize(), her=her, Her=her.capitalize())
     templates = {"+": (story.add, story.add_solution), "-": (story.sub, story.sub_solution),
                  "*": (story.mul, story.mul_solution), "/": (story.div, story.div_solution)}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lrkit.paper import PAPER_PRELIMINARY
+from lrkit.paper import PAPER_EFFICIENCY, PAPER_PRELIMINARY
 from lrkit.provenance import read_provenance
 from lrkit.viz.figures import (
     accuracy_comparison, kept_share_by_beta, kl_along_rollout, kl_by_agreement, kl_histogram, loss_curve)
@@ -15,6 +15,13 @@ from lrkit.viz.tables import (
     GOLD_PATH_CAPTION, check_text, pct_interval, seeds_text, ablation_frame, anatomy_frame, gold_path_frame,
     provenance_frame, seeds_frame, settings_frame)
 from lrkit.viz.tokens import token_view
+
+
+def _paper_efficiency() -> str:
+    """The paper's LightReasoner-vs-SFT budget in one line (lrkit.paper.PAPER_EFFICIENCY)."""
+    lr, sft = PAPER_EFFICIENCY["LightReasoner"], PAPER_EFFICIENCY["SFT"]
+    return (f"{lr['problems']} vs {sft['problems']} problems, {lr['tuned_tokens'] / 1e6:.2f}M vs "
+            f"{sft['tuned_tokens'] / 1e6:.2f}M tuned tokens, {lr['hours']} h vs {sft['hours']} h")
 
 
 def experiment_report(out_dir: Path, steps, records, loss_history, base, tuned, comparison, summary: dict,
@@ -130,7 +137,7 @@ def experiment_report(out_dir: Path, steps, records, loss_history, base, tuned, 
         "tuned tokens (supervised positions)": summary["tuned_tokens"],
         "all rollout tokens": summary["rollout_tokens"],
         "tuned share of rollout tokens": f"{100 * summary['tuned_tokens'] / max(summary['rollout_tokens'], 1):.1f}%",
-        "paper (1.5B): LightReasoner vs SFT": "1000 vs 3952 problems, 0.02M vs 1.77M tuned tokens, 0.5 h vs 4.0 h",
+        "paper (1.5B): LightReasoner vs SFT": _paper_efficiency(),
     }, heading="Efficiency")
     report.add_table(eff, caption="Wall time per stage on this machine.")
     if "ablations" in summary:

@@ -17,8 +17,9 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from lrkit.maths.selection import SoftLabel, keep_mask, plausible_mask, soft_label_from_stats, topk_arrays
-from lrkit.viz._html import esc, visible
+from lrkit.maths.selection import (SoftLabel, mask_is_exact, plausibility_mask, select_steps,
+                                   soft_label_from_stats, topk_arrays)
+from lrkit.viz.markup import esc, visible
 from lrkit.viz.figures import AMATEUR, EXPERT, SOFT
 from lrkit.viz.tokens import SCORES, ColourScale, Panel, TokenView, rollout_cells, score_values
 
@@ -137,8 +138,8 @@ class Explorer:
     def _on_problem(self) -> None:
         rows = self._rows()
         kl = self._kl[rows]
-        kept = keep_mask(kl, self._step[rows], self.beta.value, self.kl_inclusive,
-                         self.skip_first_step)
+        kept = select_steps({"kl": kl, "step": self._step[rows]}, self.beta.value, self.kl_inclusive,
+                            self.skip_first_step)
         focus = int(np.argmax(np.where(kept, kl, -np.inf))) if kept.any() else int(np.argmax(kl))
         self._quiet = True
         try:
@@ -151,11 +152,12 @@ class Explorer:
     def _totals(self, beta: float, alpha: float) -> tuple:
         """Counts over all problems; a step or problem change reuses them."""
         if self._totals_key != (beta, alpha):
-            self._kept = keep_mask(self._kl, self._step, beta, self.kl_inclusive,
-                                   self.skip_first_step)
+            self._kept = select_steps({"kl": self._kl, "step": self._step}, beta, self.kl_inclusive,
+                                      self.skip_first_step)
             with_records = np.count_nonzero(np.bincount(self._codes[self._kept],
                                                         minlength=len(self._ids)))
-            mask, exact = plausible_mask(self._expert_lp[self._kept], alpha) \
+            stored = self._expert_lp[self._kept]
+            mask, exact = (plausibility_mask(stored, alpha), mask_is_exact(stored, alpha)) \
                 if self._kept.any() else (np.zeros((0, 1), bool), np.zeros(0, bool))
             self._totals_cache = (int(self._kept.sum()), int(with_records), int(mask.sum()),
                                   int((~exact).sum()))

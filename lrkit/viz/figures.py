@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from lrkit.maths.selection import keep_mask, kept_share_curve, select_steps, soft_label_from_stats
-from lrkit.viz._html import esc, visible
+from lrkit.maths.selection import kept_share_curve, select_steps, soft_label_from_stats
+from lrkit.viz.markup import esc, visible
 
 __all__ = [
     "kl_histogram", "kl_along_rollout", "entropy_scatter", "kl_by_agreement",
@@ -95,7 +95,7 @@ def kl_along_rollout(steps: pd.DataFrame, prompt_id=None, beta: float = 0.4, top
     x = one["step"].to_numpy()
     kl = one["kl"].to_numpy(dtype=float)
     tokens = [_label(t) for t in one["token"]]
-    kept = keep_mask(kl, x, beta, kl_inclusive, skip_first_step)
+    kept = select_steps({"kl": kl, "step": x}, beta, kl_inclusive, skip_first_step)
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=x, y=kl, mode="lines+markers", name="KL", customdata=tokens,
                              line=dict(color="#888"),
@@ -144,15 +144,16 @@ def entropy_scatter(steps: pd.DataFrame, max_points: int = 20000, seed: int = 0)
 
 def kl_by_agreement(steps: pd.DataFrame, beta: float = 0.4, kl_inclusive: bool = True,
                     log_y: bool = False) -> go.Figure:
-    """KL where the two top-1 tokens agree against where they differ (the paper: mean
-    0.166 vs 1.99), with each group's mean and share above beta."""
+    """KL where the two top-1 tokens agree against where they differ (the paper's means:
+    lrkit.paper.PAPER_PRELIMINARY), with each group's mean and share above beta."""
     kl = steps["kl"].to_numpy(dtype=float)
     agree = steps["top1_agree"].to_numpy(dtype=bool)
     fig = go.Figure()
     for name, sel, colour in (("top-1s agree", agree, EXPERT), ("top-1s differ", ~agree, SOFT)):
         values = kl[sel]
         mean = float(values.mean()) if len(values) else float("nan")
-        share = float((values >= beta if kl_inclusive else values > beta).mean()) if len(values) else 0.0
+        share = float(select_steps({"kl": values}, beta, kl_inclusive, skip_first_step=False).mean()) \
+            if len(values) else 0.0
         fig.add_trace(go.Box(y=values, name=name, boxmean=True, marker_color=colour,
                              boxpoints="outliers"))
         fig.add_annotation(x=name, y=1.0, yref="y domain", yanchor="bottom", showarrow=False,

@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from lrkit.viz._html import document, esc, write
+from lrkit.viz.markup import document, esc, write
 from lrkit.viz.tokens import TokenView
 
 __all__ = ["Report", "export_html"]

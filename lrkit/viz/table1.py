@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
-from lrkit.viz._html import esc
+from lrkit.viz.markup import esc
 from lrkit.viz.figures import TEMPLATE
 
 __all__ = ["table1_html", "table1_figure"]

@@ -16,8 +16,8 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from lrkit.maths.selection import keep_mask, soft_labels_from_arrays, topk_arrays
-from lrkit.viz._html import document, esc, in_notebook, is_special, visible, write
+from lrkit.maths.selection import select_steps, soft_labels_from_arrays, topk_arrays
+from lrkit.viz.markup import document, esc, in_notebook, is_special, visible, write
 
 __all__ = ["TokenView", "token_view", "side_by_side", "ColourScale", "TokenCell", "Panel",
            "SCORES", "score_values", "rollout_cells"]
@@ -417,8 +417,7 @@ def _one_rollout(steps: pd.DataFrame, prompt_id) -> pd.DataFrame:
 def _panel(steps, prompt_id, label, score, beta, alpha, temperature, kl_inclusive,
            skip_first_step, top_n, question=None) -> Panel:
     one = _one_rollout(steps, prompt_id)
-    kept = None if beta is None else keep_mask(one["kl"].to_numpy(), one["step"].to_numpy(),
-                                               beta, kl_inclusive, skip_first_step)
+    kept = None if beta is None else select_steps(one, beta, kl_inclusive, skip_first_step).to_numpy()
     pid = str(one["prompt_id"].iat[0])
     cells = rollout_cells(one, score, kept, alpha, temperature, top_n)
     if question is None:  # lrkit.read_steps keeps each problem's question in the frame's attrs

@@ -5,6 +5,8 @@ import html
 import re
 from pathlib import Path
 
+from lrkit.runs import write_text
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _SPECIAL = re.compile(r"^(<\|[^<>]*\|>|</?s>|<(unk|pad|bos|eos|mask)>|\[[A-Z]+\])$")
 
@@ -49,5 +51,4 @@ def document(title: str, body: str, head: str = "") -> str:
 def write(path, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_text(path, text)
