@@ -308,11 +308,19 @@ def demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fresh", action="store_true", help="delete --out first instead of resuming")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_arguments(p, ExperimentConfig, title="the demo's budget")
-    # The two nested settings the demo's ablations and tuning turn most.
+    # The nested settings the demo's folders are named after (a rerun with another one
+    # writes beside the first), and packing.
     p.add_argument("--beta", type=float, default=defaults.sample.beta,
                    help="SampleConfig.beta of the demo (default: %(default)r)")
+    p.add_argument("--alpha", type=float, default=defaults.sample.alpha,
+                   help="SampleConfig.alpha of the demo (default: %(default)r)")
     p.add_argument("--max-steps", type=int, default=defaults.train.max_steps,
                    help="TrainConfig.max_steps of the demo (default: %(default)r)")
+    p.add_argument("--learning-rate", type=float, default=defaults.train.learning_rate,
+                   help="TrainConfig.learning_rate of the demo (default: %(default)r)")
+    p.add_argument("--seed", type=int, default=defaults.train.seed,
+                   help="TrainConfig.seed of the first training; --seeds N trains seed, seed+1, ... "
+                        "(default: %(default)r)")
     p.add_argument("--packing", type=_on_off, default=defaults.train.packing, metavar="on|off",
                    help="TrainConfig.packing of the demo: every kept step of a rollout in one forward pass "
                         "(default: on)")
@@ -323,8 +331,9 @@ def demo_config_from_args(args):
 
     defaults = ExperimentConfig()
     return config_from_args(ExperimentConfig, args,
-                            sample=dataclasses.replace(defaults.sample, beta=args.beta),
+                            sample=dataclasses.replace(defaults.sample, beta=args.beta, alpha=args.alpha),
                             train=dataclasses.replace(defaults.train, max_steps=args.max_steps,
+                                                      learning_rate=args.learning_rate, seed=args.seed,
                                                       packing=args.packing),
                             eval=defaults.eval)
 

@@ -109,7 +109,8 @@ def print_summary(summary: dict) -> None:
         for row in summary["ablations"]:
             paper = "" if row["paper"] is None else f"  paper {row['paper']}"
             print(f"    {row['variant']:<20} {pct(row['accuracy']):>6}  {100 * row['delta_vs_base']:+.1f}{paper}")
-    print(f"  time: {summary['seconds']} (total {summary['total_seconds']} s)")
+    print(f"  time: {summary['total_seconds']:.1f} s in all; " + ", ".join(
+        f"{stage} {seconds:.1f} s" for stage, seconds in summary["seconds"].items()))
     if "records_dataset" in summary:
         print(f"  records as a dataset (parquet + card): {summary['records_dataset']}")
         print(f"  training curves: tensorboard --logdir {summary['tensorboard']}")

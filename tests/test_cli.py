@@ -156,6 +156,11 @@ def test_demo_flags_build_its_config():
     assert defaults.train.packing
     off = demo_config_from_args(build_parser().parse_args(["demo", "--packing", "off"]))
     assert off.train == dataclasses.replace(defaults.train, packing=False)
+    # the settings the demo's folders are named after, as the README promises
+    other = demo_config_from_args(build_parser().parse_args(["demo", "--alpha", "0.3", "--learning-rate", "0.01",
+                                                             "--seed", "5"]))
+    assert other.sample == dataclasses.replace(defaults.sample, alpha=0.3)
+    assert other.train == dataclasses.replace(defaults.train, learning_rate=0.01, seed=5)
 
 
 def test_a_bad_flag_value_is_an_argparse_error(capsys):
