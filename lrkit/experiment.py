@@ -27,12 +27,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from lrkit.config import EvalConfig, ExperimentConfig, SampleConfig, TrainConfig, paper_differences, to_dict
+from lrkit.config import (EvalConfig, ExperimentConfig, SampleConfig, TrainConfig, paper_differences, to_dict,
+                          with_added_fields)
 from lrkit.data.problems import load_problems
 from lrkit.evaluation import compare, evaluate, evaluate_contrastive
 from lrkit.evaluation.anatomy import GSM8K_TYPES, classify_gsm8k, error_anatomy
 from lrkit.evaluation.audit import odd_token_audit
 from lrkit.evaluation.diagnostics import contrast_check
+from lrkit.evaluation.protocol import default_answer_limit
 from lrkit.evaluation.prediction import scout_row, verdict
 from lrkit.maths.selection import no_contrast
 from lrkit.models.gguf import sha256_of_file
@@ -64,7 +66,8 @@ def experiment_config(pair: str, train_problems: int, test_problems: int, beta: 
                       seed: int = 2026, precision: str = "auto", seeds: int = 1) -> ExperimentConfig:
     """The notebooks' settings: the paper's sampling at ``beta`` / ``alpha`` and LoRA
     for ``max_steps`` steps; a bundled toy pair takes the demo's batches, learning
-    rate and 160-token answers, a Hub pair the paper's (5e-5, 512 tokens)."""
+    rate and 160-token answers graded by lrkit's protocol, a Hub pair the paper's (5e-5,
+    the paper's evaluation protocol)."""
     toy = is_toy(pair)
     base = ExperimentConfig() if toy else ExperimentConfig(sample=SampleConfig(), train=TrainConfig(),
                                                            eval=EvalConfig())
@@ -304,7 +307,10 @@ class Experiment:
         settings = {"validation_sha256": digest([[p["id"], p["question"]] for p in self.validation_set()]),
                     "beta": c.sample.beta, "alpha": c.sample.alpha, "eval": to_dict(c.eval)}
         if stored is not None:
-            check_settings(path.parent, "scout", stored.get("settings"), settings,
+            before = stored.get("settings")
+            if isinstance(before, dict):  # a prediction from before EvalConfig.protocol: lrkit's rules
+                before = {**before, "eval": with_added_fields(before.get("eval"), EvalConfig)}
+            check_settings(path.parent, "scout", before, settings,
                            way_out=f"delete {path} to predict again")
             return stored
         greedy = evaluate(self.pair.expert, self.validation_set(), c.eval, tokenizer=self.pair.tokenizer,
@@ -345,7 +351,8 @@ class Experiment:
         """The paper's SFT baseline (``lrkit.stages.sft.run_sft``) on the same train problems,
         with the same LoRA and learning rate."""
         return run_sft(self.expert_path, self.train_set(), self.model_dir("sft") / "adapter", config=self.train_config(),
-                       max_new_tokens=self.config.eval.max_new_tokens,
+                       max_new_tokens=self.config.eval.max_new_tokens
+                       or default_answer_limit(self.config.eval.protocol),
                        generation_batch_size=self.config.eval.batch_size, resume=True, progress=self.progress)
 
     def merge(self, variant: str = "lightreasoner", seed: Optional[int] = None) -> Path:

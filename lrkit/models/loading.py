@@ -246,6 +246,41 @@ def check_prompt_lengths(prompts, problems, models, max_new_tokens: int, source:
                 f"positions; shorten the question or lower --max-new-tokens")
 
 
+def fit_answer_limit(prompts, problems, models, requested: Optional[int], default: int, source: str = "",
+                     flag: str = "--max-new-tokens") -> int:
+    """The number of new tokens to generate: ``requested`` as given (a prompt it does not
+    fit is refused, :func:`check_prompt_lengths`), or, when None, ``default`` capped to what
+    the models' context leaves after the longest prompt, with a one-line note on stderr
+    when it caps. A prompt that fills the context by itself is refused either way."""
+    if requested is not None:
+        check_prompt_lengths(prompts, problems, models, requested, source)
+        return requested
+    limits = [n for n in (context_length(m) for m in models) if n is not None]
+    if not limits or not prompts:
+        return default
+    limit = min(limits)
+    longest = max(range(len(prompts)), key=lambda i: len(prompts[i]))
+    room = limit - len(prompts[longest])
+    if room < 1:
+        where = f"{source}: " if source else ""
+        raise PromptTooLongError(
+            f"{where}problem {problems[longest].id!r}: its prompt is {len(prompts[longest])} tokens, which "
+            f"leaves no room for an answer in the model's context of {limit} positions; shorten the question")
+    if room < default:
+        note = (f"note: answers capped at {room} new tokens instead of {default}: the model's context is {limit} "
+                f"positions and the longest prompt {len(prompts[longest])} tokens (set {flag} to choose)")
+        if note not in _NOTES_SHOWN:  # once per process: a scout caps every evaluation alike
+            import sys
+
+            _NOTES_SHOWN.add(note)
+            print(note, file=sys.stderr)
+        return room
+    return default
+
+
+_NOTES_SHOWN: set = set()
+
+
 def output_rows(model) -> int:
     return int(model.get_output_embeddings().weight.shape[0])
 
