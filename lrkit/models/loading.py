@@ -297,11 +297,23 @@ def check_pair(expert_tokenizer, amateur_tokenizer, expert_model=None, amateur_m
     expert_vocab = expert_tokenizer.convert_ids_to_tokens(list(range(n_expert)))
     amateur_vocab = amateur_tokenizer.convert_ids_to_tokens(list(range(n_amateur)))
     mismatched = [i for i, (a, b) in enumerate(zip(expert_vocab, amateur_vocab)) if a != b]
+    # Added (control) tokens may carry other names in a fine-tuned family member
+    # (DeepSeek-R1-Distill-Qwen renames Qwen2.5's <|endoftext|> ... <|file_sep|>): both
+    # models read the same ids, so they are compared as they are, and the note says so.
+    added = _added_ids(expert_tokenizer) & _added_ids(amateur_tokenizer)
+    renamed = [i for i in mismatched if i in added]
+    mismatched = [i for i in mismatched if i not in added]
     if mismatched:
         shown = ", ".join(f"id {i}: expert {expert_vocab[i]!r} vs amateur {amateur_vocab[i]!r}"
                           for i in mismatched[:3])
         raise PairError(f"the expert's and the amateur's tokenizers disagree on {len(mismatched)} "
                         f"shared ids, first {shown}; lrkit needs one shared tokenizer")
+    if renamed and expert_model is None:  # said once, on the first (tokenizer-only) check
+        import sys
+
+        shown = ", ".join(f"{i}: {expert_vocab[i]!r} vs {amateur_vocab[i]!r}" for i in renamed[:2])
+        print(f"note: the expert's and the amateur's tokenizers name {len(renamed)} added tokens differently "
+              f"(id {shown}, ...); both models read the same ids, compared as they are", file=sys.stderr)
     if n_expert != n_amateur:
         longer, first = ("expert", n_amateur) if n_expert > n_amateur else ("amateur", n_expert)
         raise PairError(f"the tokenizers differ in size (expert {n_expert}, amateur {n_amateur}): "
@@ -311,6 +323,10 @@ def check_pair(expert_tokenizer, amateur_tokenizer, expert_model=None, amateur_m
             raise PairError(f"the {role}'s output layer has {output_rows(model)} rows, fewer than "
                             f"the tokenizer's {n_expert} ids")
     return n_expert
+
+
+def _added_ids(tokenizer) -> set:
+    return {int(i) for i in getattr(tokenizer, "added_tokens_decoder", {}) or {}}
 
 
 @dataclass
