@@ -158,6 +158,9 @@ def report_targets(report_to: Optional[str]) -> list[str]:
 
 PROTOCOLS = ("paper", "lrkit")
 """Evaluation protocols (lrkit.evaluation.protocol; docs/BENCHMARKS.md)."""
+ANSWER_LIMITS = {"paper": 2048, "lrkit": 512}
+"""New tokens per answer when EvalConfig.max_new_tokens is None, before the model's context caps
+it: the toolkit's --max_tokens_per_call (math_eval.py), and lrkit's own."""
 ROLLOUTS = ("greedy", "model-default")
 """How the expert's sampling rollouts are drawn (SampleConfig.rollouts)."""
 
@@ -179,6 +182,11 @@ class EvalConfig:
     and grading (math_equal: 1e-4 tolerance, percentages, sympy), MMLU-STEM 5-shot, as the
     paper's Table 1 was made; "lrkit": lrkit's stricter rules (chat template, exact fractions,
     then math-verify; every benchmark zero-shot). docs/BENCHMARKS.md gives both per benchmark."""
+
+    @property
+    def answer_limit(self) -> int:
+        """max_new_tokens, or the protocol's default (before a model's context caps it)."""
+        return self.max_new_tokens if self.max_new_tokens is not None else ANSWER_LIMITS[self.protocol]
 
     def validate(self) -> "EvalConfig":
         if self.max_new_tokens is not None:
@@ -367,6 +375,8 @@ def paper_differences(config: "ExperimentConfig") -> list[str]:
               "per_device_batch_size", "gradient_accumulation_steps"}
     for section in ("sample", "train", "eval"):
         ours, theirs = to_dict(getattr(config, section)), to_dict(getattr(paper, section))
+        if section == "eval":  # None means the protocol's limit: compare the lengths answers get
+            ours["max_new_tokens"], theirs["max_new_tokens"] = config.eval.answer_limit, paper.eval.answer_limit
         for key, value in ours.items():
             if key not in ignore and value != theirs.get(key):
                 lines.append(f"{section}.{key}: {value!r} (paper {theirs.get(key)!r})")
