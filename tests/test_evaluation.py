@@ -764,3 +764,13 @@ def test_non_finite_logits_stop_the_evaluation_and_nothing_is_scored(pair_paths,
                  "--out", str(tmp_path / "cli"), "--max-new-tokens", "6", "--dtype", "fp16"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("lrkit eval: error: evaluation:") and "(fp16)" in err and "fp32" in err
+
+
+def test_an_equation_is_not_read_as_its_right_side():
+    # "x = 5" answers 5, but two different equations with the same right side are not equal
+    # (found by the parity corpus, tests/test_protocol.py: lrkit said x + y = 3 equals x - y = 3)
+    assert parse_number("x = 5") == 5 and parse_number("k_1 = 5") == 5
+    assert parse_number("x + y = 3") is None
+    assert not answers_match("x + y = 3", "x - y = 3")
+    assert answers_match("x + y = 3", "y + x = 3")
+    assert answers_match("x = 5", "5")
