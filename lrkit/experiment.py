@@ -34,7 +34,6 @@ from lrkit.evaluation import compare, evaluate, evaluate_contrastive
 from lrkit.evaluation.anatomy import GSM8K_TYPES, classify_gsm8k, error_anatomy
 from lrkit.evaluation.audit import odd_token_audit
 from lrkit.evaluation.diagnostics import contrast_check
-from lrkit.evaluation.protocol import default_answer_limit
 from lrkit.evaluation.prediction import scout_row, verdict
 from lrkit.maths.selection import no_contrast
 from lrkit.models.gguf import sha256_of_file
@@ -351,8 +350,7 @@ class Experiment:
         """The paper's SFT baseline (``lrkit.stages.sft.run_sft``) on the same train problems,
         with the same LoRA and learning rate."""
         return run_sft(self.expert_path, self.train_set(), self.model_dir("sft") / "adapter", config=self.train_config(),
-                       max_new_tokens=self.config.eval.max_new_tokens
-                       or default_answer_limit(self.config.eval.protocol),
+                       max_new_tokens=self.config.eval.answer_limit,
                        generation_batch_size=self.config.eval.batch_size, resume=True, progress=self.progress)
 
     def merge(self, variant: str = "lightreasoner", seed: Optional[int] = None) -> Path:

@@ -22,9 +22,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-PROTOCOLS = ("paper", "lrkit")
-ANSWER_LIMITS = {"paper": 2048, "lrkit": 512}
-"""New tokens per answer when ``EvalConfig.max_new_tokens`` is None (before the model's context caps it)."""
+from lrkit.config import ANSWER_LIMITS, PROTOCOLS  # noqa: F401 - the protocol's names, handed out here too
+
 TOOLKIT_DATA = {"math500": "math"}
 """lrkit benchmark -> the toolkit's data name, where they differ (MATH-500 is read as MATH)."""
 SHOTS = {"mmlu_stem": 5}
