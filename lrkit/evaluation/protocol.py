@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from lrkit.config import ANSWER_LIMITS, PROTOCOLS  # noqa: F401 - the protocol's names, handed out here too
+from lrkit.config import ANSWER_LIMITS
 
 TOOLKIT_DATA = {"math500": "math"}
 """lrkit benchmark -> the toolkit's data name, where they differ (MATH-500 is read as MATH)."""
@@ -139,22 +139,3 @@ def score(output: str, problem, protocol: str, benchmark: Optional[str] = None) 
     prediction = toolkit.prediction_of(output, gold, data)
     correct, timed_out = toolkit.grade(prediction, gold) if prediction is not None else (False, False)
     return {"prediction": prediction, "gold": gold, "correct": correct, "unparsed": timed_out}
-
-
-def settings(protocol: str, benchmark: Optional[str] = None, answer_kind: str = "math") -> dict:
-    """One benchmark's settings under ``protocol``, in words (for Table 1's notes and the docs)."""
-    if protocol == "lrkit":
-        return {"protocol": "lrkit", "prompt": "the model's chat template, zero-shot",
-                "answer_limit": ANSWER_LIMITS["lrkit"], "stops": "EOS and the chat template's end of turn",
-                "extraction": "last closed non-empty box, #### X, 'answer is' + number, last number"
-                              if answer_kind == "math" else "letter after 'answer is', else the last letter",
-                "grading": "exact fractions, then math-verify" if answer_kind == "math" else "same letter"}
-    data = data_name(benchmark, answer_kind)
-    return {"protocol": "paper", "toolkit_data": data,
-            "prompt": f"qwen25-math-cot, {SHOTS.get(benchmark or '', 0) or 'zero'}-shot",
-            "answer_limit": ANSWER_LIMITS["paper"],
-            "stops": "EOS, generation-config EOS; <|im_end|>, <|endoftext|> for 'qwen2' model names",
-            "extraction": "choice_answer_clean" if data in ("mmlu_stem",) else
-                          "last boxed (even empty or unclosed), 'he answer is', 'final answer is', last number",
-            "grading": "math_equal: strings, letters, numbers within 1e-4 of gold, gold/100, gold*100, sympy"
-                       + ("; units kept" if data == "minerva_math" else "")}

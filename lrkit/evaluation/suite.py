@@ -28,12 +28,12 @@ from typing import Mapping, Optional, Sequence, Union
 
 import pandas as pd
 
-from lrkit.config import EvalConfig, to_dict, with_added_fields
+from lrkit.config import ANSWER_LIMITS, EvalConfig, to_dict, with_added_fields
 from lrkit.data.benchmarks import BENCHMARKS, PAPER_BENCHMARKS, get_benchmark, load_benchmark
 from lrkit.data.answers import Problem
 from lrkit.data.problems import load_problems
 from lrkit.evaluation import EvalResult, compare, evaluate
-from lrkit.evaluation.protocol import ANSWER_LIMITS, SHOTS
+from lrkit.evaluation.protocol import SHOTS
 from lrkit.models.loading import load_model
 from lrkit.paper import PAPER_TABLE1
 from lrkit.runs import FolderError, entries, problems_digest, refuse_foreign, write_json, writes_folder
