@@ -23,6 +23,12 @@ from __future__ import annotations
 from typing import Optional
 
 from lrkit.config import ANSWER_LIMITS
+from lrkit.data.answers import gold_answer
+from lrkit.evaluation import toolkit
+from lrkit.evaluation.grade import check_answer
+from lrkit.evaluation.parse import extract_answer, extract_choice
+from lrkit.models.generation import stop_token_ids
+from lrkit.models.prompts import build_prompt_ids
 
 TOOLKIT_DATA = {"math500": "math"}
 """lrkit benchmark -> the toolkit's data name, where they differ (MATH-500 is read as MATH)."""
@@ -81,8 +87,6 @@ def prompt_ids(tokenizer, question: str, system_prompt: Optional[str], protocol:
     tokenizes a text prompt (special tokens added: a BOS where the tokenizer adds one),
     or lrkit's prompt (:func:`lrkit.models.prompts.build_prompt_ids`)."""
     if protocol == "lrkit":
-        from lrkit.models.prompts import build_prompt_ids
-
         return build_prompt_ids(tokenizer, question, system_prompt)
     ids = tokenizer(paper_prompt_text(question, system_prompt, benchmark), add_special_tokens=True)["input_ids"]
     return list(ids)
@@ -93,8 +97,6 @@ def stop_ids(model, tokenizer, protocol: str, model_name: str) -> list:
     (EOS and the chat template's end of turn), or vLLM's as the toolkit runs it (the
     tokenizer's EOS, the generation config's EOS ids, and 151645 / 151643 for a model
     whose name or path contains "qwen2")."""
-    from lrkit.models.generation import stop_token_ids
-
     if protocol == "lrkit":
         return stop_token_ids(model, tokenizer)
     ids: list = []
@@ -124,16 +126,10 @@ def score(output: str, problem, protocol: str, benchmark: Optional[str] = None) 
     could not read it or ran out of time; paper: the comparison ran past the toolkit's 3 s)."""
     kind = getattr(problem, "answer_kind", "math")
     if protocol == "lrkit":
-        from lrkit.data.answers import gold_answer
-        from lrkit.evaluation.grade import check_answer
-        from lrkit.evaluation.parse import extract_answer, extract_choice
-
         prediction = extract_choice(output) if kind == "choice" else extract_answer(output)
         gold = gold_answer(problem.answer)
         verdict = check_answer(prediction, gold, kind)
         return {"prediction": prediction, "gold": gold, "correct": verdict.correct, "unparsed": verdict.unparsed}
-    from lrkit.evaluation import toolkit
-
     data = data_name(benchmark, kind)
     gold = toolkit.gold_of(problem.answer, data)
     prediction = toolkit.prediction_of(output, gold, data)
