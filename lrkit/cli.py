@@ -16,7 +16,7 @@ import sys
 import typing
 from typing import Callable, NamedTuple, Optional, Sequence
 
-from lrkit.config import AUTHORS_SYSTEM_PROMPT, EvalConfig, SampleConfig, TrainConfig, field_docs
+from lrkit.config import AUTHORS_SYSTEM_PROMPT, PROTOCOLS, ROLLOUTS, EvalConfig, SampleConfig, TrainConfig, field_docs
 from lrkit.runs import RERUN_FILE  # light: no torch
 
 # ------------------------------------------------------------------ config dataclass -> flags
@@ -33,6 +33,19 @@ def _flag(name: str) -> str:
 def _optional_str(value: str) -> Optional[str]:
     # "" as well as "none": an empty system prompt and no system prompt build the same prompt.
     return None if value.lower() in ("none", "") else value
+
+
+def _optional_int(value: str) -> Optional[int]:
+    if value.lower() in ("none", "auto", ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or none, got {value!r}") from None
+
+
+CHOICES = {"protocol": PROTOCOLS, "rollouts": ROLLOUTS}
+"""Config fields whose flags take one of a few words."""
 
 
 def _on_off(value: str) -> bool:
@@ -63,6 +76,16 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, skip: Sequence[st
                                help=argparse.SUPPRESS)
         elif hint in (int, float):
             group.add_argument(_flag(f.name), dest=f.name, type=hint, default=default, help=help_text)
+        elif hint == Optional[int]:  # None means "the default that fits" (e.g. EvalConfig.max_new_tokens)
+            group.add_argument(_flag(f.name), dest=f.name, type=_optional_int, default=default, metavar="N",
+                               help=help_text + ' ("none" for None)')
+        elif f.name in CHOICES:
+            words = CHOICES[f.name]
+            optional = hint != str
+            group.add_argument(_flag(f.name), dest=f.name, type=_optional_str if optional else str,
+                               choices=(*words, None) if optional else words, default=default,
+                               metavar="|".join(words + (("none",) if optional else ())),
+                               help=help_text + (' ("none" for None)' if optional else ""))
         elif hint is tuple:
             group.add_argument(_flag(f.name), dest=f.name, nargs="+", default=list(default), help=help_text)
         else:  # strings, optional strings: "none" means None
@@ -227,6 +250,8 @@ def run_eval(args) -> int:
     from lrkit.evaluation import RESULTS_FILE, evaluate
     from lrkit.data.problems import load_problems
 
+    from lrkit.data.problems import benchmark_source
+
     source = args.problems[0]
     unknown = sorted(set(data_files) - {source})
     if unknown:
@@ -236,8 +261,9 @@ def run_eval(args) -> int:
     else:
         # A benchmark name means its evaluation split (gsm8k: test), as everywhere.
         problems = load_problems(source, max_problems=args.limit, split=args.split, require_answers=True)
+    named = benchmark_source(source)
     result = evaluate(args.model[0], problems, config, out_dir=args.out, name=(args.name or [None])[0],
-                      device=args.device, dtype=args.dtype)
+                      device=args.device, dtype=args.dtype, benchmark=named[0] if named else None)
     result.show()
     from lrkit.stages.cards import add_evaluation
 
@@ -389,6 +415,11 @@ EXPERIMENT_SIZES = (  # flag, where it goes, type, help
     ("--eval-max-new-tokens", "eval.max_new_tokens", int, "longest answer when evaluating"),
     ("--eval-batch-size", "eval.batch_size", int, "problems generated at once when evaluating"),
 )
+EXPERIMENT_CHOICES = (  # flag, where it goes, words, help
+    ("--protocol", "eval.protocol", PROTOCOLS, "evaluation protocol: the paper's toolkit or lrkit's rules "
+                                               "(default: lrkit for toy pairs, the paper's for the others)"),
+    ("--rollouts", "sample.rollouts", ROLLOUTS, "how the expert's rollouts are drawn (default: the pair's own)"),
+)
 
 
 def experiment_arguments(p: argparse.ArgumentParser) -> None:
@@ -404,6 +435,8 @@ def experiment_arguments(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("sizes and settings (default: the pair's; the paper's for non-toy pairs)")
     for flag, dest, kind, text in EXPERIMENT_SIZES:
         group.add_argument(flag, dest=dest.replace(".", "__"), type=kind, default=None, metavar="N", help=text)
+    for flag, dest, words, text in EXPERIMENT_CHOICES:
+        group.add_argument(flag, dest=dest.replace(".", "__"), choices=words, default=None, help=text)
     p.add_argument("--scout", type=_on_off, default=True, metavar="on|off",
                    help="record the scout's prediction before training (default: on)")
     p.add_argument("--decode", type=_on_off, default=True, metavar="on|off",
@@ -418,7 +451,7 @@ def experiment_config_from_args(args):
     from lrkit.config import ExperimentConfig
 
     top, nested = {}, {"sample": {}, "train": {}, "eval": {}}
-    for _, dest, _, _ in EXPERIMENT_SIZES:
+    for _, dest, _, _ in EXPERIMENT_SIZES + EXPERIMENT_CHOICES:
         value = getattr(args, dest.replace(".", "__"))
         if value is None:
             continue
@@ -557,8 +590,11 @@ def scout_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beta", type=float, nargs="+", default=[0.4], help="beta value(s) to rank (default: 0.4)")
     p.add_argument("--alpha", type=float, nargs="+", default=[0.2], help="alpha value(s) to rank (default: 0.2)")
     p.add_argument("--max-problems", type=int, default=None, help="use only the first N problems")
-    p.add_argument("--max-new-tokens", type=int, default=EvalConfig.max_new_tokens,
-                   help="longest answer decoded by v_C's argmax and greedily (default: %(default)r)")
+    p.add_argument("--max-new-tokens", type=_optional_int, default=EvalConfig.max_new_tokens, metavar="N",
+                   help="longest answer decoded by v_C's argmax and greedily (default: the protocol's, capped "
+                        "to what the model's context leaves)")
+    p.add_argument("--protocol", choices=PROTOCOLS, default=EvalConfig.protocol,
+                   help="how answers are prompted, read and graded (default: %(default)s; docs/BENCHMARKS.md)")
     p.add_argument("--batch-size", type=int, default=EvalConfig.batch_size,
                    help="problems decoded at once (default: %(default)r)")
     p.add_argument("--device", default=None, help="cuda, cpu... (default: auto)")
@@ -572,7 +608,8 @@ def run_scout(args) -> int:
 
     if not Path(args.problems).is_file():
         raise ValueError(f"--problems {args.problems}: no such file (a JSONL file with question and answer)")
-    config = EvalConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size).validate()
+    config = EvalConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                        protocol=args.protocol).validate()
     result = scout(args.expert, args.amateur, args.problems, args.out, betas=args.beta, alphas=args.alpha,
                    max_problems=args.max_problems, eval_config=config, device=args.device, dtype=args.dtype)
     print(result.table())

@@ -47,6 +47,16 @@ class SampleConfig:
     distributions; bounds memory at chunk_size x vocab floats per model."""
     write_steps: bool = True
     """Also write every step's statistics (steps.jsonl), not only kept records."""
+    rollouts: Optional[str] = None
+    """How the expert's rollouts are drawn: "greedy" (the paper: do_sample=False, stated
+    explicitly), "model-default" (the checkpoint's generation_config, as the authors' code
+    calls generate(): DeepSeek-R1-Distill samples at temperature 0.6, top-p 0.95; seeded by
+    rollout_seed), None: the pair's own way (model-default for the DeepSeek pair, greedy for
+    every other; lrkit.models.pairs.PairSpec.rollouts). KL and soft labels always come from
+    the raw logits of the teacher-forced passes, never from the sampling distribution."""
+    rollout_seed: int = 0
+    """Seed of model-default rollouts (each batch draws from seed + batch index, so a resumed
+    run draws what an uninterrupted one would); greedy rollouts ignore it."""
 
     def validate(self) -> "SampleConfig":
         _check_range("alpha", self.alpha, 0.0, 1.0, low_open=True)
@@ -57,6 +67,10 @@ class SampleConfig:
         _check_positive_int("chunk_size", self.chunk_size)
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        if self.rollouts is not None and self.rollouts not in ROLLOUTS:
+            raise ValueError(f"rollouts must be one of {', '.join(ROLLOUTS)}, got {self.rollouts!r}")
+        if not isinstance(self.rollout_seed, int) or isinstance(self.rollout_seed, bool):
+            raise ValueError(f"rollout_seed must be an integer, got {self.rollout_seed!r}")
         return self
 
 
@@ -145,20 +159,44 @@ def report_targets(report_to: Optional[str]) -> list[str]:
     return [] if names in ([], ["none"]) else names
 
 
+PROTOCOLS = ("paper", "lrkit")
+"""Evaluation protocols (lrkit.evaluation.protocol; docs/BENCHMARKS.md)."""
+ANSWER_LIMITS = {"paper": 2048, "lrkit": 512}
+"""New tokens per answer when EvalConfig.max_new_tokens is None, before the model's context caps
+it: the toolkit's --max_tokens_per_call (math_eval.py), and lrkit's own."""
+ROLLOUTS = ("greedy", "model-default")
+"""How the expert's sampling rollouts are drawn (SampleConfig.rollouts)."""
+
+
 @dataclass
 class EvalConfig:
-    """Evaluation: zero-shot greedy pass@1."""
+    """Evaluation: greedy pass@1, by the paper's protocol or lrkit's."""
 
-    max_new_tokens: int = 512
-    """Longest answer generated per problem."""
+    max_new_tokens: Optional[int] = None
+    """Longest answer generated per problem; None: the protocol's (paper 2048, the toolkit's
+    limit; lrkit 512), capped to what the model's context leaves after the longest prompt
+    (a one-line note says so). A number is taken as given: a prompt it does not fit is an error."""
     system_prompt: Optional[str] = PAPER_EVAL_SYSTEM_PROMPT
     """System message; the paper's evaluation cue asks for a \\boxed{} answer."""
     batch_size: int = 16
     """Problems generated at once."""
+    protocol: str = "paper"
+    """"paper": the Qwen2.5-Math toolkit's prompt, answer limit, stop tokens, answer extraction
+    and grading (math_equal: 1e-4 tolerance, percentages, sympy), MMLU-STEM 5-shot, as the
+    paper's Table 1 was made; "lrkit": lrkit's stricter rules (chat template, exact fractions,
+    then math-verify; every benchmark zero-shot). docs/BENCHMARKS.md gives both per benchmark."""
+
+    @property
+    def answer_limit(self) -> int:
+        """max_new_tokens, or the protocol's default (before a model's context caps it)."""
+        return self.max_new_tokens if self.max_new_tokens is not None else ANSWER_LIMITS[self.protocol]
 
     def validate(self) -> "EvalConfig":
-        _check_positive_int("max_new_tokens", self.max_new_tokens)
+        if self.max_new_tokens is not None:
+            _check_positive_int("max_new_tokens", self.max_new_tokens)
         _check_positive_int("batch_size", self.batch_size)
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
         return self
 
 
@@ -172,6 +210,20 @@ def current_names(cls, stored: dict) -> dict:
     to the same settings today, and one that differs is still refused by that name."""
     renamed = RENAMED_FIELDS.get(cls.__name__, {})
     return {renamed.get(name, name): value for name, value in stored.items()}
+
+
+ADDED_FIELDS = {"SampleConfig": {"rollouts": "greedy", "rollout_seed": 0}, "EvalConfig": {"protocol": "lrkit"}}
+"""Fields added after run folders were written, with the value those folders were made
+with: a sampling run from before ``rollouts`` was greedy, an evaluation from before
+``protocol`` followed lrkit's rules. :func:`with_added_fields` reads stored settings so."""
+
+
+def with_added_fields(stored, cls) -> dict:
+    """Stored settings (a dict, or anything else as it is) with the fields added since
+    filled in as :data:`ADDED_FIELDS` says, so a folder written before them is recognised."""
+    if not isinstance(stored, dict):
+        return stored
+    return {**ADDED_FIELDS.get(cls.__name__, {}), **stored}
 
 
 def _check_positive_int(name: str, value: Any) -> None:
@@ -268,7 +320,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         learning_rate=2e-3, max_steps=60, per_device_batch_size=16, gradient_accumulation_steps=1,
         logging_steps=5, save_steps=30, lora_r=8, lora_alpha=16))
-    eval: EvalConfig = field(default_factory=lambda: EvalConfig(max_new_tokens=160, batch_size=100))
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(max_new_tokens=160, batch_size=100, protocol="lrkit"))
 
     def problem_settings(self) -> dict:
         """The settings that decide an experiment's models and problem sets (its folder's claim)."""
@@ -317,7 +369,10 @@ PAIR_BUDGETS: dict[str, dict] = {
         "train_problems": 256, "test_problems": 200, "check_problems": 32,
         "problems": "../shared/data/gsm8k/train.jsonl",
         "dtype": "bf16", "train": {"max_steps": 200, "save_steps": 25},
-        "sample": {"batch_size": 16}, "eval": {"batch_size": 32},
+        "sample": {"batch_size": 16},
+        # lrkit's protocol and 512-token answers: no paper row to compare this pair with, and
+        # the toolkit's 2,048-token limit would not fit the CPU budget.
+        "eval": {"batch_size": 32, "max_new_tokens": 512, "protocol": "lrkit"},
     },
 }
 """Per-pair sizes for pairs that cannot run at the paper's sizes where they live."""
@@ -336,6 +391,8 @@ def paper_differences(config: "ExperimentConfig") -> list[str]:
               "precision", "per_device_batch_size", "gradient_accumulation_steps"}
     for section in ("sample", "train", "eval"):
         ours, theirs = to_dict(getattr(config, section)), to_dict(getattr(paper, section))
+        if section == "eval":  # None means the protocol's limit: compare the lengths answers get
+            ours["max_new_tokens"], theirs["max_new_tokens"] = config.eval.answer_limit, paper.eval.answer_limit
         for key, value in ours.items():
             if key not in ignore and value != theirs.get(key):
                 lines.append(f"{section}.{key}: {value!r} (paper {theirs.get(key)!r})")

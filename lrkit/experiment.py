@@ -27,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from lrkit.config import ExperimentConfig, TrainConfig, paper_differences, to_dict
+from lrkit.config import EvalConfig, ExperimentConfig, TrainConfig, paper_differences, to_dict, with_added_fields
 from lrkit.data.problems import load_problems
 from lrkit.evaluation import compare, evaluate, evaluate_contrastive
 from lrkit.evaluation.anatomy import GSM8K_TYPES, classify_gsm8k, error_anatomy
@@ -315,7 +315,10 @@ class Experiment:
         settings = {"validation_sha256": digest([[p["id"], p["question"]] for p in self.validation_set()]),
                     "beta": c.sample.beta, "alpha": c.sample.alpha, "eval": to_dict(c.eval)}
         if stored is not None:
-            check_settings(path.parent, "scout", stored.get("settings"), settings,
+            before = stored.get("settings")
+            if isinstance(before, dict):  # a prediction from before EvalConfig.protocol: lrkit's rules
+                before = {**before, "eval": with_added_fields(before.get("eval"), EvalConfig)}
+            check_settings(path.parent, "scout", before, settings,
                            way_out=f"delete {path} to predict again")
             return stored
         greedy = evaluate(self.pair.expert, self.validation_set(), c.eval, tokenizer=self.pair.tokenizer,
@@ -356,7 +359,7 @@ class Experiment:
         """The paper's SFT baseline (``lrkit.stages.sft.run_sft``) on the same train problems,
         with the same LoRA and learning rate."""
         return run_sft(self.expert_path, self.train_set(), self.model_dir("sft") / "adapter", config=self.train_config(),
-                       max_new_tokens=self.config.eval.max_new_tokens,
+                       max_new_tokens=self.config.eval.answer_limit,
                        generation_batch_size=self.config.eval.batch_size, resume=True, progress=self.progress)
 
     def merge(self, variant: str = "lightreasoner", seed: Optional[int] = None) -> Path:

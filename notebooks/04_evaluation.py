@@ -126,7 +126,7 @@ from lrkit.viz import side_by_side
 shown = list(comparison.fixed["id"][:2]) + list(comparison.broken["id"][:2])
 if shown:
     chosen = [p for p in tests if p["id"] in shown]
-    as_evaluated = replace(ex.config.sample, system_prompt=config.system_prompt, max_new_tokens=config.max_new_tokens)
+    as_evaluated = replace(ex.config.sample, system_prompt=config.system_prompt, max_new_tokens=config.answer_limit)
     views = {}
     for label, expert in (("base expert", ex.expert_path), ("tuned expert", str(merged))):
         pair = lrkit.load_pair(expert, ex.amateur_path, device=ex.device, dtype=ex.dtype)
@@ -297,7 +297,7 @@ if SFT_BASELINE:
     folder = ex.model_dir("sft")
     with workshop.quiet():
         sft = lrkit.run_sft(ex.expert_path, problems, folder / "adapter", config=ex.config.train,
-                            max_new_tokens=config.max_new_tokens, generation_batch_size=config.batch_size, resume=True)
+                            max_new_tokens=config.answer_limit, generation_batch_size=config.batch_size, resume=True)
         sft_model = lrkit.merge(ex.expert_path, sft.adapter_dir, folder / "merged")
         sft_result = lrkit.evaluate(str(sft_model), tests, config, out_dir=folder / "eval", name="SFT")
     print(f"SFT: {sft.problems_used} of {sft.summary()['problems_rolled_out']} rollouts right, "

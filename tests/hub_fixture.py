@@ -7,6 +7,13 @@
   model's own tokenizer_config.json (chat template, default system prompt),
   its real config.json with depth and width shrunk (vocabulary 151,936 rows and
   ``tie_word_embeddings`` kept), random weights.
+- ``Qwen/Qwen2.5-Math-7B``: the same tokenizer and template as the 1.5B, the 7B's
+  shape (untied output layer of 152,064 rows, 4,096 positions), shrunk.
+- ``deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B``: Qwen2.5's vocabulary with the
+  distill's 22 added tokens renamed (``<｜end▁of▁sentence｜>``, ``<｜User｜>``,
+  ``<｜begin▁of▁sentence｜>`` ...; tests/fixtures/deepseek-r1-distill/added_tokens.json),
+  its tokenizer_config (BOS added, its own chat template), its generation_config
+  (sampling at temperature 0.6, top-p 0.95) and its untied config, shrunk.
 - ``openai/gsm8k``, config ``main``: train from ../shared/data/gsm8k/train.jsonl,
   test from a small fixture, as parquet under ``main/`` with the dataset card's
   config table, as the Hub repository holds them; and the paper's six other
@@ -26,18 +33,23 @@ from pathlib import Path
 
 FIXTURES = Path(__file__).parent / "fixtures"
 QWEN = FIXTURES / "qwen2.5"
+DEEPSEEK_FILES = FIXTURES / "deepseek-r1-distill"
 REPO = Path(__file__).resolve().parents[1]
 GSM8K_TRAIN = REPO.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
 GSM8K_TEST = FIXTURES / "benchmarks" / "gsm8k.jsonl"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 EXPERT, AMATEUR = "Qwen/Qwen2.5-Math-1.5B", "Qwen/Qwen2.5-0.5B"
-TOKENS, ROWS = 151_665, 151_936
+EXPERT_7B, DEEPSEEK = "Qwen/Qwen2.5-Math-7B", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+MODELS = (EXPERT, AMATEUR, EXPERT_7B, DEEPSEEK)
+TOKENS, ROWS, ROWS_7B = 151_665, 151_936, 152_064
 
 # Shrunk in depth and width only: heads and kv heads as the real models have
 # them, head size cut; everything else in config.json as published.
 SHRINK = {
     EXPERT: {"hidden_size": 96, "intermediate_size": 256, "num_hidden_layers": 2, "max_window_layers": 2},
     AMATEUR: {"hidden_size": 56, "intermediate_size": 160, "num_hidden_layers": 1, "max_window_layers": 1},
+    EXPERT_7B: {"hidden_size": 56, "intermediate_size": 128, "num_hidden_layers": 2, "max_window_layers": 2},
+    DEEPSEEK: {"hidden_size": 48, "intermediate_size": 128, "num_hidden_layers": 2, "max_window_layers": 2},
 }
 WEIGHT_STD = 0.25
 EOS_WEIGHT = 6.0
@@ -66,7 +78,43 @@ def tokenizer_json() -> bytes:
 
 
 def real_config(name: str) -> dict:
+    if name == DEEPSEEK:
+        return json.loads((DEEPSEEK_FILES / "config.json").read_text())
     return json.loads((QWEN / f"{name.split('/')[1]}.config.json").read_text())
+
+
+def deepseek_added_tokens() -> list[dict]:
+    return json.loads((DEEPSEEK_FILES / "added_tokens.json").read_text(encoding="utf-8"))
+
+
+def deepseek_tokenizer_json(qwen: bytes) -> bytes:
+    """Qwen2.5's tokenizer.json with the distill's added tokens (same ids, renamed, its
+    special flags) and the BOS its tokenizer adds (add_bos_token: a LlamaTokenizerFast
+    saves that as a TemplateProcessing post-processor)."""
+    data = json.loads(qwen.decode("utf-8"))
+    renamed = {t["id"]: t for t in deepseek_added_tokens()}
+    for token in data["added_tokens"]:
+        if token["id"] in renamed:
+            token["content"], token["special"] = renamed[token["id"]]["content"], renamed[token["id"]]["special"]
+    bos = next(t for t in deepseek_added_tokens() if t["content"] == "<｜begin▁of▁sentence｜>")
+    data["post_processor"] = {"type": "TemplateProcessing",
+                              "single": [{"SpecialToken": {"id": bos["content"], "type_id": 0}},
+                                         {"Sequence": {"id": "A", "type_id": 0}}],
+                              "pair": [{"SpecialToken": {"id": bos["content"], "type_id": 0}},
+                                       {"Sequence": {"id": "A", "type_id": 0}},
+                                       {"SpecialToken": {"id": bos["content"], "type_id": 1}},
+                                       {"Sequence": {"id": "B", "type_id": 1}}],
+                              "special_tokens": {bos["content"]: {"id": bos["content"], "ids": [bos["id"]],
+                                                                  "tokens": [bos["content"]]}}}
+    return json.dumps(data, ensure_ascii=False).encode("utf-8")
+
+
+def _model_files(repo_id: str) -> dict:
+    """The small files of a model's repository: name -> source path."""
+    if repo_id == DEEPSEEK:
+        return {name: DEEPSEEK_FILES / name for name in ("tokenizer_config.json", "generation_config.json")}
+    return {"tokenizer_config.json": QWEN / f"{repo_id.split('/')[1]}.tokenizer_config.json",
+            "generation_config.json": QWEN / "generation_config.json"}
 
 
 def _snapshot(hub: Path, kind: str, repo_id: str) -> Path:
@@ -93,15 +141,18 @@ def write_model(hub: Path, repo_id: str, seed: int, tokenizer_bytes: bytes) -> P
         # Rollouts that end: every embedding (tied to the output layer) gets one
         # shared coordinate, EOS a larger one, so EOS wins now and then (rollouts of
         # about 1-20 tokens instead of running to max_new_tokens).
-        embeddings = model.get_input_embeddings().weight
-        embeddings[:, 0] = 1.0
-        embeddings[config["eos_token_id"], 0] = EOS_WEIGHT
+        # (an untied output layer gets the same coordinate, so it works alike)
+        for embeddings in {id(w): w for w in (model.get_input_embeddings().weight,
+                                              model.get_output_embeddings().weight)}.values():
+            embeddings[:, 0] = 1.0
+            embeddings[config["eos_token_id"], 0] = EOS_WEIGHT
     model.save_pretrained(snapshot, safe_serialization=True)
     (snapshot / "config.json").write_text(json.dumps(config, indent=2))  # the published fields, shrunk
-    shutil.copy(QWEN / "generation_config.json", snapshot / "generation_config.json")
-    (snapshot / "tokenizer.json").write_bytes(tokenizer_bytes)
-    shutil.copy(QWEN / f"{repo_id.split('/')[1]}.tokenizer_config.json", snapshot / "tokenizer_config.json")
-    shutil.copy(QWEN / "LICENSE", snapshot / "LICENSE")
+    for name, source in _model_files(repo_id).items():
+        shutil.copy(source, snapshot / name)
+    (snapshot / "tokenizer.json").write_bytes(deepseek_tokenizer_json(tokenizer_bytes) if repo_id == DEEPSEEK
+                                              else tokenizer_bytes)
+    shutil.copy(QWEN / "LICENSE", snapshot / "LICENSE")  # (DeepSeek's distills are MIT; the vocabulary is Qwen's)
     return snapshot
 
 
@@ -175,8 +226,8 @@ def build_hub_cache(home: Path, n_train: int | None = None) -> Path:
     """Write the cache under ``home`` (use as HF_HOME); returns ``home``."""
     hub = Path(home) / "hub"
     tokenizer_bytes = tokenizer_json()
-    write_model(hub, EXPERT, 1, tokenizer_bytes)
-    write_model(hub, AMATEUR, 2, tokenizer_bytes)
+    for seed, repo_id in enumerate(MODELS, 1):
+        write_model(hub, repo_id, seed, tokenizer_bytes)
     write_benchmarks(home, n_train)
     return Path(home)
 

@@ -511,7 +511,7 @@ def test_a_stage_reruns_from_the_yaml_file_its_folder_holds(tmp_path, capsys):
 
 @pytest.mark.parametrize("text, message", [
     ("bogus: 1\n", "unknown setting 'bogus' for `lrkit eval`"),
-    ("max-new-tokens: lots\n", "max-new-tokens: invalid literal"),
+    ("max-new-tokens: lots\n", "max-new-tokens: expected an integer"),
     ("command: train\n", "holds the settings of `lrkit train`, not `lrkit eval`"),
     ("- a list\n", "expected a mapping of settings"),
     ("batch_size: 2\nmax_new_tokens: a: b\n", "line 2: not valid YAML"),

@@ -26,7 +26,11 @@ TESTS = Path(__file__).parent
 REPO = TESTS.parent
 NOTEBOOKS = REPO / "notebooks"
 MATH_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
-QWEN_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+QWEN_SYSTEM = "You are a helpful assistant."
+"""Qwen2.5's base models' default system prompt (Qwen/Qwen2.5-0.5B's tokenizer_config.json, as
+quoted at revision 060db649 by guidance-ai/guidance's guidance/chat.py); the Instruct models'
+is "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."."""
+INSTRUCT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 PAPER_MODELS = {"Qwen/Qwen2.5-Math-1.5B", "Qwen/Qwen2.5-0.5B"}
 PAPER_DATASETS = {"openai/gsm8k", "HuggingFaceH4/MATH-500", "ChilleD/SVAMP", "EleutherAI/asdiv",
                   "math-ai/minervamath", "Hothan/OlympiadBench", "hails/mmlu_no_train"}
@@ -74,7 +78,9 @@ def test_the_tokenizer_is_qwen25s():
 
 def test_each_model_has_its_model_cards_template():
     qwen, math = template_of(hub.AMATEUR), template_of(hub.EXPERT)
-    assert qwen == (hub.QWEN / "gguf_chat_template.jinja").read_text()  # Qwen2.5's, as shipped in the GGUF
+    # Qwen2.5's template as the (Instruct) GGUF ships it, with the base model's default system prompt
+    assert qwen == (hub.QWEN / "gguf_chat_template.jinja").read_text().replace(INSTRUCT_SYSTEM, QWEN_SYSTEM)
+    assert INSTRUCT_SYSTEM not in qwen
     assert render(qwen, "1+1?", None) == (f"<|im_start|>system\n{QWEN_SYSTEM}<|im_end|>\n"
                                           "<|im_start|>user\n1+1?<|im_end|>\n<|im_start|>assistant\n")
     assert render(math, "1+1?", None) == (f"<|im_start|>system\n{MATH_SYSTEM}<|im_end|>\n"
@@ -92,6 +98,50 @@ def test_configs_are_the_published_ones_shrunk_in_depth_and_width_only():
                                             "max_window_layers"}
         shrunk = {**real, **hub.SHRINK[repo_id]}
         assert shrunk["hidden_size"] % shrunk["num_attention_heads"] == 0
+
+
+def test_the_7b_expert_has_the_7b_shape():
+    """Qwen2.5-Math-7B: Qwen2.5-7B's width (3,584, 28 heads, 4 kv heads), an untied output
+    layer of 152,064 rows (the 0.5B amateur has 151,936), 4,096 positions
+    (QwenLM/Qwen2.5-Math issue 59), the Math models' template."""
+    seven = hub.real_config(hub.EXPERT_7B)
+    assert (seven["hidden_size"], seven["num_attention_heads"], seven["num_key_value_heads"]) == (3584, 28, 4)
+    assert seven["vocab_size"] == hub.ROWS_7B == 152_064 and seven["tie_word_embeddings"] is False
+    assert seven["max_position_embeddings"] == 4096
+    assert template_of(hub.EXPERT_7B) == template_of(hub.EXPERT)
+    shrunk = {**seven, **hub.SHRINK[hub.EXPERT_7B]}
+    assert shrunk["hidden_size"] % shrunk["num_attention_heads"] == 0
+
+
+DEEPSEEK_TEMPLATE_OUTPUT = "<｜begin▁of▁sentence｜>Be brief.<｜User｜>1+1?<｜Assistant｜><think>\n"
+
+
+def test_the_deepseek_distill_renames_qwens_added_tokens():
+    """DeepSeek-R1-Distill-Qwen-1.5B: Qwen2.5's vocabulary, its 22 added tokens renamed
+    (ids and names from its tokenizer_config.json as quoted from the Hub), a BOS added
+    to every text, its own chat template (huggingface/open-r1's recipe for this model,
+    with the published template's </think> cut), sampling in its generation_config."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_str(hub.deepseek_tokenizer_json(hub.tokenizer_json()).decode("utf-8"))
+    assert tok.get_vocab_size(with_added_tokens=True) == hub.TOKENS
+    names = {"<｜end▁of▁sentence｜>": 151643, "<｜User｜>": 151644, "<｜Assistant｜>": 151645,
+             "<｜begin▁of▁sentence｜>": 151646, "<think>": 151648, "</think>": 151649, "<|file_sep|>": 151664}
+    assert {t: tok.token_to_id(t) for t in names} == names
+    assert tok.token_to_id("<|im_end|>") is None and tok.token_to_id("<|endoftext|>") is None
+    assert tok.encode("Hello, world!").ids == [151646, 9707, 11, 1879, 0]  # BOS, then Qwen's ids
+    config = json.loads((hub.DEEPSEEK_FILES / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert config["add_bos_token"] is True and config["bos_token"]["content"] == "<｜begin▁of▁sentence｜>"
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    rendered = env.from_string(config["chat_template"]).render(
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "1+1?"}],
+        add_generation_prompt=True, bos_token=config["bos_token"]["content"])
+    assert rendered == DEEPSEEK_TEMPLATE_OUTPUT
+    generation = json.loads((hub.DEEPSEEK_FILES / "generation_config.json").read_text())
+    assert (generation["do_sample"], generation["temperature"], generation["top_p"]) == (True, 0.6, 0.95)
+    distill = hub.real_config(hub.DEEPSEEK)
+    assert (distill["hidden_size"], distill["vocab_size"], distill["tie_word_embeddings"]) == (1536, 151_936, False)
 
 
 # ------------------------------------------------------------------ the rehearsal
@@ -194,6 +244,63 @@ def test_lrkit_experiment_by_hub_names_offline(cache, tmp_path):
     assert summary["scout_verdict"]["text"] in printed
     assert set(summary["error_anatomy"]["counts"]["base"]) <= {"cut at the token limit", "no final answer",
                                                                 "arithmetic slip", "reasoning"}
+
+
+HUB_PAIRS = {"qwen2.5-math-7b": (hub.EXPERT_7B, hub.ROWS_7B, False, "greedy"),
+             "deepseek-r1-distill-1.5b": (hub.DEEPSEEK, hub.ROWS, False, "model-default")}
+"""The registered Hub pairs besides the paper's main one (whose rehearsal is below):
+expert, its output rows, tied or not, its rollouts by default."""
+
+
+@pytest.mark.parametrize("pair", list(HUB_PAIRS))
+def test_every_registered_hub_pair_by_name_offline(cache, tmp_path, pair):
+    """sample / train / merge / eval of the pair by its registered name and Hub names, offline."""
+    from lrkit.models.pairs import PAIRS
+
+    expert, rows, tied, rollouts = HUB_PAIRS[pair]
+    assert (PAIRS[pair].expert, PAIRS[pair].amateur) == (expert, hub.AMATEUR)
+    log = tmp_path / "requested.log"
+    env, work = offline(cache, log), tmp_path / "work"
+    work.mkdir()
+    out = lrkit(env, work, "sample", "--expert", pair, "--problems", "gsm8k:train", "--max-problems", "3",
+                "--max-new-tokens", "12", "--batch-size", "3", "--out", "sample")
+    config = json.loads((work / "sample" / "config.json").read_text())
+    assert (config["expert"], config["amateur"], config["rollouts"]) == (expert, hub.AMATEUR, rollouts)
+    if pair.startswith("deepseek"):  # the pair check says what it compares: the renamed added tokens
+        qwen_names = {t["id"]: t["content"] for t in json.loads(hub.tokenizer_json())["added_tokens"]}
+        renamed = [t for t in hub.deepseek_added_tokens() if qwen_names[t["id"]] != t["content"]]
+        assert len(renamed) == 7  # 151643-151649: <|endoftext|>, <|im_start|> ... <|box_end|> renamed
+        assert f"name {len(renamed)} added tokens differently" in out
+    records = jsonl(work / "sample" / "records.jsonl")
+    rendered = {r["prompt_id"]: r for r in jsonl(work / "sample" / "rollouts.jsonl")}
+    assert len(rendered) == 3
+    for r in records:
+        assert max(r["token_ids"] + r["prompt_token_ids"] + r["prefix_token_ids"]) < hub.TOKENS
+    prompt = rendered["gsm8k-train-0"]["prompt_token_ids"]
+    if pair.startswith("deepseek"):  # its template: BOS, the system prompt, <｜User｜> ... <｜Assistant｜><think>\n
+        assert prompt[0] == 151646 and 151644 in prompt and prompt[-3] == 151645
+    else:
+        assert prompt[:1] == [151644]  # <|im_start|>: Qwen's template, no BOS
+    lrkit(env, work, "train", "--expert", expert, "--records", "sample/records.jsonl", "--out", "lora",
+          "--max-steps", "2", "--per-device-batch-size", "2", "--gradient-accumulation-steps", "1",
+          "--save-steps", "100", "--logging-steps", "1", "--report-to", "none")
+    assert len(jsonl(work / "lora" / "loss.jsonl")) >= 2
+    lrkit(env, work, "merge", "--expert", expert, "--adapter", "lora", "--out", "merged")
+    merged = json.loads((work / "merged" / "config.json").read_text())
+    assert merged["vocab_size"] == rows and merged["tie_word_embeddings"] is tied
+    lrkit(env, work, "eval", "--model", expert, "--model", "merged", "--problems", "gsm8k", "mmlu_stem",
+          "--limit", "2", "--max-new-tokens", "8", "--out", "table1")
+    label = expert.replace("/", "_")
+    summary = json.loads((work / "table1" / label / "mmlu_stem" / "summary.json").read_text())
+    assert summary["config"]["protocol"] == "paper" and summary["benchmark"] == "mmlu_stem"
+    # the toolkit's stop ids: 151645 / 151643 only for a name holding "qwen2" (the merged folder's does not)
+    qwen_named = "qwen2" in expert.lower()
+    assert (151645 in summary["stop_ids"]) is qwen_named
+    merged_summary = json.loads((work / "table1" / "merged" / "gsm8k" / "summary.json").read_text())
+    assert 151645 not in merged_summary["stop_ids"] and 151643 in merged_summary["stop_ids"]
+    requested = set(log.read_text().splitlines())
+    assert {f"model {expert}", f"model {hub.AMATEUR}"} <= requested
+    assert not any(line.startswith("model ") for line in requested - {f"model {expert}", f"model {hub.AMATEUR}"})
 
 
 @pytest.mark.slow

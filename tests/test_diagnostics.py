@@ -121,3 +121,50 @@ def test_contrast_check_matches_plain_reference(pair_paths_no_eos_boost):
             assert got.expert_gold_mass[t] == pytest.approx(row["expert_gold_mass"], abs=1e-5)
             assert bool(got.kept[t]) == (t > 0 and row["kl"] >= beta)
     assert 0 < len(check.kept) < len(check.steps)
+
+
+def test_verdict_says_how_much_evidence_the_direction_rests_on():
+    fix = dict(gold_id=1, expert_argmax=0, label_argmax=1, kept=True, label_gold_mass=0.9, expert_gold_mass=0.4)
+    brk = dict(gold_id=1, expert_argmax=1, label_argmax=0, kept=True, label_gold_mass=0.2, expert_gold_mass=0.7)
+    # 29 fixes, 1 break: the direction is clear, but on 30 disagreements (< 50) the gate cannot pass
+    few = ContrastCheck(frame([fix] * 29 + [brk]), 0.4, 0.2)
+    assert few.favours and not few.passes and few.verdict == "leans to suit"
+    assert "leans towards suiting" in str(few) and "does not" not in str(few)
+    assert ContrastCheck(frame([fix] * 40 + [brk] * 20), 0.4, 0.2).verdict == "suits"
+    assert ContrastCheck(frame([fix] * 40 + [brk] * 21), 0.4, 0.2).verdict == "does not suit"
+    assert ContrastCheck(frame([fix] * 5 + [brk] * 5), 0.4, 0.2).verdict == "leans against"
+    summary = few.summary()
+    assert (summary["verdict"], summary["favours"], summary["passes"]) == ("leans to suit", True, False)
+
+
+GSM8K_SOLUTION = ("Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
+                  "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72")
+
+
+def test_gold_paths_in_the_form_a_model_writes():
+    from lrkit.config import AUTHORS_SYSTEM_PROMPT, PAPER_EVAL_SYSTEM_PROMPT
+    from lrkit.data.answers import gold_path_text
+
+    stripped = ("Natalia sold 48/2 = 24 clips in May.\n"
+                "Natalia sold 48+24 = 72 clips altogether in April and May.")
+    assert gold_path_text(GSM8K_SOLUTION, "as-written") == stripped + "\n#### 72"
+    assert gold_path_text(GSM8K_SOLUTION, "boxed") == stripped + "\nThe final answer is $\\boxed{72}$."
+    # auto: the form the system prompt asks for (the paper's asks for a box; the authors' for nothing)
+    assert gold_path_text(GSM8K_SOLUTION, "auto", PAPER_EVAL_SYSTEM_PROMPT).endswith("$\\boxed{72}$.")
+    assert gold_path_text(GSM8K_SOLUTION, "auto", AUTHORS_SYSTEM_PROMPT).endswith("\n#### 72")
+    assert gold_path_text("#### 1,234", "boxed") == "The final answer is $\\boxed{1234}$."
+    with pytest.raises(ValueError, match="gold form must be one of"):
+        gold_path_text(GSM8K_SOLUTION, "latex")
+
+
+def test_contrast_check_reads_the_gold_path_without_calculator_notes(pair_paths_no_eos_boost):
+    pair = load_pair(str(pair_paths_no_eos_boost[0]), str(pair_paths_no_eos_boost[1]), device="cpu")
+    tok = pair.tokenizer
+    problem = [{"id": "n", "question": "Natalia sold clips. How many?", "answer": GSM8K_SOLUTION}]
+    for form, text in (("as-written", GSM8K_SOLUTION.replace("<<48/2=24>>", "").replace("<<48+24=72>>", "")),
+                       ("boxed", GSM8K_SOLUTION.replace("<<48/2=24>>", "").replace("<<48+24=72>>", "")
+                        .replace("#### 72", "The final answer is $\\boxed{72}$."))):
+        check = contrast_check(pair, problem, alpha=0.2, gold_form=form)
+        expected = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        assert check.steps.gold_id.tolist() == expected
+        assert check.settings["gold_form"] == form

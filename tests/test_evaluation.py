@@ -6,7 +6,9 @@ exact numeric path), Wilson intervals, comparisons, evaluate() end to end.
 The end-to-end tests use a tiny Qwen2 wired as a successor table: attention and
 MLP outputs are zeroed, embeddings are one-hot and the output layer maps each
 token to one chosen next token, so greedy output depends only on the prompt's
-last character and is known in advance.
+last character and is known in advance. They run lrkit's protocol (its prompt and
+rules, which the answer tables here are about); the paper's protocol is tested in
+tests/test_protocol.py.
 """
 import json
 import math
@@ -513,7 +515,7 @@ EXPECTED = {  # id: (output, prediction, correct, finished)
 
 def test_evaluate_predicted_outputs(model_and_tokenizer, tmp_path):
     model, tokenizer = model_and_tokenizer
-    config = EvalConfig(max_new_tokens=len("\\boxed{42}") + 1, batch_size=2)  # room for EOS
+    config = EvalConfig(protocol="lrkit", max_new_tokens=len("\\boxed{42}") + 1, batch_size=2)  # room for EOS
     result = evaluate(model, PROBLEMS, config, tokenizer=tokenizer, out_dir=tmp_path, progress=False)
     df = result.df
     assert df["id"].tolist() == [p["id"] for p in PROBLEMS]
@@ -544,7 +546,7 @@ def test_evaluate_rows_match_direct_greedy_generation(model_dir, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     torch.manual_seed(1)  # an untrained model: arbitrary text, the same either way
     random_model = Qwen2ForCausalLM(Qwen2ForCausalLM.from_pretrained(model_dir).config).eval()
-    config = EvalConfig(max_new_tokens=6, batch_size=3, system_prompt=None)
+    config = EvalConfig(protocol="lrkit", max_new_tokens=6, batch_size=3, system_prompt=None)
     result = evaluate(random_model, PROBLEMS, config, tokenizer=tokenizer, progress=False)
     prompts = [build_prompt_ids(tokenizer, p["question"], None) for p in PROBLEMS]
     direct = greedy_generate(random_model, tokenizer, prompts, 6, batch_size=1)
@@ -570,7 +572,7 @@ def test_evaluate_writes_finished_batches_before_a_crash(model_and_tokenizer, tm
 
     monkeypatch.setattr(evaluation, "greedy_generate_batch", crash_on_second_batch)
     with pytest.raises(RuntimeError):
-        evaluate(model, PROBLEMS, EvalConfig(max_new_tokens=12, batch_size=2), tokenizer=tokenizer,
+        evaluate(model, PROBLEMS, EvalConfig(protocol="lrkit", max_new_tokens=12, batch_size=2), tokenizer=tokenizer,
                  out_dir=tmp_path, progress=False)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["complete"] is False and summary["n_planned"] == 5 and summary["n_problems"] == 2
@@ -595,7 +597,7 @@ def test_main_with_a_model_folder_and_a_problem_file(model_dir, tmp_path, capsys
 
     code = main(["eval", "--model", str(model_dir), "--problems", str(problems), "--out", str(out),
                  "--max-problems", "3", "--max-new-tokens", "11", "--batch-size", "2",
-                 "--system-prompt", ""])
+                 "--system-prompt", "", "--protocol", "lrkit"])
     assert code == 0
     result = EvalResult.load(out)
     assert result.df["id"].tolist() == ["right", "wrong", "short"]
@@ -619,7 +621,7 @@ def test_every_evaluation_result_counts_generations_that_hit_the_limit(pair_path
 
     model = AutoModelForCausalLM.from_pretrained(pair_paths[0]).eval()
     tokenizer = load_tokenizer(str(pair_paths[0]))
-    config = EvalConfig(max_new_tokens=LIMIT_MAX_NEW, batch_size=3)
+    config = EvalConfig(protocol="lrkit", max_new_tokens=LIMIT_MAX_NEW, batch_size=3)
     result = evaluate(model, LIMIT_PROBLEMS, config, tokenizer=tokenizer, out_dir=tmp_path / "eval", progress=False)
 
     expected = 0  # batch-1 greedy decoding by argmax, counting rollouts with no EOS in LIMIT_MAX_NEW tokens
@@ -651,7 +653,7 @@ def test_evaluate_contrastive_at_alpha_one_is_the_experts_greedy_evaluation(pair
     pair = load_pair(str(pair_paths[0]), str(pair_paths[1]), device="cpu")
     problems = [{"id": f"q{i}", "question": q, "answer": f"#### {2 * i + 8}"}
                 for i, q in enumerate(CONTRAST_QUESTIONS)]
-    config = EvalConfig(max_new_tokens=CONTRAST_MAX_NEW, batch_size=2)
+    config = EvalConfig(protocol="lrkit", max_new_tokens=CONTRAST_MAX_NEW, batch_size=2)
     greedy = evaluate(pair.expert, problems, config, tokenizer=pair.tokenizer, progress=False)
     contrast = evaluate_contrastive(pair, problems, config, alpha=1.0, out_dir=tmp_path / "cd", progress=False)
     assert contrast.df["output"].tolist() == greedy.df["output"].tolist()
@@ -682,7 +684,7 @@ def test_an_interrupted_evaluation_keeps_its_batches_and_ends_as_an_uninterrupte
 
     model = AutoModelForCausalLM.from_pretrained(pair_paths[0]).eval()
     tokenizer = load_tokenizer(str(pair_paths[0]))
-    problems, config = RESUME_PROBLEMS[:9], EvalConfig(max_new_tokens=10, batch_size=2)
+    problems, config = RESUME_PROBLEMS[:9], EvalConfig(protocol="lrkit", max_new_tokens=10, batch_size=2)
     straight = evaluate(model, problems, config, tokenizer=tokenizer, out_dir=tmp_path / "straight", progress=False)
 
     real, calls = evaluation.greedy_generate_batch, []
@@ -749,7 +751,7 @@ def test_non_finite_logits_stop_the_evaluation_and_nothing_is_scored(pair_paths,
         model.model.layers[0].mlp.up_proj.weight[0, 0] = float("nan")
     tokenizer = load_tokenizer(str(pair_paths[0]))
     with pytest.raises(NonFiniteLogitsError, match=r"^evaluation: broken \(fp32\) gave non-finite logits"):
-        evaluate(model, RESUME_PROBLEMS[:4], EvalConfig(max_new_tokens=6, batch_size=2), tokenizer=tokenizer,
+        evaluate(model, RESUME_PROBLEMS[:4], EvalConfig(protocol="lrkit", max_new_tokens=6, batch_size=2), tokenizer=tokenizer,
                  out_dir=tmp_path / "eval", progress=False, name="broken")
     assert not (tmp_path / "eval" / "results.jsonl").exists(), "no non-finite answer is scored as wrong"
 
@@ -762,3 +764,13 @@ def test_non_finite_logits_stop_the_evaluation_and_nothing_is_scored(pair_paths,
                  "--out", str(tmp_path / "cli"), "--max-new-tokens", "6", "--dtype", "fp16"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("lrkit eval: error: evaluation:") and "(fp16)" in err and "fp32" in err
+
+
+def test_an_equation_is_not_read_as_its_right_side():
+    # "x = 5" answers 5, but two different equations with the same right side are not equal
+    # (found by the parity corpus, tests/test_protocol.py: lrkit said x + y = 3 equals x - y = 3)
+    assert parse_number("x = 5") == 5 and parse_number("k_1 = 5") == 5
+    assert parse_number("x + y = 3") is None
+    assert not answers_match("x + y = 3", "x - y = 3")
+    assert answers_match("x + y = 3", "y + x = 3")
+    assert answers_match("x = 5", "5")

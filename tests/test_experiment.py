@@ -103,7 +103,8 @@ def test_for_pair_gives_toy_the_demos_settings_and_other_pairs_the_papers():
     assert (coder.train.lora_r, coder.train.lora_alpha, coder.train.lora_dropout) == (8, 16, 0.05)
     assert coder.dtype == "bf16" and coder.test_problems >= 100 and coder.check_problems >= 16
     assert {line.split(":")[0] for line in paper_differences(coder)} == {
-        "train_problems", "test_problems", "train.max_steps"}
+        "train_problems", "test_problems", "train.max_steps", "eval.max_new_tokens", "eval.protocol"}
+    assert "eval.max_new_tokens: 512 (paper 2048)" in paper_differences(coder)  # the toolkit's answer limit
     demo = paper_differences(ExperimentConfig())
     assert "train.learning_rate: 0.002 (paper 5e-05)" in demo
     assert "train batch: 16 x 1 (paper 8 x 2 = 16 records a step)" not in demo  # the same 16 records a step

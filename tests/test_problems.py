@@ -187,7 +187,7 @@ def test_evaluate_of_gsm8k_scores_the_test_split(fake_hub):
     calls, questions = fake_hub
     tokenizer = make_tokenizer()
     model = make_model(tokenizer, seed=0)
-    result = lrkit.evaluate(model, "gsm8k", EvalConfig(max_new_tokens=2, batch_size=4),
+    result = lrkit.evaluate(model, "gsm8k", EvalConfig(max_new_tokens=2, batch_size=4, protocol="lrkit"),
                             tokenizer=tokenizer, progress=False)
     assert [c[2] for c in calls] == ["test"]
     assert result.df["question"].tolist() == questions["test"]

@@ -373,3 +373,91 @@ def test_placeholder_tokens_are_scored_like_rows_beyond_the_tokenizer(tmp_path):
     for a, b in zip(records["plain"], records["padded"]):
         assert b["weights"] == pytest.approx(a["weights"], abs=1e-6)
     assert tokenizer_fingerprint(plain) == tokenizer_fingerprint(padded)
+
+
+# ---------------------------------------------------------------- rollouts drawn as the checkpoint draws them
+
+def _sampling_pair(root):
+    """A tiny pair whose expert checkpoint samples (DeepSeek-R1-Distill's generation_config:
+    temperature 0.6, top-p 0.95)."""
+    from transformers import GenerationConfig
+
+    expert, amateur = save_pair(root, expert_rows=3, eos_boost=1.0)
+    GenerationConfig(do_sample=True, temperature=0.6, top_p=0.95, eos_token_id=load_tokenizer(str(expert))
+                     .eos_token_id).save_pretrained(expert)
+    return expert, amateur
+
+
+def test_model_default_rollouts_are_the_checkpoints_seeded_draws(tmp_path):
+    expert, amateur = _sampling_pair(tmp_path / "pair")
+    config = SampleConfig(max_new_tokens=MAX_NEW, batch_size=2, rollouts="model-default", rollout_seed=3)
+    result = sample(str(expert), str(amateur), PROBLEMS, tmp_path / "run", config, progress=False)
+    drawn = {r["prompt_id"]: r["token_ids"] for r in map(json.loads, open(tmp_path / "run" / "rollouts.jsonl"))}
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["rollouts"] == "model-default"
+
+    # the reference: transformers' sampling with the checkpoint's settings spelled out, batch b seeded 3 + b
+    tok = load_tokenizer(str(expert))
+    model = AutoModelForCausalLM.from_pretrained(expert, dtype=torch.float32).eval()
+    rows = model.get_output_embeddings().weight.shape[0]
+    for b in range(3):
+        batch = PROBLEMS[2 * b:2 * b + 2]
+        prompts = [build_prompt_ids(tok, p["question"], config.system_prompt) for p in batch]
+        width = max(map(len, prompts))
+        ids = torch.tensor([[tok.pad_token_id] * (width - len(p)) + p for p in prompts])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        torch.manual_seed(3 + b)
+        out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=0.6, top_p=0.95,
+                             top_k=50, max_new_tokens=MAX_NEW, eos_token_id=[tok.eos_token_id],
+                             pad_token_id=tok.pad_token_id, suppress_tokens=list(range(len(tok), rows)))
+        for problem, row in zip(batch, out[:, width:].tolist()):
+            expected = row[:row.index(tok.eos_token_id) + 1] if tok.eos_token_id in row else row
+            assert drawn[problem["id"]] == expected
+
+    # not the greedy rollouts, and the same draws again in another folder
+    greedy = sample(str(expert), str(amateur), PROBLEMS, tmp_path / "greedy",
+                    SampleConfig(max_new_tokens=MAX_NEW, batch_size=2), progress=False)
+    greedy_ids = {r["prompt_id"]: r["token_ids"] for r in map(json.loads, open(greedy.out_dir / "rollouts.jsonl"))}
+    assert json.loads((greedy.out_dir / "config.json").read_text())["rollouts"] == "greedy"  # a tiny pair's own way
+    assert any(greedy_ids[k] != drawn[k] for k in drawn)
+    sample(str(expert), str(amateur), PROBLEMS, tmp_path / "again", config, progress=False)
+    assert (tmp_path / "again" / "rollouts.jsonl").read_bytes() == (tmp_path / "run" / "rollouts.jsonl").read_bytes()
+
+    # KL stays on the raw logits of the teacher-forced passes, not the sampling distribution
+    steps = read_steps(result.out_dir)
+    first = PROBLEMS[0]
+    prompt = build_prompt_ids(tok, first["question"], config.system_prompt)
+    amateur_model = AutoModelForCausalLM.from_pretrained(amateur, dtype=torch.float32).eval()
+    with torch.no_grad():
+        t = 2
+        context = torch.tensor([prompt + drawn[first["id"]][:t]])
+        e = F.log_softmax(model(context).logits[0, -1, :len(tok)].float(), -1)
+        a = F.log_softmax(amateur_model(context).logits[0, -1, :len(tok)].float(), -1)
+    kl = F.kl_div(a, e, log_target=True, reduction="sum").item()
+    got = steps[(steps.prompt_id == first["id"]) & (steps.step == t)].kl.item()
+    assert got == pytest.approx(kl, abs=1e-4)
+
+
+def test_rollouts_default_to_the_pairs_own_way():
+    from lrkit.models.pairs import default_rollouts
+
+    assert default_rollouts("deepseek-r1-distill-1.5b") == "model-default"
+    assert default_rollouts("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B") == "model-default"
+    assert default_rollouts("deepseek-r1-distill-1.5b:expert") == "model-default"
+    assert default_rollouts("qwen2.5-math-1.5b") == "greedy" and default_rollouts("Qwen/Qwen2.5-Math-7B") == "greedy"
+    assert default_rollouts("runs/merged") == "greedy"
+    with pytest.raises(ValueError, match="rollouts must be one of greedy, model-default"):
+        SampleConfig(rollouts="sampled").validate()
+
+
+def test_a_sampling_folder_from_before_rollouts_reads_as_greedy(pair_paths, tmp_path):
+    config = SampleConfig(max_new_tokens=6, batch_size=3)
+    sample(str(pair_paths[0]), str(pair_paths[1]), PROBLEMS[:3], tmp_path / "run", config, progress=False)
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())
+    del stored["rollouts"], stored["rollout_seed"]  # as written before this version
+    (tmp_path / "run" / "config.json").write_text(json.dumps(stored))
+    before = (tmp_path / "run" / "records.jsonl").read_bytes()
+    again = sample(str(pair_paths[0]), str(pair_paths[1]), PROBLEMS[:3], tmp_path / "run", config, progress=False)
+    assert again.records_path.read_bytes() == before
+    with pytest.raises(FolderError, match="rollouts"):
+        sample(str(pair_paths[0]), str(pair_paths[1]), PROBLEMS[:3], tmp_path / "run",
+               SampleConfig(max_new_tokens=6, batch_size=3, rollouts="model-default"), progress=False)

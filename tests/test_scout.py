@@ -49,6 +49,28 @@ def test_scout_ranks_the_general_amateur_above_the_expert_itself(validation_file
 
 
 @needs_toy
+def test_the_readme_scout_command_runs_as_written(validation_file, tmp_path, capsys):
+    """No --max-new-tokens: the default answer length (the paper's 2,048) is capped to what
+    toy's 512 positions leave, with one note; toy:amateur ranks first; the row's check
+    verdict agrees with its direction (check_favours)."""
+    out = tmp_path / "scout"
+    assert main(["scout", "--expert", "toy:expert", "--amateur", "toy:amateur", "--amateur", "toy:expert",
+                 "--problems", str(validation_file), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("answers capped at") == 1
+    rows = json.loads((out / "ranking.json").read_text())
+    assert [r["amateur"] for r in rows] == ["toy:amateur", "toy:expert"]
+    best, itself = rows
+    ratio_holds = best["check_fixes"] >= 2 * best["check_breaks"] and best["mass_gain"] >= 0.03
+    assert best["check_favours"] is ratio_holds
+    enough = best["check_disagreements"] >= 50
+    assert best["check_verdict"] == {(True, True): "suits", (False, True): "does not suit",
+                                     (True, False): "leans to suit", (False, False): "leans against"}[
+        (ratio_holds, enough)]
+    assert itself["check_verdict"] == "leans against" and itself["check_favours"] is False
+
+
+@needs_toy
 def test_scout_settings_each_get_a_row(validation_file, tmp_path):
     from lrkit.config import EvalConfig
     from lrkit.studies.scout import scout

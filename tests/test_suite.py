@@ -3,7 +3,8 @@ GSM8K and MMLU-STEM fixtures; scores, fixed/broken, resuming, refusing to mix
 settings, the paper's rows, and the written table and figure.
 
 The models are successor tables (as in test_evaluation.py): greedy output
-depends only on the prompt's last character. Expected outcomes, by hand:
+depends only on the prompt's last character; they answer lrkit's prompt, so the suite
+runs lrkit's protocol (the paper's is tested in test_protocol.py). Expected outcomes, by hand:
 
 gsm8k fixture (gold 42, 3000, 7), questions end "?", "?", "!":
   base  writes \\boxed{42}, \\boxed{42}, 7  -> right, wrong, right  (2/3)
@@ -27,7 +28,7 @@ from lrkit.evaluation.suite import SuiteResult, evaluate_suite
 FIXTURES = Path(__file__).parent / "fixtures" / "benchmarks"
 DATA = {"gsm8k": FIXTURES / "gsm8k.jsonl", "mmlu_stem": FIXTURES / "mmlu_stem.jsonl"}
 CHARS = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,:?!#{}()\\-+$/=^*\n")
-CONFIG = EvalConfig(max_new_tokens=12, batch_size=2)
+CONFIG = EvalConfig(max_new_tokens=12, batch_size=2, protocol="lrkit")  # the models answer lrkit's prompt
 BASE = {"?": "\\boxed{42}", "!": "7", "n": "C", "2": "}"}
 TUNED = {"?": "\\boxed{42}", "!": "8", "n": "B", "2": "}", "D": " D"}
 
@@ -157,7 +158,7 @@ def test_suite_resumes_and_adds_without_evaluating_again(model_dirs, tmp_path, m
 def test_suite_refuses_to_mix_settings(model_dirs, tmp_path):
     _run(model_dirs, tmp_path, limit=2)
     with pytest.raises(ValueError, match="max_new_tokens"):
-        _run(model_dirs, tmp_path, limit=2, config=EvalConfig(max_new_tokens=13, batch_size=2))
+        _run(model_dirs, tmp_path, limit=2, config=EvalConfig(max_new_tokens=13, batch_size=2, protocol="lrkit"))
     with pytest.raises(ValueError, match="limit 2, not 3"):
         _run(model_dirs, tmp_path, limit=3)
     with pytest.raises(ValueError, match="model label 'base'"):
@@ -198,7 +199,7 @@ def test_cli_table1_for_two_models_then_resumed(model_dirs, tmp_path, capsys):
     out = tmp_path / "t1"
     argv = ["eval", "--model", model_dirs[0], "--model", model_dirs[1], "--name", "base", "--name", "tuned",
             "--problems", "gsm8k", "mmlu_stem", "--data-file", f"gsm8k={DATA['gsm8k']}",
-            "--data-file", f"mmlu_stem={DATA['mmlu_stem']}", "--out", str(out), "--limit", "3",
+            "--data-file", f"mmlu_stem={DATA['mmlu_stem']}", "--out", str(out), "--protocol", "lrkit", "--limit", "3",
             "--max-new-tokens", "12", "--batch-size", "2"]
     assert main(argv) == 0
     printed = capsys.readouterr().out

@@ -88,3 +88,33 @@ def last_boxed(text: str) -> Optional[str]:
     return max(found)[1] if found else None
 
 
+CALCULATOR_NOTE = re.compile(r"<<[^<>\n]*>>")
+"""GSM8K's calculator annotations (``48/2 = <<48/2=24>>24``): written for the data set's
+calculator tool, never by a model."""
+GOLD_FORMS = ("auto", "boxed", "as-written")
+"""How a gold solution ends when it is read as the model's own path (:func:`gold_path_text`)."""
+_FINAL_LINE = re.compile(r"\n?####[ \t]*([^\n]*)\s*$")
+
+
+def gold_path_text(answer: str, form: str = "auto", system_prompt: Optional[str] = None) -> str:
+    """A worked gold solution in the form a model writes it, for teacher forcing: GSM8K's
+    calculator notes removed, and the final ``#### N`` line written as the prompt asks for
+    the answer. ``form``: "boxed" (``The final answer is $\\boxed{N}$.``, what the paper's
+    evaluation prompt asks for), "as-written" (the ``#### N`` line kept: the toy pairs learned
+    it), "auto" (boxed when ``system_prompt`` asks for ``\\boxed``, else as written).
+
+    >>> gold_path_text("She sold 48/2 = <<48/2=24>>24 clips.\\n#### 24", "boxed")
+    'She sold 48/2 = 24 clips.\\nThe final answer is $\\\\boxed{24}$.'
+    """
+    if form not in GOLD_FORMS:
+        raise ValueError(f"gold form must be one of {', '.join(GOLD_FORMS)}, got {form!r}")
+    text = CALCULATOR_NOTE.sub("", str(answer))
+    if form == "auto":
+        form = "boxed" if system_prompt and "\\boxed" in system_prompt else "as-written"
+    final = _FINAL_LINE.search(text)
+    if form == "boxed" and final is not None:
+        value = gold_answer(text)
+        steps = text[:final.start()].rstrip()
+        text = (steps + "\n" if steps else "") + f"The final answer is $\\boxed{{{value}}}$."
+    return text
+

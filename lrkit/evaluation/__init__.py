@@ -1,8 +1,10 @@
-"""Evaluation: zero-shot greedy pass@1, answer extraction and grading,
-intervals, comparisons.
+"""Evaluation: greedy pass@1 under the paper's protocol or lrkit's, answer extraction
+and grading, intervals, comparisons.
 
-- ``parse``: what an output answers (``extract_answer``, ``extract_choice``);
-- ``grade``: whether it equals the gold answer (``check_answer``, ``answers_match``);
+- ``parse``: what an output answers by lrkit's rules (``extract_answer``, ``extract_choice``);
+- ``grade``: whether it equals the gold answer by lrkit's rules (``check_answer``, ``answers_match``);
+- ``toolkit``: the Qwen2.5-Math toolkit's rules, which made the paper's Table 1;
+- ``protocol``: the two protocols' prompts, answer limits, stop ids and scoring;
 - ``stats``: Wilson intervals, the exact McNemar test, ``compare``;
 - ``results``: ``EvalResult`` and its folder (``results.jsonl``, ``summary.json``);
 - ``loop``: ``evaluate`` and ``evaluate_contrastive``.

@@ -21,6 +21,7 @@ from typing import Optional
 import torch
 
 from lrkit.config import AUTHORS_SYSTEM_PROMPT
+from lrkit.data.answers import gold_path_text
 from lrkit.data.problems import load_problems
 from lrkit.maths import divergence
 from lrkit.maths.selection import plausibility_mask, select_steps
@@ -102,41 +103,66 @@ class ContrastCheck:
         return float(self.kept.expert_gold_mass.mean()) if len(self.kept) else float("nan")
 
     @property
+    def favours(self) -> bool:
+        """The direction the check measures, whatever the number of steps: v_C's argmax fixes
+        at least twice as many expert tokens as it breaks, and moves >= 0.03 more mass onto
+        gold than the expert's masked distribution."""
+        gain = self.label_gold_mass - self.expert_gold_mass
+        return self.fixes >= MIN_FIX_RATIO * self.breaks and gain >= MIN_GOLD_MASS_GAIN  # nan gain: False
+
+    @property
+    def conclusive(self) -> bool:
+        """Enough evidence for the gate: v_C's argmax differs from the expert's at >= 50 kept steps."""
+        return self.disagreements >= MIN_DISAGREEMENTS
+
+    @property
     def passes(self) -> bool:
-        """The gate: fixes >= 2 x breaks over >= 50 disagreements, and v_C's mass
-        on gold beats the expert's masked distribution by >= 0.03."""
-        return (self.disagreements >= MIN_DISAGREEMENTS
-                and self.fixes >= MIN_FIX_RATIO * self.breaks
-                and self.label_gold_mass - self.expert_gold_mass >= MIN_GOLD_MASS_GAIN)
+        """The gate: the check :attr:`favours` the pair, on :attr:`conclusive` evidence."""
+        return self.conclusive and self.favours
+
+    @property
+    def verdict(self) -> str:
+        """"suits", "does not suit", or, on fewer than 50 disagreements, "leans to suit" /
+        "leans against" (the direction :attr:`favours` gives, on too little evidence to pass)."""
+        if self.conclusive:
+            return "suits" if self.favours else "does not suit"
+        return "leans to suit" if self.favours else "leans against"
 
     def summary(self) -> dict:
         return {"problems": int(self.steps.prompt_id.nunique()), "steps": int(len(self.steps)),
                 "kept": int(len(self.kept)), "beta": self.beta, "alpha": self.alpha,
                 "disagreements": self.disagreements, "fixes": self.fixes, "breaks": self.breaks,
                 "label_gold_mass": self.label_gold_mass, "expert_gold_mass": self.expert_gold_mass,
-                "passes": self.passes, **self.settings}
+                "favours": self.favours, "passes": self.passes, "verdict": self.verdict, **self.settings}
 
     def __str__(self) -> str:
         s = self.summary()
         ratio = f"{s['fixes'] / s['breaks']:.1f}x" if s["breaks"] else "no breaks"
+        words = {"suits": "suits the method", "does not suit": "does not suit the method",
+                 "leans to suit": f"leans towards suiting the method, on fewer than {MIN_DISAGREEMENTS} "
+                                  f"disagreements (too few to pass the gate)",
+                 "leans against": f"leans against the method, on fewer than {MIN_DISAGREEMENTS} disagreements"}
         return (f"gold-path check on {s['problems']} problems, {s['kept']} of {s['steps']} steps kept "
                 f"(beta {s['beta']}): v_C's argmax differs from the expert's at {s['disagreements']}, "
                 f"fixes {s['fixes']}, breaks {s['breaks']} ({ratio}); mass on gold: v_C "
                 f"{s['label_gold_mass']:.3f}, expert's masked distribution {s['expert_gold_mass']:.3f} "
-                f"-> {'suits the method' if s['passes'] else 'does not pass the gate'}")
+                f"-> {words[s['verdict']]}")
 
     __repr__ = __str__
 
 
 def contrast_check(pair, problems, beta: float = 0.4, alpha: float = 0.2, temperature: float = 1.0,
                    system_prompt: Optional[str] = AUTHORS_SYSTEM_PROMPT, skip_first_step: bool = True,
-                   batch_size: int = 16, progress: bool = False) -> ContrastCheck:
+                   batch_size: int = 16, progress: bool = False, gold_form: str = "auto") -> ContrastCheck:
     """Run the gold-path check of ``pair`` (a loaded :class:`lrkit.ModelPair`)
     on problems with worked gold answers.
 
-    The gold answer text (GSM8K style, ending ``#### N``) is tokenized on its
-    own and followed by EOS, exactly as a model would generate it after the
-    prompt. ``system_prompt`` is sampling's default; None sends no system turn.
+    The gold solution is put in the form a model writes it
+    (:func:`lrkit.data.answers.gold_path_text`: GSM8K's calculator notes ``<<48/2=24>>``
+    removed; ``gold_form`` "auto" ends it with ``\\boxed{N}`` when the system prompt asks
+    for a box, else with its ``#### N`` line, which the toy pairs learned), tokenized on
+    its own and followed by EOS, exactly as a model would generate it after the prompt.
+    ``system_prompt`` is sampling's default; None sends no system turn.
     """
     import pandas as pd
 
@@ -152,7 +178,8 @@ def contrast_check(pair, problems, beta: float = 0.4, alpha: float = 0.2, temper
         batches = tqdm(batches, desc="gold-path check", unit="batch")
     for batch in batches:
         prompts = [build_prompt_ids(tokenizer, p.question, system_prompt) for p in batch]
-        golds = [tokenizer(p.answer, add_special_tokens=False)["input_ids"] + [eos] for p in batch]
+        golds = [tokenizer(gold_path_text(p.answer, gold_form, system_prompt), add_special_tokens=False)["input_ids"]
+                 + [eos] for p in batch]
         width_prompt, width_gold = max(map(len, prompts)), max(map(len, golds))
         # Prompts left-padded, gold right-padded: step t of every row sits at
         # column width_prompt - 1 + t, as in sampling.
@@ -183,4 +210,5 @@ def contrast_check(pair, problems, beta: float = 0.4, alpha: float = 0.2, temper
                                  "label": tokenizer.decode([int(stats["label_argmax"][t])]) if kept[t] else None,
                                  **{k: v[t].item() for k, v in stats.items()}})
     frame = pd.DataFrame(rows)
-    return ContrastCheck(frame, beta, alpha, {"system_prompt": system_prompt, "temperature": temperature})
+    return ContrastCheck(frame, beta, alpha, {"system_prompt": system_prompt, "temperature": temperature,
+                                              "gold_form": gold_form})

@@ -1,5 +1,6 @@
-"""The evaluation loop: zero-shot greedy pass@1 of one model (``evaluate``) or
-of a pair decoding by the soft label's argmax (``evaluate_contrastive``), in
+"""The evaluation loop: greedy pass@1 of one model (``evaluate``) or of a pair decoding
+by the soft label's argmax (``evaluate_contrastive``), under the config's protocol
+(:mod:`lrkit.evaluation.protocol`: the paper's toolkit or lrkit's rules), in
 length-sorted batches, saved after every batch, sharded under a launcher."""
 from __future__ import annotations
 
@@ -9,15 +10,12 @@ from typing import Optional, Union
 
 from lrkit import distributed
 from lrkit.config import EvalConfig, to_dict
-from lrkit.data.answers import gold_answer
-from lrkit.data.problems import load_problems
-from lrkit.evaluation.grade import check_answer
-from lrkit.evaluation.parse import extract_answer, extract_choice
+from lrkit.data.problems import benchmark_source, load_problems
+from lrkit.evaluation import protocol as protocols
 from lrkit.evaluation.results import EvalResult, results_frame, check_eval_out_dir, unfinished_rows
-from lrkit.models.generation import contrastive_generate_batch, greedy_generate_batch, stop_token_ids
+from lrkit.models.generation import contrastive_generate_batch, greedy_generate_batch
 from lrkit.models.guard import dtype_name, finite_guard, model_dtype
-from lrkit.models.loading import check_prompt_lengths
-from lrkit.models.prompts import build_prompt_ids
+from lrkit.models.loading import fit_answer_limit
 from lrkit.provenance import Provenance, api_call
 from lrkit.runs import problems_digest, writes_folder
 
@@ -36,8 +34,9 @@ def _resolve_model(model_or_path, tokenizer, device=None, dtype=None):
 
 def evaluate(model_or_path, problems, config: Optional[EvalConfig] = None, tokenizer=None,
              out_dir: Union[str, Path, None] = None, progress: bool = True,
-             name: Optional[str] = None, device=None, dtype=None) -> EvalResult:
-    """Greedy pass@1 of one model on a problem set.
+             name: Optional[str] = None, device=None, dtype=None,
+             benchmark: Optional[str] = None) -> EvalResult:
+    """Greedy pass@1 of one model on a problem set, under ``config.protocol``.
 
     ``model_or_path``: a loaded model (with ``tokenizer``) or a name/path for
     ``lrkit.models.loading.load_model``. ``problems``: a list of dicts with id, question
@@ -51,8 +50,13 @@ def evaluate(model_or_path, problems, config: Optional[EvalConfig] = None, token
     batches it saved and generates the rest, so the files end as an uninterrupted
     run's; another evaluation or other files there raise :class:`lrkit.runs.FolderError`.
     ``device`` / ``dtype``: where and how a model given by name is loaded (default: auto).
+    ``benchmark``: the registry name the problems come from (``lrkit.data.benchmarks``), which
+    the paper's protocol reads them by (MMLU-STEM's shots, Minerva's units...); found by itself
+    when ``problems`` is a benchmark name; None reads a problem file as GSM8K. The answer length
+    actually used is ``info["answer_limit"]``.
     """
     config = (config or EvalConfig()).validate()
+    benchmark = benchmark or _benchmark_of(problems)
     problems = _scorable_problems(problems, "evaluate()")
     by_name = isinstance(model_or_path, (str, Path))
     if by_name:
@@ -65,21 +69,22 @@ def evaluate(model_or_path, problems, config: Optional[EvalConfig] = None, token
     if out_dir is not None and (name or by_name):
         # Before the model loads: a folder in use is refused at once.
         stored = check_eval_out_dir(Path(out_dir), {"model": name or str(model_or_path), "dtype": precision,
-                                                    "config": to_dict(config),
+                                                    "config": to_dict(config), "benchmark": benchmark,
                                                     "problems_sha256": _problems_sha256(problems)})
         if stored is not None:
             return stored
     model, tokenizer, model_name = _resolve_model(model_or_path, tokenizer, device, dtype)
-    info = {"model": name or model_name, "dtype": precision, "config": to_dict(config)}
-    stop_ids = stop_token_ids(model, tokenizer)
+    info = {"model": name or model_name, "dtype": precision, "config": to_dict(config), "benchmark": benchmark}
+    # The toolkit decides its stop ids by the model's name or path ("qwen2" in it), not a label.
+    stop_ids = protocols.stop_ids(model, tokenizer, config.protocol, model_name)
     return _run_evaluation(
-        lambda prompts: greedy_generate_batch(model, tokenizer, prompts, config.max_new_tokens, stop_ids),
-        [model], tokenizer, problems, config, info, out_dir, progress)
+        lambda prompts, limit: greedy_generate_batch(model, tokenizer, prompts, limit, stop_ids),
+        [model], tokenizer, problems, config, {**info, "stop_ids": stop_ids}, out_dir, progress)
 
 
 def evaluate_contrastive(pair, problems, config: Optional[EvalConfig] = None, alpha: float = 0.2,
                          out_dir: Union[str, Path, None] = None, progress: bool = True,
-                         name: Optional[str] = None) -> EvalResult:
+                         name: Optional[str] = None, benchmark: Optional[str] = None) -> EvalResult:
     """Pass@1 of a pair decoding by the method's own target: at each step the
     argmax of the soft label v_C (log pi_E - log pi_A inside the alpha mask),
     with no training at all (:func:`lrkit.models.generation.contrastive_generate_batch`).
@@ -90,13 +95,22 @@ def evaluate_contrastive(pair, problems, config: Optional[EvalConfig] = None, al
     ``out_dir`` the folder rules of :func:`evaluate` apply (the settings include alpha).
     """
     config = (config or EvalConfig()).validate()
+    benchmark = benchmark or _benchmark_of(problems)
     problems = _scorable_problems(problems, "evaluate_contrastive()")
     info = {"model": name or f"contrastive decoding ({pair.expert_name} vs {pair.amateur_name}, "
                              f"alpha {alpha})", "dtype": dtype_name(model_dtype(pair.expert)),
-            "config": {**to_dict(config), "alpha": alpha}}
+            "config": {**to_dict(config), "alpha": alpha}, "benchmark": benchmark}
+    stop_ids = protocols.stop_ids(pair.expert, pair.tokenizer, config.protocol, pair.expert_name)
     return _run_evaluation(
-        lambda prompts: contrastive_generate_batch(pair, prompts, config.max_new_tokens, alpha),
-        [pair.expert, pair.amateur], pair.tokenizer, problems, config, info, out_dir, progress)
+        lambda prompts, limit: contrastive_generate_batch(pair, prompts, limit, alpha, stop_ids),
+        [pair.expert, pair.amateur], pair.tokenizer, problems, config, {**info, "stop_ids": stop_ids}, out_dir,
+        progress)
+
+
+def _benchmark_of(problems) -> Optional[str]:
+    """The registry name when ``problems`` names a benchmark ("gsm8k", "mmlu_stem:test"), else None."""
+    named = benchmark_source(problems)
+    return named[0] if named is not None else None
 
 
 def _scorable_problems(problems, caller: str) -> list:
@@ -118,12 +132,15 @@ def _run_evaluation(generate_batch, models, tokenizer, problems, config: EvalCon
     ranks = distributed.current()
     stage = "evaluation" if len(models) == 1 else "decoding by v_C"
     with distributed.together():  # every rank checks the input; rank 0 alone touches the folder
-        prompts = [build_prompt_ids(tokenizer, p.question, config.system_prompt) for p in problems]
-        check_prompt_lengths(prompts, problems, models, config.max_new_tokens)
+        benchmark = info.get("benchmark")
+        prompts = [protocols.prompt_ids(tokenizer, p.question, config.system_prompt, config.protocol, benchmark)
+                   for p in problems]
+        limit = fit_answer_limit(prompts, problems, models, config.max_new_tokens,
+                                 protocols.default_answer_limit(config.protocol))
         if ranks.world > len(problems):
             raise ValueError(f"{ranks.world} processes for {len(problems)} problem(s): launch at most "
                              f"{len(problems)} (torchrun --nproc-per-node / accelerate --num_processes)")
-        info = {**info, "problems_sha256": _problems_sha256(problems)}
+        info = {**info, "problems_sha256": _problems_sha256(problems), "answer_limit": limit}
         provenance = None
         stored = check_eval_out_dir(Path(out_dir), info) if out_dir is not None else None
         if stored is not None:  # every rank reads it: all return the stored evaluation
@@ -161,9 +178,9 @@ def _run_evaluation(generate_batch, models, tokenizer, problems, config: EvalCon
         with distributed.together():
             for batch in batches:
                 with finite_guard(stage, str(info.get("model")), model_dtype(models[0])):
-                    generations = generate_batch([prompts[i] for i in batch])
+                    generations = generate_batch([prompts[i] for i in batch], limit)
                 for i, generation in zip(batch, generations):
-                    rows[i] = _result_row(problems[i], generation, tokenizer)
+                    rows[i] = _result_row(problems[i], generation, tokenizer, config.protocol, benchmark)
                 if bar is not None:
                     bar.update(len(batch))
                     done = [r for r in rows if r is not None]
@@ -189,16 +206,13 @@ def _problems_sha256(problems) -> str:
     return problems_digest(problems, ("id", "question", "answer"))
 
 
-def _result_row(problem, generation, tokenizer) -> dict:
+def _result_row(problem, generation, tokenizer, protocol: str, benchmark: Optional[str]) -> dict:
     output = tokenizer.decode(generation.token_ids, skip_special_tokens=True)
-    kind = getattr(problem, "answer_kind", "math")
-    prediction = extract_choice(output) if kind == "choice" else extract_answer(output)
-    gold = gold_answer(problem.answer)
-    verdict = check_answer(prediction, gold, kind)
-    return {"id": problem.id, "question": problem.question, "gold": gold, "output": output,
-            "prediction": prediction, "correct": verdict.correct,
+    scored = protocols.score(output, problem, protocol, benchmark)
+    return {"id": problem.id, "question": problem.question, "gold": scored["gold"], "output": output,
+            "prediction": scored["prediction"], "correct": scored["correct"],
             "n_tokens": len(generation.token_ids), "finished": generation.finished,
-            "unparsed": verdict.unparsed}
+            "unparsed": scored["unparsed"]}
 
 
 def _finish(rows: list, info: dict, start: float) -> EvalResult:

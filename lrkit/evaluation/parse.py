@@ -69,6 +69,10 @@ _VALUE = re.compile(
 )
 
 
+_NAME = re.compile(r"\s*(?:[A-Za-z][A-Za-z0-9_]*|[A-Za-z]_\{?\w+\}?|\\[A-Za-z]+)\s*")
+"""The left side of ``x = 5`` / ``k_1 = 5`` / ``\\theta = 5``: one name."""
+
+
 def _strip_outer_braces(text: str) -> str:
     while text.startswith("{") and brace_group(text, 0) == text[1:-1]:
         text = text[1:-1].strip()
@@ -106,7 +110,10 @@ def parse_number(text: Optional[str]) -> Optional[Fraction]:
         return None
     text = clean_answer(text)
     if "=" in text:
-        text = text.rsplit("=", 1)[1]
+        # "x = 5" answers 5; "x + y = 3" is an equation, not a number (math-verify compares those)
+        left, text = text.rsplit("=", 1)
+        if not _NAME.fullmatch(left):
+            return None
     match = _VALUE.match(text)
     if match is None:
         return None

@@ -43,7 +43,10 @@ def scout_row(greedy, decoded, check, audit, amateur: str, beta: float, alpha: f
         "check_steps": s["steps"], "check_kept": s["kept"], "kept_share": s["kept"] / max(s["steps"], 1),
         "check_disagreements": s["disagreements"], "check_fixes": s["fixes"], "check_breaks": s["breaks"],
         "label_gold_mass": _finite(s["label_gold_mass"]), "expert_gold_mass": _finite(s["expert_gold_mass"]),
-        "mass_gain": _finite(s["label_gold_mass"] - s["expert_gold_mass"]), "check_passes": s["passes"],
+        "mass_gain": _finite(s["label_gold_mass"] - s["expert_gold_mass"]),
+        # The check's own verdict: "suits" / "does not suit" on >= 50 disagreements, else
+        # "leans to suit" / "leans against"; check_favours is its direction alone.
+        "check_verdict": s["verdict"], "check_favours": s["favours"],
         "odd_share": _finite(audit.share), "odd_tokens": audit.n_odd,
         "odd_top": [[t, c] for t, c in audit.top_tokens[:5]],
         "problems": len(greedy.df), "prediction": True,

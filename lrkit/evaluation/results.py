@@ -11,6 +11,7 @@ from typing import Optional, Union
 
 import pandas as pd
 
+from lrkit.config import EvalConfig, with_added_fields
 from lrkit.evaluation.stats import accuracy_interval
 from lrkit.provenance import PROVENANCE_FILE
 from lrkit.runs import FolderError, entries, read_json, write_text
@@ -142,9 +143,16 @@ def _row_line(row: dict) -> str:
 
 
 EVAL_FILES = (RESULTS_FILE, SUMMARY_FILE, PROVENANCE_FILE)
-SETTINGS = ("model", "dtype", "config", "problems_sha256")
-"""What makes two evaluations the same one: the model's name, its dtype, the config, the
-problems (with gold answers)."""
+SETTINGS = ("model", "dtype", "config", "benchmark", "problems_sha256")
+"""What makes two evaluations the same one: the model's name, its dtype, the config (its
+protocol among it), the benchmark the problems are read as, the problems (with gold answers)."""
+
+
+def stored_settings(saved: dict) -> dict:
+    """A stored summary's settings as this version names them: an evaluation written before
+    ``EvalConfig.protocol`` followed lrkit's rules (``lrkit.config.with_added_fields``), one
+    written before the benchmark was recorded was made without one."""
+    return {**{k: saved.get(k) for k in SETTINGS}, "config": with_added_fields(saved.get("config"), EvalConfig)}
 
 
 def check_eval_out_dir(out_dir: Path, info: dict) -> Optional[EvalResult]:
@@ -171,11 +179,12 @@ def check_eval_out_dir(out_dir: Path, info: dict) -> Optional[EvalResult]:
         return None
     saved = read_json(out_dir / SUMMARY_FILE)
     saved = saved if isinstance(saved, dict) else {}
-    differs = [k for k in SETTINGS if saved.get(k) != info.get(k)]
+    settings = stored_settings(saved)
+    differs = [k for k in SETTINGS if settings.get(k) != info.get(k)]
     if differs:
         from lrkit.runs import differing
 
-        named = differing({k: saved.get(k) for k in differs}, {k: info.get(k) for k in differs})
+        named = differing({k: settings.get(k) for k in differs}, {k: info.get(k) for k in differs})
         raise FolderError(out_dir, "evaluation", named,
                           holds=f"the evaluation of {saved.get('model', 'another model')!r} made with other "
                                 f"settings (differs in: {', '.join(named)})",

@@ -28,11 +28,12 @@ from typing import Mapping, Optional, Sequence, Union
 
 import pandas as pd
 
-from lrkit.config import EvalConfig, to_dict
+from lrkit.config import ANSWER_LIMITS, EvalConfig, to_dict, with_added_fields
 from lrkit.data.benchmarks import BENCHMARKS, PAPER_BENCHMARKS, get_benchmark, load_benchmark
 from lrkit.data.answers import Problem
 from lrkit.data.problems import load_problems
 from lrkit.evaluation import EvalResult, compare, evaluate
+from lrkit.evaluation.protocol import SHOTS
 from lrkit.models.loading import load_model
 from lrkit.paper import PAPER_TABLE1
 from lrkit.runs import FolderError, entries, problems_digest, refuse_foreign, write_json, write_text, writes_folder
@@ -127,8 +128,21 @@ class SuiteResult:
         return table1_figure(self.scores(), self.paper())
 
     def notes(self) -> list:
-        notes = [f"Zero-shot greedy pass@1, {self.info.get('config', {}).get('max_new_tokens', '?')} new tokens; "
-                 "95% Wilson intervals; Avg. is the plain mean over the benchmarks shown."]
+        config = with_added_fields(self.info.get("config", {}), EvalConfig)
+        protocol = config.get("protocol", "lrkit")
+        limit = config.get("max_new_tokens") or f"{ANSWER_LIMITS[protocol]} (the protocol's)"
+        shots = [b for b in self.benchmarks if protocol == "paper" and SHOTS.get(b)]
+        notes = [f"Protocol: {protocol} ("
+                 + ("the Qwen2.5-Math toolkit's prompt, stop tokens, answer extraction and math_equal grading, "
+                    "as the paper's Table 1 was made" if protocol == "paper" else
+                    "lrkit's stricter rules: chat template, last closed box, exact fractions, then math-verify")
+                 + f"); greedy pass@1, answers up to {limit} new tokens; "
+                 + (f"{', '.join(_title(b) for b in shots)} {SHOTS[shots[0]]}-shot, the rest zero-shot; " if shots
+                    else "zero-shot; ")
+                 + "95% Wilson intervals; Avg. is the plain mean over the benchmarks shown."]
+        if self.paper_model and protocol != "paper":
+            notes.append("These rows were graded by lrkit's rules, the paper's by the toolkit's: the difference "
+                         "is partly the grader's (docs/BENCHMARKS.md); --protocol paper compares like with like.")
         if self.info.get("limit"):
             notes.append(f"Only the first {self.info['limit']} problems of each benchmark (--limit).")
         if self.paper_model and "math500" in self.benchmarks:
@@ -240,7 +254,7 @@ def evaluate_suite(models: Sequence, benchmarks: Union[Sequence[str], Mapping], 
                 if progress:
                     print(f"{label} on {bench}: {len(problem_sets[bench])} problems")
                 result = evaluate(loaded, problem_sets[bench], config, tokenizer=tokenizer,
-                                  progress=progress, name=label)
+                                  progress=progress, name=label, benchmark=bench if bench in BENCHMARKS else None)
                 result.info["benchmark"] = bench
                 result.save(folder / bench)  # only a finished benchmark is written
                 results[label][bench] = result
@@ -343,6 +357,7 @@ def _settings(config: EvalConfig, limit, labels, specs, problem_sets, data_files
 
 def _merge_settings(previous: dict, current: dict, out_dir: Path) -> dict:
     """The folder's settings extended by the current run's, or ValueError naming a mismatch."""
+    previous = {**previous, "config": with_added_fields(previous.get("config") or {}, EvalConfig)}
     if previous.get("config") != current["config"]:
         changed = sorted(k for k in set(previous.get("config", {})) | set(current["config"])
                          if previous.get("config", {}).get(k) != current["config"].get(k))
@@ -412,11 +427,11 @@ def _finished(folder: Path, config: EvalConfig) -> Optional[EvalResult]:
     if not summary.exists():
         return None
     info = json.loads(summary.read_text(encoding="utf-8"))
-    if info.get("config") != to_dict(config):
+    stored = with_added_fields(info.get("config"), EvalConfig)
+    if stored != to_dict(config):
         from lrkit.runs import differing
 
-        raise FolderError(folder, "evaluation", differing({"config": info.get("config")},
-                                                          {"config": to_dict(config)}))
+        raise FolderError(folder, "evaluation", differing({"config": stored}, {"config": to_dict(config)}))
     if not info.get("complete", False):
         return None
     return EvalResult.load(folder)

@@ -16,6 +16,7 @@ _LOADING = (
     "choose_dtype",
     "context_length",
     "decoder_and_head",
+    "fit_answer_limit",
     "DTYPES",
     "GENERIC_TOKENIZER_CLASSES",
     "hide_library_chatter",

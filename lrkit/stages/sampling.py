@@ -1,8 +1,10 @@
-"""The sampling stage: greedy expert rollouts, one teacher-forced pass per model,
+"""The sampling stage: expert rollouts, one teacher-forced pass per model,
 step statistics, selection and contrastive soft labels.
 
 Per batch of problems:
-1. the expert decodes greedily (left-padded batch, do_sample=False, stop at EOS);
+1. the expert decodes (left-padded batch, stop at EOS): greedily (do_sample=False, the
+   paper), or as its checkpoint's generation_config samples, seeded (``rollouts
+   "model-default"``, the authors' code for the DeepSeek pair);
 2. each model reads prompt + rollout ONCE (same token ids, never re-tokenized)
    and yields every step's next-token distribution at once;
 3. every step gets its statistics; steps with KL >= beta become records.
@@ -21,23 +23,25 @@ import contextlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import torch
 
 from lrkit import distributed
-from lrkit.config import SampleConfig, current_names, to_dict
+from lrkit.config import SampleConfig, current_names, to_dict, with_added_fields
 from lrkit.data.answers import Problem
 from lrkit.data.problems import training_problems
 from lrkit.data.records import dumps, read_records, tokenizer_fingerprint
 from lrkit.maths import divergence
 from lrkit.maths.selection import select_steps
 from lrkit.models.generation import (
-    greedy_generate_batch, last_positions_hidden, pad_token_id, stop_token_ids, to_logits)
+    checkpoint_generate_batch, greedy_generate_batch, last_positions_hidden, pad_token_id, stop_token_ids,
+    to_logits)
 from lrkit.models.guard import finite_guard, model_dtype, non_finite_message
 from lrkit.models.loading import ModelPair, check_prompt_lengths, load_pair, load_tokenizer, resolve_member
+from lrkit.models.pairs import default_rollouts
 from lrkit.models.prompts import build_prompt_ids
 from lrkit.provenance import PROVENANCE_FILE, Provenance, api_call
 from lrkit.runs import check_settings, entries, problems_digest, read_json, refuse_foreign, write_json, writes_folder
@@ -221,9 +225,10 @@ def _run_config(config: SampleConfig, expert_name: str, amateur_name: str, probl
 
 
 def _stored_config(out_dir: Path) -> Optional[dict]:
-    """config.json under today's field names (a folder from before a rename resumes); None when absent."""
+    """config.json under today's field names, with the fields added since filled in as the
+    folder was made (a folder from before a rename or an added field resumes); None when absent."""
     stored = read_json(out_dir / CONFIG_FILE)
-    return current_names(SampleConfig, stored) if isinstance(stored, dict) else stored
+    return with_added_fields(current_names(SampleConfig, stored), SampleConfig) if isinstance(stored, dict) else stored
 
 
 def _finished(out_dir: Path, run_config: dict) -> Optional["SampleResult"]:
@@ -390,6 +395,9 @@ def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_
     ranks = distributed.current()
     with distributed.together():  # every rank checks the input; rank 0 alone touches the folder
         config = (config or SampleConfig()).validate()
+        if config.rollouts is None:  # the pair's own way, stored as what it is
+            config = replace(config, rollouts=default_rollouts(
+                expert.expert_name if isinstance(expert, ModelPair) else str(expert)))
         problems_source = problems
         problems = training_problems(problems, max_problems=max_problems, caller="sampling")
         if ranks.world > len(problems):
@@ -437,8 +445,13 @@ def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_
                 start = time.perf_counter()
                 with finite_guard("sampling", f"the expert {pair.expert_name}", model_dtype(pair.expert),
                                   "its rollouts"):
-                    gens = greedy_generate_batch(pair.expert, pair.tokenizer, batch_prompts,
-                                                 config.max_new_tokens, stop_ids)
+                    if config.rollouts == "model-default":  # seeded per batch: a resumed run draws the same
+                        gens = checkpoint_generate_batch(pair.expert, pair.tokenizer, batch_prompts,
+                                                         config.max_new_tokens, stop_ids,
+                                                         seed=config.rollout_seed + index)
+                    else:
+                        gens = greedy_generate_batch(pair.expert, pair.tokenizer, batch_prompts,
+                                                     config.max_new_tokens, stop_ids)
                 rollouts = [Rollout(p, ids, g.token_ids, g.finished)
                             for p, ids, g in zip(batch, batch_prompts, gens)]
                 middle = time.perf_counter()

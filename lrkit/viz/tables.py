@@ -160,7 +160,7 @@ def gold_path_frame(checks: dict):
         "pair": name, "steps kept": f"{c['kept']:,} of {c['steps']:,}",
         "v_C differs from the expert": c["disagreements"], "fixes": c["fixes"], "breaks": c["breaks"],
         "mass on gold, v_C": f"{c['label_gold_mass']:.3f}", "mass on gold, expert (masked)": f"{c['expert_gold_mass']:.3f}",
-        "suits the method": "yes" if c["passes"] else "no",
+        "suits the method": _verdict_words(c),
     } for name, c in checks.items()])
 
 
@@ -181,10 +181,20 @@ def seeds_text(seeds: list[dict], mean_gain: float) -> str:
     return f"mean change {100 * mean_gain:+.1f} points over {len(seeds)} seeds ({gains})"
 
 
+def _verdict_words(check: dict) -> str:
+    """The gold-path check's verdict (a summary from before verdicts were recorded: its gate)."""
+    verdict = check.get("verdict") or ("suits" if check["passes"] else "does not suit")
+    return {"suits": "yes", "does not suit": "no", "leans to suit": "leans yes (too few disagreements)",
+            "leans against": "leans no (too few disagreements)"}[verdict]
+
+
 def check_text(check: dict) -> str:
+    verdict = check.get("verdict") or ("suits" if check["passes"] else "does not suit")
+    words = {"suits": "suits the method", "does not suit": "does not suit the method",
+             "leans to suit": "leans towards suiting the method (too few disagreements to pass)",
+             "leans against": "leans against the method (too few disagreements to decide)"}[verdict]
     return (f"v_C fixes {check['fixes']} and breaks {check['breaks']} of the expert's tokens; mass on gold "
-            f"{check['label_gold_mass']:.3f} vs {check['expert_gold_mass']:.3f} -> "
-            f"{'suits the method' if check['passes'] else 'does not suit the method'}")
+            f"{check['label_gold_mass']:.3f} vs {check['expert_gold_mass']:.3f} -> {words}")
 
 
 def _setting_text(value) -> str:
