@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from lrkit.maths.divergence import kl_divergence, log_probs
+from lrkit.maths.divergence import kl_divergence
 from lrkit.models.loading import decoder_and_head, load_pair
 
 FP16_MAX = 65504.0

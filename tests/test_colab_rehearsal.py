@@ -10,7 +10,6 @@ The slow test is the rehearsal.
 from __future__ import annotations
 
 import json
-import lzma
 import os
 import re
 import subprocess
