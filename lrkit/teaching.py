@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
+from lrkit.runs import write_text
+
 SOLUTION_TAG = "solution"
 """Cells with this tag hold the teacher's answers; handouts drop them."""
 
@@ -409,15 +411,14 @@ def write_handout(out: Union[str, Path], with_solutions: bool = False,
             raise ValueError(f"{path}: not a notebook ({err})") from None
         read[path.stem] = nb
         target = out / "notebooks" / path.name
-        target.write_text(json.dumps(handout_notebook(nb, with_solutions), indent=1, ensure_ascii=False) + "\n",
-                          encoding="utf-8")
+        write_text(target, json.dumps(handout_notebook(nb, with_solutions), indent=1, ensure_ascii=False) + "\n")
         written.append(target)
     sheet = out / SHEET_FILE
-    sheet.write_text(participant_sheet(read, with_solutions), encoding="utf-8")
+    write_text(sheet, participant_sheet(read, with_solutions))
     solutions = None
     if with_solutions:
         solutions = out / SOLUTIONS_FILE
-        solutions.write_text(solutions_page(read), encoding="utf-8")
+        write_text(solutions, solutions_page(read))
     elif (out / SOLUTIONS_FILE).exists():  # a teacher's copy written here before: never hand it out
         (out / SOLUTIONS_FILE).unlink()
     return Handout(out, written, sheet, solutions)

@@ -26,6 +26,7 @@ import pytest
 import torch
 
 from lrkit.config import EvalConfig
+from lrkit.runs import FolderError
 from lrkit.evaluation import (
     EvalResult, accuracy_interval, answers_match, check_answer, compare, evaluate, extract_answer, extract_choice,
     gold_answer, mcnemar_p_value, parse_number)
@@ -774,3 +775,31 @@ def test_an_equation_is_not_read_as_its_right_side():
     assert not answers_match("x + y = 3", "x - y = 3")
     assert answers_match("x + y = 3", "y + x = 3")
     assert answers_match("x = 5", "5")
+
+
+def test_a_display_name_is_not_part_of_an_evaluations_identity(model_dir, tmp_path, monkeypatch):
+    """The same model on the same problems into the same folder under another label: the
+    stored result comes back (nothing is generated); another model is refused."""
+    import lrkit.evaluation.loop as evaluation
+
+    config = EvalConfig(max_new_tokens=11, batch_size=2, protocol="lrkit")
+    first = evaluate(str(model_dir), PROBLEMS, config, out_dir=tmp_path / "eval", progress=False,
+                     name="LightReasoner")
+    files = {p.name: p.read_bytes() for p in (tmp_path / "eval").iterdir()}
+    monkeypatch.setattr(evaluation, "greedy_generate_batch",
+                        lambda *a, **k: pytest.fail("a stored evaluation must not generate again"))
+    again = evaluate(str(model_dir), PROBLEMS, config, out_dir=tmp_path / "eval", progress=False,
+                     name="LightReasoner (seed 0)")
+    assert again.df.equals(first.df) and again.name == "LightReasoner (seed 0)" and first.name == "LightReasoner"
+    assert {p.name: p.read_bytes() for p in (tmp_path / "eval").iterdir()} == files
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["model"] == str(model_dir) and summary["name"] == "LightReasoner"
+    with pytest.raises(FolderError, match="differs in: model"):
+        evaluate(str(tmp_path / "another"), PROBLEMS, config, out_dir=tmp_path / "eval", progress=False,
+                 name="LightReasoner")
+    # a folder written when the label stood in for the model ("model": label, no "name") still resumes
+    legacy = {**summary, "model": "LightReasoner"}
+    del legacy["name"]
+    (tmp_path / "eval" / "summary.json").write_text(json.dumps(legacy))
+    assert evaluate(str(model_dir), PROBLEMS, config, out_dir=tmp_path / "eval", progress=False,
+                    name="LightReasoner").df.equals(first.df)

@@ -19,6 +19,13 @@ from lrkit.models.loading import fit_answer_limit
 from lrkit.provenance import Provenance, api_call
 from lrkit.runs import problems_digest, writes_folder
 
+def model_identity(model) -> str:
+    """What an evaluation records as a loaded model's identity: the name or folder it was
+    loaded from (``config._name_or_path``), else its class name. A display name (``name=``)
+    is not part of it: the same model under two labels is one evaluation."""
+    return str(getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__)
+
+
 def _resolve_model(model_or_path, tokenizer, device=None, dtype=None):
     if isinstance(model_or_path, (str, Path)):
         from lrkit.distributed import local_device
@@ -66,15 +73,17 @@ def evaluate(model_or_path, problems, config: Optional[EvalConfig] = None, token
         precision = dtype_name(choose_dtype(choose_device(local_device(device)), dtype))
     else:
         precision = dtype_name(model_dtype(model_or_path))
-    if out_dir is not None and (name or by_name):
+    identity = str(model_or_path) if by_name else model_identity(model_or_path)
+    if out_dir is not None:
         # Before the model loads: a folder in use is refused at once.
-        stored = check_eval_out_dir(Path(out_dir), {"model": name or str(model_or_path), "dtype": precision,
+        stored = check_eval_out_dir(Path(out_dir), {"model": identity, "name": name or identity, "dtype": precision,
                                                     "config": to_dict(config), "benchmark": benchmark,
                                                     "problems_sha256": _problems_sha256(problems)})
         if stored is not None:
             return stored
     model, tokenizer, model_name = _resolve_model(model_or_path, tokenizer, device, dtype)
-    info = {"model": name or model_name, "dtype": precision, "config": to_dict(config), "benchmark": benchmark}
+    info = {"model": identity, "name": name or identity, "dtype": precision, "config": to_dict(config),
+            "benchmark": benchmark}
     # The toolkit decides its stop ids by the model's name or path ("qwen2" in it), not a label.
     stop_ids = protocols.stop_ids(model, tokenizer, config.protocol, model_name)
     return _run_evaluation(
@@ -97,9 +106,10 @@ def evaluate_contrastive(pair, problems, config: Optional[EvalConfig] = None, al
     config = (config or EvalConfig()).validate()
     benchmark = benchmark or _benchmark_of(problems)
     problems = _scorable_problems(problems, "evaluate_contrastive()")
-    info = {"model": name or f"contrastive decoding ({pair.expert_name} vs {pair.amateur_name}, "
-                             f"alpha {alpha})", "dtype": dtype_name(model_dtype(pair.expert)),
-            "config": {**to_dict(config), "alpha": alpha}, "benchmark": benchmark}
+    identity = f"contrastive decoding ({pair.expert_name} vs {pair.amateur_name})"  # alpha: in the config
+    info = {"model": identity, "name": name or f"{identity[:-1]}, alpha {alpha})",
+            "dtype": dtype_name(model_dtype(pair.expert)), "config": {**to_dict(config), "alpha": alpha},
+            "benchmark": benchmark}
     stop_ids = protocols.stop_ids(pair.expert, pair.tokenizer, config.protocol, pair.expert_name)
     return _run_evaluation(
         lambda prompts, limit: contrastive_generate_batch(pair, prompts, limit, alpha, stop_ids),
@@ -149,7 +159,7 @@ def _run_evaluation(generate_batch, models, tokenizer, problems, config: EvalCon
         if out_dir is not None and ranks.is_main:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             first = next(models[0].parameters())
-            provenance = Provenance(out_dir, api_call("evaluate", info.get("model"), out_dir=str(out_dir)),
+            provenance = Provenance(out_dir, api_call("evaluate", info.get("name"), out_dir=str(out_dir)),
                                     first.device, first.dtype).start()
     # Similar lengths share a batch so little compute goes to padding. Under a
     # launcher rank r takes batches r, r + N...: each problem is generated in
@@ -177,7 +187,7 @@ def _run_evaluation(generate_batch, models, tokenizer, problems, config: EvalCon
     try:
         with distributed.together():
             for batch in batches:
-                with finite_guard(stage, str(info.get("model")), model_dtype(models[0])):
+                with finite_guard(stage, str(info.get("name")), model_dtype(models[0])):
                     generations = generate_batch([prompts[i] for i in batch], limit)
                 for i, generation in zip(batch, generations):
                     rows[i] = _result_row(problems[i], generation, tokenizer, config.protocol, benchmark)

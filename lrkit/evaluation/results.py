@@ -54,7 +54,8 @@ class EvalResult:
 
     @property
     def name(self) -> str:
-        return str(self.info.get("model", "model"))
+        """The display name (``name=`` of the evaluation), else the model's identity."""
+        return str(self.info.get("name") or self.info.get("model", "model"))
 
     def summary(self) -> dict:
         low, high = self.interval
@@ -144,8 +145,9 @@ def _row_line(row: dict) -> str:
 
 EVAL_FILES = (RESULTS_FILE, SUMMARY_FILE, PROVENANCE_FILE)
 SETTINGS = ("model", "dtype", "config", "benchmark", "problems_sha256")
-"""What makes two evaluations the same one: the model's name, its dtype, the config (its
-protocol among it), the benchmark the problems are read as, the problems (with gold answers)."""
+"""What makes two evaluations the same one: the model (the name or folder it was loaded from,
+never its display name), its dtype, the config (its protocol among it), the benchmark the
+problems are read as, the problems (with gold answers)."""
 
 
 def stored_settings(saved: dict) -> dict:
@@ -153,6 +155,11 @@ def stored_settings(saved: dict) -> dict:
     ``EvalConfig.protocol`` followed lrkit's rules (``lrkit.config.with_added_fields``), one
     written before the benchmark was recorded was made without one."""
     return {**{k: saved.get(k) for k in SETTINGS}, "config": with_added_fields(saved.get("config"), EvalConfig)}
+
+
+def _legacy_label(saved: dict) -> bool:
+    """A summary written when the display name stood in for the model (no "name" key)."""
+    return "name" not in saved
 
 
 def check_eval_out_dir(out_dir: Path, info: dict) -> Optional[EvalResult]:
@@ -180,16 +187,24 @@ def check_eval_out_dir(out_dir: Path, info: dict) -> Optional[EvalResult]:
     saved = read_json(out_dir / SUMMARY_FILE)
     saved = saved if isinstance(saved, dict) else {}
     settings = stored_settings(saved)
+    if _legacy_label(saved):  # then "model" held the display name: compare it with today's
+        info = {**info, "model": info.get("name")}
     differs = [k for k in SETTINGS if settings.get(k) != info.get(k)]
     if differs:
         from lrkit.runs import differing
 
         named = differing({k: settings.get(k) for k in differs}, {k: info.get(k) for k in differs})
         raise FolderError(out_dir, "evaluation", named,
-                          holds=f"the evaluation of {saved.get('model', 'another model')!r} made with other "
+                          holds=f"the evaluation of {saved.get('name') or saved.get('model', 'another model')!r} "
+                                f"made with other "
                                 f"settings (differs in: {', '.join(named)})",
                           way_out=f"delete {out_dir} to evaluate there afresh")
-    return EvalResult.load(out_dir) if saved.get("complete") else None
+    if not saved.get("complete"):
+        return None
+    stored = EvalResult.load(out_dir)
+    if info.get("name"):  # the caller's display name; the files keep the first one
+        stored.info["name"] = info["name"]
+    return stored
 
 
 def unfinished_rows(out_dir: Path) -> tuple[dict[str, dict], float]:
