@@ -19,7 +19,12 @@ PAPER_EVAL_SYSTEM_PROMPT = (
 
 @dataclass
 class SampleConfig:
-    """Sampling stage: expert rollouts, divergence, selection, soft labels."""
+    """Sampling stage: expert rollouts, divergence, selection, soft labels.
+
+    Each field is documented once, by the docstring under it (``lrkit sample --help``
+    shows the same text). The constructor checks nothing; :meth:`validate` raises
+    ValueError naming the first field out of range, and every stage calls it.
+    """
 
     alpha: float = 0.2
     """Plausibility mask: keep tokens with pi_E(a) >= alpha * max pi_E."""
@@ -76,7 +81,13 @@ class SampleConfig:
 
 @dataclass
 class TrainConfig:
-    """Fine-tuning stage: LoRA on the expert with the contrastive soft labels."""
+    """Fine-tuning stage: LoRA on the expert with the contrastive soft labels.
+
+    Each field is documented once, by the docstring under it (``lrkit train --help``
+    shows the same text). The constructor checks nothing; :meth:`validate` raises
+    ValueError naming the first field out of range (or packing together with
+    ``parity_right_padding``), and every stage calls it.
+    """
 
     lora_r: int = 8
     """LoRA rank."""
@@ -170,7 +181,12 @@ ROLLOUTS = ("greedy", "model-default")
 
 @dataclass
 class EvalConfig:
-    """Evaluation: greedy pass@1, by the paper's protocol or lrkit's."""
+    """Evaluation: greedy pass@1, by the paper's protocol or lrkit's.
+
+    Each field is documented once, by the docstring under it (``lrkit eval --help``
+    shows the same text). The constructor checks nothing; :meth:`validate` raises
+    ValueError naming the first field out of range, and every stage calls it.
+    """
 
     max_new_tokens: Optional[int] = None
     """Longest answer generated per problem; None: the protocol's (paper 2048, the toolkit's
@@ -280,7 +296,12 @@ class ExperimentConfig:
     The toy models are tiny, so the optimizer settings differ from the paper's
     1.5B ones (a larger learning rate, fewer steps); :meth:`for_pair` gives a pair's defaults (the
     paper's settings for a Hub pair), :func:`lrkit.experiment.experiment_config` those with the
-    notebooks' parameters."""
+    notebooks' parameters.
+
+    Each field is documented by the docstring under it; ``sample``, ``train`` and
+    ``eval`` are the three stage configs. :meth:`validate` checks this config and
+    the three (ValueError naming the field).
+    """
 
     pair: str = "toy"
     """A pair name: the bundled "toy" (the method works on it) or "toy-shared" (the
@@ -317,10 +338,14 @@ class ExperimentConfig:
     training: "auto" (bf16 on a GPU that has it, fp16 on other GPUs, fp32 on a CPU), "bf16",
     "fp16" or "fp32". KL, soft labels and the loss are float32 whatever it is."""
     sample: SampleConfig = field(default_factory=lambda: SampleConfig(batch_size=100))
+    """Sampling settings (the paper's, in batches of 100 problems)."""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         learning_rate=2e-3, max_steps=60, per_device_batch_size=16, gradient_accumulation_steps=1,
         logging_steps=5, save_steps=30, lora_r=8, lora_alpha=16))
+    """LoRA settings: the toy models' (learning rate 2e-3, 60 steps of 16 records); :meth:`for_pair`
+    gives a Hub pair the paper's."""
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(max_new_tokens=160, batch_size=100, protocol="lrkit"))
+    """Evaluation settings: lrkit's protocol, 160-token answers (the toy pairs' solutions are short)."""
 
     def problem_settings(self) -> dict:
         """The settings that decide an experiment's models and problem sets (its folder's claim)."""
