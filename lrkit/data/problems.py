@@ -91,8 +91,31 @@ def load_problems(source: Union[str, Path, Sequence], max_problems: Optional[int
     """Problems from a JSONL path, a benchmark name, or a list of dicts/Problems.
 
     A benchmark name means its evaluation split (GSM8K: test), ``NAME:SPLIT``
-    or ``split`` another Hub split (:func:`benchmark_source`).
-    ``require_answers``: a JSONL line without an answer is an error naming its line.
+    or ``split`` another Hub split (:func:`benchmark_source`), so that no caller
+    samples or trains on a test split by accident.
+
+    Args:
+        source: a JSONL file (one object a line: ``question``, optional ``answer``,
+            ``id`` (default: the line's index among the problems) and ``answer_kind``),
+            a benchmark name (``"gsm8k"``, ``"math500"``, ``"gsm8k:train"``; loaded from
+            the Hub through ``datasets``), or a list of such dicts or of ``Problem``.
+        max_problems (int, optional): keep the first N problems; None keeps all.
+        split (str, optional): the Hub split of a benchmark name given without one;
+            ignored for a file or a list.
+        require_answers (bool): a JSONL line without an ``answer`` is an error naming
+            its line (a list or a benchmark is not checked).
+
+    Returns:
+        list[Problem]: in the source's order, ids unique.
+
+    Raises:
+        lrkit.data.answers.ProblemError: a missing file, an unknown benchmark name, a bad
+            line or field (the message names the line), repeated ids, an empty file, or
+            ``NAME:SPLIT`` and ``split`` naming different splits (a ValueError).
+        ValueError: ``max_problems`` below 1.
+
+    >>> load_problems([{"question": "What is 2 + 3?", "answer": "5"}])
+    [Problem(id='0', question='What is 2 + 3?', answer='5', answer_kind='math')]
     """
     named = benchmark_source(source)
     if isinstance(source, (list, tuple)):

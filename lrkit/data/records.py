@@ -155,6 +155,20 @@ def read_records(path: Union[str, Path], allow_empty: bool = False) -> list[dict
 
     Authors' files hold the question text in ``prompt_id``; it becomes
     ``question`` when no ``question`` field is present.
+
+    Args:
+        path: a records.jsonl file (``lrkit sample``'s, or the authors'), or a folder
+            written by ``lrkit export`` (its ``data/*.parquet``).
+        allow_empty (bool): return [] for a file without records instead of raising.
+
+    Returns:
+        list[dict]: one dict per record, in file order, with the fields of
+        docs/ARCHITECTURE.md's record table; each was checked by :func:`validate_record`.
+
+    Raises:
+        RecordError: no such file, a line that is not UTF-8 or not JSON, a record whose
+            fields are missing or wrong (the message names the line), or no records at
+            all without ``allow_empty`` (a ValueError).
     """
     records = [record for _, record in iter_numbered_records(path)]
     if not records and not allow_empty:

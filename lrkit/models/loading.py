@@ -363,7 +363,40 @@ class ModelPair:
 
 def load_pair(expert: str, amateur: Optional[str] = None, device=None, dtype=None,
               trust_remote_code: bool = False) -> ModelPair:
-    """Load and check a pair. ``load_pair("toy")`` takes a registered pair by name."""
+    """Load an expert and an amateur and check that they read the same token ids.
+
+    Both tokenizers are compared before any weights load (a mismatch costs no
+    download of the models), then again with the output layers, which may be
+    larger than the tokenizer but never smaller. ``load_pair("toy")`` takes a
+    registered pair by name.
+
+    Args:
+        expert (str): a registered pair's name (``"toy"``, ``"qwen2.5-math-1.5b"``; then
+            ``amateur`` is None), or the expert's Hub name, folder, ``.gguf`` file or pair
+            member (``toy:expert``).
+        amateur (str, optional): the amateur, named as the expert is; None reads ``expert``
+            as a pair name.
+        device: ``"cuda"``, ``"cpu"``, a ``torch.device``...; None or ``"auto"``: CUDA when
+            available, else the CPU.
+        dtype: ``"bf16"``, ``"fp16"``, ``"fp32"`` or a ``torch.dtype``; None or ``"auto"``:
+            bf16 on a GPU that computes it natively, fp16 on other GPUs, fp32 on the CPU.
+        trust_remote_code (bool): passed to ``from_pretrained``.
+
+    Returns:
+        ModelPair: both models in eval mode on ``device``, the expert's tokenizer, the
+        number of scored ids (``vocab_size``, :func:`scored_vocab_size`) and the two names:
+        as given, or a pair name's members (their Hub names or folders).
+
+    Raises:
+        PairError: the tokenizers disagree on a shared id or differ in size, or an output
+            layer has fewer rows than the tokenizer has ids (a ValueError).
+        lrkit.models.pairs.UnknownPairError: ``expert`` is no registered pair (``amateur`` None).
+        lrkit.models.pairs.PairNotPreparedError: an offline pair not prepared yet, or a
+            bundled pair's folders missing.
+        ModelNotFoundError: a local path that does not exist, or a Hub name that does not load.
+        ValueError: an unknown device or dtype, CUDA / MPS asked for where there is none,
+            or a ``ladder:NAME`` rung not built yet.
+    """
     if amateur is None:
         from lrkit.models.pairs import resolve_pair
 
