@@ -47,7 +47,10 @@ def select_steps(steps, beta: float, kl_inclusive: bool = True, skip_first_step:
         steps: a step-statistics DataFrame (``lrkit.read_steps``), or a mapping whose ``kl``
             and ``step`` are [N] torch tensors or array-likes (``step`` is read only when
             ``skip_first_step``).
-        beta: the KL threshold.
+        beta (float): the KL threshold.
+        kl_inclusive (bool): keep KL >= beta (the authors' code); False keeps KL > beta.
+        skip_first_step (bool): never keep step 0, the empty prefix (the authors' code).
+
     Returns:
         [N] bool: a Series aligned with the frame's index (named ``kept``), a tensor for
         tensors, else a numpy array.
@@ -183,7 +186,34 @@ def soft_label_from_stats(row: Mapping, alpha: float, temperature: float = 1.0) 
     v_C = softmax over the mask of (log pi_E - log pi_A) / temperature, from the
     stored expert top-k (`expert_topk_ids`, `expert_topk_logprobs`) and the
     amateur's log-probs at those ids (`amateur_logprobs_at_expert_topk`).
-    `row` is a DataFrame row or a dict with those fields."""
+
+    This is how views and notebooks try another alpha or temperature without a model;
+    the label is exact when the mask fits inside the stored top-k (``SoftLabel.exact``).
+
+    Args:
+        row: a step-statistics DataFrame row (``lrkit.read_steps``) or a dict with the
+            three fields above, each a list of one length k >= 1; ``expert_topk_tokens``,
+            when present, gives the entries' text.
+        alpha (float): the plausibility threshold, in (0, 1].
+        temperature (float): divides the log-prob gap before the softmax; > 0.
+
+    Returns:
+        SoftLabel: the mask's ids sorted by weight, descending, their v_C weights
+        (summing to 1), the expert's and amateur's probabilities, the tokens (None
+        without ``expert_topk_tokens``) and ``exact``.
+
+    Raises:
+        ValueError: the three lists are empty or of different lengths, alpha is outside
+            (0, 1], or temperature is not > 0.
+
+    >>> import math
+    >>> row = {"expert_topk_ids": [5, 7, 9],
+    ...        "expert_topk_logprobs": [math.log(0.6), math.log(0.3), math.log(0.1)],
+    ...        "amateur_logprobs_at_expert_topk": [math.log(0.8), math.log(0.1), math.log(0.1)]}
+    >>> label = soft_label_from_stats(row, alpha=0.2)
+    >>> label.token_ids.tolist(), label.weights.round(3).tolist(), label.exact
+    ([7, 5], [0.8, 0.2], True)
+    """
     ids = np.asarray(row["expert_topk_ids"], dtype=np.int64)
     lp_e = np.asarray(row["expert_topk_logprobs"], dtype=np.float64)
     lp_a = np.asarray(row["amateur_logprobs_at_expert_topk"], dtype=np.float64)
@@ -235,6 +265,32 @@ def selection_summary(steps_df: pd.DataFrame, beta: float, kl_inclusive: bool = 
     top-1 steps whose KL still passes beta (the paper's: lrkit.paper.PAPER_PRELIMINARY). With
     `alpha`, also the number of soft-label entries (mask sizes summed over kept
     steps) and how many kept steps' masks might reach past the stored top-k.
+
+    Args:
+        steps_df (pandas.DataFrame): step statistics (``lrkit.read_steps``); reads
+            ``prompt_id``, ``step``, ``kl``, ``top1_agree``, and with ``alpha``
+            ``expert_topk_logprobs``.
+        beta (float): the KL threshold (:func:`select_steps`).
+        kl_inclusive (bool): keep KL >= beta; False keeps KL > beta.
+        skip_first_step (bool): never keep step 0 (share_agree_above_beta counts
+            every agreeing step, step 0 included).
+        alpha (float, optional): the plausibility threshold of the mask-size counts;
+            None leaves them out.
+
+    Returns:
+        dict: ``beta``, ``steps``, ``problems``, ``records``, ``tuned_tokens``,
+        ``share_kept``, ``problems_with_records``, ``mean_kl``, ``mean_kl_agree``,
+        ``mean_kl_disagree``, ``share_agree``, ``share_agree_above_beta`` (NaN where a
+        share or mean is over no steps); with ``alpha`` also ``alpha``,
+        ``label_entries`` and ``inexact_masks``.
+
+    >>> import pandas as pd
+    >>> steps = pd.DataFrame({"prompt_id": ["a", "a", "a", "b", "b"], "step": [0, 1, 2, 0, 1],
+    ...                       "kl": [0.9, 0.1, 0.5, 0.2, 0.7],
+    ...                       "top1_agree": [False, True, True, True, False]})
+    >>> summary = selection_summary(steps, beta=0.4)
+    >>> summary["records"], summary["share_kept"], summary["problems_with_records"]
+    (2, 0.4, 2)
     """
     kl = steps_df["kl"].to_numpy(dtype=np.float64)
     kept = select_steps({"kl": kl, "step": steps_df["step"].to_numpy()}, beta, kl_inclusive, skip_first_step)
@@ -289,7 +345,32 @@ def kept_share_curve(steps_df: pd.DataFrame, betas: Optional[Sequence[float]] = 
 
 def no_contrast(records: Sequence[dict]) -> list[dict]:
     """The ablation's target: the expert's own distribution renormalised over the
-    plausibility mask, in place of v_C (the paper's "no contrast")."""
+    plausibility mask, in place of v_C (the paper's "no contrast").
+
+    Same records, same kept steps, same mask: only the target changes, so a model
+    trained on them shows what the contrast with the amateur adds.
+
+    Args:
+        records: record dicts as ``lrkit.sample`` writes them (``token_ids``, ``tokens``,
+            and ``expert_logprobs`` over ``token_ids``; the authors' files lack the last).
+
+    Returns:
+        list[dict]: new dicts, one per record: ``token_ids``, ``tokens`` and ``weights``
+        replaced by the mask's tokens under pi_E renormalised over the mask, sorted by
+        weight, descending; every other field copied as it was (``expert_logprobs`` and
+        ``amateur_logprobs`` keep the old order, so they no longer line up with
+        ``token_ids``).
+
+    Raises:
+        KeyError: a record without ``expert_logprobs``.
+
+    >>> import math
+    >>> record = {"token_ids": [7, 5], "tokens": ["b", "a"], "weights": [0.8, 0.2],
+    ...           "expert_logprobs": [math.log(0.3), math.log(0.6)]}
+    >>> target = no_contrast([record])[0]
+    >>> target["token_ids"], [round(w, 3) for w in target["weights"]]
+    ([5, 7], [0.667, 0.333])
+    """
     out = []
     for r in records:
         probs = [math.exp(lp) for lp in r["expert_logprobs"]]
