@@ -55,9 +55,27 @@ def _public_names(rows: list[dict]) -> None:
 
 
 def records_dataset(run_dir: PathLike):
-    """The records of a sampling run (its folder or its records.jsonl) as a
-    ``datasets.Dataset``: one row per record, sparse targets as lists, a field
-    a record lacks as None. Every record is validated as training validates it."""
+    """The records of a sampling run as a ``datasets.Dataset``, ready to save or push.
+
+    One row per record, sparse targets (``token_ids``, ``weights``, ``tokens``) as lists,
+    a field a record lacks as None. Every record's fields are checked as training checks
+    them (:func:`lrkit.data.records.validate_record`; the tokenizer checks need the model
+    and are left to training). ``expert`` and ``amateur`` hold the models' public names
+    (``toy:expert``, a Hub id), never a path of this machine; ``prompt_id`` becomes text
+    when the records mix text and integer ids (a column holds one type).
+
+    Args:
+        run_dir: a sampling run's folder (its ``records.jsonl`` is read) or a records.jsonl
+            path (``lrkit sample``'s or the authors').
+
+    Returns:
+        datasets.Dataset: the authors' record fields first, then lrkit's in name order.
+
+    Raises:
+        ExportError: no records file, or one without records (a ValueError).
+        lrkit.data.records.RecordError: a line that is not JSON or a record with missing
+            or wrong fields (the message names the line).
+    """
     from datasets import Dataset
 
     path = _records_path(run_dir)

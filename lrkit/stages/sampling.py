@@ -332,7 +332,20 @@ class SampleResult:
 
 
 def read_steps(out_dir: Union[str, Path]):
-    """Every step's statistics of a sampling run, as a pandas DataFrame."""
+    """Every step's statistics of a sampling run, as a pandas DataFrame.
+
+    Args:
+        out_dir: the sampling run's folder (the one holding ``steps.jsonl``).
+
+    Returns:
+        pandas.DataFrame: one row per generated position of every rollout, the columns of
+        docs/ARCHITECTURE.md's step-statistics table. ``attrs["beta"]`` holds the run's beta
+        (from config.json) and ``attrs["questions"]`` maps each prompt_id to its question
+        (from rollouts.jsonl), when those files are there: the token views read both.
+
+    Raises:
+        FileNotFoundError: the folder has no ``steps.jsonl`` (a run with ``write_steps=False``).
+    """
     import pandas as pd
 
     path = Path(out_dir) / "steps.jsonl"
@@ -382,15 +395,49 @@ def sample(expert: Union[str, ModelPair], amateur: Optional[str], problems, out_
            progress: bool = True) -> SampleResult:
     """Run the sampling stage and write its files to ``out_dir``.
 
-    ``expert`` is a loaded :class:`ModelPair` (then ``amateur`` is None), a pair
-    name such as ``"toy"``, or the expert's name/path with ``amateur`` beside it.
-    ``problems`` is a JSONL path, a benchmark split such as ``"gsm8k:train"`` (the
-    paper's; a bare name, the evaluation split, is refused) or a list of problems.
-    Rerunning the same call after an interruption resumes where it stopped; a
-    folder that holds this run finished (same settings, models, problems and
-    tokenizer) gives its stored result back without loading the models or writing
-    anything. A folder holding another run, or other files, raises
-    :class:`lrkit.runs.FolderError` (``overwrite=True`` replaces it).
+    The expert generates a rollout per problem (greedy, or its generation_config's
+    sampling: ``config.rollouts``); both models then score every position of it
+    teacher-forced, in float32: KL(pi_E || pi_A), entropies, top-k. Steps with
+    KL >= beta become records holding the soft label v_C over the alpha mask.
+    Rerunning the same call after an interruption resumes where it stopped (the files
+    are cut back to the last finished batch); a folder that holds this run finished
+    (same settings, models, problems and tokenizer) gives its stored result back
+    without loading the models or writing anything. The folder is locked while the
+    call writes it (:func:`lrkit.runs.locked`).
+
+    Args:
+        expert: a loaded :class:`lrkit.models.loading.ModelPair` (then ``amateur`` is None),
+            a pair name such as ``"toy"`` (``amateur`` None), or the expert's Hub name,
+            folder or pair member with ``amateur`` beside it.
+        amateur (str, optional): the amateur's name or folder; None with a pair.
+        problems: a JSONL path, a benchmark split such as ``"gsm8k:train"`` (the paper's;
+            a bare benchmark name, which means its evaluation split, is refused), or a list
+            of problem dicts / ``Problem``.
+        out_dir: the run's folder: config.json, rollouts.jsonl, steps.jsonl, records.jsonl,
+            state.json, summary.json, provenance.json (docs/ARCHITECTURE.md).
+        config (SampleConfig, optional): default ``SampleConfig()``; ``rollouts`` None is
+            stored as the pair's own way (greedy, or model-default for DeepSeek).
+        max_problems (int, optional): the first N problems only.
+        device, dtype: where and in what dtype models given by name load
+            (:func:`lrkit.load_pair`; default auto); ignored for a loaded pair.
+        trust_remote_code (bool): passed to ``from_pretrained``.
+        overwrite (bool): delete the sampling files already in ``out_dir`` first (another
+            run's too); other files there are left as they are, not refused.
+        progress (bool): show a progress bar over problems.
+
+    Returns:
+        SampleResult: the folder (``out_dir``, ``records_path``; ``records()``, ``steps()``,
+        ``rollouts()`` read them) and ``summary``, summary.json's counts, timings and the
+        paper's step statistics.
+
+    Raises:
+        lrkit.runs.FolderError: ``out_dir`` holds a run of other settings, models, problems
+            or tokenizer, or files that are not a sampling run's (without ``overwrite``).
+        lrkit.runs.FolderBusyError: another process is writing ``out_dir``.
+        lrkit.data.answers.ProblemError: a bare benchmark name, or a bad problem source.
+        lrkit.models.loading.PairError: the two models do not share a tokenizer.
+        ValueError: a config value out of range, a prompt that with ``max_new_tokens``
+            does not fit a model's context, or more processes than problems.
     """
     ranks = distributed.current()
     with distributed.together():  # every rank checks the input; rank 0 alone touches the folder

@@ -54,7 +54,9 @@ def sft_config(config: Optional[TrainConfig] = None) -> TrainConfig:
 
 
 def answer_is_right(text: str, problem: Problem) -> bool:
-    """The rollout's final answer (last \\boxed{}, else last number) equals the gold one."""
+    """The rollout's final answer (:func:`lrkit.evaluation.extract_answer`: the last
+    \\boxed{}, else the last ``####`` line, "answer is", the last number) equals the gold one
+    by lrkit's rules (:func:`lrkit.evaluation.answers_match`)."""
     return answers_match(extract_answer(text), problem.gold)
 
 
@@ -170,6 +172,38 @@ def run_sft(expert: PathLike, problems: Union[PathLike, Sequence], out_dir: Path
     As for ``train``: a folder holding the finished run of the same settings
     gives its stored result back (no generation, no training), ``resume`` or not;
     other settings or files raise :class:`lrkit.runs.FolderError`.
+
+    Args:
+        expert: the model to roll out and tune: a folder, Hub name or pair member; it
+            loads on the default device (CUDA when available).
+        problems: a JSONL path, a benchmark split (``"gsm8k:train"``; a bare benchmark
+            name is refused) or a list of dicts / ``Problem``, every one with its answer.
+        out_dir: the run's folder: ``rollouts.jsonl``, the adapter, ``lrkit_train.json``,
+            ``loss.jsonl``, checkpoints, the model card.
+        config (TrainConfig, optional): LoRA and optimizer settings; ``sft_config`` sets
+            batch 4 x 4, ``max_length`` >= 1024 and one epoch (``max_steps`` unused).
+        system_prompt (str, optional): the rollouts' system turn; None sends none.
+        max_new_tokens (int): longest rollout.
+        generation_batch_size (int): problems generated at once.
+        require_finished (bool): train only on rollouts that ended with EOS.
+        judge: ``judge(text, problem) -> bool`` in place of :func:`answer_is_right`. It is
+            not part of the run's settings: a folder's stored rollouts keep the verdicts
+            they were judged with.
+        resume (bool): continue an unfinished run of these settings (stored rollouts,
+            last checkpoint).
+        progress (bool): show the generation and training bars.
+
+    Returns:
+        SFTResult: the adapter folder, problems rolled out and used, rollout and tuned
+        tokens, each stage's seconds, and the :class:`TrainResult` (loss history...).
+
+    Raises:
+        ValueError: a problem without a gold answer, or no rollout right (and finished)
+            to train on.
+        lrkit.data.answers.ProblemError: a bare benchmark name or a bad problem source.
+        lrkit.runs.FolderError: ``out_dir`` holds another run or other files, or an
+            unfinished run without ``resume``.
+        lrkit.runs.FolderBusyError: another process is writing ``out_dir``.
     """
     config = sft_config(config)
     expert, out_dir = resolve_member(str(expert)), Path(out_dir)

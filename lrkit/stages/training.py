@@ -599,6 +599,38 @@ def train(expert: PathLike, records: Union[PathLike, Sequence[dict]], out_dir: P
     before any model is loaded; an unfinished one of the same settings needs
     ``resume=True``; other settings or other files raise
     :class:`lrkit.runs.FolderError` (exit status 2 on the command line).
+
+    The loss is KL(v_C || pi_E) at each record's supervised position, pi_E over the
+    tokenizer's scored ids, in float32 (packed: every kept position of a rollout in one
+    pass, ``config.packing``). The run's identity is the expert, the config, the system
+    prompt, the examples' digest and the tokenizer fingerprint.
+
+    Args:
+        expert: the model to tune: a folder, Hub name or pair member (``toy:expert``).
+        records: a records.jsonl path, a folder written by ``lrkit export``, or a list of
+            record dicts.
+        out_dir: the run's folder: adapter, tokenizer, ``lrkit_train.json``, ``loss.jsonl``,
+            checkpoints, the model card, TensorBoard events (``config.report_to``).
+        config (TrainConfig, optional): default ``TrainConfig()``, the paper's settings.
+        system_prompt (str, optional): the system turn of the prompt built for records
+            without ``prompt_token_ids``; None sends none.
+        resume (bool): continue an unfinished run of these settings (more ``max_steps``
+            and the other ``RESUMABLE_CHANGES`` allowed).
+        callbacks: extra ``transformers.TrainerCallback`` objects.
+        progress (bool): show the training bar, the loss as its postfix.
+
+    Returns:
+        TrainResult: ``adapter_dir`` (= ``out_dir``, what :func:`merge` takes), the loss
+        history, tuned tokens (supervised positions), problems, examples, optimizer steps
+        and seconds.
+
+    Raises:
+        lrkit.data.records.RecordError: a bad or empty record file, weights that do not
+            sum to 1, ids outside the vocabulary, or records of another tokenizer.
+        lrkit.runs.FolderError: ``out_dir`` holds another run or other files, an unfinished
+            run without ``resume``, or a run of more steps than ``config.max_steps``.
+        lrkit.runs.FolderBusyError: another process is writing ``out_dir``.
+        ValueError: a config value out of range.
     """
     started = time.perf_counter()
     config = (config or TrainConfig()).validate()
@@ -693,6 +725,26 @@ def merge(expert: PathLike, adapter_dir: PathLike, out_dir: PathLike,
     dtype). A folder that holds the merge of the same settings is returned as it
     is, without loading a model; anything else there raises
     :class:`lrkit.runs.FolderError`.
+
+    Args:
+        expert: the base model the adapter was trained on: a folder, Hub name or pair
+            member (``toy:expert``).
+        adapter_dir: the adapter's folder (``lrkit.train``'s ``out_dir``, holding
+            ``adapter_config.json``).
+        out_dir: the merged model's folder: weights, tokenizer, model card,
+            ``lrkit_merge.json``, provenance.json.
+        dtype: ``"auto"`` (the expert's stored dtype, float32 when it names none),
+            ``"bf16"``, ``"fp16"``, ``"fp32"`` or a ``torch.dtype``. The merge runs on the CPU.
+
+    Returns:
+        Path: ``out_dir``.
+
+    Raises:
+        FileNotFoundError: ``adapter_dir`` holds no ``adapter_config.json``.
+        ValueError: the adapter was trained on an expert with another tokenizer, or an
+            unknown dtype.
+        lrkit.runs.FolderError: ``out_dir`` holds another merge or other files.
+        lrkit.runs.FolderBusyError: another process is writing ``out_dir``.
     """
     from peft import PeftModel
 
@@ -735,7 +787,25 @@ def merge(expert: PathLike, adapter_dir: PathLike, out_dir: PathLike,
 
 def soft_label_fit(model: str, records: Sequence[dict], device="auto", dtype="auto", batch_size: int = 32) -> float:
     """Mean KL(v_C || pi_E) of ``model`` over ``records``: the training loss, measured
-    with no update (did the tuned expert move towards the soft labels?)."""
+    with no update (did the tuned expert move towards the soft labels?).
+
+    Each record is one example built as training builds it (stored prompt and prefix
+    ids, else the question under the authors' system prompt; left-truncated to
+    ``TrainConfig().max_length``, 512), scored at its last position, one record per row
+    (no packing); pi_E over the tokenizer's scored ids.
+
+    Args:
+        model (str): a model folder, Hub name or pair member (a merged model, or the
+            base expert for comparison).
+        records: record dicts (``lrkit.read_records``); not validated here, and the
+            authors' records need their ``question`` (which ``read_records`` adds).
+        device: where the model loads (default ``"auto"``: CUDA when available).
+        dtype: the model's dtype (default ``"auto"``: bf16 / fp16 on a GPU, fp32 on the CPU).
+        batch_size (int): records per forward pass.
+
+    Returns:
+        float: the mean per-record KL in nats; 0.0 for no records.
+    """
     loaded, tokenizer = load_model(model, device=device, dtype=dtype)
     examples = build_examples(records, tokenizer, TrainConfig().max_length)
     collate, total = SoftLabelCollator(pad_id_of(tokenizer)), 0.0
