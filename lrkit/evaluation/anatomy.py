@@ -49,6 +49,24 @@ def classify_toy(row: Mapping) -> str:
       -, a step added or left out); needs ``row["solution"]``;
     * **other**: none of these (no worked line, a final ``####`` that does not
       follow from right lines, a cut-off answer).
+
+    Args:
+        row: one wrong answer as :func:`error_anatomy` passes it: a mapping with
+            ``output`` (the model's text) and, for **reading**, ``solution`` (the worked
+            gold answer); other keys are ignored. Worked lines are ``a op b = c`` with
+            integers and + - * x.
+
+    Returns:
+        str: one of :data:`TOY_TYPES`.
+
+    >>> classify_toy({"output": "5 + 3 = 3\\n#### 3"})
+    'habit (copy line)'
+    >>> classify_toy({"output": "5 + 3 = 9\\n#### 9"})
+    'arithmetic slip'
+    >>> classify_toy({"output": "5 - 3 = 2\\n#### 2", "solution": "5 + 3 = 8\\n#### 8"})
+    'reading'
+    >>> classify_toy({"output": "#### 4"})
+    'other'
     """
     lines = equations(row.get("output"))
     if any(c == b and c != _OPS[op](a, b) for a, op, b, c in lines):
@@ -188,7 +206,29 @@ def error_anatomy(results, classify: Optional[Callable[[Mapping], str]] = None,
     (default :func:`classify_toy`) sees each wrong answer's row; ``problems``
     (dicts with id and a worked ``answer``, or ``Problem``s) add the worked gold
     solution as ``row["solution"]``. ``types`` fixes the order of the tables
-    (default: the toy types, then any others the classifier returned).
+    (default: with :func:`classify_toy`, the four toy types, then any others it
+    returned; with another classifier, the types it returned, toy types first when
+    among them).
+
+    Args:
+        results: ``{name: EvalResult}`` (the first is the base), a list of EvalResults
+            (named by ``EvalResult.name``, repeated names numbered), or one EvalResult.
+        classify: ``classify(row) -> str`` for each wrong answer; ``row`` has the
+            evaluation's columns and ``solution``. Default :func:`classify_toy`;
+            :func:`classify_gsm8k` suits GSM8K-style answers.
+        problems: dicts with ``id`` and a worked ``answer``, or ``Problem``; None gives
+            ``solution`` None.
+        types: the order of the types in the tables; types the classifier returns
+            beyond them follow.
+
+    Returns:
+        ErrorAnatomy: ``types``, a DataFrame with one row per problem that every result
+        holds (in the first result's order): ``id`` and, per model, the error type or None
+        where it was right; ``counts()``, ``transitions(model)`` and ``table()`` (fixed and
+        introduced per type, against the base) read it.
+
+    Raises:
+        ValueError: no results.
     """
     import pandas as pd
 

@@ -77,7 +77,33 @@ def _tail(text: Optional[str], width: int = 60) -> str:
 
 def odd_token_audit(source, ratio: float = ODD_RATIO, top: int = 10, n_examples: int = 5) -> OddTokenAudit:
     """Audit kept records (a records.jsonl path, a sampling folder, a list of
-    record dicts) or the kept steps of a :class:`lrkit.evaluation.diagnostics.ContrastCheck`."""
+    record dicts) or the kept steps of a :class:`lrkit.evaluation.diagnostics.ContrastCheck`.
+
+    A step is **odd** when v_C's argmax is not the expert's top token and the expert gives
+    it less than ``ratio`` of its top token's probability. On records the expert's ranks
+    come from ``expert_logprobs`` over the mask; on gold paths also how many odd tokens
+    are the gold token.
+
+    Args:
+        source: a records.jsonl path, a sampling run's folder (its records.jsonl), a list of
+            record dicts (with ``expert_logprobs``, as ``lrkit.sample`` writes them), or a
+            :class:`ContrastCheck`.
+        ratio (float): the share of the expert's top probability below which a token is
+            odd, in (0, 1].
+        top (int): how many of the most frequent odd tokens to list.
+        n_examples (int): how many odd steps to show in ``examples``.
+
+    Returns:
+        OddTokenAudit: the kept steps ``n``, the odd ones ``n_odd`` (``share``), the steps
+        where v_C's argmax is not the expert's top ``n_not_top``, ``top_tokens``
+        ([(token, count)]), ``examples`` (a DataFrame), ``n_odd_gold`` on gold paths (else
+        None), and the source's beta and alpha in ``settings``.
+
+    Raises:
+        ValueError: ``ratio`` outside (0, 1], or records without ``expert_logprobs`` (the
+            authors' files).
+        lrkit.data.records.RecordError: a bad or empty records file.
+    """
     import pandas as pd
 
     if not 0 < ratio <= 1:

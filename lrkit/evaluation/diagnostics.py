@@ -154,8 +154,8 @@ class ContrastCheck:
 def contrast_check(pair, problems, beta: float = 0.4, alpha: float = 0.2, temperature: float = 1.0,
                    system_prompt: Optional[str] = AUTHORS_SYSTEM_PROMPT, skip_first_step: bool = True,
                    batch_size: int = 16, progress: bool = False, gold_form: str = "auto") -> ContrastCheck:
-    """Run the gold-path check of ``pair`` (a loaded :class:`lrkit.ModelPair`)
-    on problems with worked gold answers.
+    """Run the gold-path check of ``pair`` (a loaded
+    :class:`lrkit.models.loading.ModelPair`) on problems with worked gold answers.
 
     The gold solution is put in the form a model writes it
     (:func:`lrkit.data.answers.gold_path_text`: GSM8K's calculator notes ``<<48/2=24>>``
@@ -163,6 +163,31 @@ def contrast_check(pair, problems, beta: float = 0.4, alpha: float = 0.2, temper
     for a box, else with its ``#### N`` line, which the toy pairs learned), tokenized on
     its own and followed by EOS, exactly as a model would generate it after the prompt.
     ``system_prompt`` is sampling's default; None sends no system turn.
+
+    Args:
+        pair: the loaded expert and amateur (:func:`lrkit.load_pair`).
+        problems: a JSONL path, a benchmark name or a list of dicts / ``Problem``;
+            problems without an answer are skipped. Use validation problems, not the
+            test problems a result is reported on.
+        beta (float): the selection threshold: steps with KL >= beta count (the check
+            always keeps KL equal to beta, as sampling does by default).
+        alpha (float): the plausibility mask of v_C.
+        temperature (float): v_C's temperature (1.0: the paper's plain softmax).
+        system_prompt (str, optional): the prompt's system turn, and what ``gold_form``
+            "auto" reads.
+        skip_first_step (bool): never keep step 0 (the empty prefix).
+        batch_size (int): problems per teacher-forced pass.
+        progress (bool): a progress bar over batches.
+        gold_form (str): "auto", "boxed" or "as-written" (:func:`gold_path_text`).
+
+    Returns:
+        ContrastCheck: ``steps``, one row per gold token of every problem (KL, both argmaxes,
+        v_C's and the expert's masked mass on gold, ``kept``), and over the kept steps
+        ``fixes``, ``breaks``, ``disagreements``, the mean gold masses, ``passes`` and
+        ``verdict`` ("suits", "does not suit", "leans to suit", "leans against").
+
+    Raises:
+        ValueError: no problem has a gold answer, or ``gold_form`` is unknown.
     """
     import pandas as pd
 

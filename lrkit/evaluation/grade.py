@@ -43,7 +43,29 @@ class Verdict:
 
 
 def answers_match(pred: Optional[str], gold: Optional[str]) -> bool:
-    """True when the prediction equals the gold answer (see ``check_answer``)."""
+    """True when the prediction equals the gold answer (see ``check_answer``).
+
+    lrkit's grading of mathematical answers (``kind="math"``): exact values when both
+    hold one number (commas, ``$``, ``%``, units and LaTeX spacing ignored; fractions
+    and decimals compared exactly), else Hugging Face's math-verify with a time limit.
+    Multiple-choice answers need :func:`check_answer` with ``kind="choice"``.
+
+    Args:
+        pred (str, optional): the extracted prediction (:func:`lrkit.evaluation.extract_answer`).
+        gold (str, optional): the gold answer (a number or expression, not a worked solution:
+            ``lrkit.data.answers.gold_answer`` reduces one).
+
+    Returns:
+        bool: False when either is None or the prediction is blank, or when math-verify
+        cannot parse it or times out.
+
+    >>> answers_match("$1,250", "1250")
+    True
+    >>> answers_match("\\\\frac{1}{2}", "0.5")
+    True
+    >>> answers_match("7", "8"), answers_match(None, "8")
+    (False, False)
+    """
     return check_answer(pred, gold).correct
 
 

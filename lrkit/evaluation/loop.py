@@ -61,6 +61,35 @@ def evaluate(model_or_path, problems, config: Optional[EvalConfig] = None, token
     the paper's protocol reads them by (MMLU-STEM's shots, Minerva's units...); found by itself
     when ``problems`` is a benchmark name; None reads a problem file as GSM8K. The answer length
     actually used is ``info["answer_limit"]``.
+
+    Args:
+        model_or_path: a loaded causal LM (then ``tokenizer`` is needed), or a Hub name,
+            folder, ``.gguf`` file or pair member to load.
+        problems: a JSONL path, a benchmark name (``"gsm8k"``, ``"math500"``,
+            ``"gsm8k:train"``), or a list of dicts / ``Problem``; every one needs its answer.
+        config (EvalConfig, optional): default ``EvalConfig()``, the paper's protocol.
+        tokenizer: the loaded model's tokenizer; for a model given by name, None loads its own.
+        out_dir: the evaluation's folder (``results.jsonl``, ``summary.json``,
+            ``provenance.json``); None keeps the result in memory only.
+        progress (bool): a progress bar with the running accuracy.
+        name (str, optional): a display name for tables and the summary; not part of the
+            evaluation's identity (that is the model's name or folder).
+        device: where a model given by name loads (default: CUDA when available).
+        dtype: its dtype (``"bf16"``, ``"fp16"``, ``"fp32"``, a ``torch.dtype``; default: auto).
+        benchmark (str, optional): the registry name the problems come from, see above.
+
+    Returns:
+        EvalResult: ``df`` (one row per problem in problem order: id, question, gold, output,
+        prediction, correct, n_tokens, finished, unparsed) and ``info`` (model, name, dtype,
+        config, benchmark, stop ids, answer limit, timing); ``accuracy`` and ``interval``
+        (95% Wilson) read them.
+
+    Raises:
+        ValueError: no problems, a problem without an answer, a model object without
+            ``tokenizer``, a prompt too long for the model's context, or more processes
+            than problems.
+        lrkit.runs.FolderError: ``out_dir`` holds another evaluation or other files.
+        lrkit.runs.FolderBusyError: another process is writing ``out_dir``.
     """
     config = (config or EvalConfig()).validate()
     benchmark = benchmark or _benchmark_of(problems)
@@ -102,6 +131,29 @@ def evaluate_contrastive(pair, problems, config: Optional[EvalConfig] = None, al
     contrast points away from better answers and tuning towards it cannot be
     expected to help; the demo's ablations report it for that reason. With
     ``out_dir`` the folder rules of :func:`evaluate` apply (the settings include alpha).
+
+    Args:
+        pair: a loaded :class:`lrkit.models.loading.ModelPair` (:func:`lrkit.load_pair`).
+        problems: as for :func:`evaluate`: a JSONL path, a benchmark name or a list, every
+            problem with its answer.
+        config (EvalConfig, optional): default ``EvalConfig()``; its prompt, answer limit,
+            stop tokens and grading are those of greedy evaluation.
+        alpha (float): the plausibility mask of v_C: tokens with
+            pi_E >= alpha * max pi_E.
+        out_dir: the evaluation's folder, or None to keep the result in memory only.
+        progress (bool): a progress bar with the running accuracy.
+        name (str, optional): a display name; default names the two models and alpha.
+        benchmark (str, optional): the registry name the problems come from (see
+            :func:`evaluate`).
+
+    Returns:
+        EvalResult: as :func:`evaluate` returns, its ``info["model"]`` naming the pair.
+
+    Raises:
+        ValueError: no problems, a problem without an answer, a prompt too long for a
+            model's context, or more processes than problems.
+        lrkit.runs.FolderError: ``out_dir`` holds another evaluation or other files.
+        lrkit.runs.FolderBusyError: another process is writing ``out_dir``.
     """
     config = (config or EvalConfig()).validate()
     benchmark = benchmark or _benchmark_of(problems)

@@ -34,7 +34,32 @@ _ANSWER_IS = re.compile(
 
 
 def extract_answer(text: Optional[str]) -> Optional[str]:
-    """The model's final answer as text, or None when the text holds no answer at all."""
+    """The model's final answer as text, or None when the text holds no answer at all.
+
+    lrkit's rule (``protocol="lrkit"``; the paper's protocol extracts with the
+    Qwen2.5-Math toolkit's rules, :mod:`lrkit.evaluation.toolkit`), first match wins:
+    the last non-empty ``\\boxed{...}`` / ``\\fbox{...}``, the last ``#### X`` line, the
+    last "answer is X", the last number. The text is returned as written (units, commas);
+    :func:`lrkit.evaluation.answers_match` compares values.
+
+    Args:
+        text (str, optional): a model's output or a worked gold solution; anything that is
+            not a string gives None.
+
+    Returns:
+        str or None: the answer's text, stripped; None when no tier matches.
+
+    >>> extract_answer("3 + 4 = 7, so the total is \\\\boxed{42}.")
+    '42'
+    >>> extract_answer("She has 3 + 4 = 7 apples.\\n#### 7")
+    '7'
+    >>> extract_answer("The answer is 12. Step 3: add 5 more")
+    '12'
+    >>> extract_answer("It costs $1,250 in all")
+    '1,250'
+    >>> extract_answer("no number here") is None
+    True
+    """
     if not isinstance(text, str):
         return None
     text = text.replace("\u2212", "-")

@@ -88,7 +88,38 @@ class Comparison:
 
 
 def compare(result_a, result_b) -> Comparison:
-    """Compare two ``EvalResult``s on the same problems (matched by id)."""
+    """Compare two ``EvalResult``s on the same problems (matched by id).
+
+    Accuracies alone hide how many problems changed: a tuned model may fix ten and
+    break eight. The exact McNemar test reads only those discordant problems.
+
+    Args:
+        result_a: the reference (e.g. the base expert), an :class:`EvalResult`.
+        result_b: the other (e.g. the tuned expert), on the same problem ids with the
+            same gold answers, in any order.
+
+    Returns:
+        Comparison: both names, accuracies and 95% Wilson intervals, the problems
+        ``fixed`` (wrong in a, right in b) and ``broken`` (right in a, wrong in b) as
+        DataFrames (id, question, gold, both predictions and outputs), the counts right
+        and wrong in both, and the exact two-sided McNemar p-value.
+
+    Raises:
+        ValueError: a result repeats problem ids, the two hold different ids or no
+            problems, or they give a problem different gold answers.
+
+    >>> from lrkit.evaluation.results import EvalResult, results_frame
+    >>> def result(name, correct):
+    ...     rows = [{"id": str(i), "question": "q", "gold": "1", "output": "", "prediction": str(int(c)),
+    ...              "correct": c, "n_tokens": 1, "finished": True} for i, c in enumerate(correct)]
+    ...     return EvalResult(results_frame(rows), {"name": name})
+    >>> comparison = compare(result("base", [True, False, False, True]),
+    ...                      result("tuned", [True, True, True, False]))
+    >>> print(comparison)
+    base 50.0% -> tuned 75.0% on 4 problems: 2 fixed, 1 broken (exact McNemar p = 1)
+    >>> comparison.fixed["id"].tolist(), comparison.broken["id"].tolist()
+    (['1', '2'], ['3'])
+    """
     a, b = result_a.df, result_b.df
     for label, df in (("a", a), ("b", b)):
         if df["id"].duplicated().any():

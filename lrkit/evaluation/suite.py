@@ -207,6 +207,40 @@ def evaluate_suite(models: Sequence, benchmarks: Union[Sequence[str], Mapping], 
     instead of the Hub. ``limit``: the first N problems of each benchmark.
     ``paper_model``: one of the paper's models (``PAPER_TABLE1``) whose published
     rows to show; by default found from the model names; False shows none.
+
+    Resumable per benchmark; a call whose every evaluation is already in ``out_dir``,
+    with the same settings, models and benchmarks in the same order, returns the stored
+    suite and writes nothing (the module docstring gives the folder's layout).
+
+    Args:
+        models: names or paths, or ``(model, tokenizer)`` pairs; the first is the reference.
+        benchmarks: registry names (one name as a str works too), or a mapping
+            name -> problems (a JSONL path, a benchmark name or a list).
+        out_dir: the suite's folder: ``suite.json``, ``<model>/<benchmark>/`` evaluations,
+            ``table1.html``, ``figure.html``, ``scores.csv``, ``comparisons.csv``.
+        config (EvalConfig, optional): default ``EvalConfig()``, the paper's protocol.
+        limit (int, optional): the first N problems of each benchmark.
+        data_files: benchmark name -> local JSONL or parquet in the Hub's schema.
+        names: a label per model for the tables (default: each model's name or path);
+            labels must differ.
+        paper_model: a key of ``PAPER_TABLE1``, None (found from the model names) or False.
+        device: where models given by name load (default: CUDA when available).
+        dtype: their dtype (default: auto).
+        progress (bool): progress bars and a line per (model, benchmark).
+
+    Returns:
+        SuiteResult: ``results[label][benchmark]`` (EvalResults), ``scores()`` (accuracy,
+        Wilson interval and counts per model and benchmark, plus the average),
+        ``comparisons()`` (fixed, broken and McNemar p against the first model), ``paper()``,
+        ``html()``, ``figure()``, ``show()``.
+
+    Raises:
+        ValueError: no model or benchmark, an unknown benchmark name, a benchmark listed
+            twice, ``data_files`` for a benchmark not in the suite, labels that repeat or
+            do not match ``models`` in number, a bad ``limit`` or ``paper_model``.
+        lrkit.runs.FolderError: ``out_dir`` holds a suite of another config or limit, a
+            label now naming another model, a benchmark on other problems, or other files.
+        lrkit.runs.FolderBusyError: another process is writing ``out_dir``.
     """
     config = (config or EvalConfig()).validate()
     if limit is not None and (not isinstance(limit, int) or limit < 1):
