@@ -194,6 +194,29 @@ class Experiment:
     ``sft()``, each returning its stage's result, or ``run()`` for all of them,
     the summary and the report (``lrkit demo``). ``device`` / ``dtype``: where
     the models run ("auto": the GPU when there is one).
+
+    Constructing one claims the folder: it creates it and writes ``experiment.json``
+    (the problem settings, the dtype and the pair's build), or checks that the one there
+    says the same. Models load on first use (:attr:`pair`), problem sets on first use.
+
+    Args:
+        folder: the experiment's folder; every stage writes a sub-folder named after its
+            settings (the module docstring shows the layout).
+        config (ExperimentConfig, optional): default ``ExperimentConfig()``, the demo's;
+            validated here.
+        device: ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda:1"``...
+        dtype: ``"auto"`` or None (``config.dtype``), ``"bf16"``, ``"fp16"``, ``"fp32"`` or a
+            ``torch.dtype``: the models' dtype for sampling and evaluation, and training's
+            when ``config.train.precision`` is "auto".
+        progress (bool): progress bars, and :meth:`run` prints each stage's name.
+
+    Raises:
+        lrkit.runs.FolderError: ``folder`` holds an experiment of other problems, pair
+            build or dtype.
+        ValueError: a config value out of range, an unknown device or dtype, or a pair that
+            is not registered without ``config.amateur``.
+        FileNotFoundError: ``config.problems`` names no file, or a bundled pair's files are
+            missing.
     """
 
     def __init__(self, folder: Union[str, Path], config: Optional[ExperimentConfig] = None, device="auto",

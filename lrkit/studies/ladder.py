@@ -290,7 +290,30 @@ def run_study(out_dir="runs/ladder", config: Optional[StudyConfig] = None, progr
               threads: Optional[int] = 1, log=print) -> dict:
     """Run (or resume) the study; returns study.json's content. Trained rungs
     come from the ladder cache (built there when missing, :mod:`lrkit.toy.ladder`).
-    ``threads``: torch's threads while it runs (the caller's number is given back after)."""
+    ``threads``: torch's threads while it runs (the caller's number is given back after).
+
+    Everything runs on the CPU, one :class:`lrkit.experiment.Experiment` per amateur and
+    sweep point, so an interrupted study resumes stage by stage; ``study.json`` is
+    rewritten after every amateur and sweep point, and ``report.html`` is written at the end.
+
+    Args:
+        out_dir: the study's folder (the module docstring gives its layout).
+        config (StudyConfig, optional): the rungs, seeds, problem counts and sweeps;
+            default ``StudyConfig()``, the demo's sizes (:func:`quick_config` is a small one).
+        progress (bool): the stages' progress bars.
+        threads (int, optional): torch's intra-op threads meanwhile; None or 0 leaves them.
+        log: called with one line of text per finished piece; None logs nothing.
+
+    Returns:
+        dict: study.json's content: ``complete``, ``config``, ``base``, ``ladder`` (one row
+        per amateur), ``sweeps`` (``beta`` and ``alpha`` rows), ``spearman`` (each scout
+        prediction against the measured gain), ``predictors``, ``rungs`` and timings.
+
+    Raises:
+        ValueError: an unknown rung, or fewer than one seed.
+        lrkit.runs.FolderError: ``out_dir`` holds a study (or an experiment, or a sweep
+            point) made with other settings.
+    """
     from lrkit.models.loading import torch_threads
 
     with torch_threads(threads):

@@ -40,7 +40,28 @@ LADDER_RESULTS = Path(__file__).resolve().parents[2] / "docs" / "ladder" / "stud
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's rank correlation, ties given their average rank (Pearson on the ranks)."""
+    """Spearman's rank correlation, ties given their average rank (Pearson on the ranks).
+
+    The study reads it to say how well the scout's score orders the amateurs by their
+    measured gain; pure Python, no SciPy.
+
+    Args:
+        x: the first values (e.g. the scout's scores), one per item.
+        y: the second values (e.g. the measured gains), one per item, in the same order.
+
+    Returns:
+        float: in [-1, 1]; NaN for fewer than two items or when either side is constant.
+
+    Raises:
+        ValueError: ``x`` and ``y`` differ in length.
+
+    >>> spearman([1, 2, 3, 4], [10, 20, 30, 40]), spearman([1, 2, 3, 4], [4, 3, 2, 1])
+    (1.0, -1.0)
+    >>> round(spearman([1, 2, 2, 3], [1, 3, 2, 4]), 3)
+    0.949
+    >>> spearman([1, 1], [2, 3])
+    nan
+    """
     if len(x) != len(y):
         raise ValueError(f"spearman() needs two sequences of one length, got {len(x)} and {len(y)}")
     if len(x) < 2:
@@ -162,7 +183,39 @@ def scout(expert: str, amateurs: Sequence[str], problems, out_dir=None, betas: S
     """Rank ``amateurs`` for ``expert`` (model names as elsewhere in lrkit:
     folders, Hub names, ``toy:amateur``, ``ladder:gf-20``) on ``problems`` with
     worked gold answers (a JSONL path or dicts). Nothing is trained or sampled.
-    With ``out_dir``, writes ranking.json and ranking.html there."""
+    With ``out_dir``, writes ranking.json and ranking.html there.
+
+    Per amateur (the expert is loaded again with each) and per (beta, alpha): decoding by
+    v_C's argmax against the expert's greedy decoding (the score, in points), the
+    gold-path check (under the authors' system prompt, whatever ``eval_config`` says) and
+    the odd-token audit of its kept steps.
+
+    Args:
+        expert (str): the expert's name or folder.
+        amateurs: the candidate amateurs' names or folders, at least one.
+        problems: a JSONL path, a benchmark name or a list of dicts with worked
+            ``answer``s; problems without one are dropped. Use validation problems.
+        out_dir: a folder for ranking.json and ranking.html, or None to write nothing.
+        betas: the selection thresholds to try (>= 0), for the gold-path check.
+        alphas: the plausibility thresholds to try, in (0, 1].
+        max_problems (int, optional): the first N problems only.
+        eval_config (EvalConfig, optional): the decoding evaluations' settings (default
+            ``EvalConfig()``).
+        device: where the models load (default: CUDA when available).
+        dtype: their dtype (default: auto).
+        progress (bool): progress bars.
+
+    Returns:
+        ScoutResult: ``rows``, one dict per (amateur, beta, alpha), best first (by score,
+        ties by gold-mass gain) with its ``rank``; ``audits``; ``table()``, ``frame()``,
+        ``figure()``, ``save(out_dir)``.
+
+    Raises:
+        ValueError: no amateur, beta or alpha, a beta below 0 or an alpha outside (0, 1],
+            or no problem with a gold answer.
+        lrkit.models.loading.PairError: an amateur that does not share the expert's
+            tokenizer.
+    """
     from lrkit.config import EvalConfig
     from lrkit.evaluation import evaluate
     from lrkit.models.loading import load_pair
