@@ -61,6 +61,27 @@ class Explorer:
     Controls (ipywidgets, also driven from code): `problem`, `beta`, `alpha`,
     `step`, `score`. Display the explorer as a notebook cell's last expression
     or with `explorer.show()`.
+
+    No model runs: every count, mask and soft label is recomputed from the stored
+    step statistics; :attr:`state` (an :class:`ExplorerState`) is what it shows now.
+
+    Args:
+        steps (pandas.DataFrame): step statistics (``lrkit.read_steps``) of one or more
+            problems.
+        beta (float): the KL slider's first value.
+        alpha (float): the mask slider's first value (the slider runs from 0.01 to 1).
+        temperature (float): the soft labels' temperature (fixed; no control).
+        kl_inclusive (bool): keep KL >= beta (False: > beta).
+        skip_first_step (bool): never keep step 0.
+        prompt_id: the problem shown first; None: the first in the frame.
+        score (str): what colours the tokens first: "kl", "expert_entropy",
+            "amateur_entropy", "logprob_gap" or "kept".
+        beta_max (float, optional): the KL slider's top; default the larger of 1, the 99th
+            percentile of KL (rounded) and ``beta``.
+
+    Raises:
+        ValueError: ``steps`` is empty, or holds no step of ``prompt_id``.
+        ImportError: ipywidgets is not installed (``pip install 'lrkit[notebooks]'``).
     """
 
     def __init__(self, steps: pd.DataFrame, *, beta: float = 0.4, alpha: float = 0.2,

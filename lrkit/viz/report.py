@@ -53,7 +53,16 @@ def _cell(value) -> str:
 
 class Report:
     """A one-page HTML report built from text, figures, token views, tables and
-    key-value summaries, in the order added. Each `add_*` returns the report."""
+    key-value summaries, in the order added. Each `add_*` returns the report.
+
+    The page opens offline: plotly.js is inlined once when a figure is there, token
+    views need no script, and two headings or more make a table of contents. ``html`` is the
+    page, ``save(path)`` writes it.
+
+    Args:
+        title (str): the page's title and top heading.
+        subtitle (str, optional): a line under the title.
+    """
 
     def __init__(self, title: str, subtitle: Optional[str] = None):
         self.title = title

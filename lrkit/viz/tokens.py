@@ -441,7 +441,38 @@ def token_view(steps: pd.DataFrame, prompt_id=None, *, score: str = "kl",
     the data's range otherwise; symmetric about 0 for the log-prob gap). For KL with
     a known beta (given, or the run's, which `lrkit.read_steps` keeps) the legend
     marks beta and kept and unkept steps take different hue families.
-    The question above the rollout is `question`, else the one `read_steps` keeps."""
+    The question above the rollout is `question`, else the one `read_steps` keeps.
+
+    Args:
+        steps (pandas.DataFrame): step statistics (``lrkit.read_steps``), of one problem or
+            of many.
+        prompt_id: the problem to show; None when ``steps`` holds one problem only.
+        score (str): what colours each token: "kl", "expert_entropy", "amateur_entropy",
+            "logprob_gap", "kept", or another numeric column.
+        beta (float, optional): recompute the kept steps at this threshold; None keeps the
+            stored ``kept`` column.
+        alpha (float): the mask of the soft labels shown for kept steps.
+        temperature (float): their temperature.
+        kl_inclusive (bool): with ``beta``, keep KL >= beta (False: > beta).
+        skip_first_step (bool): with ``beta``, never keep step 0.
+        vmin (float, optional): the scale's low end; default 0, or the data's minimum when
+            that is below 0 (unused for "logprob_gap" and "kept").
+        vmax (float, optional): the scale's high end; default the 95th percentile for KL,
+            the data's maximum otherwise, the largest absolute gap for "logprob_gap"
+            (unused for "kept").
+        top_n (int): how many of each model's top tokens a token's tooltip lists.
+        title (str, optional): a heading above the view.
+        label (str, optional): the rollout's label (default: its prompt_id).
+        question (str, optional): the question shown above the rollout.
+
+    Returns:
+        TokenView: ``html`` (plain HTML, no script), ``show()`` (rendered in a notebook,
+        printed elsewhere), ``save(path)``; ``str()`` is a text rendering.
+
+    Raises:
+        ValueError: ``steps`` holds several problems and ``prompt_id`` is None, no steps
+            have ``prompt_id``, or ``score`` is neither known nor a column.
+    """
     return side_by_side({label: steps} if label is not None else [(None, steps)], prompt_id,
                         score=score, beta=beta, alpha=alpha, temperature=temperature,
                         kl_inclusive=kl_inclusive, skip_first_step=skip_first_step,
