@@ -259,3 +259,23 @@ def test_no_contrast_is_the_experts_own_distribution_over_the_mask():
     assert out["token_ids"] == [9, 5] and out["tokens"] == ["b", "a"]
     assert out["weights"] == pytest.approx([0.75, 0.25], abs=1e-12)
     assert record["weights"] == [0.9, 0.1], "the input record is left as it was"
+
+
+def test_no_contrast_keeps_every_per_token_list_aligned_with_its_ids():
+    import math
+
+    from lrkit.maths.selection import no_contrast
+
+    probs = {11: 0.1, 12: 0.5, 13: 0.3}  # the expert's probabilities of the mask's tokens
+    amateur = {11: -0.5, 12: -2.0, 13: -1.0}
+    record = {"prompt_id": "p", "step": 3, "token_ids": [11, 12, 13], "tokens": ["a", "b", "c"],
+              "weights": [0.7, 0.1, 0.2], "expert_logprobs": [math.log(probs[i]) for i in (11, 12, 13)],
+              "amateur_logprobs": [amateur[i] for i in (11, 12, 13)]}
+    target = no_contrast([record])[0]
+    assert target["token_ids"] == [12, 13, 11] and target["tokens"] == ["b", "c", "a"]
+    assert target["weights"] == pytest.approx([0.5 / 0.9, 0.3 / 0.9, 0.1 / 0.9])
+    assert target["expert_logprobs"] == pytest.approx([math.log(probs[i]) for i in target["token_ids"]])
+    assert target["amateur_logprobs"] == [amateur[i] for i in target["token_ids"]]
+    assert record["token_ids"] == [11, 12, 13], "the input record is left as it was"
+    with pytest.raises(ValueError, match=r"record 'p' step 3: no expert_logprobs"):
+        no_contrast([{k: v for k, v in record.items() if k != "expert_logprobs"}])

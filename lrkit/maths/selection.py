@@ -357,12 +357,12 @@ def no_contrast(records: Sequence[dict]) -> list[dict]:
     Returns:
         list[dict]: new dicts, one per record: ``token_ids``, ``tokens`` and ``weights``
         replaced by the mask's tokens under pi_E renormalised over the mask, sorted by
-        weight, descending; every other field copied as it was (``expert_logprobs`` and
-        ``amateur_logprobs`` keep the old order, so they no longer line up with
-        ``token_ids``).
+        weight, descending; ``expert_logprobs`` and ``amateur_logprobs`` reordered with
+        them (they keep lining up with ``token_ids``); every other field copied as it was.
 
     Raises:
-        KeyError: a record without ``expert_logprobs``.
+        ValueError: a record without ``expert_logprobs`` (the authors' files), named by its
+            prompt id and step.
 
     >>> import math
     >>> record = {"token_ids": [7, 5], "tokens": ["b", "a"], "weights": [0.8, 0.2],
@@ -373,9 +373,14 @@ def no_contrast(records: Sequence[dict]) -> list[dict]:
     """
     out = []
     for r in records:
+        if not r.get("expert_logprobs"):
+            raise ValueError(f"record {r.get('prompt_id')!r} step {r.get('step')!r}: no expert_logprobs, which "
+                             f"the no-contrast target is made from (lrkit sample writes them; the authors' files "
+                             f"lack them)")
         probs = [math.exp(lp) for lp in r["expert_logprobs"]]
         total = sum(probs)
-        ranked = sorted(zip(r["token_ids"], r["tokens"], (p / total for p in probs)), key=lambda x: -x[2])
-        out.append({**r, "token_ids": [p[0] for p in ranked], "tokens": [p[1] for p in ranked],
-                    "weights": [p[2] for p in ranked]})
+        order = sorted(range(len(probs)), key=lambda i: -probs[i])
+        moved = {key: [r[key][i] for i in order] for key in ("token_ids", "tokens", "expert_logprobs",
+                                                               "amateur_logprobs") if r.get(key) is not None}
+        out.append({**r, **moved, "weights": [probs[i] / total for i in order]})
     return out
