@@ -59,18 +59,39 @@ ABLATION_LABELS = {"lightreasoner": "full method", "no_selection": "no selection
                    "no_contrast": "no contrast", "neither": "neither"}
 
 
+T4_SECONDS_PER_STEP = 0.87
+"""One optimizer step of the paper's training (16 records of Qwen2.5-Math-1.5B, LoRA) on a
+Colab T4, as projected, not measured: perf/colab_flops.py counts 1.98e16 FLOP for notebook 3's
+1000 steps (perf/results/colab_flops.json), at 35% of the T4's 65 TFLOP/s fp16 peak."""
+CHECKPOINT_MINUTES = 10
+"""The notebooks' training loses at most about this much work to a disconnect (at that speed)."""
+
+
+def checkpoint_steps(max_steps: int, minutes: float = CHECKPOINT_MINUTES,
+                     seconds_per_step: float = T4_SECONDS_PER_STEP) -> int:
+    """Optimizer steps between two checkpoints so that at most ``minutes`` of training are
+    lost when a run is cut off, at ``seconds_per_step``; never more than ``max_steps``.
+
+    >>> checkpoint_steps(1000)   # the paper's 1000 steps on a T4: a checkpoint at 689 and at 1000
+    689
+    """
+    return max(1, min(max_steps, int(minutes * 60 // seconds_per_step)))
+
+
 def experiment_config(pair: str, train_problems: int, test_problems: int, beta: float = 0.4,
                       alpha: float = 0.2, max_steps: int = 30, learning_rate: Optional[float] = None,
-                      seed: int = 2026, precision: str = "auto", seeds: int = 1) -> ExperimentConfig:
+                      seed: int = 2026, precision: str = "auto", seeds: int = 1,
+                      save_steps: Optional[int] = None) -> ExperimentConfig:
     """The notebooks' settings: the paper's sampling at ``beta`` / ``alpha`` and LoRA
     for ``max_steps`` steps; a bundled toy pair takes the demo's batches, learning
-    rate and 160-token answers, a Hub pair the paper's (5e-5, 512 tokens)."""
+    rate and 160-token answers, a Hub pair the paper's (5e-5, 512 tokens). Training
+    checkpoints every ``save_steps`` steps (None: :func:`checkpoint_steps`)."""
     toy = is_toy(pair)
     base = ExperimentConfig() if toy else ExperimentConfig(sample=SampleConfig(), train=TrainConfig(),
                                                            eval=EvalConfig())
     train = replace(base.train, max_steps=max_steps, learning_rate=learning_rate or base.train.learning_rate,
                     logging_steps=max(1, min(base.train.logging_steps, max_steps // 10)),
-                    save_steps=max_steps, precision=precision)
+                    save_steps=min(save_steps or checkpoint_steps(max_steps), max_steps), precision=precision)
     return ExperimentConfig(pair=pair, train_problems=train_problems, test_problems=test_problems,
                             problem_seed=seed, seeds=seeds, check_problems=200 if toy else min(200, train_problems),
                             sample=replace(base.sample, beta=beta, alpha=alpha).validate(), train=train.validate(),
