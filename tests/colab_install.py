@@ -185,7 +185,10 @@ def main(argv=None) -> int:
     constraints = write_constraints(pins, work)
     preinstalled = [args.torch]
     if args.colab_pins:
-        import tomllib
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            import tomli as tomllib
 
         wanted = [re.split(r"[<>=!~ \[;]", d)[0] for d in
                   tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]]
