@@ -14,7 +14,7 @@ from lrkit import links
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ("01_sampling", "02_critical_moments", "03_finetuning", "04_evaluation", "05_choosing_a_pair")
 # any Colab-from-GitHub link or pip-from-GitHub spec, whatever repository it names
-ADDRESS = re.compile(r"colab\.research\.google\.com/github/[^\s)\"']+|git\+https://github\.com/[^\s)\"']+")
+ADDRESS = re.compile(r"colab\.research\.google\.com/github/[^\s)\"'`]+|git\+https://github\.com/[^\s)\"'`]+")
 
 
 def _documents() -> dict[str, str]:

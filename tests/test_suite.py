@@ -161,16 +161,20 @@ def test_a_suite_cut_off_inside_a_benchmark_keeps_its_finished_batches(model_dir
     import lrkit.evaluation.loop as loop
 
     straight = _run(model_dirs, tmp_path / "straight")
-    real, calls = loop.greedy_generate_batch, []
+    real, calls, cut = loop.greedy_generate_batch, [], [6]
+
+    class Disconnected(Exception):
+        pass
 
     def cut_off_at_six(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 6:
-            raise KeyboardInterrupt("disconnected")
+        if len(calls) in cut:
+            cut.clear()
+            raise Disconnected
         return real(*args, **kwargs)
 
     monkeypatch.setattr(loop, "greedy_generate_batch", cut_off_at_six)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Disconnected):
         _run(model_dirs, tmp_path / "cut")
     partial = json.loads((tmp_path / "cut" / "tuned" / "gsm8k" / "summary.json").read_text())
     assert partial["complete"] is False and partial["n_problems"] == 2, "the first tuned batch was saved"
