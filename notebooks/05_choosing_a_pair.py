@@ -40,8 +40,8 @@
 # On Colab only: install lrkit, keeping Colab's own torch, ipywidgets and plotly (pip adds what lrkit
 # lacks and upgrades none of the three). Each Colab notebook is a runtime of its own; set here if needed:
 #   LRKIT_SOURCE  where lrkit comes from: a git URL (the default below), a folder, or a .zip you uploaded
-#   LRKIT_HOME    the folder of every run: on Drive (the first line below) runs survive a disconnect
-#   HF_HOME       the cache of downloaded models: on Drive (second line) they are downloaded once
+#   LRKIT_HOME    the folder of every run; on Drive (uncomment its line below) runs survive a disconnect
+#   HF_HOME       the cache of downloaded models; on Drive (its line below) they are downloaded once
 #   LRKIT_PAIR, LRKIT_DTYPE, ...  any parameter of the next cell, as LRKIT_<NAME>
 import os
 import sys

@@ -181,20 +181,21 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="lrkit-colab-install-"))
     python = make_venv(venv, args.python)
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
-    pins = colab_pins()
-    constraints = write_constraints(pins, work)
-    preinstalled = [args.torch]
+    subprocess.run([str(python), "-m", "pip", "install", "-q", args.torch], check=True)
     if args.colab_pins:
         try:
             import tomllib
         except ImportError:  # Python 3.10
             import tomli as tomllib
 
+        # Colab's versions of everything but torch's own stack (this torch stands in for Colab's)
+        with_torch = freeze(python)
+        pins = {k: v for k, v in colab_pins().items() if k not in with_torch}
         wanted = [re.split(r"[<>=!~ \[;]", d)[0] for d in
                   tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]]
-        preinstalled += [d for d in wanted + ["ipywidgets", "ipykernel"] if normal(d) in pins and d != "torch"]
-    subprocess.run([str(python), "-m", "pip", "install", "-q", *(["-c", str(constraints)] if args.colab_pins else []),
-                    *preinstalled], check=True)
+        colab_has = [d for d in wanted + ["ipywidgets", "ipykernel"] if normal(d) in pins]
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "-c", str(write_constraints(pins, work)),
+                        *colab_has], check=True)
     before = freeze(python)
     extra = {}
     if args.constraint:

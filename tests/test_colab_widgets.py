@@ -65,12 +65,16 @@ def _venv() -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([python, "-m", "venv", str(folder)], check=True, capture_output=True)
     constraints = write_constraints(pins, folder)
-    done = subprocess.run([str(venv_python(folder)), "-m", "pip", "install", "-q", "-c", str(constraints), *STACK],
+    done = subprocess.run([str(venv_python(folder)), "-m", "pip", "install", "-c", str(constraints), *STACK],
                           capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
         shutil.rmtree(folder, ignore_errors=True)
-        last = [line for line in done.stderr.splitlines() if line.strip() and "WARNING" not in line][-1:]
-        pytest.skip(f"cannot build the Colab-pinned venv (pip needs PyPI): {' '.join(last)}")
+        lines = [line.strip() for line in (done.stdout + done.stderr).splitlines()
+                 if line.strip() and "WARNING" not in line]
+        cause = next((after for line, after in zip(lines, lines[1:]) if "conflict is caused by" in line),
+                     lines[-1] if lines else "")
+        pytest.skip(f"cannot build the Colab-pinned venv on Python {version[0]}.{version[1:]} (pip needs PyPI, "
+                    f"and Colab's pins are for its Python 3.13): {cause}")
     ready.write_text(json.dumps(pins, sort_keys=True))
     return venv_python(folder)
 
