@@ -8,7 +8,8 @@ script to run by hand (it needs PyPI):
    Colab's torch is preinstalled; a CPU wheel where pip finds one) and, with ``--colab-pins``,
    the packages of lrkit's dependencies and the notebooks' display stack (ipywidgets, ipykernel)
    that Colab's GPU runtime ships, at Colab's versions (``tests/fixtures/colab/pip-freeze.gpu.txt``,
-   Google's published freeze: ipywidgets 7.7.1, plotly 5.24.1, transformers 5.15.0 ...);
+   Google's published freeze: ipywidgets 7.7.1, plotly 5.24.1, transformers 5.15.0 ...), and
+   every other package lrkit's install would pull that Colab has, at Colab's version;
 2. the notebooks' first code cell (read from ``notebooks/01_sampling.ipynb``) runs in it with
    ``google.colab`` faked (its calls logged) and ``LRKIT_SOURCE`` = SOURCE (default: this
    checkout, as a folder);
@@ -193,9 +194,17 @@ def main(argv=None) -> int:
         pins = {k: v for k, v in colab_pins().items() if k not in with_torch}
         wanted = [re.split(r"[<>=!~ \[;]", d)[0] for d in
                   tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]]
+        constraints = write_constraints(pins, work)
         colab_has = [d for d in wanted + ["ipywidgets", "ipykernel"] if normal(d) in pins]
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "-c", str(write_constraints(pins, work)),
-                        *colab_has], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "-c", str(constraints), *colab_has], check=True)
+        # and whatever else lrkit's install would pull that Colab has, at Colab's version
+        report = work / "plan.json"
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--dry-run", "--report", str(report),
+                        str(REPO)], check=True, capture_output=True)
+        planned = {normal(i["metadata"]["name"]) for i in json.loads(report.read_text())["install"]}
+        more = sorted(name for name in planned if name in pins)
+        if more:
+            subprocess.run([str(python), "-m", "pip", "install", "-q", "-c", str(constraints), *more], check=True)
     before = freeze(python)
     extra = {}
     if args.constraint:
