@@ -24,7 +24,10 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
+
+if TYPE_CHECKING:  # torch loads with the set-up, not with this module
+    import torch
 
 RUN_DIR_ENV = "LRKIT_RUN_DIR"
 """The notebooks' run folder itself (wins over ``LRKIT_HOME``)."""
@@ -87,8 +90,8 @@ def on_colab() -> bool:
 class Setup:
     """Where the notebook runs and in which precision."""
 
-    device: "torch.device"  # noqa: F821 (torch loads with the set-up, not with this module)
-    dtype: "torch.dtype"  # noqa: F821
+    device: torch.device
+    dtype: torch.dtype
     """Dtype the models are loaded in: bf16 where the GPU has it, fp16 on other
     GPUs (a Colab T4), fp32 on the CPU; or what ``DTYPE`` asked for."""
     precision: str
