@@ -58,30 +58,53 @@ ABLATION_LABELS = {"lightreasoner": "full method", "no_selection": "no selection
                    "no_contrast": "no contrast", "neither": "neither"}
 
 
+T4_SECONDS_PER_STEP = 0.87
+"""One optimizer step of the paper's training (16 records of Qwen2.5-Math-1.5B, LoRA) on a
+Colab T4, as projected, not measured: perf/colab_flops.py counts 1.98e16 FLOP for notebook 3's
+1000 steps (perf/results/colab_flops.json), at 35% of the T4's 65 TFLOP/s fp16 peak."""
+CHECKPOINT_MINUTES = 10
+"""The notebooks' training loses at most about this much work to a disconnect (at that speed)."""
+
+
+def checkpoint_steps(max_steps: int, minutes: float = CHECKPOINT_MINUTES,
+                     seconds_per_step: float = T4_SECONDS_PER_STEP) -> int:
+    """Optimizer steps between two checkpoints so that at most ``minutes`` of training are
+    lost when a run is cut off, at ``seconds_per_step``; never more than ``max_steps``.
+
+    >>> checkpoint_steps(1000)   # the paper's 1000 steps on a T4: a checkpoint at 689 and at 1000
+    689
+    """
+    return max(1, min(max_steps, int(minutes * 60 // seconds_per_step)))
+
+
 def experiment_config(pair: str, train_problems: int, test_problems: int, beta: float = 0.4,
                       alpha: float = 0.2, max_steps: int = 30, learning_rate: Optional[float] = None,
-                      seed: int = 2026, precision: str = "auto", seeds: int = 1) -> ExperimentConfig:
+                      seed: int = 2026, precision: str = "auto", seeds: int = 1,
+                      save_steps: Optional[int] = None) -> ExperimentConfig:
     """The notebooks' settings: :meth:`ExperimentConfig.for_pair` (the pair's defaults: a
-    bundled toy pair the demo's batches, learning rate and 160-token answers, any other pair the
-    paper's settings, a pair of PAIR_BUDGETS its problems file, dtype and batches) with the
-    values of the notebooks' parameters cell in place of its own.
+    bundled toy pair the demo's batches, learning rate and 160-token answers graded by
+    lrkit's protocol, any other pair the paper's settings and evaluation protocol, a pair of
+    PAIR_BUDGETS its problems file, dtype and batches) with the values of the notebooks'
+    parameters cell in place of its own.
 
     Args:
         pair: a pair name (``lrkit.models.pairs``).
         train_problems, test_problems: problems sampled, problems every model is evaluated on;
             a non-toy pair checks on at most ``train_problems`` validation problems.
         beta, alpha: the selection threshold and the plausibility mask (SampleConfig).
-        max_steps: LoRA optimizer steps; one checkpoint at the end, about ten loss lines.
+        max_steps: LoRA optimizer steps, about ten loss lines.
         learning_rate: None keeps the pair's (the demo's for a toy pair, the paper's 5e-5 else).
         seed: the problems' seed (``problem_seed``); seeds: LightReasoner runs, one per seed.
         precision: TrainConfig.precision.
+        save_steps: checkpoint every this many steps (None: :func:`checkpoint_steps`, about ten
+            minutes of the projected T4 speed), so a disconnected notebook resumes from there.
     Returns:
         the ExperimentConfig, validated.
     """
     base = ExperimentConfig.for_pair(pair)
     train = replace(base.train, max_steps=max_steps, learning_rate=learning_rate or base.train.learning_rate,
                     logging_steps=max(1, min(base.train.logging_steps, max_steps // 10)),
-                    save_steps=max_steps, precision=precision)
+                    save_steps=min(save_steps or checkpoint_steps(max_steps), max_steps), precision=precision)
     check_problems = base.check_problems if is_toy(pair) else min(base.check_problems, train_problems)
     return replace(base, train_problems=train_problems, test_problems=test_problems, problem_seed=seed,
                    seeds=seeds, check_problems=check_problems, sample=replace(base.sample, beta=beta, alpha=alpha),

@@ -10,12 +10,16 @@ checked against this module.
 from __future__ import annotations
 
 GITHUB_REPO = "lrkit/lrkit"
-"""owner/name of the repository the README's badges and the notebooks install from."""
+"""owner/name of the repository the README's badges and the notebooks install from. No install
+from it has been tried (this project's machines reach no GitHub); where it fails, set
+``LRKIT_SOURCE`` (README, "On Colab")."""
 BRANCH = "main"
 """The branch the Colab badges open."""
 
-INSTALL_SPEC = f"lrkit[notebooks] @ git+https://github.com/{GITHUB_REPO}"
-"""What the notebooks' Colab cell passes to pip (Colab's torch is kept)."""
+INSTALL_SOURCE = f"git+https://github.com/{GITHUB_REPO}"
+"""Where the notebooks' Colab cell installs lrkit from unless ``LRKIT_SOURCE`` names another
+source (a git URL, a folder, or a .zip uploaded to the runtime). The cell installs lrkit alone,
+no extra: Colab's torch, ipywidgets and plotly stay as they are."""
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
 

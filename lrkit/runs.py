@@ -19,7 +19,12 @@ raises. A second process that asks for the same folder while the lock is held
 gets :class:`FolderBusyError` at once (no waiting): one line naming the folder,
 which the command line turns into exit status 2, and nothing of the two runs is
 mixed. The lock is ``filelock.FileLock`` (``flock`` on Unix, ``LockFileEx`` on
-Windows), so a process that dies releases it with its file handles.
+Windows), so a process that dies releases it with its file handles. Where the
+filesystem has no ``flock`` (some network and FUSE mounts; Google Drive as
+Colab mounts it may be one), the lock falls back to ``filelock.SoftFileLock``, the
+lock file's existence, and says so once in one line: a process that dies then
+leaves its lock file behind, and :class:`FolderBusyError` names the file to delete
+once no process writes the folder (e.g. after a Colab runtime was lost).
 
 The lock file exists only while the lock is held: it is removed on release, and
 a folder that the call created and left empty is removed too, so a stage that
@@ -35,6 +40,7 @@ import hashlib
 import inspect
 import json
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
@@ -50,6 +56,9 @@ _held: dict[str, int] = {}
 """Folders this process holds, with how deep: a stage called inside another that
 holds the same folder goes on under the outer lock."""
 _held_guard = threading.Lock()
+_flockless: dict[int, bool] = {}
+"""Filesystems (by st_dev) probed for ``flock``: True where it failed and folders there
+take a soft lock instead."""
 
 
 # --------------------------------------------------------------------------- digests
@@ -135,9 +144,11 @@ class FolderBusyError(ValueError):
     """Another lrkit process is writing the folder (it holds its lock). Not a
     :class:`FolderError`: the folder may well hold the right run; waiting helps."""
 
-    def __init__(self, folder: Union[str, Path], stage: str):
+    def __init__(self, folder: Union[str, Path], stage: str, soft: bool = False):
+        stale = (f"; its lock is a file (this filesystem has no flock): if no lrkit process is writing there "
+                 f"(e.g. the Colab runtime that held it is gone), delete {Path(folder) / LOCK_FILE}") if soft else ""
         super().__init__(f"{folder}: another lrkit process is writing this folder; wait until it ends, "
-                         f"or choose another output folder for this {stage}")
+                         f"or choose another output folder for this {stage}{stale}")
         self.folder, self.stage = Path(folder), stage
 
 
@@ -188,18 +199,53 @@ RERUN_FILE = "lrkit.yaml"
 
 def entries(folder: Union[str, Path]) -> list[Path]:
     """What ``folder`` holds, without the lock file (which only says a stage is writing it)
-    and the command line's settings file (which only says how to rerun it)."""
-    return [p for p in Path(folder).iterdir() if p.name not in (LOCK_FILE, RERUN_FILE)]
+    and the command line's settings file (which only says how to rerun it), and the scratch
+    file of a ``flock`` probe (:func:`has_flock`)."""
+    return [p for p in Path(folder).iterdir()
+            if p.name not in (LOCK_FILE, RERUN_FILE) and not p.name.startswith(LOCK_FILE + ".probe-")]
 
 
 def _key(folder: Path) -> str:
     return os.path.normcase(os.path.realpath(folder))
 
 
+def has_flock(folder: Path) -> bool:
+    """Whether ``flock`` works on the filesystem of ``folder`` (an existing folder),
+    probed once per filesystem on a scratch file. Where it fails, the first call
+    prints one line saying that folders there are locked by a lock file
+    (``filelock.SoftFileLock``) instead."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: filelock locks with LockFileEx
+        return True
+    device = folder.stat().st_dev
+    if device not in _flockless:
+        probe = folder / f"{LOCK_FILE}.probe-{os.getpid()}-{threading.get_ident()}"  # hidden by entries()
+        reason = None
+        try:
+            fd = os.open(probe, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return True  # the folder cannot take a file: the stage says why when it writes
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except OSError as err:  # ENOSYS, EOPNOTSUPP, EINVAL ...: no flock on this filesystem
+            reason = err.strerror or type(err).__name__
+        finally:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                probe.unlink()
+        _flockless[device] = reason is not None
+        if reason is not None:
+            print(f"[lrkit] {folder}: no flock on this filesystem ({reason}); its run folders are locked by a "
+                  f"lock file instead (filelock.SoftFileLock)", file=sys.stderr, flush=True)
+    return not _flockless[device]
+
+
 @contextlib.contextmanager
 def _take(folder: Path, stage: str) -> Iterator[None]:
     """This process takes the lock of ``folder`` (creating the folder), or raises."""
-    from filelock import FileLock, Timeout
+    from filelock import FileLock, SoftFileLock, Timeout
 
     key = _key(folder)
     with _held_guard:
@@ -228,11 +274,12 @@ def _take(folder: Path, stage: str) -> Iterator[None]:
         yield  # a folder that cannot be made cannot be written either: the stage says why
         return
     path = folder / LOCK_FILE
-    lock = FileLock(str(path), timeout=0)
+    soft = not has_flock(folder)
+    lock = (SoftFileLock if soft else FileLock)(str(path), timeout=0)
     try:
         lock.acquire()
     except Timeout:
-        raise FolderBusyError(folder, stage) from None
+        raise FolderBusyError(folder, stage, soft=soft) from None
     with _held_guard:
         _held[key] = 1
     try:
@@ -241,8 +288,9 @@ def _take(folder: Path, stage: str) -> Iterator[None]:
         with _held_guard:
             del _held[key]
         try:
-            with contextlib.suppress(OSError):  # an open file on Windows: filelock removes it there
-                path.unlink(missing_ok=True)  # while still held: a later writer makes a fresh file
+            if not soft:  # a soft lock's release removes its own file; removing it first could race a new holder
+                with contextlib.suppress(OSError):  # an open file on Windows: filelock removes it there
+                    path.unlink(missing_ok=True)  # while still held: a later writer makes a fresh file
         finally:
             lock.release()
         for made in created:  # what the call made and left empty goes (rmdir fails on anything else)

@@ -37,31 +37,54 @@
 # rebuilds everything (off by default).
 
 # %%
-# On Colab only: install lrkit (Colab's torch is kept) and enable ipywidgets.
+# On Colab only: install lrkit, keeping Colab's own torch, ipywidgets and plotly (pip adds what lrkit
+# lacks and upgrades none of the three). Each Colab notebook is a runtime of its own; set here if needed:
+#   LRKIT_SOURCE  where lrkit comes from: a git URL (the default below), a folder, or a .zip you uploaded
+#   LRKIT_HOME    the folder of every run; on Drive (uncomment its line below) runs survive a disconnect
+#   HF_HOME       the cache of downloaded models; on Drive (its line below) they are downloaded once
+#   LRKIT_PAIR, LRKIT_DTYPE, ...  any parameter of the next cell, as LRKIT_<NAME>
+import os
 import sys
 
 if "google.colab" in sys.modules:
     import subprocess
+    from importlib.metadata import version
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "lrkit[notebooks] @ git+https://github.com/lrkit/lrkit"], check=True)
+    # os.environ["LRKIT_HOME"] = "/content/drive/MyDrive/lrkit"
+    # os.environ["HF_HOME"] = "/content/drive/MyDrive/lrkit/huggingface"
+    if any(os.environ.get(name, "").startswith("/content/drive")
+           for name in ("LRKIT_HOME", "LRKIT_RUN_DIR", "HF_HOME", "LRKIT_SOURCE")):
+        from google.colab import drive
+
+        drive.mount("/content/drive")
+    with open("/tmp/lrkit-keeps.txt", "w") as keeps:  # pip constraints: Colab's versions of these stay
+        keeps.writelines(f"{name}=={version(name)}\n" for name in ("torch", "ipywidgets", "plotly"))
+    source = os.environ.get("LRKIT_SOURCE", "git+https://github.com/lrkit/lrkit")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", "/tmp/lrkit-keeps.txt", source],
+                   check=True)
     from google.colab import output
 
     output.enable_custom_widget_manager()
 
 # %% tags=["parameters"]
-# Parameters: the same cell in all four notebooks; change it here (papermill injects values after it).
-PAIR = "toy"          # bundled: "toy" (CPU, seconds) or the control "toy-shared"; "qwen2.5-math-1.5b": the pair of the paper (Colab GPU)
-N_PROBLEMS = 48       # train problems the expert samples on (the paper: 1000 GSM8K problems)
-BETA = 0.4            # a step is kept when KL(expert || amateur) is at least BETA (the paper: 0.4)
-ALPHA = 0.2           # plausibility mask: tokens with p_E at least ALPHA * max p_E (the paper: 0.2)
-MAX_STEPS = 30        # notebooks 3-4: LoRA optimizer steps (the paper: 1000)
-LEARNING_RATE = None  # notebooks 3-4: None: the default of the pair (toy 2e-3; Hub pairs 5e-5 as in the paper)
-N_EVAL = 150          # notebook 4: held-out test problems (the paper: all 1319 of GSM8K test)
-ABLATIONS = True      # notebook 4: train and evaluate the three ablation variants of the paper
-SFT_BASELINE = True   # notebook 4: train and evaluate the SFT baseline
-DEVICE = "auto"       # "auto": the GPU when there is one (bf16, or fp16 on a T4), else the CPU
-SEED = 2026           # seed of the toy problems
+# Parameters: the same cell in all five notebooks (papermill injects values after it). Each one can also
+# come from the environment as LRKIT_<NAME>, which wins over the default written here: LRKIT_PAIR=
+# qwen2.5-math-1.5b sets the pair of all five notebooks at once (a value taken from there is printed).
+from lrkit.workshop import setting
+
+PAIR = setting("PAIR", "toy")                  # bundled: "toy" (CPU, seconds) or the control "toy-shared"; "qwen2.5-math-1.5b": the pair of the paper (Colab GPU)
+N_PROBLEMS = setting("N_PROBLEMS", 48)         # train problems the expert samples on (the paper: 1000 GSM8K problems)
+BETA = setting("BETA", 0.4)                    # a step is kept when KL(expert || amateur) is at least BETA (the paper: 0.4)
+ALPHA = setting("ALPHA", 0.2)                  # plausibility mask: tokens with p_E at least ALPHA * max p_E (the paper: 0.2)
+MAX_STEPS = setting("MAX_STEPS", 30)           # notebooks 3-4: LoRA optimizer steps (the paper: 1000)
+LEARNING_RATE = setting("LEARNING_RATE", None, float)  # notebooks 3-4: None: the pair's default (toy 2e-3; Hub pairs 5e-5 as in the paper)
+N_EVAL = setting("N_EVAL", 150)                # notebook 4: held-out test problems (the paper: all 1319 of GSM8K test)
+ABLATIONS = setting("ABLATIONS", True)         # notebook 4: train and evaluate the three ablation variants of the paper
+SFT_BASELINE = setting("SFT_BASELINE", True)   # notebook 4: train and evaluate the SFT baseline
+DEVICE = setting("DEVICE", "auto")             # "auto": the GPU when there is one, else the CPU
+DTYPE = setting("DTYPE", "auto")               # "auto": bf16 on a GPU that computes in it (A100, L4, H100), fp16 on others (a T4), fp32 on the CPU; or "bf16", "fp16", "fp32"
+SAVE_STEPS = setting("SAVE_STEPS", None, int)  # notebooks 3-4: a training checkpoint every SAVE_STEPS steps; None: about every 10 minutes of a T4
+SEED = setting("SEED", 2026)                   # seed of the toy problems
 
 # %%
 # Rebuild everything: the ladder (about 25 minutes of training on one thread) and the whole study
@@ -84,7 +107,7 @@ from lrkit.studies.scout import LADDER_RESULTS
 from lrkit.viz import anatomy_frame
 from lrkit.viz.ladder import ladder_figure, sweep_figure
 
-setup = workshop.notebook_setup(DEVICE)
+setup = workshop.notebook_setup(DEVICE, DTYPE)
 if REBUILD:
     results = ladder_study.run_study(workshop.run_dir("ladder"), progress=False)
 elif LADDER_RESULTS.exists():

@@ -386,4 +386,4 @@ def test_papermill_reads_every_parameter(name):
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     assigned = re.findall(r"^([A-Z_]+) = ", cell.source, re.M)
-    assert len(assigned) == 11 and set(papermill.inspect_notebook(str(NOTEBOOKS / f"{name}.ipynb"))) == set(assigned)
+    assert len(assigned) == 13 and set(papermill.inspect_notebook(str(NOTEBOOKS / f"{name}.ipynb"))) == set(assigned)

@@ -3,6 +3,7 @@ themselves are tested in their own files; the whole pipeline in test_demo.py).""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,8 @@ from lrkit.config import EvalConfig, ExperimentConfig, SampleConfig, TrainConfig
 from lrkit.experiment import Experiment, experiment_config
 from markers import needs_toy
 from lrkit.runs import FolderError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 
@@ -42,6 +45,26 @@ def test_config_for_gives_the_papers_settings_to_hub_pairs_and_the_demos_to_toy(
     assert toy.train.learning_rate == demo.train.learning_rate and toy.train.max_steps == 30
     assert toy.train.logging_steps == 3 and toy.train.save_steps == 30
     assert experiment_config("toy", 48, 150, learning_rate=1e-4).train.learning_rate == 1e-4
+
+
+def test_the_notebooks_checkpoint_about_every_ten_minutes_of_the_projected_t4():
+    """The step time comes from perf/results/colab_flops.json (notebook 3's projected
+    work at 35% of a T4's fp16 peak); at that speed a checkpoint interval stays within
+    ten minutes, and one more step would not."""
+    from lrkit.experiment import CHECKPOINT_MINUTES, T4_SECONDS_PER_STEP, checkpoint_steps
+
+    projection = json.loads((REPO / "perf" / "results" / "colab_flops.json").read_text())
+    t4 = projection["assumptions"]["gpus"]["T4"]
+    seconds = (projection["work"]["03_finetuning"]["teacher_forced_flops"] / 1000
+               / (projection["assumptions"]["utilization"] * t4["peak"]))
+    assert T4_SECONDS_PER_STEP == pytest.approx(seconds, rel=0.01)
+    every = checkpoint_steps(1000)
+    assert every * seconds <= CHECKPOINT_MINUTES * 60 < (every + 1) * seconds * 1.01
+    assert checkpoint_steps(30) == 30 and checkpoint_steps(5000) == every
+    paper = experiment_config("qwen2.5-math-1.5b", 1000, 1319, max_steps=1000)
+    assert paper.train.save_steps == every
+    assert experiment_config("toy", 48, 150, max_steps=8, save_steps=2).train.save_steps == 2
+    assert experiment_config("toy", 48, 150, max_steps=8, save_steps=50).train.save_steps == 8
 
 
 @needs_toy

@@ -14,7 +14,7 @@ from lrkit import links
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ("01_sampling", "02_critical_moments", "03_finetuning", "04_evaluation", "05_choosing_a_pair")
 # any Colab-from-GitHub link or pip-from-GitHub spec, whatever repository it names
-ADDRESS = re.compile(r"colab\.research\.google\.com/github/[^\s)\"']+|git\+https://github\.com/[^\s)\"']+")
+ADDRESS = re.compile(r"colab\.research\.google\.com/github/[^\s)\"'`]+|git\+https://github\.com/[^\s)\"'`]+")
 
 
 def _documents() -> dict[str, str]:
@@ -30,7 +30,7 @@ def _documents() -> dict[str, str]:
 
 
 def test_every_address_is_the_constant():
-    allowed = {links.INSTALL_SPEC.split(" @ ")[1]} | {links.colab_url(n).split("://")[1] for n in NOTEBOOKS}
+    allowed = {links.INSTALL_SOURCE} | {links.colab_url(n).split("://")[1] for n in NOTEBOOKS}
     stray = [(where, found) for where, text in _documents().items() for found in ADDRESS.findall(text)
              if found not in allowed]
     assert stray == [], f"addresses that do not follow lrkit/links.py: {stray}"
@@ -48,7 +48,7 @@ def test_each_notebook_opens_with_its_badge_and_installs_from_the_constant(name)
     first_markdown = "".join(next(c for c in nb["cells"] if c["cell_type"] == "markdown")["source"])
     assert links.colab_badge(name) in first_markdown
     colab_cell = "".join(next(c for c in nb["cells"] if c["cell_type"] == "code")["source"])
-    assert f'"{links.INSTALL_SPEC}"' in colab_cell
+    assert f'"{links.INSTALL_SOURCE}"' in colab_cell
 
 
 def test_the_check_catches_another_address():

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -98,12 +100,11 @@ def test_committed_notebook_is_clean_and_has_one_parameters_cell(name):
     assert all(c.outputs == [] and c.execution_count is None for c in code), "commit notebooks without outputs"
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
     assert 'if "google.colab" in sys.modules:' in code[0].source and "pip" in code[0].source
-    assert '"torch' not in code[0].source, "never reinstall torch"
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1 and tagged[0] is code[1]
-    for name_ in ("PAIR", "N_PROBLEMS", "BETA", "ALPHA", "DEVICE"):
-        assert f"\n{name_} = " in "\n" + tagged[0].source
-    assert '\nPAIR = "toy"' in "\n" + tagged[0].source
+    for name_ in ("PAIR", "N_PROBLEMS", "BETA", "ALPHA", "DEVICE", "DTYPE", "SAVE_STEPS"):
+        assert f'\n{name_} = setting("{name_}", ' in "\n" + tagged[0].source, name_
+    assert '\nPAIR = setting("PAIR", "toy")' in "\n" + tagged[0].source
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -159,7 +160,7 @@ def _shared_cells(name: str) -> tuple[str, str]:
     return code[0].source, parameters.source
 
 
-def test_colab_and_parameters_cells_are_the_same_in_all_four():
+def test_colab_and_parameters_cells_are_the_same_in_all_five():
     first = _shared_cells(ORDER[0])
     for name in ALL[1:]:
         colab, parameters = _shared_cells(name)
@@ -297,3 +298,117 @@ def test_the_teachers_solutions_hold_on_the_workshops_run(workshop_run):
         said = [line for line in outputs_text(workshop_run["nb"][name]).splitlines() if line.startswith("Exercise ")]
         expected = [f"Exercise {k}: right." for k, e in EXERCISES.items() if e.notebook == name]
         assert [s[:len(expected[0])] for s in said] == expected, (name, said)
+
+
+# --------------------------------------------------------------------------- cut off, then run again
+
+def _papermill(name: str, out: Path, run_dir: Path, cwd: Path, env: dict = (), **parameters) -> subprocess.Popen:
+    """papermill in a process of its own (its kernel in another), as a user's session runs a notebook."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    variables = {k: v for k, v in os.environ.items() if not k.startswith("LRKIT_")}
+    variables.update({"LRKIT_RUN_DIR": str(run_dir), "TQDM_DISABLE": "1", "PYTHONPATH": str(NOTEBOOKS.parent),
+                      "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", KERNEL_THREADS), **dict(env)})
+    command = [sys.executable, "-m", "papermill", str(NOTEBOOKS / f"{name}.ipynb"), str(out), "--cwd", str(cwd),
+               "--kernel", "python3", "--no-progress-bar", "--execution-timeout", str(CELL_TIMEOUT)]
+    for key, value in parameters.items():
+        command += ["-p", key, str(value)]
+    return subprocess.Popen(command, env=variables, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen, what: str) -> str:
+    out, err = proc.communicate(timeout=CELL_TIMEOUT)
+    assert proc.returncode == 0, f"{what}: {err[-3000:]}"
+    return out
+
+
+def _kl_line(executed: Path) -> tuple[float, float]:
+    text = outputs_text(nbformat.read(executed, as_version=4))
+    line = next(l for l in text.splitlines() if l.startswith("mean KL(v_C || pi_E)"))
+    before, after = (float(x) for x in line.split(": base expert ")[1].split(" -> tuned "))
+    return before, after
+
+
+@needs_toy
+@pytest.mark.slow
+def test_03_killed_mid_training_then_run_again_ends_as_an_uninterrupted_run(tmp_path):
+    """Notebook 3 (8 problems, 8 steps, a checkpoint every 2) is run once straight through;
+    a second run is SIGKILLed, kernel and papermill together (a disconnect), once its training
+    has written checkpoint 4 and before it ends; run again, it resumes from the last checkpoint
+    and ends with the adapter, loss curve, counts and printed numbers of the straight run."""
+    import psutil
+    from safetensors.torch import load_file
+
+    sizes = {"N_PROBLEMS": 8, "MAX_STEPS": 8, "SAVE_STEPS": 2}
+    model_dir = "toy/n8-test150-seed2026/lightreasoner-beta0.4-alpha0.2-steps8-lr0.002-seed0"
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    start = time.perf_counter()
+    _finish(_papermill("03_finetuning", straight / "run.ipynb", straight / "runs", straight / "cwd", **sizes),
+            "straight run")
+    straight_seconds = time.perf_counter() - start
+
+    proc = _papermill("03_finetuning", cut / "killed.ipynb", cut / "runs", cut / "cwd", **sizes)
+    adapter = cut / "runs" / model_dir / "adapter"
+    deadline = time.monotonic() + CELL_TIMEOUT
+    while not (adapter / "checkpoint-4" / "trainer_state.json").exists():
+        assert proc.poll() is None, f"the run ended before its training checkpointed: {proc.communicate()[1][-2000:]}"
+        assert time.monotonic() < deadline, "no checkpoint-4 in time"
+        time.sleep(0.01)
+    family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    for member in reversed(family):  # the kernel first, then papermill: nothing survives to clean up
+        member.kill()
+    proc.communicate()
+    assert not (adapter / "adapter_model.safetensors").exists(), "the kill must land before training ends"
+    done = max(int(p.name.split("-")[1]) for p in adapter.glob("checkpoint-*"))
+    assert 4 <= done < 8
+
+    start = time.perf_counter()
+    _finish(_papermill("03_finetuning", cut / "again.ipynb", cut / "runs", cut / "cwd", **sizes), "run again")
+    print(f"\n03 straight {straight_seconds:.1f} s, run again after the kill {time.perf_counter() - start:.1f} s "
+          f"(resumed from checkpoint {done} of 8)")
+    ran = json.loads((adapter / "lrkit_train.json").read_text())["result"]
+    expected = json.loads((straight / "runs" / model_dir / "adapter" / "lrkit_train.json").read_text())["result"]
+    assert ran["resumed_from"].endswith(f"checkpoint-{done}") and expected["resumed_from"] is None
+    assert (ran["steps"], ran["tuned_tokens"], ran["examples"]) == \
+        (expected["steps"], expected["tuned_tokens"], expected["examples"]) and ran["steps"] == 8
+    losses = [json.loads(line) for line in (adapter / "loss.jsonl").read_text().splitlines()]
+    wanted = [json.loads(line) for line in (straight / "runs" / model_dir / "adapter" / "loss.jsonl")
+              .read_text().splitlines()]
+    assert [e["step"] for e in losses] == [e["step"] for e in wanted] == list(range(1, 9))
+    assert [e["kl"] for e in losses] == pytest.approx([e["kl"] for e in wanted], rel=1e-5)
+    a, b = (load_file(folder / model_dir / "adapter" / "adapter_model.safetensors")
+            for folder in (straight / "runs", cut / "runs"))
+    assert a.keys() == b.keys() and all(torch_allclose(a[k], b[k]) for k in a)
+    assert _kl_line(cut / "again.ipynb") == pytest.approx(_kl_line(straight / "run.ipynb"), rel=1e-5)
+
+
+def torch_allclose(x, y) -> bool:
+    import torch
+
+    return bool(torch.allclose(x, y, atol=1e-6, rtol=0))
+
+
+@needs_toy
+def test_lrkit_pair_in_the_environment_runs_a_notebook_on_the_control_pair(tmp_path):
+    """LRKIT_PAIR=toy-shared (and LRKIT_N_PROBLEMS) reach the parameters cell, which says
+    where each came from; a papermill parameter still wins over the environment."""
+    run_dir = tmp_path / "runs"
+    _finish(_papermill("01_sampling", tmp_path / "01.ipynb", run_dir, tmp_path / "cwd",
+                             env={"LRKIT_PAIR": "toy-shared", "LRKIT_N_PROBLEMS": "12"}, N_PROBLEMS=6),
+                  "01 with LRKIT_PAIR")
+    nb = nbformat.read(tmp_path / "01.ipynb", as_version=4)
+    printed = outputs_text(nb)
+    assert "PAIR = 'toy-shared' (from LRKIT_PAIR)" in printed and "N_PROBLEMS = 12 (from LRKIT_N_PROBLEMS)" in printed
+    assert [p.name for p in run_dir.iterdir()] == ["toy-shared"]
+    folder = run_dir / "toy-shared" / "n6-test150-seed2026"  # papermill's N_PROBLEMS=6 won over the 12
+    claimed = json.loads((folder / "experiment.json").read_text())
+    from lrkit.experiment import pair_build
+
+    assert claimed["pair"] == "toy-shared" and claimed["pair_build"] == pair_build("toy-shared")
+    assert claimed["pair_build"] != pair_build("toy")
+    summary = json.loads((folder / "sampling-beta0.4-alpha0.2" / "summary.json").read_text())
+    assert summary["problems"] == 6
+    rollouts = [json.loads(line) for line in (folder / "sampling-beta0.4-alpha0.2" / "rollouts.jsonl").open()]
+    from lrkit.toy import toy_problems
+
+    assert sorted(r["prompt_id"] for r in rollouts) == sorted(p["id"] for p in toy_problems("toy-shared", 6, "train",
+                                                                                            seed=2026))

@@ -146,6 +146,55 @@ def test_another_process_holding_the_lock_gives_one_line_naming_the_folder(tmp_p
         pass
 
 
+NO_FLOCK = """
+import errno, fcntl
+def no_flock(fd, operation):
+    raise OSError(errno.ENOSYS, "Function not implemented")
+fcntl.flock = no_flock
+"""
+"""Makes ``flock`` fail as on a filesystem without it (ENOSYS, as some FUSE and network mounts answer)."""
+
+
+def test_where_flock_fails_a_soft_lock_file_stands_in_and_one_line_says_so(tmp_path, monkeypatch, capsys):
+    import errno
+    import fcntl
+
+    from lrkit import runs
+
+    def no_flock(fd, operation):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    monkeypatch.setattr(runs, "_flockless", {})  # forget what was probed before
+    folder = tmp_path / "drive" / "run"
+    with locked(folder, "test"):
+        assert (folder / LOCK_FILE).exists() and entries(folder) == []
+    with locked(folder, "test"):  # taken again: the soft lock removed its file on release
+        (folder / "result.json").write_text("{}")
+    assert sorted(p.name for p in folder.iterdir()) == ["result.json"]
+    note = [line for line in capsys.readouterr().err.splitlines() if "flock" in line]
+    assert len(note) == 1, "one line, once per filesystem"
+    assert "no flock on this filesystem" in note[0] and "SoftFileLock" in note[0]
+
+    # another process without flock holds the folder: refused, with the file to delete if that process is gone
+    holder = subprocess.Popen([sys.executable, "-c", NO_FLOCK + HOLDER, str(folder)], env=_env(), text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(FolderBusyError) as caught:
+            with locked(folder, "evaluation"):
+                pytest.fail("the body must not run while another process holds the soft lock")
+        message = str(caught.value)
+        assert "\n" not in message and "another lrkit process" in message
+        assert f"delete {folder / LOCK_FILE}" in message
+    finally:
+        _, holder_err = holder.communicate("\n", timeout=60)
+    assert holder.returncode == 0 and "no flock on this filesystem" in holder_err
+    assert sorted(p.name for p in folder.iterdir()) == ["result.json"], "the holder's release removed its file"
+    with locked(folder, "test"):
+        pass
+
+
 # --------------------------------------------------------------------------- two lrkit processes
 
 PROBLEMS = [{"id": f"q{i}", "question": f"Sam has {i + 2} pens and buys {2 * i + 1} more. How many?"}

@@ -107,6 +107,37 @@ def test_sft_keeps_right_finished_rollouts_and_tunes_on_their_tokens(expert, tmp
     assert (again.problems_used, again.tuned_tokens) == (result.problems_used, result.tuned_tokens)
 
 
+def test_sft_rollouts_cut_off_resume_after_their_last_finished_batch(expert, tmp_path, monkeypatch):
+    """Six problems in batches of 2: cut off in the second batch, the rerun (resume=True)
+    generates the two batches left, and the rollouts equal an uninterrupted run's."""
+    config = TrainConfig(learning_rate=1e-3, logging_steps=1, save_steps=100)
+    options = dict(max_new_tokens=MAX_NEW_TOKENS, judge=judge, generation_batch_size=2)
+    run_sft(expert, PROBLEMS, tmp_path / "straight", config, **options)
+    real, calls, cut = lrkit.stages.sft.greedy_generate_batch, [], [2]
+
+    class Disconnected(Exception):
+        pass
+
+    def cut_off_at_two(*args, **kwargs):
+        calls.append(len(args[2]))
+        if len(calls) in cut:
+            cut.clear()
+            raise Disconnected
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lrkit.stages.sft, "greedy_generate_batch", cut_off_at_two)
+    with pytest.raises(Disconnected):
+        run_sft(expert, PROBLEMS, tmp_path / "cut", config, **options)
+    partial = tmp_path / "cut" / "rollouts.partial.jsonl"
+    assert len(partial.read_text().splitlines()) == 2 and not (tmp_path / "cut" / "rollouts.jsonl").exists()
+    calls.clear()
+    resumed = run_sft(expert, PROBLEMS, tmp_path / "cut", config, resume=True, **options)
+    assert calls == [2, 2], "only the two batches left were generated"
+    assert (tmp_path / "cut" / "rollouts.jsonl").read_text() == (tmp_path / "straight" / "rollouts.jsonl").read_text()
+    assert not partial.exists()
+    assert resumed.problems_used == lrkit.stages.sft.SFTResult.load(tmp_path / "straight").problems_used
+
+
 def test_sft_defaults_are_the_papers():
     config = sft_config()
     assert (config.per_device_batch_size, config.gradient_accumulation_steps) == (4, 4)

@@ -155,6 +155,40 @@ def test_suite_resumes_and_adds_without_evaluating_again(model_dirs, tmp_path, m
     assert list(settings["models"]) == ["base", "tuned", "base again"]
 
 
+def test_a_suite_cut_off_inside_a_benchmark_keeps_its_finished_batches(model_dirs, tmp_path, monkeypatch):
+    """Batches of 2: base then tuned, gsm8k (3 problems: 2 batches) then mmlu_stem (4: 2 batches).
+    Cut off at the sixth batch (tuned's second gsm8k batch), the rerun generates the three
+    batches left and ends with the files of an uninterrupted suite."""
+    import lrkit.evaluation.loop as loop
+
+    straight = _run(model_dirs, tmp_path / "straight")
+    real, calls, cut = loop.greedy_generate_batch, [], [6]
+
+    class Disconnected(Exception):
+        pass
+
+    def cut_off_at_six(*args, **kwargs):
+        calls.append(1)
+        if len(calls) in cut:
+            cut.clear()
+            raise Disconnected
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "greedy_generate_batch", cut_off_at_six)
+    with pytest.raises(Disconnected):
+        _run(model_dirs, tmp_path / "cut")
+    partial = json.loads((tmp_path / "cut" / "tuned" / "gsm8k" / "summary.json").read_text())
+    assert partial["complete"] is False and partial["n_problems"] == 2, "the first tuned batch was saved"
+    calls.clear()
+    resumed = _run(model_dirs, tmp_path / "cut")
+    assert len(calls) == 3, "only the batches left were generated"
+    pd.testing.assert_frame_equal(resumed.scores(), straight.scores())
+    for model in ("base", "tuned"):
+        for bench in ("gsm8k", "mmlu_stem"):
+            name = f"{model}/{bench}/results.jsonl"
+            assert (tmp_path / "cut" / name).read_text() == (tmp_path / "straight" / name).read_text(), name
+
+
 def test_suite_refuses_to_mix_settings(model_dirs, tmp_path):
     _run(model_dirs, tmp_path, limit=2)
     with pytest.raises(ValueError, match="max_new_tokens"):

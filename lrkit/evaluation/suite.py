@@ -5,12 +5,13 @@ against the first (exact McNemar p per benchmark).
 Output folder::
 
     OUT/suite.json                    the settings every part was made with
-    OUT/<model>/<benchmark>/          one evaluation (results.jsonl, summary.json)
+    OUT/<model>/<benchmark>/          one evaluation (results.jsonl, summary.json, provenance.json)
     OUT/table1.html, OUT/figure.html  the rendered table and figure
     OUT/scores.csv, OUT/comparisons.csv
 
-Resumable per benchmark: a rerun loads every finished (model, benchmark) and
-evaluates only the rest. It refuses to mix settings: a different generation
+Resumable per benchmark and within one: a rerun loads every finished (model,
+benchmark), keeps the batches an unfinished one saved (``lrkit.evaluate`` with its
+folder) and evaluates only the rest. It refuses to mix settings: a different generation
 config, limit, model behind a label, or problem set for a benchmark is an
 error naming what differs (:class:`lrkit.runs.FolderError`). New models or
 benchmarks may be added to a folder. A call whose every evaluation is already
@@ -287,10 +288,10 @@ def evaluate_suite(models: Sequence, benchmarks: Union[Sequence[str], Mapping], 
             for bench in todo:
                 if progress:
                     print(f"{label} on {bench}: {len(problem_sets[bench])} problems")
+                # saved after every batch: a suite cut off resumes within the benchmark it was on
                 result = evaluate(loaded, problem_sets[bench], config, tokenizer=tokenizer,
-                                  progress=progress, name=label, benchmark=bench if bench in BENCHMARKS else None)
-                result.info["benchmark"] = bench
-                result.save(folder / bench)  # only a finished benchmark is written
+                                  out_dir=folder / bench, progress=progress, name=label,
+                                  benchmark=bench if bench in BENCHMARKS else None)
                 results[label][bench] = result
         finally:
             if not isinstance(model, (tuple, list)):

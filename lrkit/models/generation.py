@@ -178,13 +178,20 @@ def greedy_generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_
         prompts, batch_size, "generating" if progress else None)
 
 
+def length_batches(prompts: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+    """Indices of ``prompts`` in batches of ``batch_size``, shortest prompts first (little
+    padding): the batches :func:`greedy_generate` generates, so a caller that saves them one
+    by one can resume with the same batches."""
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
 def _in_length_batches(generate_batch, prompts: Sequence[Sequence[int]], batch_size: int,
                        progress: Optional[str]) -> list[Generation]:
     """Run ``generate_batch`` over prompts sorted by length (little padding);
     results in the order of ``prompts``. ``progress``: the bar's label, or None."""
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results: list[Optional[Generation]] = [None] * len(prompts)
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = length_batches(prompts, batch_size)
     if progress:
         from tqdm.auto import tqdm
         batches = tqdm(batches, desc=progress, unit="batch")

@@ -10,13 +10,15 @@
 ``SFTResult.summary()`` has the keys of ``TrainResult.summary()`` (and more), so the
 paper's efficiency comparison (problems used, tuned tokens, time) is one
 DataFrame: ``pd.DataFrame([lr_result.summary(), sft_result.summary()])``.
-Output folder: ``rollouts.jsonl`` (every rollout, with ``correct``), then what
-``train`` writes (adapter, tokenizer, ``loss.jsonl`` with ``ce``, checkpoints).
+Output folder: ``rollouts.jsonl`` (every rollout, with ``correct``; while the rollouts
+run, ``rollouts.partial.jsonl`` holds the batches finished, so a run cut off resumes
+after them), then what ``train`` writes (adapter, tokenizer, ``loss.jsonl`` with ``ce``, checkpoints).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,7 @@ from lrkit.data.answers import Problem
 from lrkit.data.problems import training_problems
 from lrkit.data.records import tokenizer_fingerprint
 from lrkit.evaluation import answers_match, extract_answer
-from lrkit.models.generation import greedy_generate, left_pad, position_ids_of
+from lrkit.models.generation import greedy_generate_batch, left_pad, length_batches, position_ids_of
 from lrkit.models.loading import choose_device, load_model, load_tokenizer, resolve_member
 from lrkit.models.prompts import build_prompt_ids
 from lrkit.provenance import Provenance, api_call
@@ -40,6 +42,9 @@ from lrkit.stages.training import (
     resolve_precision, write_run)
 
 ROLLOUTS_FILE = "rollouts.jsonl"
+PARTIAL_ROLLOUTS_FILE = "rollouts.partial.jsonl"
+"""The rollouts of the batches finished so far (a run cut off resumes after them); gone
+once ``rollouts.jsonl`` is written."""
 IGNORE = -100
 """Label of positions without a loss (the prompt, padding)."""
 
@@ -137,19 +142,59 @@ class SFTResult:
 
 
 def rollout(expert: str, problems: Sequence[Problem], system_prompt: Optional[str], max_new_tokens: int,
-            batch_size: int, judge: Callable[[str, Problem], bool], progress: bool = True) -> list[dict]:
-    """One greedy rollout per problem, judged; rows as stored in rollouts.jsonl."""
-    model, tokenizer = load_model(expert)
+            batch_size: int, judge: Callable[[str, Problem], bool], progress: bool = True,
+            partial: Optional[Path] = None) -> list[dict]:
+    """One greedy rollout per problem, judged; rows as stored in rollouts.jsonl.
+
+    With ``partial``, the rows of each finished batch are appended to that file, and the
+    rows found there are kept: a run cut off generates only the batches it had not
+    finished. The batches are :func:`greedy_generate`'s (``length_batches``), each
+    generated alone, so the rows are the ones of an uninterrupted run."""
+    tokenizer = load_tokenizer(expert)
     prompts = [build_prompt_ids(tokenizer, p.question, system_prompt) for p in problems]
-    generations = greedy_generate(model, tokenizer, prompts, max_new_tokens, batch_size, progress=progress)
-    rows = []
-    for problem, prompt, generation in zip(problems, prompts, generations):
-        text = tokenizer.decode(generation.token_ids, skip_special_tokens=True)
-        rows.append({"id": problem.id, "question": problem.question, "answer": problem.answer,
-                     "prompt_token_ids": prompt, "token_ids": generation.token_ids, "text": text,
-                     "finished": generation.finished, "correct": bool(judge(text, problem))})
-    del model
+    saved = _saved_rollouts(partial)
+    rows: list[Optional[dict]] = [None] * len(problems)
+    todo = []
+    for batch in length_batches(prompts, batch_size):
+        if all(problems[i].id in saved for i in batch):
+            for i in batch:
+                rows[i] = saved[problems[i].id]
+        else:
+            todo.append(batch)
+    if todo:
+        model, _ = load_model(expert)
+        if progress:
+            from tqdm.auto import tqdm
+
+            todo = tqdm(todo, desc="generating", unit="batch")
+        for batch in todo:
+            generations = greedy_generate_batch(model, tokenizer, [prompts[i] for i in batch], max_new_tokens, None)
+            for i, generation in zip(batch, generations):
+                problem, text = problems[i], tokenizer.decode(generation.token_ids, skip_special_tokens=True)
+                rows[i] = {"id": problem.id, "question": problem.question, "answer": problem.answer,
+                           "prompt_token_ids": prompts[i], "token_ids": generation.token_ids, "text": text,
+                           "finished": generation.finished, "correct": bool(judge(text, problem))}
+            if partial is not None:
+                with partial.open("a", encoding="utf-8") as handle:  # one write per batch, on disk before the next
+                    handle.write("".join(json.dumps(rows[i], ensure_ascii=False) + "\n" for i in batch))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+        del model
     return rows
+
+
+def _saved_rollouts(partial: Optional[Path]) -> dict[str, dict]:
+    """The rows an interrupted rollout stage saved, by problem id (a line cut off by the
+    interruption is left out, and with it its batch, which is generated again)."""
+    saved = {}
+    if partial is not None and partial.exists():
+        for line in partial.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            saved[str(row["id"])] = row
+    return saved
 
 
 @writes_folder("SFT run")
@@ -166,7 +211,8 @@ def run_sft(expert: PathLike, problems: Union[PathLike, Sequence], out_dir: Path
     train on the same prompts. ``require_finished`` keeps only rollouts that
     ended with EOS (a cut-off rollout "right" by its last number is luck).
     ``judge(text, problem)`` replaces the answer check. ``resume=True`` reuses
-    stored rollouts and continues training from the last checkpoint.
+    stored rollouts (those of the batches a cut-off run finished, too) and continues
+    training from the last checkpoint.
     ``progress`` shows the generation and training progress bars.
 
     As for ``train``: a folder holding the finished run of the same settings
@@ -229,8 +275,9 @@ def run_sft(expert: PathLike, problems: Union[PathLike, Sequence], out_dir: Path
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     else:
         rows = rollout(expert, problems, system_prompt, max_new_tokens, generation_batch_size,
-                       judge or answer_is_right, progress)
+                       judge or answer_is_right, progress, partial=out_dir / PARTIAL_ROLLOUTS_FILE)
         write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        (out_dir / PARTIAL_ROLLOUTS_FILE).unlink(missing_ok=True)
     rollout_seconds = time.perf_counter() - started
 
     kept = [r for r in rows if r["correct"] and (r["finished"] or not require_finished)]

@@ -263,7 +263,14 @@ class Explorer:
             f"<th colspan=2>soft label v_C</th></tr>{rows}</table></div>")
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        own = getattr(self.widget, "_repr_mimebundle_", None)
+        if own is not None:  # ipywidgets 8
+            return own(**kwargs)
+        # ipywidgets 7 (Colab's 7.7) displays a widget through _ipython_display_ only; this is
+        # the bundle it sends, so the explorer shows as a cell's last expression in both.
+        return {"text/plain": repr(self.widget),
+                "application/vnd.jupyter.widget-view+json": {
+                    "version_major": 2, "version_minor": 0, "model_id": self.widget.model_id}}
 
     def show(self) -> None:
         from IPython.display import display
