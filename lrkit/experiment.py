@@ -33,6 +33,7 @@ from lrkit.evaluation import compare, evaluate, evaluate_contrastive
 from lrkit.evaluation.anatomy import GSM8K_TYPES, classify_gsm8k, error_anatomy
 from lrkit.evaluation.audit import odd_token_audit
 from lrkit.evaluation.diagnostics import contrast_check
+from lrkit.evaluation.loop import stored_contrastive
 from lrkit.evaluation.prediction import scout_row, verdict
 from lrkit.maths.selection import no_contrast
 from lrkit.models.loading import PRECISION_NAMES, choose_device, choose_dtype, load_pair
@@ -50,6 +51,8 @@ from lrkit.viz.tables import ablation_row
 
 EXPERIMENT_FILE = "experiment.json"
 SCOUT_FILE = "scout.json"
+CHECKS_DIR = "checks"
+"""The gold-path checks' summaries, one file per pair, with the settings that made them."""
 """The scout's prediction, written before any training and never rewritten."""
 VARIANTS = ("lightreasoner", "no_selection", "no_contrast", "neither")
 """The paper's Table 6: the full method, every step (beta 0), the expert's own
@@ -334,20 +337,45 @@ class Experiment:
     def check(self, pairs: Optional[Sequence[str]] = None) -> dict:
         """The gold-path check (``lrkit.contrast_check``) at the experiment's beta and
         alpha, on validation gold solutions; ``pairs``: default this pair and, for a
-        bundled pair, the other bundled one."""
+        bundled pair, the other bundled one. Each pair's summary is kept in
+        ``checks/NAME.json`` with the settings it was made with; called again with the
+        same settings, it is read back without loading a model."""
         c = self.config
         names = pairs or (sorted(TOY_PAIRS, key=lambda n: n != c.pair) if is_toy(c.pair) else [c.pair])
         checks = {}
         for name in names:
-            if name not in self._checks:
-                own = name == c.pair
-                pair = self.pair if own else load_pair(name, device=self.device, dtype=self.dtype)
-                gold = self.validation_set() if own else problems_for(name, c.check_problems, "validation",
-                                                                      c.problem_seed)
-                self._checks[name] = contrast_check(pair, gold, beta=c.sample.beta, alpha=c.sample.alpha,
-                                                    system_prompt=c.sample.system_prompt)
-            checks[name] = self._checks[name].summary()
+            path, settings = self.folder / CHECKS_DIR / f"{name.replace('/', '_')}.json", self._check_settings(name)
+            stored = read_json(path)
+            if name not in self._checks and isinstance(stored, dict) and stored.get("settings") == settings:
+                checks[name] = stored["summary"]
+                continue
+            checks[name] = self.check_result(name).summary()
+            path.parent.mkdir(exist_ok=True)
+            write_json(path, {"settings": settings, "summary": checks[name]})
         return checks
+
+    def _gold(self, name: str) -> list[dict]:
+        c = self.config
+        return self.validation_set() if name == c.pair else problems_for(name, c.check_problems, "validation",
+                                                                          c.problem_seed)
+
+    def _check_settings(self, name: str) -> dict:
+        c = self.config
+        return {"problems_sha256": digest([[p["id"], p["question"], p.get("answer")] for p in self._gold(name)]),
+                "beta": c.sample.beta, "alpha": c.sample.alpha, "system_prompt": c.sample.system_prompt,
+                "pair_build": pair_build(name) if name != c.pair else pair_build(c.pair, c.amateur)}
+
+    def check_result(self, name: Optional[str] = None):
+        """The gold-path check of ``name`` (default this pair) as a
+        :class:`~lrkit.evaluation.diagnostics.ContrastCheck` (its steps, for the odd-token
+        audit); computed once per experiment object."""
+        c = self.config
+        name = name or c.pair
+        if name not in self._checks:
+            pair = self.pair if name == c.pair else load_pair(name, device=self.device, dtype=self.dtype)
+            self._checks[name] = contrast_check(pair, self._gold(name), beta=c.sample.beta, alpha=c.sample.alpha,
+                                                system_prompt=c.sample.system_prompt)
+        return self._checks[name]
 
     def scout(self) -> dict:
         """The scout's prediction, made before any training (``scout.json``): the expert's
@@ -373,8 +401,7 @@ class Experiment:
         decoded = evaluate_contrastive(self.pair, self.validation_set(), c.eval, alpha=c.sample.alpha,
                                        out_dir=self.folder / "validation" / f"decoding-alpha{_tag(float(c.sample.alpha))}",
                                        progress=self.progress, name="decoding by v_C's argmax (validation)")
-        self.check([c.pair])
-        check = self._checks[c.pair]
+        check = self.check_result()
         audit = odd_token_audit(check)
         row = scout_row(greedy, decoded, check, audit, self.amateur_path, c.sample.beta, c.sample.alpha)
         prediction = {**row, "recorded_at": now(), "settings": settings,
@@ -387,6 +414,9 @@ class Experiment:
         settings (``beta`` 0: every step, the no-selection ablation)."""
         config = self.config.sample if beta is None else replace(self.config.sample, beta=beta)
         # the gold answers are only stored beside the rollouts, for reading; sampling never uses them
+        if self._pair is None:  # by name: a finished run is read back without loading the models
+            return sample(self.expert_path, self.amateur_path, self.train_set(), self.sampling_dir(beta), config,
+                          device=self.device, dtype=self.dtype, progress=self.progress)
         return sample(self.pair, None, self.train_set(), self.sampling_dir(beta), config, progress=self.progress)
 
     def records(self, variant: str = "lightreasoner") -> list[dict]:
@@ -417,6 +447,9 @@ class Experiment:
         """``lrkit.evaluate`` on the test problems: "base", or a tuned variant (merged first)."""
         label = model_label(model, self.config.train.seed if seed is None else seed)
         if model == "base":
+            if self._pair is None:  # by name: a stored evaluation is read back without loading the model
+                return evaluate(self.expert_path, self.test_set(), self.config.eval, out_dir=self.eval_dir("base"),
+                                progress=self.progress, name=label, device=self.device, dtype=self.dtype)
             return evaluate(self.pair.expert, self.test_set(), self.config.eval, tokenizer=self.pair.tokenizer,
                             out_dir=self.eval_dir("base"), progress=self.progress, name=label)
         merged = self.merge(model, seed)
@@ -429,9 +462,14 @@ class Experiment:
     def decode(self):
         """``lrkit.evaluate_contrastive``: the expert decodes by v_C's argmax, no training;
         where tuning towards the labels leads."""
-        return evaluate_contrastive(self.pair, self.test_set(), self.config.eval, alpha=self.config.sample.alpha,
-                                    out_dir=self.eval_dir("decoding"), progress=self.progress,
-                                    name=model_label("decoding", self.config.train.seed))
+        name, alpha = model_label("decoding", self.config.train.seed), self.config.sample.alpha
+        if self._pair is None:  # a stored decoding is read back without loading the pair
+            stored = stored_contrastive(self.expert_path, self.amateur_path, PRECISION_NAMES[self.dtype],
+                                        self.test_set(), self.config.eval, alpha, self.eval_dir("decoding"), name)
+            if stored is not None:
+                return stored
+        return evaluate_contrastive(self.pair, self.test_set(), self.config.eval, alpha=alpha,
+                                    out_dir=self.eval_dir("decoding"), progress=self.progress, name=name)
 
     def ablations(self, sft: bool = True) -> list[dict]:
         """The paper's Table 6 in miniature: every variant with the same optimizer steps

@@ -228,3 +228,24 @@ def test_lrkit_experiment_help_documents_the_command():
                  "--learning-rate", "--max-new-tokens", "--eval-max-new-tokens", "--save-steps", "--dtype"):
         assert flag in done.stdout
     assert "the paper's" in done.stdout and "resume" in done.stdout
+
+
+@needs_toy
+def test_a_finished_experiment_reads_every_stage_back_without_loading_a_model(tmp_path, monkeypatch):
+    """Run again (a new Experiment object, as a new process would make), every stage returns
+    what its folder holds: no model is loaded, and the summary's numbers are the same."""
+    import transformers
+
+    config = ExperimentConfig(train_problems=10, test_problems=8, check_problems=6, seeds=1,
+                              train=TrainConfig(**{**ExperimentConfig().train.__dict__, "max_steps": 3}))
+    first = Experiment(tmp_path, config, device="cpu", progress=False).run(report=False)
+    assert (tmp_path / "checks" / "toy.json").is_file() and (tmp_path / "checks" / "toy-shared.json").is_file()
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a finished experiment must not load a model")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_loading)
+    again = Experiment(tmp_path, config, device="cpu", progress=False).run(report=False)
+    for key in ("base_accuracy", "tuned_accuracy", "contrastive_decoding_accuracy", "records", "steps",
+                "gold_path_check", "scout", "fixed", "broken"):
+        assert again[key] == first[key], key

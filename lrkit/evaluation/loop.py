@@ -158,15 +158,33 @@ def evaluate_contrastive(pair, problems, config: Optional[EvalConfig] = None, al
     config = (config or EvalConfig()).validate()
     benchmark = benchmark or _benchmark_of(problems)
     problems = _scorable_problems(problems, "evaluate_contrastive()")
-    identity = f"contrastive decoding ({pair.expert_name} vs {pair.amateur_name})"  # alpha: in the config
-    info = {"model": identity, "name": name or f"{identity[:-1]}, alpha {alpha})",
-            "dtype": dtype_name(model_dtype(pair.expert)), "config": {**to_dict(config), "alpha": alpha},
-            "benchmark": benchmark}
+    info = contrastive_settings(pair.expert_name, pair.amateur_name, dtype_name(model_dtype(pair.expert)), config,
+                                alpha, benchmark, name)
     stop_ids = protocols.stop_ids(pair.expert, pair.tokenizer, config.protocol, pair.expert_name)
     return _run_evaluation(
         lambda prompts, limit: contrastive_generate_batch(pair, prompts, limit, alpha, stop_ids),
         [pair.expert, pair.amateur], pair.tokenizer, problems, config, {**info, "stop_ids": stop_ids}, out_dir,
         progress)
+
+
+def contrastive_settings(expert_name: str, amateur_name: str, dtype: str, config: EvalConfig, alpha: float,
+                         benchmark: Optional[str] = None, name: Optional[str] = None) -> dict:
+    """What identifies decoding by v_C's argmax of a pair (with the problems' digest, which
+    the loop adds): the two models by name or folder, their dtype, the config with alpha."""
+    identity = f"contrastive decoding ({expert_name} vs {amateur_name})"  # alpha: in the config
+    return {"model": identity, "name": name or f"{identity[:-1]}, alpha {alpha})", "dtype": dtype,
+            "config": {**to_dict(config), "alpha": alpha}, "benchmark": benchmark}
+
+
+def stored_contrastive(expert_name: str, amateur_name: str, dtype: str, problems, config: EvalConfig,
+                       alpha: float, out_dir: Union[str, Path], name: Optional[str] = None) -> Optional[EvalResult]:
+    """The finished :func:`evaluate_contrastive` that ``out_dir`` holds for these settings,
+    read without loading a model; None when there is none (FolderError for another one)."""
+    config = config.validate()
+    benchmark = _benchmark_of(problems)
+    problems = _scorable_problems(problems, "evaluate_contrastive()")
+    info = contrastive_settings(expert_name, amateur_name, dtype, config, alpha, benchmark, name)
+    return check_eval_out_dir(Path(out_dir), {**info, "problems_sha256": _problems_sha256(problems)})
 
 
 def _benchmark_of(problems) -> Optional[str]:
