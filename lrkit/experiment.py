@@ -52,6 +52,8 @@ from lrkit.viz.tables import ablation_row
 EXPERIMENT_FILE = "experiment.json"
 SCOUT_FILE = "scout.json"
 CHECKS_DIR = "checks"
+OTHER_PAIRS = "other-pairs"
+"""Where the other bundled pair's evaluations go (:meth:`Experiment.contrast`)."""
 """The gold-path checks' summaries, one file per pair, with the settings that made them."""
 """The scout's prediction, written before any training and never rewritten."""
 VARIANTS = ("lightreasoner", "no_selection", "no_contrast", "neither")
@@ -471,13 +473,38 @@ class Experiment:
         return evaluate_contrastive(self.pair, self.test_set(), self.config.eval, alpha=alpha,
                                     out_dir=self.eval_dir("decoding"), progress=self.progress, name=name)
 
+    def contrast(self, name: Optional[str] = None):
+        """Greedy decoding and decoding by v_C's argmax, no training, of pair ``name``
+        (default this pair) on its test problems: (greedy, decoded) EvalResults. For this
+        pair they are :meth:`evaluate` ("base") and :meth:`decode`; another bundled pair
+        (the control) is evaluated on its own family's test problems into
+        ``other-pairs/NAME/{greedy,decoding}``. Each is resumed or read back as its folder says."""
+        c = self.config
+        name = name or c.pair
+        if name == c.pair:
+            return self.evaluate("base"), self.decode()
+        pair = load_pair(name, device=self.device, dtype=self.dtype)
+        tests, folder = problems_for(name, c.test_problems, "test", c.problem_seed), self.folder / OTHER_PAIRS / name
+        greedy = evaluate(pair.expert, tests, c.eval, tokenizer=pair.tokenizer, out_dir=folder / "greedy",
+                          name=model_label("base", c.train.seed), progress=self.progress)
+        decoded = evaluate_contrastive(pair, tests, c.eval, alpha=c.sample.alpha, out_dir=folder / "decoding",
+                                       name=model_label("decoding", c.train.seed), progress=self.progress)
+        return greedy, decoded
+
+    def ablation(self, variant: str):
+        """One row of the paper's Table 6: ``variant`` (VARIANTS) trained on its records for
+        the experiment's steps, merged and evaluated: (TrainResult, EvalResult)."""
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+        return self.train(variant), self.evaluate(variant)
+
     def ablations(self, sft: bool = True) -> list[dict]:
         """The paper's Table 6 in miniature: every variant with the same optimizer steps
         (and, with ``sft``, the SFT baseline for one epoch), on the same test problems."""
         base = self.evaluate("base")
         rows = []
         for variant in VARIANTS:
-            trained, result = self.train(variant), self.evaluate(variant)
+            trained, result = self.ablation(variant)
             rows.append(ablation_row(ABLATION_LABELS[variant], trained.examples, trained.tuned_tokens, result, base))
         if sft:
             baseline, result = self.sft(), self.evaluate("sft")

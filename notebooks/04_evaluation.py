@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -118,6 +118,7 @@ comparison = lrkit.compare(base, tuned)
 comparison.show()
 
 # %%
+from lrkit.experiment import ABLATION_LABELS
 from lrkit.paper import PAPER_ABLATION, PAPER_GSM8K
 from lrkit.viz import ablation_frame, ablation_row, accuracy_row, beside_paper, efficiency_table, gold_path_frame
 
@@ -194,18 +195,16 @@ results = {"base expert": base, "full method": tuned}
 rows = [ablation_row("base expert", 0, 0, base, base),
         ablation_row("full method", trained.examples, trained.tuned_tokens, tuned, base)]
 if ABLATIONS:
-    every_step = lrkit.sample(PAIR, None, problems, ex.sampling_dir(beta=0.0), replace(ex.config.sample, beta=0.0),
-                              device=ex.device, dtype=ex.dtype)
-    variants = {"no selection": ("no_selection", every_step.records()),
-                "no contrast": ("no_contrast", lrkit.no_contrast(run.records())),
-                "neither": ("neither", lrkit.no_contrast(every_step.records()))}
+    # what "no contrast" trains on: the same kept steps, the expert's own masked distribution as target
+    print("v_C:        ", run.records()[0]["tokens"], [round(w, 3) for w in run.records()[0]["weights"]])
+    print("no contrast:", lrkit.no_contrast(run.records())[0]["tokens"],
+          [round(w, 3) for w in lrkit.no_contrast(run.records())[0]["weights"]])
+    # each variant is the Experiment's step: its records (ex.records), lrkit.train, lrkit.merge and
+    # lrkit.evaluate into its own folder, as lrkit demo --ablations runs them
     with workshop.quiet():   # three more models to train, merge and evaluate: no progress bars
-        for label, (variant, records) in variants.items():
-            folder = ex.model_dir(variant)
-            variant_run = lrkit.train(ex.expert_path, records, folder / "adapter", ex.config.train, resume=True)
-            model = lrkit.merge(ex.expert_path, variant_run.adapter_dir, folder / "merged")
-            results[label] = lrkit.evaluate(str(model), tests, config, out_dir=folder / "eval", name=label,
-                                            device=ex.device, dtype=ex.dtype)
+        for variant in ("no_selection", "no_contrast", "neither"):
+            label = ABLATION_LABELS[variant]
+            variant_run, results[label] = ex.ablation(variant)
             rows.append(ablation_row(label, variant_run.examples, variant_run.tuned_tokens, results[label], base))
     display(ablation_frame(rows))
     display(beside_paper(
@@ -261,25 +260,21 @@ MY_CONTROL_DECODING_BEATS_GREEDY = "no"   # teacher: the amateur is surest where
 
 # %%
 import pandas as pd
-from lrkit.experiment import problems_for
 from lrkit.toy import TOY_PAIRS
 
-checks, decoding, versus_by_pair = {}, [], {}
-for name in (TOY_PAIRS if PAIR in TOY_PAIRS else (PAIR,)):
-    pair = lrkit.load_pair(name, device=ex.device, dtype=ex.dtype)
-    # each bundled pair on its own family (200 validation gold solutions, N_EVAL tests); a Hub pair on
-    # the gold solutions of the GSM8K train problems sampled on (at most 200) and the test problems
-    gold = problems_for(name, 200, "validation", SEED) if name in TOY_PAIRS else problems[:200]
-    name_tests = problems_for(name, N_EVAL, "test", SEED) if name in TOY_PAIRS else tests
-    checks[name] = lrkit.contrast_check(pair, gold, beta=BETA, alpha=ALPHA).summary()
-    # saved batch by batch: this pair's into its experiment (greedy is the base evaluation above), the other's beside
-    other = ex.folder / "other-pairs" / name
-    greedy_dir, decoding_dir = ((ex.eval_dir("base"), ex.eval_dir("decoding")) if name == PAIR
-                                else (other / "greedy", other / "decoding"))
-    greedy = lrkit.evaluate(pair.expert, name_tests, config, tokenizer=pair.tokenizer, out_dir=greedy_dir,
-                            name="base expert", progress=False)
-    by_label = lrkit.evaluate_contrastive(pair, name_tests, config, alpha=ALPHA, out_dir=decoding_dir,
-                                          name="decoding by v_C's argmax", progress=False)
+# This pair, by hand: the gold-path check on the validation gold solutions, and decoding by v_C's
+# argmax on the test problems (into the folder the Experiment's own step uses)
+check = lrkit.contrast_check(ex.pair, ex.validation_set(), beta=BETA, alpha=ALPHA)
+print(check)
+by_label = lrkit.evaluate_contrastive(ex.pair, tests, config, alpha=ALPHA, out_dir=ex.eval_dir("decoding"),
+                                      name="decoding by v_C's argmax", progress=False)
+
+# Both bundled pairs (a Hub pair alone) through the Experiment's steps: ex.check() runs the same
+# lrkit.contrast_check for each pair (kept in checks/), ex.contrast(name) the same two evaluations
+# (the control on its own family's test problems, in other-pairs/)
+checks, decoding, versus_by_pair = ex.check(), [], {}
+for name in checks:
+    greedy, by_label = ex.contrast(name)
     versus = versus_by_pair[name] = lrkit.compare(greedy, by_label)
     decoding.append({"pair": name, "greedy expert": f"{greedy.accuracy:.1%}",
                      "decoding by v_C's argmax": f"{by_label.accuracy:.1%}",

@@ -141,15 +141,26 @@ STAGES = ("sample", "select_steps", "selection_summary", "soft_label_from_stats"
           "compare", "scout")
 
 
-def test_the_notebooks_call_the_stages_more_than_helpers():
-    """Counting in the sources: direct ``lrkit.<stage>(`` calls outnumber calls of helper
-    objects and modules (``ex.``, ``workshop.``, ``w.``, ``analysis.``)."""
+EXPERIMENT_STEPS = ("sample", "train", "merge", "evaluate", "decode", "check", "contrast", "ablation", "ablations",
+                    "sft", "run", "scout", "records")
+"""The Experiment's methods that run a stage (its other methods name folders and problem sets)."""
+
+
+def test_the_notebooks_call_the_stages_and_loop_through_the_experiment():
+    """Counting in the sources: a notebook teaches a stage by calling ``lrkit.<stage>(`` itself;
+    where it repeats a stage over variants or pairs it calls the Experiment's step (one
+    orchestration, issue: notebook 04 no longer rebuilds Experiment.ablations or its checks),
+    so direct stage calls far outnumber Experiment steps, and no helper module hides a stage."""
     code = "\n".join(c.source for name in ALL for c in read(name).cells if c.cell_type == "code")
     direct = re.findall(r"\blrkit\.(%s)\(" % "|".join(STAGES), code)
+    steps = re.findall(r"\bex\.(%s)\(" % "|".join(EXPERIMENT_STEPS), code)
     helpers = re.findall(r"\b(?:ex|w|workshop|analysis)\.\w+\(", code)
-    print(f"\ndirect stage calls {len(direct)}, helper calls {len(helpers)}")
-    assert len(direct) > len(helpers), (len(direct), helpers)
+    print(f"\ndirect stage calls {len(direct)}, Experiment steps {len(steps)}, helper calls {len(helpers)}")
+    assert len(direct) > 4 * len(steps), (len(direct), steps)
     assert "analysis." not in code and "workshop.once" not in code
+    nb04 = "\n".join(c.source for c in read("04_evaluation").cells if c.cell_type == "code")
+    assert "ex.ablation(" in nb04 and "ex.check()" in nb04 and "ex.contrast(" in nb04
+    assert not re.search(r"for .* in .*:\n(\s+.*\n)*?\s+.*lrkit\.train\(", nb04), "a second training loop"
 
 
 def _shared_cells(name: str) -> tuple[str, str]:
