@@ -39,6 +39,7 @@ from lrkit.maths.selection import no_contrast
 from lrkit.models.loading import PRECISION_NAMES, choose_device, choose_dtype, load_pair
 from lrkit.models.pairs import PAIRS, resolve_pair
 from lrkit.provenance import Provenance, api_call, now
+from lrkit.results import ExperimentSummary
 from lrkit.runs import check_settings, digest, read_json, sha256_of_file, write_json
 from lrkit.stages.cards import add_evaluation
 from lrkit.stages.export import export
@@ -516,7 +517,7 @@ class Experiment:
         return [ablation_row("base expert", 0, 0, base, base)] + rows
 
     # ------------------------------------------------------------------ everything
-    def run(self, ablations: bool = False, report: bool = True) -> dict:
+    def run(self, ablations: bool = False, report: bool = True) -> ExperimentSummary:
         """Every stage, the summary (``summary.json``) and the HTML report: ``lrkit demo``
         and ``lrkit experiment``. Each stage resumes what an interrupted run left."""
         c = self.config
@@ -557,62 +558,57 @@ class Experiment:
         if ablations:
             with _Stage("ablations", timings, self.progress):
                 rows = self.ablations()
-        summary = {
-            "pair": c.pair, "expert": self.expert_path, "amateur": self.amateur_path,
-            "device": str(self.device), "dtype": PRECISION_NAMES[self.dtype],
-            "train_problems": c.train_problems, "test_problems": len(self.test_set()),
-            "validation_problems": len(self.validation_set()),
-            "steps": int(len(steps)), "records": len(records),
-            "share_kept": sampled.summary.get("share_kept"),
-            "share_kl_below_0.1": sampled.summary.get("share_kl_below_0.1"),
-            "mean_kl_top1_agree": sampled.summary.get("mean_kl_top1_agree"),
-            "mean_kl_top1_disagree": sampled.summary.get("mean_kl_top1_disagree"),
-            "share_agree_with_kl_above_0.4": sampled.summary.get("share_agree_with_kl_above_0.4"),
-            "tuned_tokens": trained.tuned_tokens, "rollout_tokens": int(len(steps)),
-            "base_accuracy": base.accuracy, "base_interval": list(base.interval),
-            "tuned_accuracy": tuned.accuracy, "tuned_interval": list(tuned.interval),
+        summary = ExperimentSummary(
+            pair=c.pair, expert=self.expert_path, amateur=self.amateur_path,
+            device=str(self.device), dtype=PRECISION_NAMES[self.dtype],
+            train_problems=c.train_problems, test_problems=len(self.test_set()),
+            validation_problems=len(self.validation_set()),
+            steps=int(len(steps)), records=len(records),
+            share_kept=sampled.summary.get("share_kept"),
+            share_kl_below_01=sampled.summary.get("share_kl_below_0.1"),
+            mean_kl_top1_agree=sampled.summary.get("mean_kl_top1_agree"),
+            mean_kl_top1_disagree=sampled.summary.get("mean_kl_top1_disagree"),
+            share_agree_with_kl_above_04=sampled.summary.get("share_agree_with_kl_above_0.4"),
+            tuned_tokens=trained.tuned_tokens, rollout_tokens=int(len(steps)),
+            base_accuracy=base.accuracy, base_interval=list(base.interval),
+            tuned_accuracy=tuned.accuracy, tuned_interval=list(tuned.interval),
             **_comparison_summary(comparison),
-            "hit_token_limit": {"base": base.n_hit_limit, "tuned": tuned.n_hit_limit},
-            "seeds": [{"seed": seed, "accuracy": result.accuracy, "interval": list(result.interval),
-                       "gain": result.accuracy - base.accuracy, "tuned_tokens": t.tuned_tokens,
-                       **_comparison_summary(cmp)} for seed, t, result, cmp in runs],
-            "mean_gain": sum(result.accuracy - base.accuracy for _, _, result, _ in runs) / len(runs),
-            "gold_path_check": checks,
-            "paper_differences": differences,
-            "records_dataset": str(self.folder / "records_dataset"),
-            "tensorboard": str(self.folder),
-            "seconds": timings,
-            "stage_seconds": self.stage_seconds(),
-            "total_seconds": round(time.perf_counter() - started, 1),
-            "config": {"experiment": self.config.problem_settings() | {"seeds": c.seeds, "scout": c.scout,
-                                                                       "decode": c.decode},
-                       "sample": to_dict(c.sample), "train": to_dict(self.train_config()), "eval": to_dict(c.eval)},
-        }
+            hit_token_limit={"base": base.n_hit_limit, "tuned": tuned.n_hit_limit},
+            seeds=[{"seed": seed, "accuracy": result.accuracy, "interval": list(result.interval),
+                    "gain": result.accuracy - base.accuracy, "tuned_tokens": t.tuned_tokens,
+                    **_comparison_summary(cmp)} for seed, t, result, cmp in runs],
+            mean_gain=sum(result.accuracy - base.accuracy for _, _, result, _ in runs) / len(runs),
+            gold_path_check=checks, paper_differences=differences,
+            records_dataset=str(self.folder / "records_dataset"), tensorboard=str(self.folder),
+            seconds=timings, stage_seconds=self.stage_seconds(),
+            total_seconds=round(time.perf_counter() - started, 1),
+            config={"experiment": self.config.problem_settings() | {"seeds": c.seeds, "scout": c.scout,
+                                                                    "decode": c.decode},
+                    "sample": to_dict(c.sample), "train": to_dict(self.train_config()), "eval": to_dict(c.eval)},
+        )
         if decoded is not None:
-            summary.update({
-                "contrastive_decoding_accuracy": decoded.accuracy,
-                "contrastive_decoding_interval": list(decoded.interval),
-                "contrastive_decoding_vs_base": _comparison_summary(compare(base, decoded))})
-            summary["hit_token_limit"]["contrastive_decoding"] = decoded.n_hit_limit
+            summary.contrastive_decoding_accuracy = decoded.accuracy
+            summary.contrastive_decoding_interval = list(decoded.interval)
+            summary.contrastive_decoding_vs_base = _comparison_summary(compare(base, decoded))
+            summary.hit_token_limit["contrastive_decoding"] = decoded.n_hit_limit
         if prediction is not None:
-            summary["scout"] = {k: v for k, v in prediction.items() if k not in ("settings", "odd_examples")}
-            summary["scout_verdict"] = verdict(prediction, 100 * (tuned.accuracy - base.accuracy),
-                                               comparison.p_value)
-        if rows is not None:
-            summary["ablations"] = rows
-        summary["odd_token_audit"] = odd_token_audit(records).summary() if records else None
+            summary.scout = {k: v for k, v in prediction.items() if k not in ("settings", "odd_examples")}
+            summary.scout_verdict = verdict(prediction, 100 * (tuned.accuracy - base.accuracy), comparison.p_value)
+        summary.ablations = rows
+        summary.odd_token_audit = odd_token_audit(records).summary() if records else None
         named = {"base": base, **{f"seed {seed}": result for seed, _, result, _ in runs}}
         if c.pair == "toy":  # the toy classifier reads the habit family's worked lines
-            summary["error_anatomy"] = error_anatomy(named, problems=self.test_set()).summary()
+            summary.error_anatomy = error_anatomy(named, problems=self.test_set()).summary()
         elif not is_toy(c.pair):  # GSM8K-style answers: cut, no answer, arithmetic slip, reasoning
-            summary["error_anatomy"] = error_anatomy(named, classify=classify_gsm8k, problems=self.test_set(),
-                                                     types=GSM8K_TYPES).summary()
-        write_json(self.folder / "summary.json", summary)
+            summary.error_anatomy = error_anatomy(named, classify=classify_gsm8k, problems=self.test_set(),
+                                                  types=GSM8K_TYPES).summary()
+        if report:
+            summary.report = str(self.folder / "report.html")
+        write_json(self.folder / "summary.json", summary.to_dict())
         provenance.finish()
         if report:
-            path = experiment_report(self.folder, steps, records, trained.loss_history, base, tuned, comparison,
-                                     summary, decoded, alpha=c.sample.alpha)
-            summary["report"] = str(path)
+            experiment_report(self.folder, steps, records, trained.loss_history, base, tuned, comparison, summary,
+                              decoded, alpha=c.sample.alpha)
         return summary
 
     def stage_seconds(self) -> dict:

@@ -370,8 +370,8 @@ def check_demo(scale: Scale, device: str, root: Path) -> dict:
             "kept_steps_cpu": len(on_cpu), "same_kept_steps_as_cpu": on_gpu == on_cpu,
             "kept_steps_agreement": len(on_gpu & on_cpu) / max(len(on_gpu | on_cpu), 1),
             "bf16_same_rollouts": tokens(bf16_folder) == tokens(cpu.out_dir),
-            "base_accuracy": demo.summary["base_accuracy"], "tuned_accuracy": demo.summary["tuned_accuracy"],
-            "stage_seconds": demo.summary["seconds"]}
+            "base_accuracy": demo.summary.base_accuracy, "tuned_accuracy": demo.summary.tuned_accuracy,
+            "stage_seconds": demo.summary.seconds}
 
 
 # ---------------------------------------------------------------- 4. projection, report

@@ -604,7 +604,9 @@ def test_main_with_a_model_folder_and_a_problem_file(model_dir, tmp_path, capsys
     assert result.df["id"].tolist() == ["right", "wrong", "short"]
     assert result.df["correct"].tolist() == [True, False, False]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["model"] == str(model_dir) and summary["config"]["system_prompt"] is None
+    # the model by its folder relative to the evaluation's (a tree moved whole still matches); shown as given
+    assert summary["model"] == os.path.relpath(model_dir, out) and summary["name"] == str(model_dir)
+    assert summary["config"]["system_prompt"] is None
     assert "accuracy 33.3%" in capsys.readouterr().out
 
 
@@ -793,7 +795,7 @@ def test_a_display_name_is_not_part_of_an_evaluations_identity(model_dir, tmp_pa
     assert again.df.equals(first.df) and again.name == "LightReasoner (seed 0)" and first.name == "LightReasoner"
     assert {p.name: p.read_bytes() for p in (tmp_path / "eval").iterdir()} == files
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
-    assert summary["model"] == str(model_dir) and summary["name"] == "LightReasoner"
+    assert summary["model"] == os.path.relpath(model_dir, tmp_path / "eval") and summary["name"] == "LightReasoner"
     with pytest.raises(FolderError, match="differs in: model"):
         evaluate(str(tmp_path / "another"), PROBLEMS, config, out_dir=tmp_path / "eval", progress=False,
                  name="LightReasoner")

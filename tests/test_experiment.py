@@ -248,4 +248,12 @@ def test_a_finished_experiment_reads_every_stage_back_without_loading_a_model(tm
     again = Experiment(tmp_path, config, device="cpu", progress=False).run(report=False)
     for key in ("base_accuracy", "tuned_accuracy", "contrastive_decoding_accuracy", "records", "steps",
                 "gold_path_check", "scout", "fixed", "broken"):
-        assert again[key] == first[key], key
+        assert getattr(again, key) == getattr(first, key), key
+    # the typed summary is what summary.json holds, field for field
+    from lrkit.results import ExperimentSummary
+
+    stored = ExperimentSummary.load(tmp_path)
+    assert stored == again
+    assert json.loads((tmp_path / "summary.json").read_text())["share_kl_below_0.1"] == again.share_kl_below_01
+    with pytest.raises(ValueError, match="unknown field"):
+        ExperimentSummary.from_dict({**again.to_dict(), "surprise": 1})

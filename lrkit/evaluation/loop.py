@@ -19,11 +19,26 @@ from lrkit.models.loading import fit_answer_limit
 from lrkit.provenance import Provenance, api_call
 from lrkit.runs import problems_digest, writes_folder
 
-def model_identity(model) -> str:
-    """What an evaluation records as a loaded model's identity: the name or folder it was
-    loaded from (``config._name_or_path``), else its class name. A display name (``name=``)
-    is not part of it: the same model under two labels is one evaluation."""
-    return str(getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__)
+def model_identity(model, out_dir: Union[str, Path, None] = None) -> str:
+    """What an evaluation records as the model it evaluated: for a model object, the name or
+    folder it was loaded from (``config._name_or_path``, else its class name); then a
+    registered pair's member is ``NAME:role`` (``toy:expert``), another local folder is its
+    path relative to ``out_dir`` (so a run folder moved whole, with its models, still
+    matches), and anything else (a Hub name) stays as it is. A display name (``name=``) is
+    not part of it: the same model under two labels is one evaluation."""
+    import os
+
+    from lrkit.models.pairs import pair_member
+
+    if not isinstance(model, (str, Path)):
+        model = getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
+    model = str(model)
+    member = pair_member(model)
+    if member is not None:
+        return member
+    if out_dir is not None and Path(model).exists():
+        return os.path.relpath(Path(model).resolve(), Path(out_dir).resolve())
+    return model
 
 
 def _resolve_model(model_or_path, tokenizer, device=None, dtype=None):
@@ -102,16 +117,17 @@ def evaluate(model_or_path, problems, config: Optional[EvalConfig] = None, token
         precision = dtype_name(choose_dtype(choose_device(local_device(device)), dtype))
     else:
         precision = dtype_name(model_dtype(model_or_path))
-    identity = str(model_or_path) if by_name else model_identity(model_or_path)
+    identity = model_identity(model_or_path, out_dir)
+    label = name or (str(model_or_path) if by_name else identity)
     if out_dir is not None:
         # Before the model loads: a folder in use is refused at once.
-        stored = check_eval_out_dir(Path(out_dir), {"model": identity, "name": name or identity, "dtype": precision,
+        stored = check_eval_out_dir(Path(out_dir), {"model": identity, "name": label, "dtype": precision,
                                                     "config": to_dict(config), "benchmark": benchmark,
                                                     "problems_sha256": _problems_sha256(problems)})
         if stored is not None:
             return stored
     model, tokenizer, model_name = _resolve_model(model_or_path, tokenizer, device, dtype)
-    info = {"model": identity, "name": name or identity, "dtype": precision, "config": to_dict(config),
+    info = {"model": identity, "name": label, "dtype": precision, "config": to_dict(config),
             "benchmark": benchmark}
     # The toolkit decides its stop ids by the model's name or path ("qwen2" in it), not a label.
     stop_ids = protocols.stop_ids(model, tokenizer, config.protocol, model_name)
@@ -159,7 +175,7 @@ def evaluate_contrastive(pair, problems, config: Optional[EvalConfig] = None, al
     benchmark = benchmark or _benchmark_of(problems)
     problems = _scorable_problems(problems, "evaluate_contrastive()")
     info = contrastive_settings(pair.expert_name, pair.amateur_name, dtype_name(model_dtype(pair.expert)), config,
-                                alpha, benchmark, name)
+                                alpha, benchmark, name, out_dir)
     stop_ids = protocols.stop_ids(pair.expert, pair.tokenizer, config.protocol, pair.expert_name)
     return _run_evaluation(
         lambda prompts, limit: contrastive_generate_batch(pair, prompts, limit, alpha, stop_ids),
@@ -168,10 +184,12 @@ def evaluate_contrastive(pair, problems, config: Optional[EvalConfig] = None, al
 
 
 def contrastive_settings(expert_name: str, amateur_name: str, dtype: str, config: EvalConfig, alpha: float,
-                         benchmark: Optional[str] = None, name: Optional[str] = None) -> dict:
+                         benchmark: Optional[str] = None, name: Optional[str] = None,
+                         out_dir: Union[str, Path, None] = None) -> dict:
     """What identifies decoding by v_C's argmax of a pair (with the problems' digest, which
-    the loop adds): the two models by name or folder, their dtype, the config with alpha."""
-    identity = f"contrastive decoding ({expert_name} vs {amateur_name})"  # alpha: in the config
+    the loop adds): the two models (:func:`model_identity`), their dtype, the config with alpha."""
+    identity = (f"contrastive decoding ({model_identity(expert_name, out_dir)} vs "
+                f"{model_identity(amateur_name, out_dir)})")  # alpha: in the config
     return {"model": identity, "name": name or f"{identity[:-1]}, alpha {alpha})", "dtype": dtype,
             "config": {**to_dict(config), "alpha": alpha}, "benchmark": benchmark}
 
@@ -183,7 +201,7 @@ def stored_contrastive(expert_name: str, amateur_name: str, dtype: str, problems
     config = config.validate()
     benchmark = _benchmark_of(problems)
     problems = _scorable_problems(problems, "evaluate_contrastive()")
-    info = contrastive_settings(expert_name, amateur_name, dtype, config, alpha, benchmark, name)
+    info = contrastive_settings(expert_name, amateur_name, dtype, config, alpha, benchmark, name, out_dir)
     return check_eval_out_dir(Path(out_dir), {**info, "problems_sha256": _problems_sha256(problems)})
 
 

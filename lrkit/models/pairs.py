@@ -362,3 +362,48 @@ def pair_status(spec: PairSpec, cache_dir=None) -> str:
     if spec.kind == "local":
         return "present" if is_prepared(spec.name) else "missing"
     return "hub"
+
+
+def public_name(model: str) -> Optional[str]:
+    """The name a model is known by outside this machine, or None.
+
+    ``PAIR:expert`` / a registered pair's resolved folder -> ``PAIR:expert`` for a
+    bundled (local) pair, the Hub id for a Hub or offline pair (an offline pair
+    is a GGUF conversion of that Hub model); a Hub id stays as it is; any other
+    local folder has no public name.
+    """
+    model = str(model)
+    path = Path(model).expanduser()
+    if not path.exists():
+        if ":" in model:
+            pair_name, _, role = model.rpartition(":")
+            spec = PAIRS.get(pair_name)
+            if spec is not None and role in ("expert", "amateur"):
+                return model if spec.kind == "local" else getattr(spec, role)
+        return model  # a Hub id
+    here = path.resolve()
+    for spec in PAIRS.values():
+        for role in ("expert", "amateur"):
+            folder = pair_dir(spec.name) / role if spec.sources else Path(getattr(spec, role))
+            if folder.exists() and folder.resolve() == here:
+                return f"{spec.name}:{role}" if spec.kind == "local" else getattr(spec, role)
+    return None
+
+
+def pair_member(model: str) -> Optional[str]:
+    """``NAME:role`` when ``model`` is the folder (or the ``NAME:role`` name) of a registered
+    pair's member on this machine, else None."""
+    model = str(model)
+    if ":" in model and not Path(model).exists():
+        name, _, role = model.rpartition(":")
+        return model if name in PAIRS and role in ("expert", "amateur") else None
+    path = Path(model).expanduser()
+    if not path.exists():
+        return None
+    here = path.resolve()
+    for spec in PAIRS.values():
+        for role in ("expert", "amateur"):
+            folder = pair_dir(spec.name) / role if spec.sources else Path(getattr(spec, role))
+            if folder.exists() and folder.resolve() == here:
+                return f"{spec.name}:{role}"
+    return None

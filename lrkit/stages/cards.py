@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 from lrkit.links import GITHUB_REPO
-from lrkit.models.pairs import PAIRS, pair_dir
+from lrkit.models.pairs import public_name
 from lrkit.runs import RUN_FILE, write_json, write_text
 
 PathLike = Union[str, os.PathLike]
@@ -41,32 +41,6 @@ class CardError(ValueError):
 
 
 # ---------------------------------------------------------------- names
-
-def public_name(model: str) -> Optional[str]:
-    """The name a model is known by outside this machine, or None.
-
-    ``PAIR:expert`` / a registered pair's resolved folder -> ``PAIR:expert`` for a
-    bundled (local) pair, the Hub id for a Hub or offline pair (an offline pair
-    is a GGUF conversion of that Hub model); a Hub id stays as it is; any other
-    local folder has no public name.
-    """
-    model = str(model)
-    path = Path(model).expanduser()
-    if not path.exists():
-        if ":" in model:
-            pair_name, _, role = model.rpartition(":")
-            spec = PAIRS.get(pair_name)
-            if spec is not None and role in ("expert", "amateur"):
-                return model if spec.kind == "local" else getattr(spec, role)
-        return model  # a Hub id
-    here = path.resolve()
-    for spec in PAIRS.values():
-        for role in ("expert", "amateur"):
-            folder = pair_dir(spec.name) / role if spec.sources else Path(getattr(spec, role))
-            if folder.exists() and folder.resolve() == here:
-                return f"{spec.name}:{role}" if spec.kind == "local" else getattr(spec, role)
-    return None
-
 
 # ---------------------------------------------------------------- card inputs
 

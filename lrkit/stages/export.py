@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from lrkit.data.records import AUTHORS_FIELDS, iter_numbered_records
-from lrkit.stages.cards import public_name
+from lrkit.models.pairs import public_name
 
 PathLike = Union[str, os.PathLike]
 DATA_FILE = "data/train-00000-of-00001.parquet"
@@ -115,7 +115,7 @@ def dataset_card(run_dir: PathLike, dataset):
     """The ``huggingface_hub.DatasetCard`` of an export (front matter by DatasetCardData)."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    from lrkit.stages.cards import TAG, public_name, repo_url, table_cell
+    from lrkit.stages.cards import TAG, repo_url, table_cell
 
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}

@@ -24,34 +24,34 @@ def _paper_efficiency() -> str:
             f"{sft['tuned_tokens'] / 1e6:.2f}M tuned tokens, {lr['hours']} h vs {sft['hours']} h")
 
 
-def experiment_report(out_dir: Path, steps, records, loss_history, base, tuned, comparison, summary: dict,
+def experiment_report(out_dir: Path, steps, records, loss_history, base, tuned, comparison, summary,
                       decoded=None, alpha: float = 0.2) -> Path:
     """One self-contained HTML page (plotly inlined, token views in plain HTML) of an
     experiment's summary, its first seed's training curve and results; ``out_dir/report.html``."""
-    beta = summary["config"]["sample"]["beta"]
-    bundled = summary["pair"] in ("toy", "toy-shared")
-    report = Report(f"LightReasoner on {'the bundled pair ' if bundled else ''}{summary['pair']!r}",
-                    subtitle=f"{summary['train_problems']} train problems sampled, "
-                             f"{summary['test_problems']} held-out problems evaluated; every number "
+    beta = summary.config["sample"]["beta"]
+    bundled = summary.pair in ("toy", "toy-shared")
+    report = Report(f"LightReasoner on {'the bundled pair ' if bundled else ''}{summary.pair!r}",
+                    subtitle=f"{summary.train_problems} train problems sampled, "
+                             f"{summary.test_problems} held-out problems evaluated; every number "
                              f"on this page comes from this run")
     report.add_summary({
-        "steps scored": summary["steps"],
-        "records kept (KL >= beta)": f"{summary['records']} ({100 * summary['share_kept']:.1f}% of steps)",
-        "mean KL, top-1s agree": f"{summary['mean_kl_top1_agree']:.3f} (paper {PAPER_PRELIMINARY['mean_kl_top1_agree']})",
-        "mean KL, top-1s disagree": f"{summary['mean_kl_top1_disagree']:.3f} "
+        "steps scored": summary.steps,
+        "records kept (KL >= beta)": f"{summary.records} ({100 * summary.share_kept:.1f}% of steps)",
+        "mean KL, top-1s agree": f"{summary.mean_kl_top1_agree:.3f} (paper {PAPER_PRELIMINARY['mean_kl_top1_agree']})",
+        "mean KL, top-1s disagree": f"{summary.mean_kl_top1_disagree:.3f} "
                                     f"(paper {PAPER_PRELIMINARY['mean_kl_top1_disagree']})",
         "base expert accuracy": pct_interval(base),
         "tuned expert accuracy": pct_interval(tuned),
-        "fixed / broken": f"{summary['fixed']} / {summary['broken']} (exact McNemar p = {summary['mcnemar_p']:.3g})",
+        "fixed / broken": f"{summary.fixed} / {summary.broken} (exact McNemar p = {summary.mcnemar_p:.3g})",
         **({"decoding by the soft labels' argmax (no training)": pct_interval(decoded)} if decoded else {}),
-        **({"LightReasoner over all seeds": seeds_text(summary["seeds"], summary["mean_gain"])}
-           if len(summary.get("seeds", [])) > 1 else {}),
-        **({"gold-path check (before training)": check_text(summary["gold_path_check"][summary["pair"]])}
-           if "gold_path_check" in summary else {}),
+        **({"LightReasoner over all seeds": seeds_text(summary.seeds, summary.mean_gain)}
+           if len(summary.seeds) > 1 else {}),
+        **({"gold-path check (before training)": check_text(summary.gold_path_check[summary.pair])}
+           if summary.gold_path_check else {}),
         "generations cut at the token limit (base / tuned)": f"{base.n_hit_limit} / {tuned.n_hit_limit}",
     }, heading="Summary")
-    if summary.get("scout"):
-        scout, held = summary["scout"], summary.get("scout_verdict", {})
+    if summary.scout:
+        scout, held = summary.scout, (summary.scout_verdict or {})
         report.add_summary({
             "recorded": f"{scout['recorded_at']} (before sampling and training)",
             "score (decoding by v_C minus greedy, validation)":
@@ -64,16 +64,16 @@ def experiment_report(out_dir: Path, steps, records, loss_history, base, tuned, 
             "prediction": scout["predicted"],
             "on the test problems": held.get("text", "not measured yet"),
         }, heading="The scout's prediction, and whether it held")
-    if summary.get("paper_differences"):
+    if summary.paper_differences:
         report.add_summary({line.split(":", 1)[0]: line.split(":", 1)[1].strip()
-                            for line in summary["paper_differences"]},
+                            for line in summary.paper_differences},
                            heading="Settings that differ from the paper's")
-    if "gold_path_check" in summary:
-        report.add_table(gold_path_frame(summary["gold_path_check"]),
+    if summary.gold_path_check:
+        report.add_table(gold_path_frame(summary.gold_path_check),
                          heading="Before training: does the pair's contrast point towards gold?",
                          caption=GOLD_PATH_CAPTION)
-    if len(summary.get("seeds", [])) > 1:
-        report.add_table(seeds_frame(summary["seeds"], base.accuracy), heading="LightReasoner, one run per seed",
+    if len(summary.seeds) > 1:
+        report.add_table(seeds_frame(summary.seeds, base.accuracy), heading="LightReasoner, one run per seed",
                          caption="The same records, trained with each seed; accuracy on the same held-out "
                                  "problems. Fixed / broken and the exact McNemar p are against the base expert. "
                                  "The rest of this page looks at the first seed.")
@@ -109,12 +109,12 @@ def experiment_report(out_dir: Path, steps, records, loss_history, base, tuned, 
         cols = [c for c in ("id", "question", "gold", "prediction_a", "prediction_b") if c in frame.columns]
         named = {"prediction_a": "base expert", "prediction_b": "tuned expert"}  # their answers
         report.add_table(frame[cols].rename(columns=named), heading=label, max_rows=15)
-    if summary.get("error_anatomy"):
+    if summary.error_anatomy:
         caption = ("Every wrong answer's type (lrkit.error_anatomy, GSM8K classifier): cut at the token limit, "
                    "no final answer, an arithmetic slip (a worked line a op b = c with a wrong result), reasoning "
                    "(everything else). Per seed: errors after tuning, fixed (wrong of that type before, right "
                    "after), introduced (right before, wrong of that type after)." if not bundled else None)
-        report.add_table(anatomy_frame([{"name": summary["pair"], "anatomy": summary["error_anatomy"]}]),
+        report.add_table(anatomy_frame([{"name": summary.pair, "anatomy": summary.error_anatomy}]),
                          heading="Error anatomy: what the contrast fixes and what it breaks",
                          caption=caption or "Every wrong answer's type (lrkit.error_anatomy, toy classifier): a copy line "
                                  "(G's habit, 5 + 3 = 3), another arithmetic slip, a reading error (right "
@@ -122,8 +122,8 @@ def experiment_report(out_dir: Path, steps, records, loss_history, base, tuned, 
                                  "Per seed: errors after tuning, fixed (wrong of that type before, right after), "
                                  "introduced (right before, wrong of that type after). docs/LADDER.md has it for "
                                  "every amateur of the ladder.")
-    if summary.get("odd_token_audit"):
-        audit = summary["odd_token_audit"]
+    if summary.odd_token_audit:
+        audit = summary.odd_token_audit
         report.add_summary({
             "kept records": audit["kept_steps"], "v_C's argmax is not the expert's top token": audit["not_expert_top"],
             "odd (the expert ranks it low: rank >= 2 and < 0.5 x its top probability)":
@@ -131,24 +131,24 @@ def experiment_report(out_dir: Path, steps, records, loss_history, base, tuned, 
             "most frequent odd tokens": ", ".join(f"{t!r} x{c}" for t, c in audit["top_tokens"][:8]) or "none",
         }, heading="Odd-token audit of the kept records (lrkit.odd_token_audit)")
     eff = pd.DataFrame([
-        {"stage": name, "seconds": secs} for name, secs in summary["seconds"].items()])
+        {"stage": name, "seconds": secs} for name, secs in summary.seconds.items()])
     report.add_summary({
-        "problems used": summary["train_problems"],
-        "tuned tokens (supervised positions)": summary["tuned_tokens"],
-        "all rollout tokens": summary["rollout_tokens"],
-        "tuned share of rollout tokens": f"{100 * summary['tuned_tokens'] / max(summary['rollout_tokens'], 1):.1f}%",
+        "problems used": summary.train_problems,
+        "tuned tokens (supervised positions)": summary.tuned_tokens,
+        "all rollout tokens": summary.rollout_tokens,
+        "tuned share of rollout tokens": f"{100 * summary.tuned_tokens / max(summary.rollout_tokens, 1):.1f}%",
         "paper (1.5B): LightReasoner vs SFT": _paper_efficiency(),
     }, heading="Efficiency")
     report.add_table(eff, caption="Wall time per stage on this machine.")
-    if "ablations" in summary:
-        report.add_table(ablation_frame(summary["ablations"]), heading="Ablations (the paper's Table 6 in miniature)",
+    if summary.ablations:
+        report.add_table(ablation_frame(summary.ablations), heading="Ablations (the paper's Table 6 in miniature)",
                          caption="The four LightReasoner variants train for the same optimizer steps; SFT for one "
                                  "epoch on the expert's correct rollouts. Paper column: Qwen2.5-Math-1.5B, "
                                  "average of 6 benchmarks (SFT row: GSM8K). 'contrastive decoding' is not "
                                  "in the paper: the expert decodes by the soft label's argmax "
                                  "(log pi_E - log pi_A inside the alpha mask) with no training, which "
                                  "shows whether this pair's contrast points towards better answers.")
-    report.add_table(settings_frame(summary["config"]), heading="Settings", max_rows=500,
+    report.add_table(settings_frame(summary.config), heading="Settings", max_rows=500,
                      caption="Every setting of this run, per stage (summary.json holds them too).")
     runs = read_provenance(out_dir)
     if runs:
