@@ -12,7 +12,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 JSON_NAMES = {"share_kl_below_01": "share_kl_below_0.1",
               "share_agree_with_kl_above_04": "share_agree_with_kl_above_0.4"}
