@@ -787,6 +787,8 @@ def build_parser() -> argparse.ArgumentParser:
 # the command line is parsed again, so a flag overrides the file.
 
 NOT_SETTINGS = ("command", "run", "config")
+RERUN_COMMANDS = ("sample", "train", "merge", "eval", "demo", "experiment", "scout", "study")
+"""The commands that run a stage into --out, and leave there the settings file that reruns them."""
 
 
 def subparser_of(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
@@ -863,7 +865,7 @@ def write_rerun_file(args: argparse.Namespace) -> Optional[str]:
     from lrkit.runs import write_text
 
     out = getattr(args, "out", None)
-    if not out or not os.path.isdir(out) or not _is_main_process():
+    if args.command not in RERUN_COMMANDS or not out or not os.path.isdir(out) or not _is_main_process():
         return None
     import yaml
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
+from lrkit.paper import PAPER_EFFICIENCY
 from lrkit.runs import write_text
 
 SOLUTION_TAG = "solution"
@@ -130,7 +131,9 @@ EXERCISES: dict[str, Exercise] = {e.key: e for e in [
     Exercise("4.3", "04_evaluation", "MY_SFT_TOKENS",
              "Does the SFT baseline tune more or fewer tokens than LightReasoner?", "choice",
              "SFT tuned {sft:,} tokens, LightReasoner {lightreasoner:,}. SFT trains on every token of its "
-             "right rollouts; LightReasoner on one position per record (the paper: 1.77M against 0.02M).",
+             "right rollouts; LightReasoner on one position per record (the paper: "
+             f"{PAPER_EFFICIENCY['SFT']['tuned_tokens'] / 1e6:.2f}M against "
+             f"{PAPER_EFFICIENCY['LightReasoner']['tuned_tokens'] / 1e6:.2f}M).",
              choices=("more", "fewer"), needs="SFT_BASELINE = True"),
     Exercise("5.1", "05_choosing_a_pair", "MY_BEST_AMATEUR",
              "Which amateur of the ladder gives the largest gain?", "choice",

@@ -65,7 +65,9 @@ def test_an_unwritable_run_folder_fails_with_exit_1_and_names_the_fix(tmp_path):
 
 
 def test_an_unreachable_hub_fails_only_when_asked(tmp_path):
-    env = {"LRKIT_RUN_DIR": str(tmp_path), "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_ETAG_TIMEOUT": "2"}
+    # the suite runs with HF_HUB_OFFLINE=1 (conftest); here the doctor must really ask an unreachable Hub
+    env = {"LRKIT_RUN_DIR": str(tmp_path), "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_ETAG_TIMEOUT": "2",
+           "HF_HUB_OFFLINE": "0"}
     proc, _ = doctor("--hub", env=env)
     assert proc.returncode == 1
     status, text = lines_by_check(proc.stdout)["hub"]
