@@ -21,7 +21,6 @@ The experiment's folder::
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -40,7 +39,7 @@ from lrkit.models.loading import PRECISION_NAMES, choose_device, choose_dtype, l
 from lrkit.models.pairs import PAIRS, resolve_pair
 from lrkit.provenance import Provenance, api_call, now
 from lrkit.results import ExperimentSummary
-from lrkit.runs import check_settings, digest, read_json, sha256_of_file, write_json
+from lrkit.runs import StageFolder, digest, read_json, sha256_of_file, write_json
 from lrkit.stages.cards import add_evaluation
 from lrkit.stages.export import export
 from lrkit.stages.sampling import sample
@@ -52,6 +51,24 @@ from lrkit.viz.tables import ablation_row
 
 EXPERIMENT_FILE = "experiment.json"
 SCOUT_FILE = "scout.json"
+EXPERIMENT = StageFolder("experiment", EXPERIMENT_FILE, finished=lambda folder, stored: False, load=Path,
+                         way_out="delete it to start afresh (lrkit demo --fresh does)")
+"""The experiment folder's claim: its problem sets, pair build and dtype in experiment.json
+(never "finished": each stage inside keeps its own folder)."""
+
+
+def _scout_settings(stored: dict, current) -> dict:
+    """A prediction's settings; one from before EvalConfig.protocol followed lrkit's rules."""
+    before = stored.get("settings")
+    if isinstance(before, dict):
+        before = {**before, "eval": with_added_fields(before.get("eval"), EvalConfig)}
+    return before or {}
+
+
+SCOUTING = StageFolder("scout", SCOUT_FILE, finished=lambda folder, stored: True,
+                       load=lambda folder: read_json(folder / SCOUT_FILE), as_stored=_scout_settings,
+                       shared=True, way_out="delete its scout.json to predict again")
+"""The scout's prediction in the experiment folder: written once, read back after."""
 CHECKS_DIR = "checks"
 OTHER_PAIRS = "other-pairs"
 """Where the other bundled pair's evaluations go (:meth:`Experiment.contrast`)."""
@@ -263,13 +280,9 @@ class Experiment:
                    "pair_build": pair_build(c.pair, c.amateur)}
         if c.problems is not None:
             current["problems_sha256"] = sha256_of_file(problems_file(c.problems))
-        path = self.folder / EXPERIMENT_FILE
-        if path.exists():
-            check_settings(self.folder, "experiment", json.loads(path.read_text()), current,
-                           way_out="delete it to start afresh (lrkit demo --fresh does)")
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        write_json(path, current)
+        if EXPERIMENT.open(self.folder, current).state == "new":
+            self.folder.mkdir(parents=True, exist_ok=True)
+            write_json(self.folder / EXPERIMENT_FILE, current)
 
     # ------------------------------------------------------------------ problems, pair, folders
     @property
@@ -386,18 +399,12 @@ class Experiment:
         evaluation folder under ``validation/``, resumed by batch), the gold-path check and
         the odd-token audit of its kept steps. Written once: a later call returns the
         stored prediction, with the time it was first recorded."""
-        path = self.folder / SCOUT_FILE
-        stored = read_json(path)
         c = self.config
         settings = {"validation_sha256": digest([[p["id"], p["question"]] for p in self.validation_set()]),
                     "beta": c.sample.beta, "alpha": c.sample.alpha, "eval": to_dict(c.eval)}
-        if stored is not None:
-            before = stored.get("settings")
-            if isinstance(before, dict):  # a prediction from before EvalConfig.protocol: lrkit's rules
-                before = {**before, "eval": with_added_fields(before.get("eval"), EvalConfig)}
-            check_settings(path.parent, "scout", before, settings,
-                           way_out=f"delete {path} to predict again")
-            return stored
+        opened = SCOUTING.open(self.folder, settings)
+        if opened.state == "stored":
+            return opened.result
         greedy = evaluate(self.pair.expert, self.validation_set(), c.eval, tokenizer=self.pair.tokenizer,
                           out_dir=self.folder / "validation" / "greedy", progress=self.progress,
                           name="base expert (validation)")
@@ -409,7 +416,7 @@ class Experiment:
         row = scout_row(greedy, decoded, check, audit, self.amateur_path, c.sample.beta, c.sample.alpha)
         prediction = {**row, "recorded_at": now(), "settings": settings,
                       "odd_examples": audit.examples.to_dict("records")}
-        write_json(path, prediction)
+        write_json(self.folder / SCOUT_FILE, prediction)
         return prediction
 
     def sample(self, beta: Optional[float] = None):

@@ -43,7 +43,8 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 from lrkit import distributed
 
 LOCK_FILE = ".lrkit.lock"
@@ -134,7 +135,8 @@ class FolderError(ValueError):
                  holds: Optional[str] = None, way_out: Optional[str] = None):
         self.folder, self.stage, self.differs = Path(folder), stage, list(differs)
         if holds is None:
-            holds = f"a {stage} made with other settings (differs in: {', '.join(self.differs)})"
+            article = "an" if stage[:1].lower() in "aeiou" else "a"
+            holds = f"{article} {stage} made with other settings (differs in: {', '.join(self.differs)})"
         way_out = way_out or f"delete {folder} to run the {stage} there afresh"
         message = f"{folder} holds {holds}; choose another output folder (--out), or {way_out}"
         super().__init__(" ".join(message.split()))  # one line whatever the names hold
@@ -181,6 +183,89 @@ def check_settings(folder: Union[str, Path], stage: str, stored: Optional[Mappin
     differs = differing(stored or {}, current, ignore)
     if differs:
         raise FolderError(folder, stage, differs, way_out=way_out)
+
+
+# --------------------------------------------------------------------------- the stage-folder protocol
+
+@dataclass(frozen=True)
+class Opened:
+    """What a stage finds in its folder (:meth:`StageFolder.open`)."""
+
+    state: str
+    """"new" (absent or empty: the stage starts), "resume" (this run, unfinished: the stage
+    goes on from what is there) or "stored" (this run, finished: ``result`` is it)."""
+    stored: Optional[dict] = None
+    """The settings file's content, as stored (None for a new folder)."""
+    result: Any = None
+    """The stage's stored result (``state == "stored"``), loaded by the stage's ``load``."""
+
+
+def _as_stored(stored: dict, current: Mapping) -> dict:
+    return stored
+
+
+@dataclass(frozen=True)
+class StageFolder:
+    """One stage's folder protocol: the one place where a stage's output folder is claimed,
+    resumed, refused or read back, so that every stage does it the same way.
+
+    A stage declares the file that holds its settings, how a stored file reads in today's
+    terms (renamed or added fields), when its run is finished, and how its result loads;
+    :meth:`open` does the rest. Settings are the inputs that change the result, nothing
+    else: display names, progress flags and the caller's paths stay out of them.
+    """
+
+    stage: str
+    """The stage's name in messages ("sampling run", "evaluation", ...)."""
+    settings_file: str
+    """The file in the folder that holds the stage's settings (and marks the folder as its)."""
+    finished: Callable[[Path, dict], bool]
+    """Whether the folder holds its run finished, given the folder and its stored file."""
+    load: Callable[[Path], Any]
+    """The stage's ``Result.load(folder)``."""
+    as_stored: Callable[[dict, Mapping], dict] = _as_stored
+    """The stored settings in today's terms, given the stored file and the current settings
+    (fields renamed or added since the folder was written)."""
+    own_files: Optional[Sequence[str]] = None
+    """When given, the only names the folder may hold besides the settings file (others are
+    foreign, and refused even beside the settings file)."""
+    way_out: Optional[str] = None
+    """The refusal's way out; default: delete the folder."""
+    shared: bool = False
+    """The settings file sits in a folder other stages share (the experiment's scout.json):
+    other files there are not foreign, and a folder without the file is "new"."""
+
+    def open(self, folder: Union[str, Path], current: Mapping, *, ignore: Iterable[str] = ()) -> Opened:
+        """Claim ``folder`` for a run with ``current`` settings, or give back its stored result.
+
+        Returns :class:`Opened`: "new" when the folder is absent or empty, "stored" (with
+        the loaded result) when it holds this run finished, "resume" when it holds this run
+        unfinished. Raises :class:`FolderError`, in one line, when it holds another run
+        (naming every differing setting; ``ignore`` lists the settings a resumed run may
+        change) or files that are not this stage's.
+        """
+        folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise FolderError(folder, self.stage, holds="a file, not a folder", way_out="delete it")
+        names = sorted(p.name for p in entries(folder) if not p.name.endswith(".tmp")) if folder.is_dir() else []
+        if not names:
+            return Opened("new")
+        if self.own_files is not None:
+            foreign = [n for n in names if n not in (self.settings_file, *self.own_files)]
+            if foreign:
+                shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
+                raise FolderError(folder, self.stage, holds=f"{shown}, not an lrkit {self.stage}",
+                                  way_out="move those files elsewhere")
+        stored = read_json(folder / self.settings_file)
+        if not isinstance(stored, dict):
+            if self.own_files is not None or self.shared:  # its files before its settings, or another's
+                return Opened("new")
+            refuse_foreign(folder, self.stage, names, self.settings_file, way_out=self.way_out)
+        check_settings(folder, self.stage, self.as_stored(stored, current), current, ignore=ignore,
+                       way_out=self.way_out)
+        if self.finished(folder, stored):
+            return Opened("stored", stored, self.load(folder))
+        return Opened("resume", stored)
 
 
 def refuse_foreign(folder: Union[str, Path], stage: str, names: Iterable[str], marker: str,

@@ -3,6 +3,7 @@ problem, ``results.jsonl`` + ``summary.json``) and the guard that keeps an
 evaluation folder to one evaluation."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ import pandas as pd
 from lrkit.config import EvalConfig, with_added_fields
 from lrkit.evaluation.stats import accuracy_interval
 from lrkit.provenance import PROVENANCE_FILE
-from lrkit.runs import FolderError, entries, read_json, write_text
+from lrkit.runs import StageFolder, read_json, write_text
 
 RESULT_COLUMNS = ("id", "question", "gold", "output", "prediction", "correct", "n_tokens", "finished")
 OPTIONAL_COLUMNS = ("unparsed",)
@@ -162,49 +163,40 @@ def _legacy_label(saved: dict) -> bool:
     return "name" not in saved
 
 
+def _stored_for(info: dict):
+    """How a stored summary reads as settings today: :func:`stored_settings`, and, for a
+    summary from when the display name stood in for the model (no "name" key), that label
+    read as the model when it is today's display name."""
+    def as_stored(saved: dict, current) -> dict:
+        settings = stored_settings(saved)
+        if _legacy_label(saved) and saved.get("model") == info.get("name"):
+            settings["model"] = current.get("model")
+        return settings
+    return as_stored
+
+
+EVALUATION = StageFolder("evaluation", SUMMARY_FILE, finished=lambda folder, saved: bool(saved.get("complete")),
+                         load=EvalResult.load, own_files=(RESULTS_FILE, PROVENANCE_FILE))
+"""The evaluation's folder protocol (lrkit.runs.StageFolder): settings in summary.json,
+finished when it says complete, results.jsonl and provenance.json beside it and nothing else."""
+
+
 def check_eval_out_dir(out_dir: Path, info: dict) -> Optional[EvalResult]:
-    """Resume or refuse an evaluation folder.
+    """Resume or refuse an evaluation folder (:data:`EVALUATION`'s protocol).
 
     Returns the stored result when ``out_dir`` holds this very evaluation finished
-    (same model name, config and problems); None when it is absent, empty or holds
-    this evaluation unfinished (a rerun keeps its finished batches: :func:`unfinished_rows`). Raises
-    :class:`lrkit.runs.FolderError` for another evaluation or other files.
+    (same model, dtype, config, benchmark and problems; the display name ``info["name"]``
+    is not compared, and the result comes back under it); None when it is absent, empty or
+    holds this evaluation unfinished (a rerun keeps its finished batches: :func:`unfinished_rows`).
+    Raises :class:`lrkit.runs.FolderError` for another evaluation or other files.
     """
-    if not out_dir.exists():
+    protocol = dataclasses.replace(EVALUATION, as_stored=_stored_for(info))
+    opened = protocol.open(out_dir, {k: info.get(k) for k in SETTINGS})
+    if opened.state != "stored":
         return None
-    if not out_dir.is_dir():
-        raise FolderError(out_dir, "evaluation", holds="a file, not a folder", way_out="delete it")
-    names = sorted(p.name for p in entries(out_dir) if not p.name.endswith(".tmp"))
-    if not names:
-        return None
-    foreign = [n for n in names if n not in EVAL_FILES]
-    if foreign:
-        shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
-        raise FolderError(out_dir, "evaluation", holds=f"{shown}, not an lrkit evaluation",
-                          way_out="move those files elsewhere")
-    if SUMMARY_FILE not in names:  # an evaluation that died before its first batch was saved
-        return None
-    saved = read_json(out_dir / SUMMARY_FILE)
-    saved = saved if isinstance(saved, dict) else {}
-    settings = stored_settings(saved)
-    if _legacy_label(saved):  # then "model" held the display name: compare it with today's
-        info = {**info, "model": info.get("name")}
-    differs = [k for k in SETTINGS if settings.get(k) != info.get(k)]
-    if differs:
-        from lrkit.runs import differing
-
-        named = differing({k: settings.get(k) for k in differs}, {k: info.get(k) for k in differs})
-        raise FolderError(out_dir, "evaluation", named,
-                          holds=f"the evaluation of {saved.get('name') or saved.get('model', 'another model')!r} "
-                                f"made with other "
-                                f"settings (differs in: {', '.join(named)})",
-                          way_out=f"delete {out_dir} to evaluate there afresh")
-    if not saved.get("complete"):
-        return None
-    stored = EvalResult.load(out_dir)
     if info.get("name"):  # the caller's display name; the files keep the first one
-        stored.info["name"] = info["name"]
-    return stored
+        opened.result.info["name"] = info["name"]
+    return opened.result
 
 
 def unfinished_rows(out_dir: Path) -> tuple[dict[str, dict], float]:

@@ -20,6 +20,7 @@ stored suite (:meth:`SuiteResult.load`) and writes nothing.
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import re
@@ -35,6 +36,7 @@ from lrkit.data.answers import Problem
 from lrkit.data.problems import load_problems
 from lrkit.evaluation import EvalResult, compare, evaluate
 from lrkit.evaluation.protocol import SHOTS
+from lrkit.evaluation.results import EVALUATION
 from lrkit.models.loading import load_model
 from lrkit.paper import PAPER_TABLE1
 from lrkit.runs import FolderError, entries, problems_digest, refuse_foreign, write_json, write_text, writes_folder
@@ -457,19 +459,12 @@ def _read_settings(out_dir: Path) -> Optional[dict]:
 
 
 def _finished(folder: Path, config: EvalConfig) -> Optional[EvalResult]:
-    """The saved evaluation in ``folder`` when it is complete and made with ``config``."""
-    summary = folder / SUMMARY_FILE
-    if not summary.exists():
-        return None
-    info = json.loads(summary.read_text(encoding="utf-8"))
-    stored = with_added_fields(info.get("config"), EvalConfig)
-    if stored != to_dict(config):
-        from lrkit.runs import differing
-
-        raise FolderError(folder, "evaluation", differing({"config": stored}, {"config": to_dict(config)}))
-    if not info.get("complete", False):
-        return None
-    return EvalResult.load(folder)
+    """The saved evaluation in ``folder`` when it is complete and made with ``config``, read
+    before any model loads (the evaluation's own protocol compares the rest when it runs)."""
+    protocol = dataclasses.replace(
+        EVALUATION, as_stored=lambda saved, current: {"config": with_added_fields(saved.get("config"), EvalConfig)})
+    opened = protocol.open(folder, {"config": to_dict(config)})
+    return opened.result if opened.state == "stored" else None
 
 
 def _load(model, device, dtype):

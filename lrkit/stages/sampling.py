@@ -44,7 +44,7 @@ from lrkit.models.loading import ModelPair, check_prompt_lengths, load_pair, loa
 from lrkit.models.pairs import default_rollouts
 from lrkit.models.prompts import build_prompt_ids
 from lrkit.provenance import PROVENANCE_FILE, Provenance, api_call
-from lrkit.runs import check_settings, entries, problems_digest, read_json, refuse_foreign, write_json, writes_folder
+from lrkit.runs import StageFolder, problems_digest, read_json, write_json, writes_folder
 
 OUTPUT_FILES = ("rollouts.jsonl", "steps.jsonl", "records.jsonl")
 STATE_FILE = "state.json"
@@ -224,21 +224,11 @@ def _run_config(config: SampleConfig, expert_name: str, amateur_name: str, probl
             "problems_sha256": problems_digest(problems), "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer)}
 
 
-def _stored_config(out_dir: Path) -> Optional[dict]:
-    """config.json under today's field names, with the fields added since filled in as the
-    folder was made (a folder from before a rename or an added field resumes); None when absent."""
-    stored = read_json(out_dir / CONFIG_FILE)
-    return with_added_fields(current_names(SampleConfig, stored), SampleConfig) if isinstance(stored, dict) else stored
-
-
 def _finished(out_dir: Path, run_config: dict) -> Optional["SampleResult"]:
     """The stored result when ``out_dir`` holds this run finished; FolderError when it
-    holds a run with other settings; None otherwise (absent, empty or unfinished)."""
-    stored = _stored_config(out_dir)
-    if stored is None:
-        return None
-    check_settings(out_dir, STAGE, stored, run_config, way_out=WAY_OUT)
-    return SampleResult.load(out_dir) if (out_dir / SUMMARY_FILE).exists() else None
+    holds a run with other settings or other files; None otherwise (absent, empty or unfinished)."""
+    opened = SAMPLING.open(out_dir, run_config)
+    return opened.result if opened.state == "stored" else None
 
 
 def _finished_before_loading(expert: str, amateur: Optional[str], problems, out_dir: Path,
@@ -268,14 +258,12 @@ def _prepare_out_dir(out_dir: Path, run_config: dict, overwrite: bool) -> tuple[
         for name in OUTPUT_FILES + (STATE_FILE, CONFIG_FILE, SUMMARY_FILE, PROVENANCE_FILE):
             (out_dir / name).unlink(missing_ok=True)
         _remove_shards(out_dir)
-    if config_path.exists():
-        check_settings(out_dir, STAGE, _stored_config(out_dir), run_config, way_out=WAY_OUT)
-    else:
-        # Anything else there (an evaluation's summary.json, a user's files) would be
-        # overwritten or mixed with this run's files.
-        if not overwrite:
-            refuse_foreign(out_dir, STAGE, [p.name for p in entries(out_dir)], CONFIG_FILE,
-                           way_out="pass overwrite=True (--overwrite) to replace them")
+    # Another run's settings, or anything else there (an evaluation's summary.json, a user's
+    # files), would be overwritten or mixed with this run's files: refused in one line.
+    if overwrite:
+        if not config_path.exists():
+            _write_json_atomic(config_path, run_config)
+    elif SAMPLING.open(out_dir, run_config).state == "new":
         _write_json_atomic(config_path, run_config)
     state = json.loads(state_path.read_text()) if state_path.exists() else {"batches_done": 0, "sizes": {}}
     for name in OUTPUT_FILES:
@@ -329,6 +317,19 @@ class SampleResult:
         if not isinstance(summary, dict) or not (out_dir / CONFIG_FILE).exists():
             raise FileNotFoundError(f"{out_dir}: no finished sampling run ({CONFIG_FILE}, {SUMMARY_FILE})")
         return cls(out_dir, summary)
+
+
+SAMPLING = StageFolder(STAGE, CONFIG_FILE, finished=lambda folder, stored: (folder / SUMMARY_FILE).exists(),
+                       load=lambda folder: SampleResult.load(folder),
+                       as_stored=lambda stored, current: _today(stored), way_out=WAY_OUT)
+"""The sampling stage's folder protocol (lrkit.runs.StageFolder): settings in config.json,
+finished once summary.json is written."""
+
+
+def _today(stored: dict) -> dict:
+    """config.json under today's field names, with the fields added since filled in as the
+    folder was made (a folder from before a rename or an added field resumes)."""
+    return with_added_fields(current_names(SampleConfig, stored), SampleConfig)
 
 
 def read_steps(out_dir: Union[str, Path]):

@@ -68,8 +68,7 @@ from lrkit.models.loading import (
 from lrkit.models.prompts import build_prompt_ids
 from lrkit.provenance import Provenance, api_call, now
 from lrkit.runs import (
-    LOCK_FILE, LOSS_FILE, RUN_FILE, FolderError, check_settings, differing, digest, entries, read_json, refuse_foreign,
-    sha256_of_file, write_json, write_text, writes_folder)
+    LOCK_FILE, LOSS_FILE, RUN_FILE, FolderError, StageFolder, differing, digest, entries, read_json, sha256_of_file, write_json, write_text, writes_folder)
 from lrkit.stages.cards import write_model_card
 from lrkit.stages.packing import PackedCollator, pack_units, packed_kl, schedule
 
@@ -362,6 +361,25 @@ def loss_history(trainer: Trainer, loss_name: str) -> list[dict]:
     return [{"step": e["step"], loss_name: e["loss"]} for e in trainer.state.log_history if "loss" in e]
 
 
+def _run_settings(saved: dict, current=None) -> dict:
+    return {k: v for k, v in saved.items() if k != "result"}
+
+
+def training_folder(stage: str = "training run") -> StageFolder:
+    """A training (or SFT) run's folder protocol (lrkit.runs.StageFolder): settings in
+    lrkit_train.json, finished once it holds a result and the adapter is written."""
+    return StageFolder(stage, RUN_FILE, load=TrainResult.load, as_stored=_run_settings,
+                       finished=lambda folder, saved: bool(saved.get("result"))
+                       and (folder / "adapter_model.safetensors").exists())
+
+
+RESUMABLE = tuple(f"config.{k}" for k in RESUMABLE_CHANGES)
+
+MERGING = StageFolder("merge", MERGE_FILE, finished=lambda folder, stored: True, load=Path)
+"""The merge's folder protocol: settings in the merge file, written last (the merge is built
+in ``<out>.partial`` and renamed), so a folder that holds it is a finished merge."""
+
+
 def prepare_out_dir(out_dir: Path, run: dict, resume: bool, stage: str = "training run") -> Optional[Path]:
     """Refuse to mix runs; return the checkpoint to resume from, if any.
 
@@ -372,36 +390,28 @@ def prepare_out_dir(out_dir: Path, run: dict, resume: bool, stage: str = "traini
     """
     from transformers.trainer_utils import get_last_checkpoint
 
-    if out_dir.exists() and entries(out_dir):
-        saved = read_json(out_dir / RUN_FILE)
-        if not isinstance(saved, dict):
-            refuse_foreign(out_dir, stage, [p.name for p in entries(out_dir)], RUN_FILE)
-        stored = {k: v for k, v in saved.items() if k != "result"}
-        resumable = [f"config.{k}" for k in RESUMABLE_CHANGES]
-        if differing(stored, run, ignore=resumable):
-            check_settings(out_dir, stage, stored, run, ignore=resumable)
-        if not resume:
-            changed = differing(stored, run)
-            if changed:
-                raise FolderError(out_dir, stage, changed, way_out="pass resume=True (--resume) to continue "
-                                  "it with the new " + ", ".join(changed))
-            raise FolderError(out_dir, stage, holds=f"an unfinished {stage} of these settings",
-                              way_out="pass resume=True (--resume) to continue it")
-        last = get_last_checkpoint(str(out_dir))
-        _check_step_target(out_dir, saved, run, Path(last) if last else None)
-        return Path(last) if last else None
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return None
+    opened = training_folder(stage).open(out_dir, run, ignore=RESUMABLE)
+    if opened.state == "new":
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return None
+    if not resume:
+        changed = differing(_run_settings(opened.stored), run)
+        if changed:
+            raise FolderError(out_dir, stage, changed, way_out="pass resume=True (--resume) to continue "
+                              "it with the new " + ", ".join(changed))
+        raise FolderError(out_dir, stage, holds=f"an unfinished {stage} of these settings",
+                          way_out="pass resume=True (--resume) to continue it")
+    last = get_last_checkpoint(str(out_dir))
+    _check_step_target(out_dir, opened.stored, run, Path(last) if last else None)
+    return Path(last) if last else None
 
 
 def finished_run(out_dir: Path, run: dict) -> bool:
     """Whether ``out_dir`` holds the finished run of exactly these settings (its run
-    file with a result, and the adapter)."""
-    saved = read_json(Path(out_dir) / RUN_FILE)
-    if not (isinstance(saved, dict) and saved.get("result")
-            and (Path(out_dir) / "adapter_model.safetensors").exists()):
-        return False
-    return not differing({k: v for k, v in saved.items() if k != "result"}, run)
+    file with a result, and the adapter); another run's folder is refused, one that
+    differs only in what a resumed run may change (``RESUMABLE_CHANGES``) is not finished."""
+    opened = training_folder().open(out_dir, run, ignore=RESUMABLE) if Path(out_dir).is_dir() else None
+    return opened is not None and opened.state == "stored" and not differing(_run_settings(opened.stored), run)
 
 
 def _check_step_target(out_dir: Path, saved: dict, run: dict, checkpoint: Optional[Path]) -> None:
@@ -762,11 +772,7 @@ def merge(expert: PathLike, adapter_dir: PathLike, out_dir: PathLike,
     target = choose_dtype(torch.device("cpu"), dtype)
     settings = {"expert": expert, "adapter_sha256": adapter_digest(adapter_dir),
                 "dtype": str(target).replace("torch.", "")}
-    if out_dir.exists() and entries(out_dir):
-        stored = read_json(out_dir / MERGE_FILE)
-        if not isinstance(stored, dict):
-            refuse_foreign(out_dir, "merge", [p.name for p in entries(out_dir)], MERGE_FILE)
-        check_settings(out_dir, "merge", stored, settings)
+    if MERGING.open(out_dir, settings).state == "stored":
         return out_dir
     partial = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)  # a merge that died there (this folder's lock is ours)
