@@ -105,6 +105,16 @@ def cut_at_stop(ids: Iterable[int], stop_ids: Sequence[int]) -> Generation:
     return Generation(out, False)
 
 
+def _generation_inputs(model, tokenizer, prompts: Sequence[Sequence[int]], stop_ids: Optional[Sequence[int]]):
+    """What both generate() calls take: the stop ids and the pad id, the left-padded batch on
+    the model's device, the output rows that belong to no token (suppressed) and how many are scored."""
+    stop_ids = list(stop_ids or stop_token_ids(model, tokenizer))
+    pad_id = pad_token_id(tokenizer, stop_ids)
+    input_ids, attention_mask = left_pad(prompts, pad_id, next(model.parameters()).device)
+    rows, scored = model.get_output_embeddings().weight.shape[0], scored_vocab_size(tokenizer)
+    return stop_ids, pad_id, input_ids, attention_mask, (list(range(scored, rows)) if rows > scored else None), scored
+
+
 @torch.inference_mode()
 def greedy_generate_batch(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens: int,
                           stop_ids: Optional[Sequence[int]] = None) -> list[Generation]:
@@ -115,17 +125,13 @@ def greedy_generate_batch(model, tokenizer, prompts: Sequence[Sequence[int]], ma
     NaN or inf among the scored logits raises :class:`NonFiniteLogitsError`
     (:class:`lrkit.models.guard.FiniteLogits`) instead of decoding garbage.
     """
-    stop_ids = list(stop_ids or stop_token_ids(model, tokenizer))
-    pad_id = pad_token_id(tokenizer, stop_ids)
-    device = next(model.parameters()).device
-    input_ids, attention_mask = left_pad(prompts, pad_id, device)
-    rows = model.get_output_embeddings().weight.shape[0]
-    scored = scored_vocab_size(tokenizer)
+    stop_ids, pad_id, input_ids, attention_mask, unscored, scored = _generation_inputs(model, tokenizer, prompts,
+                                                                                      stop_ids)
     config = GenerationConfig(
         do_sample=False, num_beams=1, max_new_tokens=max_new_tokens,
         eos_token_id=stop_ids, pad_token_id=pad_id,
         temperature=None, top_p=None, top_k=None,
-        suppress_tokens=list(range(scored, rows)) if rows > scored else None,
+        suppress_tokens=unscored,
     )
     out = model.generate(input_ids=input_ids, attention_mask=attention_mask,
                          generation_config=config, logits_processor=LogitsProcessorList([FiniteLogits(scored)]))
@@ -147,17 +153,13 @@ def checkpoint_generate_batch(model, tokenizer, prompts: Sequence[Sequence[int]]
     """
     import copy
 
-    stop_ids = list(stop_ids or stop_token_ids(model, tokenizer))
-    pad_id = pad_token_id(tokenizer, stop_ids)
-    device = next(model.parameters()).device
-    input_ids, attention_mask = left_pad(prompts, pad_id, device)
-    rows = model.get_output_embeddings().weight.shape[0]
-    scored = scored_vocab_size(tokenizer)
+    stop_ids, pad_id, input_ids, attention_mask, unscored, scored = _generation_inputs(model, tokenizer, prompts,
+                                                                                      stop_ids)
     config = copy.deepcopy(model.generation_config)
     config.max_new_tokens, config.max_length = max_new_tokens, None
     config.eos_token_id, config.pad_token_id = stop_ids, pad_id
-    config.suppress_tokens = list(range(scored, rows)) if rows > scored else None
-    devices = [device] if device.type == "cuda" else []
+    config.suppress_tokens = unscored
+    devices = [input_ids.device] if input_ids.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
