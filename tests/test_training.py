@@ -25,7 +25,8 @@ from lrkit.models.prompts import build_prompt_ids
 from lrkit.runs import FolderError
 from lrkit.stages import training
 from lrkit.stages.training import (
-    SoftLabelCollator, build_examples, merge, resolve_precision, soft_label_kl, sparse_kl, train)
+    PROGRESS_FILE, SoftLabelCollator, build_examples, last_complete_checkpoint, merge, resolve_precision,
+    soft_label_kl, sparse_kl, train)
 from tiny_models import make_model, make_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -494,43 +495,37 @@ def _train_cli(expert, records, out, *extra):
             "--save-steps", "2", "--logging-steps", "1", "--report-to", "none", *extra]
 
 
-def test_sigkill_mid_training_then_resume_gives_the_uninterrupted_adapter(expert, one_hot_records, tmp_path):
-    """A process killed outright (no exception handler runs) between checkpoints: the rerun
-    with --resume starts from the last checkpoint and ends with the adapter, loss curve and
-    counts of a run that was never interrupted (both runs in subprocesses with one thread,
-    so the float sums are the same)."""
-    records = tmp_path / "records.jsonl"
-    write_records(one_hot_records, records)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    subprocess.run(_train_cli(expert, records, tmp_path / "straight"), check=True, env=env, capture_output=True)
-
-    killed = tmp_path / "killed"
+def _kill_mid_training(expert, records, killed, env, marker: str = "trainer_state.json"):
+    """Start a run and SIGKILL it once ``checkpoint-4/<marker>`` exists."""
     proc = subprocess.Popen(_train_cli(expert, records, killed), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if (killed / "checkpoint-4" / "trainer_state.json").exists():
+        if (killed / "checkpoint-4" / marker).exists():
             break
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "adapter_model.safetensors").exists(), "the kill must land before the end"
-    done = max(int(p.name.split("-")[1]) for p in killed.glob("checkpoint-*"))
-    assert 2 <= done < 8
 
-    resumed = subprocess.run(_train_cli(expert, records, killed, "--resume"), env=env, capture_output=True,
-                             text=True)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+def _complete_checkpoints(folder: Path) -> list[int]:
+    """Checkpoints whose saving finished: lrkit's progress file is written after the Trainer's files."""
+    return sorted(int(p.parent.name.split("-")[1]) for p in folder.glob(f"checkpoint-*/{PROGRESS_FILE}"))
+
+
+def _assert_same_as_straight(killed: Path, straight: Path, resumed_from: int):
     run = json.loads((killed / "lrkit_train.json").read_text())
-    straight = json.loads((tmp_path / "straight" / "lrkit_train.json").read_text())
-    assert run["result"]["resumed_from"].endswith(f"checkpoint-{done}")
-    assert run["result"]["steps"] == straight["result"]["steps"] == 8
-    assert run["result"]["tuned_tokens"] == straight["result"]["tuned_tokens"]
+    expected_run = json.loads((straight / "lrkit_train.json").read_text())
+    assert run["result"]["resumed_from"].endswith(f"checkpoint-{resumed_from}")
+    assert run["result"]["steps"] == expected_run["result"]["steps"] == 8
+    # one-hot records: one supervised position a row; 8 steps of 2 rows x 2 accumulation steps
+    assert run["result"]["tuned_tokens"] == expected_run["result"]["tuned_tokens"] == 8 * 2 * 2
     losses = [json.loads(line) for line in (killed / "loss.jsonl").read_text().splitlines()]
-    expected = [json.loads(line) for line in (tmp_path / "straight" / "loss.jsonl").read_text().splitlines()]
+    expected = [json.loads(line) for line in (straight / "loss.jsonl").read_text().splitlines()]
     assert [e["step"] for e in losses] == [e["step"] for e in expected] == list(range(1, 9))
     assert [e["kl"] for e in losses] == pytest.approx([e["kl"] for e in expected], rel=1e-5)
-    a = load_file(tmp_path / "straight" / "adapter_model.safetensors")
+    a = load_file(straight / "adapter_model.safetensors")
     b = load_file(killed / "adapter_model.safetensors")
     assert a.keys() == b.keys()
     moved = 0.0
@@ -538,6 +533,66 @@ def test_sigkill_mid_training_then_resume_gives_the_uninterrupted_adapter(expert
         assert torch.allclose(a[key], b[key], atol=1e-6, rtol=0), key
         moved = max(moved, float(a[key].abs().max()))
     assert moved > 1e-3, "the adapter must have trained for the comparison to mean anything"
+
+
+@pytest.fixture(scope="module")
+def straight_run(expert, one_hot_records, tmp_path_factory):
+    """An uninterrupted 8-step run (one thread, in a subprocess) and its records."""
+    folder = tmp_path_factory.mktemp("straight")
+    records = folder / "records.jsonl"
+    write_records(one_hot_records, records)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    subprocess.run(_train_cli(expert, records, folder / "run"), check=True, env=env, capture_output=True)
+    return records, folder / "run", env
+
+
+def test_sigkill_mid_training_then_resume_gives_the_uninterrupted_adapter(expert, straight_run, tmp_path):
+    """A process killed outright (no exception handler runs) between checkpoints: the rerun
+    with --resume starts from the last complete checkpoint and ends with the adapter, loss
+    curve and counts of a run that was never interrupted (both runs in subprocesses with one
+    thread, so the float sums are the same)."""
+    records, straight, env = straight_run
+    killed = tmp_path / "killed"
+    _kill_mid_training(expert, records, killed, env)
+    done = _complete_checkpoints(killed)
+    assert done and 2 <= done[-1] < 8
+    resumed = subprocess.run(_train_cli(expert, records, killed, "--resume"), env=env, capture_output=True,
+                             text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    _assert_same_as_straight(killed, straight, done[-1])
+
+
+def test_last_complete_checkpoint_skips_folders_without_the_progress_file(tmp_path):
+    """Independent of any training: checkpoint folders built by hand."""
+    assert last_complete_checkpoint(tmp_path) is None
+    for step, files in ((2, ("trainer_state.json", PROGRESS_FILE)), (10, ("trainer_state.json", PROGRESS_FILE)),
+                        (12, ("trainer_state.json",)), (14, ())):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        for name in files:
+            (folder / name).write_text("{}")
+    (tmp_path / "checkpoint-x").mkdir()
+    (tmp_path / "checkpoint-99").write_text("a file, not a folder")
+    assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-10"  # 10 > 2 numerically
+
+
+def test_a_checkpoint_cut_while_saving_is_skipped_on_resume(expert, straight_run, tmp_path):
+    """The kill lands after the Trainer wrote checkpoint-N's trainer_state.json but before
+    lrkit's progress file (the count of tuned tokens): made certain here by removing that
+    file. The resume must start from the checkpoint before, not from the cut one with a
+    count of zero (CI once saw 16 tuned tokens reported as 8 from such a folder)."""
+    records, straight, env = straight_run
+    killed = tmp_path / "killed"
+    _kill_mid_training(expert, records, killed, env, marker=PROGRESS_FILE)
+    done = _complete_checkpoints(killed)
+    assert len(done) >= 2 and done[-1] < 8, done
+    cut = killed / f"checkpoint-{done[-1]}"
+    (cut / PROGRESS_FILE).unlink()
+    assert (cut / "trainer_state.json").exists()
+    resumed = subprocess.run(_train_cli(expert, records, killed, "--resume"), env=env, capture_output=True,
+                             text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    _assert_same_as_straight(killed, straight, done[-2])
 
 
 def _nan_model(path: Path, tokenizer, layer_weight: str = "model.layers.0.self_attn.q_proj.weight") -> Path:

@@ -388,8 +388,6 @@ def prepare_out_dir(out_dir: Path, run: dict, resume: bool, stage: str = "traini
     settings (``RESUMABLE_CHANGES`` aside); the caller has already returned a
     finished run of the same settings (:func:`finished_run`).
     """
-    from transformers.trainer_utils import get_last_checkpoint
-
     opened = training_folder(stage).open(out_dir, run, ignore=RESUMABLE)
     if opened.state == "new":
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -401,9 +399,24 @@ def prepare_out_dir(out_dir: Path, run: dict, resume: bool, stage: str = "traini
                               "it with the new " + ", ".join(changed))
         raise FolderError(out_dir, stage, holds=f"an unfinished {stage} of these settings",
                           way_out="pass resume=True (--resume) to continue it")
-    last = get_last_checkpoint(str(out_dir))
-    _check_step_target(out_dir, opened.stored, run, Path(last) if last else None)
-    return Path(last) if last else None
+    last = last_complete_checkpoint(out_dir)
+    _check_step_target(out_dir, opened.stored, run, last)
+    return last
+
+
+def last_complete_checkpoint(out_dir: Path) -> Optional[Path]:
+    """The newest ``checkpoint-N`` whose saving finished. The Trainer writes a checkpoint
+    file by file, and lrkit's progress file (the supervised-position count) comes last,
+    after trainer_state.json: a process killed in between leaves a folder that looks whole
+    to the Trainer but would restart the count at zero. Such a folder is skipped (the
+    Trainer writes it again when the resumed run reaches that step)."""
+    steps = []
+    for folder in Path(out_dir).glob("checkpoint-*"):
+        number = folder.name.split("-", 1)[1]
+        if number.isdigit() and folder.is_dir() and (folder / PROGRESS_FILE).is_file() \
+                and (folder / "trainer_state.json").is_file():
+            steps.append((int(number), folder))
+    return max(steps)[1] if steps else None
 
 
 def finished_run(out_dir: Path, run: dict) -> bool:
