@@ -1,6 +1,4 @@
 """`python -m lrkit COMMAND ...`, the same as the `lrkit` console script."""
-import sys
+from lrkit.cli import entry
 
-from lrkit.cli import main
-
-sys.exit(main())
+entry()

@@ -985,5 +985,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         distributed.stop(finished=False)  # after an error: leave at once (no-op after a normal end)
 
 
+def entry() -> None:
+    """The `lrkit` console script and `python -m lrkit`: :func:`main`, then exit with its status.
+
+    Under a launcher a rank leaves with ``os._exit`` once its files are written, its group
+    left and its output flushed. Python's own shutdown could otherwise meet a gloo worker
+    thread that is still releasing the last collective's tensors: it needs the GIL, the
+    finalising interpreter ends that thread, and the process aborts ("terminate called
+    without an active exception", SIGABRT) after a run that succeeded. Seen in about one
+    launch in ten here (tests/test_distributed.py); torch's fix (pytorch/pytorch#179291)
+    was abandoned.
+    """
+    import os
+
+    from lrkit import distributed
+
+    status = main()
+    if distributed.launched():
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
