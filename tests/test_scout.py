@@ -123,3 +123,27 @@ def test_spearman_edge_cases():
     assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))  # no variation in one variable
     with pytest.raises(ValueError):
         spearman([1, 2], [1])
+
+
+# ---------------------------------------------------------------- the verdict on the test problems
+
+@pytest.mark.parametrize("predicted, gain, p, measured, held, exact", [
+    ("gain", 6.0, 0.01, "gain", True, True),      # a significant gain, as predicted
+    ("gain", 6.0, 0.20, "none", False, False),    # a gain in points, but noise: the prediction did not hold
+    ("gain", -6.0, 0.01, "loss", False, False),
+    ("loss", -6.0, 0.01, "loss", True, True),
+    ("loss", 2.5, 0.487, "none", True, False),    # the Coder pair: no gain, but no loss either
+    ("loss", 6.0, 0.01, "gain", False, False),
+    ("none", 0.0, 1.0, "none", True, True),
+    ("none", -6.0, 0.01, "loss", False, False),
+])
+def test_verdict_reads_the_measured_direction_by_mcnemar(predicted, gain, p, measured, held, exact):
+    from lrkit.evaluation.prediction import NOISE_P, verdict
+
+    assert NOISE_P == 0.05
+    v = verdict({"predicted": predicted, "score": -15.6 if predicted == "loss" else 4.0, "problems": 32}, gain, p)
+    assert (v["measured"], v["held"], v["exact"]) == (measured, held, exact)
+    words = {(True, True): "the prediction held", (True, False): "no gain, as predicted, but no loss either",
+             (False, False): "the prediction did not hold"}[(held, exact)]
+    assert v["text"].endswith(words)
+    assert ("not significant" in v["text"]) == (p >= 0.05)

@@ -56,9 +56,23 @@ def scout_row(greedy, decoded, check, audit, amateur: str, beta: float, alpha: f
 def verdict(prediction: dict, gain_points: float, p_value: float) -> dict:
     """Whether the scout's predicted direction held on the test problems.
 
-    ``held``: the measured change has the predicted sign and is significant (p < NOISE_P),
-    or the scout predicted no change or a loss and no significant gain came; a significant
-    change against the prediction did not hold. ``text`` says it in one sentence."""
+    ``measured``: "gain" or "loss" when exact McNemar p < NOISE_P, else "none".
+    ``held``: the scout predicted a gain and a significant gain came, or it predicted no
+    change or a loss and no significant gain came; a significant change against the
+    prediction did not hold. ``exact``: the measured direction is the predicted one (a
+    predicted loss with no significant change held, but not exactly: no gain came, and
+    no loss either). ``text`` says it in one sentence.
+
+    Args:
+        prediction: the scout row (:func:`scout_row`): ``predicted``, ``score``, ``problems``.
+        gain_points: tuned minus base accuracy on the test problems, in points.
+        p_value: exact McNemar p of that comparison.
+    Returns:
+        dict: predicted, measured, gain_points, p_value, held, exact, text.
+
+    >>> verdict({"predicted": "loss", "score": -15.6, "problems": 32}, 2.5, 0.49)["text"]
+    'the scout predicted a loss (score -15.6 points on 32 validation problems); the test measured +2.5 points (p = 0.49, not significant): no gain, as predicted, but no loss either'
+    """
     measured = direction(gain_points) if p_value < NOISE_P else "none"
     predicted = prediction["predicted"]
     if predicted == "gain":
@@ -67,11 +81,14 @@ def verdict(prediction: dict, gain_points: float, p_value: float) -> dict:
         held = measured in ("loss", "none")
     else:
         held = measured == "none"
+    exact = held and measured == predicted
     significance = f"p = {p_value:.3g}" + ("" if p_value < NOISE_P else ", not significant")
+    outcome = ("the prediction held" if exact else "no gain, as predicted, but no loss either" if held
+               else "the prediction did not hold")
     text = (f"the scout predicted a {predicted} (score {prediction['score']:+.1f} points on "
             f"{prediction['problems']} validation problems); the test measured {gain_points:+.1f} points "
-            f"({significance}): the prediction {'held' if held else 'did not hold'}")
+            f"({significance}): {outcome}")
     if predicted == "none":
         text = text.replace("predicted a none", "predicted no change")
     return {"predicted": predicted, "measured": measured, "gain_points": gain_points, "p_value": p_value,
-            "held": held, "text": text}
+            "held": held, "exact": exact, "text": text}
