@@ -805,3 +805,38 @@ def test_a_display_name_is_not_part_of_an_evaluations_identity(model_dir, tmp_pa
     (tmp_path / "eval" / "summary.json").write_text(json.dumps(legacy))
     assert evaluate(str(model_dir), PROBLEMS, config, out_dir=tmp_path / "eval", progress=False,
                     name="LightReasoner").df.equals(first.df)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_finite_logits_processor_finds_one_bad_entry_in_the_scored_columns(bad):
+    """One NaN or inf anywhere among the tokenizer's columns stops generation; the same value
+    in the output layer's padding columns (which generation sets to -inf itself) does not."""
+    import torch
+
+    from lrkit.maths.divergence import NonFiniteLogitsError
+    from lrkit.models.guard import FiniteLogits
+
+    guard = FiniteLogits(scored=100)
+    scores = torch.randn(4, 112)
+    assert guard(None, scores) is scores  # finite: passed on unchanged
+    padded = scores.clone()
+    padded[2, 105] = bad
+    assert guard(None, padded) is padded
+    for row, column in ((0, 0), (3, 99), (1, 57)):
+        broken = scores.clone()
+        broken[row, column] = bad
+        with pytest.raises(NonFiniteLogitsError):
+            guard(None, broken)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_finite_logits_processor_passes_huge_finite_logits_whose_sum_overflows(dtype):
+    """The fast test sums the scores; a sum that overflows from finite values (3e38 each, the
+    top of fp32's and bf16's range) is settled entry by entry, so it is not called NaN."""
+    import torch
+
+    from lrkit.models.guard import FiniteLogits
+
+    scores = torch.full((2, 64), 3e38, dtype=getattr(torch, dtype))
+    assert torch.isfinite(scores).all() and not torch.isfinite(scores.sum(dtype=torch.float32))
+    assert FiniteLogits(scored=64)(None, scores) is scores
