@@ -136,21 +136,39 @@ def part_evaluation(args) -> dict:
     problems = ex.test_set()[:args.eval_batch_size]
     prompts = [build_prompt_ids(pair.tokenizer, p["question"], config.system_prompt) for p in problems]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    start = time.perf_counter()
-    rows = plain_generate(pair.expert, pair.tokenizer, [prompts[i] for i in order], config.max_new_tokens)
-    floor_s = time.perf_counter() - start
     from dataclasses import replace
 
-    start = time.perf_counter()
-    result = evaluate(pair.expert, problems, replace(config, batch_size=len(problems)), tokenizer=pair.tokenizer,
-                      progress=False)
-    lrkit_s = time.perf_counter() - start
+    stop_ids = stop_token_ids(pair.expert, pair.tokenizer)
+
+    def floor() -> float:
+        start = time.perf_counter()
+        rows = plain_generate(pair.expert, pair.tokenizer, [prompts[i] for i in order], config.max_new_tokens)
+        seconds = time.perf_counter() - start
+        floor.tokens = generated_tokens(rows, stop_ids)
+        return seconds
+
+    def lrkit() -> float:
+        start = time.perf_counter()
+        lrkit.result = evaluate(pair.expert, problems, replace(config, batch_size=len(problems)),
+                                tokenizer=pair.tokenizer, progress=False)
+        return time.perf_counter() - start
+
+    # ABBA order (floor, lrkit, lrkit, floor, ...): a drift of the machine over the run
+    # falls on both sides alike; one repeat is the plain A-B order.
+    floor_s, lrkit_s = [], []
+    for i in range(args.eval_repeats):
+        first, second = ((floor, floor_s), (lrkit, lrkit_s)) if i % 2 == 0 else ((lrkit, lrkit_s), (floor, floor_s))
+        for run, times in (first, second):
+            times.append(run())
+    result = lrkit.result
     tokens = int(result.df["n_tokens"].sum())
-    assert tokens == generated_tokens(rows, stop_token_ids(pair.expert, pair.tokenizer))
+    assert tokens == floor.tokens, "lrkit and plain generate must decode the same tokens"
+    mean_floor, mean_lrkit = sum(floor_s) / len(floor_s), sum(lrkit_s) / len(lrkit_s)
     return {"problems": len(problems), "generated_tokens": tokens, "hit_limit": result.n_hit_limit,
-            "plain_generate_s": floor_s, "lrkit_evaluate_s": lrkit_s, "ratio": lrkit_s / floor_s,
-            "tokens_per_s": tokens / lrkit_s, "floor_tokens_per_s": tokens / floor_s,
-            "seconds_per_problem": lrkit_s / len(problems)}
+            "plain_generate_s": mean_floor, "lrkit_evaluate_s": mean_lrkit, "ratio": mean_lrkit / mean_floor,
+            "plain_generate_runs_s": floor_s, "lrkit_evaluate_runs_s": lrkit_s, "order": "ABBA (floor first)",
+            "tokens_per_s": tokens / mean_lrkit, "floor_tokens_per_s": tokens / mean_floor,
+            "seconds_per_problem": mean_lrkit / len(problems)}
 
 
 PARTS = {"rollouts": part_rollouts, "training": part_training, "evaluation": part_evaluation}
@@ -164,6 +182,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=16, help="rollout batch (default 16)")
     parser.add_argument("--train-steps", type=int, default=4)
     parser.add_argument("--eval-batch-size", type=int, default=32)
+    parser.add_argument("--eval-repeats", type=int, default=2,
+                        help="timed runs of each side, in ABBA order (default 2)")
     parser.add_argument("--part", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.part:  # a child: one part, its peak memory, one JSON line
@@ -176,7 +196,7 @@ def main(argv=None) -> int:
     for part in args.parts:
         command = [sys.executable, __file__, "--run", str(args.run), "--part", part, "--batch-size",
                    str(args.batch_size), "--train-steps", str(args.train_steps), "--eval-batch-size",
-                   str(args.eval_batch_size)]
+                   str(args.eval_batch_size), "--eval-repeats", str(args.eval_repeats)]
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
         if done.returncode != 0:
@@ -185,7 +205,9 @@ def main(argv=None) -> int:
                          "wall_s_with_loading": time.perf_counter() - start}
         print(part, json.dumps(results[part]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"run": str(args.run), "parts": results}, indent=2) + "\n")
+    # --parts names a subset: the other parts already in --out stay
+    stored = json.loads(args.out.read_text()).get("parts", {}) if args.out.is_file() else {}
+    args.out.write_text(json.dumps({"run": str(args.run), "parts": {**stored, **results}}, indent=2) + "\n")
     print(f"written: {args.out}")
     return 0
 

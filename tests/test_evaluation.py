@@ -840,3 +840,20 @@ def test_finite_logits_processor_passes_huge_finite_logits_whose_sum_overflows(d
     scores = torch.full((2, 64), 3e38, dtype=getattr(torch, dtype))
     assert torch.isfinite(scores).all() and not torch.isfinite(scores.sum(dtype=torch.float32))
     assert FiniteLogits(scored=64)(None, scores) is scores
+
+
+def test_finite_logits_processor_suppresses_the_rows_of_no_token_when_asked():
+    """suppress_rest: the output layer's padding rows become -inf (so the argmax never picks
+    them), the tokenizer's columns keep their values; without it nothing changes."""
+    import torch
+
+    from lrkit.models.guard import FiniteLogits
+
+    scores = torch.randn(3, 20)
+    scores[:, 16:] = 100.0  # padding rows that would win the argmax
+    kept = scores[:, :16].clone()
+    assert torch.equal(FiniteLogits(16)(None, scores.clone())[:, 16:], scores[:, 16:])
+    out = FiniteLogits(16, suppress_rest=True)(None, scores.clone())
+    assert torch.equal(out[:, :16], kept)
+    assert torch.isneginf(out[:, 16:]).all()
+    assert torch.equal(out.argmax(-1), kept.argmax(-1))

@@ -122,3 +122,39 @@ def test_padding_rows_of_the_output_layer_are_never_chosen(pair_paths):
         hook.remove()
     assert all(t < vocab for g in got for t in g.token_ids)
     assert all(len(g.token_ids) > 0 for g in got)
+
+
+def test_greedy_generation_never_chooses_padding_rows_and_matches_hf_suppress_tokens(pair_paths):
+    """Greedy decoding masks the output layer's padding rows itself (FiniteLogits with
+    suppress_rest); the reference is transformers' own suppress_tokens on the same batch."""
+    import torch
+
+    from lrkit.models.generation import greedy_generate_batch, left_pad, pad_token_id, stop_token_ids
+
+    pair = load_pair(str(pair_paths[0]), str(pair_paths[1]), device="cpu")
+    model, tok = pair.expert, pair.tokenizer
+    vocab, rows = len(tok), model.get_output_embeddings().weight.shape[0]
+    assert rows == vocab + 3
+
+    def favour_padding(module, inputs, output):  # the first padding row outscores every token
+        output = output.clone()
+        output[..., vocab] = output.max() + 50.0
+        return output
+
+    hook = model.get_output_embeddings().register_forward_hook(favour_padding)
+    try:
+        prompts = [build_prompt_ids(tok, q, None) for q in QUESTIONS]
+        got = greedy_generate_batch(model, tok, prompts, MAX_NEW)
+        stops = stop_token_ids(model, tok)
+        ids, mask = left_pad(prompts, pad_token_id(tok, stops), "cpu")
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=MAX_NEW,
+                                 eos_token_id=stops, pad_token_id=pad_token_id(tok, stops),
+                                 suppress_tokens=list(range(vocab, rows)))
+    finally:
+        hook.remove()
+    assert all(t < vocab for g in got for t in g.token_ids)
+    assert all(len(g.token_ids) > 0 for g in got)
+    for g, row in zip(got, out[:, ids.shape[1]:].tolist()):
+        cut = next((i + 1 for i, t in enumerate(row) if t in stops), len(row))
+        assert g.token_ids == row[:cut]

@@ -131,10 +131,10 @@ def greedy_generate_batch(model, tokenizer, prompts: Sequence[Sequence[int]], ma
         do_sample=False, num_beams=1, max_new_tokens=max_new_tokens,
         eos_token_id=stop_ids, pad_token_id=pad_id,
         temperature=None, top_p=None, top_k=None,
-        suppress_tokens=unscored,
     )
+    guard = FiniteLogits(scored, suppress_rest=unscored is not None)  # the unscored rows: -inf
     out = model.generate(input_ids=input_ids, attention_mask=attention_mask,
-                         generation_config=config, logits_processor=LogitsProcessorList([FiniteLogits(scored)]))
+                         generation_config=config, logits_processor=LogitsProcessorList([guard]))
     new = out[:, input_ids.shape[1]:].tolist()
     return [cut_at_stop(row, stop_ids) for row in new]
 

@@ -53,10 +53,13 @@ def non_finite_message(stage: str, model: str, dtype, detail: str = "") -> str:
 class FiniteLogits(LogitsProcessor):
     """A ``generate()`` logits processor that raises on NaN or inf in the first
     ``scored`` columns (the tokenizer's; later rows are output-layer padding that
-    generation suppresses with -inf on purpose). It changes no score."""
+    generation suppresses with -inf on purpose). It changes no score of those columns;
+    with ``suppress_rest`` it sets the later rows to -inf itself (for greedy decoding:
+    transformers' SuppressTokensLogitsProcessor builds a mask over every row each step,
+    4.7 ms at 32 x 152k, against microseconds for a slice)."""
 
-    def __init__(self, scored: int):
-        self.scored = scored
+    def __init__(self, scored: int, suppress_rest: bool = False):
+        self.scored, self.suppress_rest = scored, suppress_rest
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         scored = scores[:, :self.scored]
@@ -66,6 +69,11 @@ class FiniteLogits(LogitsProcessor):
         # the elementwise test: the verdict is exactly "some entry is NaN or inf".
         if not bool(torch.isfinite(scored.sum(dtype=torch.float32))) and not bool(torch.isfinite(scored).all()):
             raise NonFiniteLogitsError("logits hold NaN or inf")
+        if self.suppress_rest and scores.shape[-1] > self.scored:
+            # what generation_config.suppress_tokens does for those rows, in place: generate()
+            # hands processors its own fp32 copy of the step's logits. Greedy decoding only
+            # (the argmax is the same whatever runs before; samplers' warpers run first).
+            scores[:, self.scored:] = -float("inf")
         return scores
 
 
