@@ -28,6 +28,34 @@ ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json", "README.md"
                  "lrkit_train.json", "loss.jsonl", "provenance.json")
 
 
+def describe_base(adapter: Path, experiment: dict, summary: dict) -> None:
+    """Name the Hub model the adapter belongs to (the run's base was a local folder), say
+    which weights it was trained on, and put the base expert's accuracy beside the tuned one."""
+    hub_name = (experiment.get("pair_build") or {}).get("expert")
+    config_path = adapter / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    local = config.get("base_model_name_or_path")
+    if hub_name:
+        config["base_model_name_or_path"] = hub_name
+        config_path.write_text(json.dumps(config, indent=2) + "\n")
+    built = json.loads((Path(local) / "lrkit_pair.json").read_text()) if local and (
+        Path(local) / "lrkit_pair.json").is_file() else None
+    lines = ["", "## Against the base expert", "",
+             f"Same {summary['test_problems']} held-out problems, greedy, {summary['dtype']}: base "
+             f"{100 * summary['base_accuracy']:.1f}%, tuned {100 * summary['tuned_accuracy']:.1f}%; "
+             f"fixed {summary['fixed']}, broken {summary['broken']}, exact McNemar p = {summary['mcnemar_p']:.3g}.",
+             "", "The whole experiment, the scout's prediction and what the statistics say: "
+             "docs/REAL_PAIR.md in the lrkit repository.", ""]
+    if built:
+        lines += ["## The weights it was trained on", "",
+                  f"Not the Hub checkpoint itself: `lrkit pair prepare {summary['pair']}` rebuilds {hub_name} "
+                  f"from the GGUF file `{built['source']}` (sha256 `{built['sha256']}`), dequantized to "
+                  f"{built['dtype']}. On the Hub's own weights the adapter applies (same shapes), "
+                  "but it was not evaluated there.", ""]
+    with (adapter / "README.md").open("a") as handle:
+        handle.write("\n".join(lines))
+
+
 def main(argv=None) -> int:
     from lrkit.evaluation import EvalResult
     from lrkit.stages.cards import add_evaluation
@@ -57,6 +85,7 @@ def main(argv=None) -> int:
             shutil.copy2(model / "adapter" / name, adapter / name)
     tuned = EvalResult.load(model / "eval")
     add_evaluation(adapter, tuned, f"{tuned.n} GSM8K train problems held out (experiment test set)", "openai/gsm8k")
+    describe_base(adapter, results["experiment"], summary)
 
     evals = {"base": run / "base" / "eval", "tuned": model / "eval",
              "decoding": next(run.glob("decoding-alpha*"), run) / "eval",
