@@ -988,8 +988,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def entry() -> None:
     """The `lrkit` console script and `python -m lrkit`: :func:`main`, then exit with its status.
 
-    Under a launcher a rank leaves with ``os._exit`` once its files are written, its group
-    left and its output flushed. Python's own shutdown could otherwise meet a gloo worker
+    Under a launcher a rank that succeeded leaves with ``os._exit`` once its files are
+    written, its group left and its output flushed. Python's own shutdown could otherwise meet a gloo worker
     thread that is still releasing the last collective's tensors: it needs the GIL, the
     finalising interpreter ends that thread, and the process aborts ("terminate called
     without an active exception", SIGABRT) after a run that succeeded. Seen in about one
@@ -1001,7 +1001,10 @@ def entry() -> None:
     from lrkit import distributed
 
     status = main()
-    if distributed.launched():
+    # Only after a success: on an error path the other ranks' launcher stops them once this
+    # one exits, and a rank that left at once could cut rank 0 off before it printed the
+    # error line (seen in CI with os._exit there).
+    if status == 0 and distributed.launched():
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         os._exit(status)
