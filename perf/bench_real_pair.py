@@ -140,17 +140,19 @@ def part_evaluation(args) -> dict:
 
     stop_ids = stop_token_ids(pair.expert, pair.tokenizer)
 
+    made = {}  # what the last timed run of each side produced
+
     def floor() -> float:
         start = time.perf_counter()
         rows = plain_generate(pair.expert, pair.tokenizer, [prompts[i] for i in order], config.max_new_tokens)
         seconds = time.perf_counter() - start
-        floor.tokens = generated_tokens(rows, stop_ids)
+        made["floor_tokens"] = generated_tokens(rows, stop_ids)
         return seconds
 
     def lrkit() -> float:
         start = time.perf_counter()
-        lrkit.result = evaluate(pair.expert, problems, replace(config, batch_size=len(problems)),
-                                tokenizer=pair.tokenizer, progress=False)
+        made["result"] = evaluate(pair.expert, problems, replace(config, batch_size=len(problems)),
+                                  tokenizer=pair.tokenizer, progress=False)
         return time.perf_counter() - start
 
     # ABBA order (floor, lrkit, lrkit, floor, ...): a drift of the machine over the run
@@ -160,9 +162,9 @@ def part_evaluation(args) -> dict:
         first, second = ((floor, floor_s), (lrkit, lrkit_s)) if i % 2 == 0 else ((lrkit, lrkit_s), (floor, floor_s))
         for run, times in (first, second):
             times.append(run())
-    result = lrkit.result
+    result = made["result"]
     tokens = int(result.df["n_tokens"].sum())
-    assert tokens == floor.tokens, "lrkit and plain generate must decode the same tokens"
+    assert tokens == made["floor_tokens"], "lrkit and plain generate must decode the same tokens"
     mean_floor, mean_lrkit = sum(floor_s) / len(floor_s), sum(lrkit_s) / len(lrkit_s)
     return {"problems": len(problems), "generated_tokens": tokens, "hit_limit": result.n_hit_limit,
             "plain_generate_s": mean_floor, "lrkit_evaluate_s": mean_lrkit, "ratio": mean_lrkit / mean_floor,

@@ -56,6 +56,18 @@ def describe_base(adapter: Path, experiment: dict, summary: dict) -> None:
         handle.write("\n".join(lines))
 
 
+def make_portable(folder: Path, run: Path) -> None:
+    """Machine paths out of the published text files: the experiment folder becomes
+    ``<run>``, the home folder ``~`` (the pair's weights stay findable as
+    ``~/.cache/lrkit/pairs/NAME``, where ``lrkit pair prepare`` puts them)."""
+    for path in folder.rglob("*"):
+        if path.suffix in (".json", ".jsonl", ".md") and path.is_file():
+            text = path.read_text()
+            portable = text.replace(str(run.resolve()), "<run>").replace(str(Path.home()), "~")
+            if portable != text:
+                path.write_text(portable)
+
+
 def main(argv=None) -> int:
     from lrkit.evaluation import EvalResult
     from lrkit.stages.cards import add_evaluation
@@ -96,6 +108,7 @@ def main(argv=None) -> int:
             (to / "eval" / label).mkdir(parents=True, exist_ok=True)
             for name in ("results.jsonl", "summary.json"):
                 shutil.copy2(folder / name, to / "eval" / label / name)
+    make_portable(to, run)
     size = sum(p.stat().st_size for p in to.rglob("*") if p.is_file())
     print(f"published {to} ({size / 1e6:.1f} MB)")
     return 0
